@@ -1,0 +1,196 @@
+"""The engine: venue feeds for one instrument, merged into one top-N book.
+
+The engine is the library object that the server, the CLIs and a trading bot
+all use. It holds no global state and runs inside the caller's event loop::
+
+    engine = Engine("ethbtc", [VenueEndpoint(binance.SPEC), VenueEndpoint(bitstamp.SPEC)])
+    await engine.start()
+    async for book in engine.books():   # MergedBook, newest first when behind
+        ...
+    await engine.stop()
+
+Wiring (one topology; others are other wirings of the same parts)::
+
+    WsConnection -> Feed -> TopNListener --SlotQueue (MPSC, conflating)--> Aggregator
+        --> sinks: FanOut[MergedBook] (SPMC, bounded, conflating) and any callback
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from dragonfly.core.aggregator import Aggregator
+from dragonfly.core.errors import ConfigError, SubscribeError
+from dragonfly.core.fanout import FanOut, Subscription
+from dragonfly.core.feed import Feed
+from dragonfly.core.listener import TopNListener
+from dragonfly.core.types import MergedBook
+from dragonfly.core.venue import VenueSpec
+
+log = logging.getLogger("dragonfly.engine")
+
+_INSTRUMENT = re.compile(r"^[a-z0-9]{2,32}$")
+
+
+def normalise_instrument(text: str) -> str:
+    """Return the normalised instrument name: ``"ETH/BTC"`` -> ``"ethbtc"``."""
+    name = re.sub(r"[\s/_\-]", "", text).lower()
+    if not _INSTRUMENT.match(name):
+        raise ConfigError(
+            f"invalid instrument {text!r}: expected letters and digits like 'ethbtc' or 'ETH/BTC'"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class VenueEndpoint:
+    """A venue and where to reach it (``None``: the venue's live endpoints)."""
+
+    spec: VenueSpec
+    ws_url: str | None = None
+    rest_url: str | None = None
+    ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
+
+
+class Engine:
+    """Keep the merged top-N book of ``instrument`` across ``venues`` (see module doc)."""
+
+    def __init__(
+        self,
+        instrument: str,
+        venues: Sequence[VenueEndpoint | VenueSpec],
+        *,
+        depth: int = 10,
+        ssl_context: ssl.SSLContext | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.instrument = normalise_instrument(instrument)
+        endpoints = [v if isinstance(v, VenueEndpoint) else VenueEndpoint(v) for v in venues]
+        if not endpoints:
+            raise ConfigError("no venues given")
+        names = [e.spec.name for e in endpoints]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"a venue is listed twice: {', '.join(names)}")
+        if depth < 1:
+            raise ConfigError(f"depth must be at least 1, got {depth}")
+        for e in endpoints:
+            if depth > e.spec.max_depth:
+                raise ConfigError(
+                    f"depth {depth} is deeper than {e.spec.name}'s snapshot channel "
+                    f"({e.spec.max_depth} levels)"
+                )
+        self.depth = depth
+        self._endpoints = endpoints
+        self._ssl_context = ssl_context
+        self._connect_timeout = connect_timeout
+        self.aggregator = Aggregator(self.instrument, names, depth)
+        self._fanout: FanOut[MergedBook] = FanOut(maxlen=1)
+        self.aggregator.add_sink(self._fanout.publish)
+        self.feeds: dict[str, Feed] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+
+    # -- consuming ---------------------------------------------------------
+
+    def add_sink(self, sink: Callable[[MergedBook], None]) -> None:
+        """Call ``sink(book)`` synchronously for every merged update (keep it fast)."""
+        self.aggregator.add_sink(sink)
+
+    def books(self, maxlen: int = 1) -> Subscription[MergedBook]:
+        """Subscribe to merged updates; a slow reader gets the newest ``maxlen``."""
+        return self._fanout.subscribe(maxlen)
+
+    @property
+    def latest(self) -> MergedBook | None:
+        """The last merged book published, or ``None`` before the first."""
+        return self.aggregator.last
+
+    # -- life cycle --------------------------------------------------------
+
+    async def start(self, wait: float = 10.0) -> dict[str, str | None]:
+        """Connect every venue; wait up to ``wait`` s for each to accept or reject.
+
+        Returns ``{venue: None (subscribed) | reason}``; a venue still
+        connecting after ``wait`` reports its last error and keeps trying in
+        the background. Raises :class:`SubscribeError` when every venue
+        rejected the instrument (the engine is stopped then).
+        """
+        if self._started:
+            raise RuntimeError("engine already started")
+        self._started = True
+        for endpoint in self._endpoints:
+            spec = endpoint.spec
+            listener = TopNListener(
+                spec.name,
+                spec.make_decoder(self.depth),
+                self.aggregator.producers[spec.name],
+            )
+            feed = Feed(
+                spec,
+                self.instrument,
+                listener,
+                ws_url=endpoint.ws_url,
+                rest_url=endpoint.rest_url,
+                ssl_context=endpoint.ssl_context or self._ssl_context,
+                connect_timeout=self._connect_timeout,
+            )
+            self.feeds[spec.name] = feed
+            self._tasks.append(asyncio.create_task(feed.run(), name=f"feed-{spec.name}"))
+        outcomes = [f.outcome for f in self.feeds.values()]
+        await asyncio.wait(outcomes, timeout=wait)
+        report: dict[str, str | None] = {}
+        for name, feed in self.feeds.items():
+            if feed.outcome.done():
+                report[name] = feed.outcome.result()
+            else:
+                report[name] = feed.last_error or "no answer yet"
+        rejected = [f for f in self.feeds.values() if f.outcome.done() and f.outcome.result()]
+        if len(rejected) == len(self.feeds):
+            await self.stop()
+            raise SubscribeError("; ".join(str(f.outcome.result()) for f in rejected))
+        return report
+
+    async def stop(self) -> None:
+        """Disconnect every venue and end every subscription to :meth:`books`."""
+        for feed in self.feeds.values():
+            feed.stop()
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=5.0)
+            for task in pending:
+                task.cancel()
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("feed task failed", exc_info=task.exception())
+        self._tasks.clear()
+        self._fanout.close()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def status(self) -> dict[str, dict[str, object]]:
+        """Per-venue state and counters, for logs and health checks."""
+        out: dict[str, dict[str, object]] = {}
+        for name, feed in self.feeds.items():
+            lst = feed.listener
+            out[name] = {
+                "state": feed.state.value,
+                "in_merge": lst.has_book,
+                "frames": lst.frames,
+                "books": lst.books,
+                "changes": lst.changes,
+                "malformed": lst.malformed,
+                "connects": feed.stats.connects,
+                "disconnects": feed.stats.disconnects,
+                "connect_failures": feed.stats.connect_failures,
+                "last_error": feed.last_error,
+            }
+        return out

@@ -1,0 +1,261 @@
+"""Layer 2: subscribe one venue to one instrument and keep it subscribed.
+
+A :class:`Feed` owns a :class:`~dragonfly.core.ws.WsConnection` (layer 1)
+and a :class:`~dragonfly.core.listener.TopNListener` (layer 3). On every
+(re)connect it sends the venue's subscribe frames, waits for the ack, sends
+application heartbeats if the venue wants them, and reads control frames
+(acks, rejections, reconnect requests). Book frames go straight to the
+listener. It knows no venue by name: everything venue-specific comes from
+the :class:`~dragonfly.core.venue.VenueSpec`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+import ssl
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from dragonfly.core.backoff import Backoff
+from dragonfly.core.errors import HttpError
+from dragonfly.core.http import http_get
+from dragonfly.core.listener import TopNListener
+from dragonfly.core.logs import RateLimitedLog
+from dragonfly.core.venue import ControlKind, VenueSpec
+from dragonfly.core.ws import WsConnection
+
+
+class FeedState(enum.Enum):
+    """Where a feed is in its life."""
+
+    STARTING = "starting"
+    CONNECTING = "connecting"
+    SUBSCRIBING = "subscribing"
+    LIVE = "live"
+    REJECTED = "rejected"
+    STOPPED = "stopped"
+
+
+@dataclass
+class FeedStats:
+    """Counters of one feed (the listener keeps the per-frame ones)."""
+
+    connects: int = 0
+    disconnects: int = 0
+    connect_failures: int = 0
+    control_frames: int = 0
+    venue_errors: int = 0
+
+
+def rest_base_for(ws_url: str) -> str:
+    """The REST base a simulator or proxy serves beside ``ws_url`` (same host:port)."""
+    parts = urlsplit(ws_url)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    return f"{scheme}://{parts.netloc}"
+
+
+class Feed:
+    """Subscribe ``spec`` to ``instrument`` and feed ``listener`` (see module doc).
+
+    :attr:`outcome` resolves once: to ``None`` when the venue first accepts
+    the subscription, or to a one-line reason when it rejects the instrument.
+    Connection failures do not resolve it; they are retried with backoff and
+    reported through the log and :attr:`last_error`.
+    """
+
+    def __init__(
+        self,
+        spec: VenueSpec,
+        instrument: str,
+        listener: TopNListener,
+        *,
+        ws_url: str | None = None,
+        rest_url: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        backoff: Backoff | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.spec = spec
+        self.instrument = instrument
+        self.symbol = spec.venue_symbol(instrument)
+        self.listener = listener
+        self.ws_url = ws_url or spec.ws_url
+        if rest_url is None:
+            rest_url = rest_base_for(ws_url) if ws_url else spec.rest_url
+        self.rest_url = rest_url
+        self.ssl_context = ssl_context
+        self.state = FeedState.STARTING
+        self.stats = FeedStats()
+        self.last_error = ""
+        self.outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self.conn = WsConnection(
+            self.ws_url,
+            self,
+            ssl_context=ssl_context,
+            backoff=backoff,
+            connect_timeout=connect_timeout,
+        )
+        self._log = logging.getLogger(f"dragonfly.venue.{spec.name}")
+        self._fail_log = RateLimitedLog(self._log, interval=30.0)
+        self._on_book = listener.on_frame
+        self._timers: list[asyncio.TimerHandle] = []
+        self._stopped = False
+
+    @property
+    def name(self) -> str:
+        """The venue name."""
+        return self.spec.name
+
+    async def run(self) -> None:
+        """Check the symbol where the venue needs it, then stay connected until stopped."""
+        if self.spec.symbol_check is not None and not await self._symbol_listed():
+            return
+        self.state = FeedState.CONNECTING
+        await self.conn.run()
+        self.state = FeedState.STOPPED
+
+    def stop(self) -> None:
+        """Disconnect and stop reconnecting; the venue leaves the merge."""
+        self._stopped = True
+        self._cancel_timers()
+        self.conn.close()
+        if self.listener.has_book:
+            self.listener.withdraw()
+        if not self.outcome.done():
+            self.outcome.set_result("stopped before the venue answered")
+
+    # -- FrameHandler ------------------------------------------------------
+
+    def on_open(self, conn: WsConnection) -> None:
+        self.stats.connects += 1
+        self.state = FeedState.SUBSCRIBING
+        self._log.info("%s: connected to %s, subscribing to %s", self.name, self.ws_url, self.symbol)
+        for frame in self.spec.subscribe(self.symbol):
+            conn.send(frame)
+        loop = asyncio.get_running_loop()
+        self._timers.append(loop.call_later(self.spec.subscribe_timeout, self._ack_timeout))
+        if self.spec.heartbeat is not None:
+            self._timers.append(loop.call_later(self.spec.heartbeat_interval, self._heartbeat))
+
+    def on_frame(self, payload: bytes, recv_ns: int, last_in_buffer: bool) -> None:
+        if self._on_book(payload, recv_ns, last_in_buffer):
+            if self.state is not FeedState.LIVE:
+                self._subscribed()  # data before the ack counts as one
+            return
+        self._on_control(payload)
+        if last_in_buffer:
+            self.listener.end_burst()
+
+    def on_close(self, reason: str) -> None:
+        self._cancel_timers()
+        self.stats.disconnects += 1
+        if self.listener.has_book:
+            self.listener.withdraw()
+        if self._stopped or self.state is FeedState.REJECTED:
+            return
+        self.state = FeedState.CONNECTING
+        self.last_error = reason
+        self._log.warning("%s: disconnected (%s); reconnecting", self.name, reason)
+
+    def on_connect_failed(self, reason: str, retry_in: float) -> None:
+        self.stats.connect_failures += 1
+        self.last_error = f"cannot connect to {self.ws_url}: {reason}"
+        self._fail_log.warning("%s: %s; retrying in %.1fs", self.name, self.last_error, retry_in)
+
+    # -- control path ------------------------------------------------------
+
+    def _on_control(self, payload: bytes) -> None:
+        self.stats.control_frames += 1
+        ctl = self.spec.control(payload)
+        kind = ctl.kind
+        if kind is ControlKind.SUBSCRIBED:
+            self._subscribed()
+        elif kind is ControlKind.REJECTED:
+            self._reject(ctl.detail)
+        elif kind is ControlKind.RECONNECT:
+            self._log.info("%s: venue asked to reconnect", self.name)
+            self.conn.drop("venue requested reconnect")
+        elif kind is ControlKind.ERROR:
+            self.stats.venue_errors += 1
+            self._fail_log.warning("%s: venue error: %s", self.name, ctl.detail)
+
+    def _subscribed(self) -> None:
+        if self.state is FeedState.LIVE:
+            return
+        self.state = FeedState.LIVE
+        self.conn.backoff.reset()
+        self._log.info("%s: subscribed to %s", self.name, self.symbol)
+        if not self.outcome.done():
+            self.outcome.set_result(None)
+
+    def _reject(self, detail: str) -> None:
+        reason = f"{self.name} rejected instrument {self.instrument!r} ({self.symbol}): {detail}"
+        self.state = FeedState.REJECTED
+        self.last_error = reason
+        self._log.error("%s", reason)
+        if not self.outcome.done():
+            self.outcome.set_result(reason)
+        self.stop()
+        self.state = FeedState.REJECTED
+
+    def _ack_timeout(self) -> None:
+        if self.state is FeedState.SUBSCRIBING:
+            self._fail_log.warning(
+                "%s: no subscription ack for %s within %gs; reconnecting",
+                self.name,
+                self.symbol,
+                self.spec.subscribe_timeout,
+            )
+            self.conn.drop("subscription ack timed out")
+
+    def _heartbeat(self) -> None:
+        heartbeat = self.spec.heartbeat
+        if heartbeat is None or self._stopped:
+            return
+        self.conn.send(heartbeat)
+        loop = asyncio.get_running_loop()
+        self._timers = [t for t in self._timers if not t.cancelled()]
+        self._timers.append(loop.call_later(self.spec.heartbeat_interval, self._heartbeat))
+
+    def _cancel_timers(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+
+    async def _symbol_listed(self) -> bool:
+        check = self.spec.symbol_check
+        assert check is not None
+        if not self.rest_url:
+            return True
+        url = self.rest_url.rstrip("/") + check.path.format(symbol=self.symbol)
+        try:
+            resp = await http_get(url, ssl_context=self.ssl_context)
+        except HttpError as exc:
+            self._log.warning(
+                "%s: cannot verify symbol %s (%s); subscribing anyway", self.name, self.symbol, exc
+            )
+            return True
+        reason = check.rejects(resp.status, resp.body)
+        if reason is not None:
+            self._reject(reason)
+            return False
+        if resp.status != 200:
+            self._log.warning(
+                "%s: symbol check %s answered HTTP %d; subscribing anyway: %.200s",
+                self.name,
+                url,
+                resp.status,
+                resp.body.decode("utf-8", "replace"),
+            )
+        return True
+
+
+def venue_error_text(payload: bytes) -> str:
+    """Best-effort one-line text of a venue's JSON error frame."""
+    try:
+        return json.dumps(json.loads(payload), separators=(",", ":"))[:300]
+    except ValueError:
+        return payload[:300].decode("utf-8", "replace")

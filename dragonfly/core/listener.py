@@ -1,0 +1,135 @@
+"""Layer 3: turn a venue's book frames into its top-N book; forward only changes.
+
+This is the hot path: one synchronous call per frame, no awaits, no logging
+per message (bad frames are counted and logged at a bounded rate).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from dragonfly.core.errors import ParseError
+from dragonfly.core.logs import RateLimitedLog
+from dragonfly.core.slots import SlotProducer
+from dragonfly.core.types import Side, VenueBook
+from dragonfly.core.venue import Decoder
+
+_isfinite = math.isfinite
+
+
+def check_book(bids: Side, asks: Side) -> str | None:
+    """Return why a top-N book cannot be trusted, or ``None`` if it is sound.
+
+    Sound means: prices strictly ordered (bids descending, asks ascending),
+    every price and amount finite and positive, and the venue's own book not
+    crossed or locked (best bid below best ask). A venue's own book is never
+    crossed; a crossed one is a corrupt frame, not a market state (unlike a
+    crossed merged book across venues, which is real and is published).
+    """
+    prev = math.inf
+    for price, amount in bids:
+        if not (0.0 < price < prev) or not (0.0 < amount < math.inf):
+            return "bids out of order or not positive finite"
+        prev = price
+    prev = 0.0
+    for price, amount in asks:
+        if not (prev < price < math.inf) or not (0.0 < amount < math.inf):
+            return "asks out of order or not positive finite"
+        prev = price
+    if bids and asks and bids[0][0] >= asks[0][0]:
+        return "venue book is crossed"
+    return None
+
+
+class TopNListener:
+    """Keep one venue's top N from its snapshot frames and forward changes.
+
+    ``on_frame`` returns ``True`` when the frame was a book (consumed, or
+    rejected as malformed and counted) and ``False`` when it is not a book
+    frame, so the feed subscriber can read it as a control frame.
+    Change detection compares levels (tuples of floats), not raw bytes: a
+    venue resending the same top N with a new update id forwards nothing.
+    """
+
+    __slots__ = (
+        "_asks",
+        "_bad_log",
+        "_bids",
+        "_decode",
+        "_out",
+        "books",
+        "changes",
+        "frames",
+        "malformed",
+        "venue",
+    )
+
+    def __init__(self, venue: str, decode: Decoder, out: SlotProducer[VenueBook]) -> None:
+        self.venue = venue
+        self._decode = decode
+        self._out = out
+        self._bids: Side | None = None
+        self._asks: Side | None = None
+        self.frames = 0  #: frames seen
+        self.books = 0  #: book frames decoded
+        self.changes = 0  #: top-N changes forwarded
+        self.malformed = 0  #: frames rejected as unreadable or unsound
+        self._bad_log = RateLimitedLog(logging.getLogger(f"dragonfly.venue.{venue}"))
+
+    @property
+    def has_book(self) -> bool:
+        """Whether a book is currently held (and so in the merge)."""
+        return self._bids is not None
+
+    def on_frame(self, payload: bytes, recv_ns: int, last_in_buffer: bool) -> bool:
+        """Handle one frame (hot path); see the class doc for the return value."""
+        self.frames += 1
+        try:
+            book = self._decode(payload)
+        except ParseError as exc:
+            self._reject(payload, str(exc))
+            return True
+        if book is None:
+            return False
+        self.books += 1
+        bids, asks = book
+        if bids != self._bids or asks != self._asks:
+            problem = check_book(bids, asks)
+            if problem is not None:
+                self._reject(payload, problem)
+                return True
+            self._bids = bids
+            self._asks = asks
+            self.changes += 1
+            self._out.put(VenueBook(self.venue, bids, asks, recv_ns))
+        if last_in_buffer:
+            self._out.end_burst()
+        return True
+
+    def end_burst(self) -> None:
+        """Let the consumer run (for a burst that ended on a non-book frame)."""
+        self._out.end_burst()
+
+    def withdraw(self) -> None:
+        """Drop the book (disconnect, resubscribe): the venue leaves the merge now."""
+        self._bids = None
+        self._asks = None
+        self._out.withdraw()
+
+    def _reject(self, payload: bytes, why: str) -> None:
+        # A bad frame changes nothing: the previous book stays, as received.
+        self.malformed += 1
+        self._bad_log.warning(
+            "%s: dropped a malformed frame (%s; %d so far): %.200r",
+            self.venue,
+            why,
+            self.malformed,
+            payload,
+        )
+
+
+def now_ns() -> int:
+    """Wall-clock nanoseconds, the time base of every stamp in dragonfly."""
+    return time.time_ns()

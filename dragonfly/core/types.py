@@ -1,0 +1,62 @@
+"""Values that cross layer boundaries: a venue's top of book and the merged book.
+
+Prices and amounts are Python floats. A venue quotes decimal strings; float
+keeps every price of the venues we serve exactly enough for ordering and for a
+``double`` on the wire (the gRPC API is ``double``), and costs one C call per
+value where ``Decimal`` costs an object and a context lookup. Levels are plain
+tuples, so comparing two books ("did the top N change?") is one C-level tuple
+comparison.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+#: One price level of one venue: ``(price, amount)``.
+Level = tuple[float, float]
+#: The levels of one side, best first.
+Side = tuple[Level, ...]
+
+
+class VenueBook(NamedTuple):
+    """The top N of one venue's book, as a feed listener forwards it.
+
+    ``bids`` are best (highest) first, ``asks`` best (lowest) first. ``recv_ns``
+    is ``time.perf_counter_ns()``-free wall time (``time.time_ns()``) at which
+    the frame that produced this book was received; it travels with the book so
+    the latency of every published update can be measured.
+    """
+
+    venue: str
+    bids: Side
+    asks: Side
+    recv_ns: int
+
+
+class MergedLevel(NamedTuple):
+    """One level of the merged book: a venue's price level tagged with the venue."""
+
+    exchange: str
+    price: float
+    amount: float
+
+
+class MergedBook(NamedTuple):
+    """The cross-venue top N, as the aggregator publishes it.
+
+    ``spread`` is ``best ask - best bid`` and may be zero or negative: venues
+    can be locked or crossed against each other, and that is published as is.
+    It is ``nan`` when either side of the merged book is empty.
+    ``sequence`` increases by one per published update of this aggregator.
+    ``recv_ns`` is the receive time of the newest frame that went into this
+    update; ``publish_ns`` is when the aggregator produced it (both
+    ``time.time_ns()``).
+    """
+
+    instrument: str
+    spread: float
+    bids: tuple[MergedLevel, ...]
+    asks: tuple[MergedLevel, ...]
+    sequence: int
+    recv_ns: int
+    publish_ns: int

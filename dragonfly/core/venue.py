@@ -1,0 +1,102 @@
+"""The contract between the generic layers and a venue module.
+
+A venue is data plus pure functions: a frozen :class:`VenueSpec` that says how
+to reach it (URLs), how to subscribe (frames), how to keep the connection
+alive (pings), how to name an instrument, and how to read its frames. The core
+layers (connection, feed subscriber, listener) drive any spec; they never test
+a venue's name.
+
+Two functions carry a venue's frames:
+
+* ``make_decoder(depth)`` returns the hot-path decoder for one connection: it
+  turns a book frame into ``(bids, asks)`` (top ``depth`` levels, best first,
+  floats) and returns ``None`` for a frame that is not a book (an ack, an
+  error, a heartbeat), which then goes to ``control``. It raises
+  :class:`~dragonfly.core.errors.ParseError` for a frame it cannot read. The
+  decoder is built once per connection so any parser state is reused.
+* ``control(payload)`` classifies a non-book frame into a :class:`Control`.
+  It is off the hot path and written for clarity.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from dragonfly.core.types import Side
+
+#: Hot-path decoder: payload -> ``(bids, asks)``, or ``None`` for a non-book frame.
+Decoder = Callable[[bytes], "tuple[Side, Side] | None"]
+
+
+class ControlKind(enum.Enum):
+    """What a non-book frame means to the feed subscriber."""
+
+    SUBSCRIBED = "subscribed"  #: the venue accepted the subscription
+    REJECTED = "rejected"  #: the venue refused the subscription (e.g. unknown instrument)
+    HEARTBEAT = "heartbeat"  #: keep-alive traffic; nothing to do
+    RECONNECT = "reconnect"  #: the venue asks the client to reconnect
+    ERROR = "error"  #: the venue reports an error that is not a rejection
+    IGNORED = "ignored"  #: a frame this adapter does not use
+
+
+class Control(NamedTuple):
+    """A classified non-book frame."""
+
+    kind: ControlKind
+    detail: str = ""
+
+
+class SymbolCheck(NamedTuple):
+    """How to ask a venue's REST API whether it lists a symbol.
+
+    ``path`` is appended to the REST base URL (``{symbol}`` is replaced).
+    ``rejects(status, body)`` returns a reason when the answer means the venue
+    does not list the symbol, else ``None``.
+    """
+
+    path: str
+    rejects: Callable[[int, bytes], str | None]
+
+
+@dataclass(frozen=True)
+class VenueSpec:
+    """Everything the generic layers need to know about one venue.
+
+    Attributes:
+        name: lower-case venue name, used in the merged book and in logs.
+        ws_url: the live WebSocket endpoint (the venue's current public docs).
+        rest_url: the live REST base URL, or ``None``.
+        symbol: instrument (``"ethbtc"``) -> the venue's symbol.
+        subscribe: venue symbol -> the frames that subscribe to the top-of-book
+            snapshot channel, sent in order after every (re)connect.
+        make_decoder: depth -> a fresh hot-path decoder (see module doc).
+        control: a non-book frame -> :class:`Control`.
+        max_depth: the deepest top-N the snapshot channel can serve.
+        heartbeat: an application-level keep-alive frame the client must send,
+            or ``None`` when WebSocket pings suffice.
+        heartbeat_interval: seconds between ``heartbeat`` frames.
+        symbol_check: an optional REST probe that tells whether the venue lists
+            a symbol (for venues that accept unknown symbols silently).
+        subscribe_timeout: seconds to wait for the subscription ack.
+    """
+
+    name: str
+    ws_url: str
+    rest_url: str | None
+    symbol: Callable[[str], str]
+    subscribe: Callable[[str], Sequence[bytes]]
+    make_decoder: Callable[[int], Decoder]
+    control: Callable[[bytes], Control]
+    max_depth: int
+    heartbeat: bytes | None = None
+    heartbeat_interval: float = 15.0
+    symbol_check: SymbolCheck | None = None
+    subscribe_timeout: float = 10.0
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    def venue_symbol(self, instrument: str) -> str:
+        """Map a normalised instrument (``ethbtc``) to this venue's symbol."""
+        return self.overrides.get(instrument) or self.symbol(instrument)

@@ -1,0 +1,140 @@
+"""Command-line configuration of the server: parsing and validation only."""
+
+from __future__ import annotations
+
+import argparse
+import ssl
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from dragonfly.core.engine import normalise_instrument
+from dragonfly.core.errors import ConfigError
+from dragonfly.venues import VENUES, get_venue
+
+DEFAULT_VENUES = ("binance", "bitstamp")
+
+
+@dataclass
+class ServeConfig:
+    """Everything ``python -m dragonfly.serve`` was asked to do."""
+
+    instrument: str
+    venues: list[str]
+    host: str = "0.0.0.0"
+    port: int = 50051
+    depth: int = 10
+    sim: bool = False
+    endpoints: dict[str, str] = field(default_factory=dict)
+    rest_endpoints: dict[str, str] = field(default_factory=dict)
+    ca_file: str | None = None
+    sim_period: float | None = None
+    log_level: str = "info"
+    start_timeout: float = 15.0
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client TLS context trusting ``ca_file`` in addition to nothing else, if given."""
+        if self.ca_file is None:
+            return None
+        try:
+            return ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot use --ca-file {self.ca_file!r}: {exc}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The server's argument parser."""
+    p = argparse.ArgumentParser(
+        prog="python -m dragonfly.serve",
+        description=(
+            "Stream the merged top-N order book of INSTRUMENT across venues over gRPC "
+            "(service orderbook.OrderbookAggregator/BookSummary)."
+        ),
+    )
+    p.add_argument("instrument", help="instrument, e.g. ethbtc (also ETH/BTC, eth-btc)")
+    p.add_argument("--host", default="0.0.0.0", help="gRPC listen address (default 0.0.0.0)")
+    p.add_argument("--port", type=int, default=50051, help="gRPC listen port (default 50051)")
+    p.add_argument(
+        "--venues",
+        default=",".join(DEFAULT_VENUES),
+        help=f"comma-separated venues (default {','.join(DEFAULT_VENUES)}; "
+        f"known: {','.join(sorted(VENUES))})",
+    )
+    p.add_argument("--depth", type=int, default=10, help="levels per side in the merged book (default 10)")
+    p.add_argument(
+        "--sim",
+        action="store_true",
+        help="run against the embedded venue simulator on loopback instead of the live venues",
+    )
+    p.add_argument("--sim-period", type=float, default=None, metavar="S",
+                   help="with --sim: publish period of every simulated venue in seconds")
+    p.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        metavar="VENUE=URL",
+        help="WebSocket endpoint of a venue (ws:// or wss://); repeatable; with --sim the "
+        "simulator serves only the venues not overridden",
+    )
+    p.add_argument(
+        "--rest-endpoint",
+        action="append",
+        default=[],
+        metavar="VENUE=URL",
+        help="REST base URL of a venue (default: the live one, or the host of --endpoint)",
+    )
+    p.add_argument("--ca-file", default=None, help="trust this CA/certificate for wss:// and https://")
+    p.add_argument("--start-timeout", type=float, default=15.0, metavar="S",
+                   help="seconds to wait for the venues to accept the subscription (default 15)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def _pairs(values: list[str], option: str, schemes: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        venue, sep, url = value.partition("=")
+        parts = urlsplit(url.strip())
+        if not sep or not venue.strip() or parts.scheme not in schemes or not parts.hostname:
+            raise ConfigError(
+                f"{option} expects VENUE=URL with a {' or '.join(s + '://' for s in schemes)} URL, "
+                f"got {value!r}"
+            )
+        try:
+            parts.port  # noqa: B018 (validates the port number)
+        except ValueError:
+            raise ConfigError(f"{option}: bad port in {url!r}") from None
+        out[get_venue(venue).name] = url.strip()
+    return out
+
+
+def parse_config(argv: list[str] | None = None) -> ServeConfig:
+    """Parse and validate ``argv``; raise :class:`ConfigError` with one clear line."""
+    args = build_parser().parse_args(argv)
+    venues = [get_venue(v).name for v in args.venues.split(",") if v.strip()]
+    if not venues:
+        raise ConfigError("--venues names no venue")
+    if len(set(venues)) != len(venues):
+        raise ConfigError(f"--venues lists a venue twice: {args.venues}")
+    endpoints = _pairs(args.endpoint, "--endpoint", ("ws", "wss"))
+    rest = _pairs(args.rest_endpoint, "--rest-endpoint", ("http", "https"))
+    for name in [*endpoints, *rest]:
+        if name not in venues:
+            raise ConfigError(f"an endpoint is given for {name}, which is not in --venues")
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be 0..65535, got {args.port}")
+    if args.sim_period is not None and args.sim_period <= 0:
+        raise ConfigError("--sim-period must be positive")
+    return ServeConfig(
+        instrument=normalise_instrument(args.instrument),
+        venues=venues,
+        host=args.host,
+        port=args.port,
+        depth=args.depth,
+        sim=args.sim,
+        endpoints=endpoints,
+        rest_endpoints=rest,
+        ca_file=args.ca_file,
+        sim_period=args.sim_period,
+        log_level=args.log_level,
+        start_timeout=args.start_timeout,
+    )

@@ -1,0 +1,110 @@
+"""Binance spot: the ``<symbol>@depth20@100ms`` partial book depth stream.
+
+Live endpoints (Binance spot API docs): WebSocket ``wss://stream.binance.com:9443``,
+raw stream path ``/ws`` with a ``SUBSCRIBE`` request; REST ``https://api.binance.com``.
+The server pings every 20 s and expects a pong within a minute (picows answers).
+
+Binance acknowledges a subscription to a symbol it does not list and then
+sends nothing, so the symbol is first checked with REST ``exchangeInfo``
+(``-1121 Invalid symbol.``).
+
+Parsing: a depth20 frame is small and fixed-shape, and converting 40 price
+strings to floats dominates its cost. A typed msgspec decode converts the
+strings in C while decoding (~6 µs for 20+20 levels here) where lazy simdjson
+plus ``float()`` on the top 10 costs ~17 µs (``latency/bench_parse.py``), so
+this venue uses msgspec.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import msgspec
+
+from dragonfly.core.errors import ParseError
+from dragonfly.core.types import Side
+from dragonfly.core.venue import Control, ControlKind, Decoder, SymbolCheck, VenueSpec
+
+#: Binance serves 5, 10 or 20 levels on this channel; the issue asks for 20.
+CHANNEL_DEPTH = 20
+SUBSCRIBE_ID = 1
+
+
+class _Depth(msgspec.Struct):
+    lastUpdateId: int  # noqa: N815 (the venue's field name)
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+
+
+def stream_name(symbol: str) -> str:
+    """The partial-depth stream of ``symbol`` (stream names are lower case)."""
+    return f"{symbol.lower()}@depth{CHANNEL_DEPTH}@100ms"
+
+
+def subscribe(symbol: str) -> Sequence[bytes]:
+    """The SUBSCRIBE request for the depth stream."""
+    request = {"method": "SUBSCRIBE", "params": [stream_name(symbol)], "id": SUBSCRIBE_ID}
+    return [json.dumps(request, separators=(",", ":")).encode()]
+
+
+def make_decoder(depth: int) -> Decoder:
+    """Build the msgspec decoder of depth frames for one connection."""
+    decode_depth = msgspec.json.Decoder(_Depth, strict=False).decode
+
+    def decode(payload: bytes) -> tuple[Side, Side] | None:
+        try:
+            msg = decode_depth(payload)
+        except msgspec.DecodeError as exc:
+            if b'"lastUpdateId"' in payload or b'"bids"' in payload:
+                raise ParseError(f"bad depth frame: {exc}") from None
+            return None  # an ack or an error: a control frame
+        return tuple(msg.bids[:depth]), tuple(msg.asks[:depth])
+
+    return decode
+
+
+def control(payload: bytes) -> Control:
+    """Classify a non-depth frame: a request's result or error."""
+    try:
+        msg = json.loads(payload)
+    except ValueError:
+        return Control(ControlKind.ERROR, f"unreadable frame {payload[:100]!r}")
+    if not isinstance(msg, dict):
+        return Control(ControlKind.IGNORED)
+    if "error" in msg:
+        err = msg["error"]
+        detail = f"{err.get('msg', err)} (code {err.get('code')})" if isinstance(err, dict) else str(err)
+        kind = ControlKind.REJECTED if msg.get("id") == SUBSCRIBE_ID else ControlKind.ERROR
+        return Control(kind, detail)
+    if msg.get("id") == SUBSCRIBE_ID and "result" in msg:
+        return Control(ControlKind.SUBSCRIBED)
+    return Control(ControlKind.IGNORED)
+
+
+def symbol_rejected(status: int, body: bytes) -> str | None:
+    """Read an ``exchangeInfo?symbol=`` answer: a reason if the symbol is not tradable."""
+    try:
+        msg = json.loads(body)
+    except ValueError:
+        return None
+    if status == 400 and isinstance(msg, dict) and msg.get("code") == -1121:
+        return f"not listed ({msg.get('msg', 'Invalid symbol.')})"
+    if status == 200 and isinstance(msg, dict):
+        symbols = msg.get("symbols") or []
+        if symbols and isinstance(symbols[0], dict) and symbols[0].get("status") != "TRADING":
+            return f"not trading (status {symbols[0].get('status')})"
+    return None
+
+
+SPEC = VenueSpec(
+    name="binance",
+    ws_url="wss://stream.binance.com:9443/ws",
+    rest_url="https://api.binance.com",
+    symbol=str.upper,
+    subscribe=subscribe,
+    make_decoder=make_decoder,
+    control=control,
+    max_depth=CHANNEL_DEPTH,
+    symbol_check=SymbolCheck("/api/v3/exchangeInfo?symbol={symbol}", symbol_rejected),
+)

@@ -1,0 +1,127 @@
+"""Merge order, ties, withdrawal and crossed merged books."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dragonfly.core.aggregator import Aggregator
+from dragonfly.core.types import MergedBook, MergedLevel, VenueBook
+
+
+def feed(agg: Aggregator, venue: str, bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> None:
+    producer = agg.producers[venue]
+    producer.put(VenueBook(venue, tuple(bids), tuple(asks), 123))
+    producer.end_burst()
+
+
+def collect(agg: Aggregator) -> list[MergedBook]:
+    out: list[MergedBook] = []
+    agg.add_sink(out.append)
+    return out
+
+
+def test_merges_by_price_across_venues() -> None:
+    agg = Aggregator("ethbtc", ["binance", "bitstamp"], depth=3)
+    out = collect(agg)
+    feed(agg, "binance", [(10.0, 1.0), (9.0, 1.0), (8.0, 1.0)], [(11.0, 1.0), (12.0, 1.0)])
+    feed(agg, "bitstamp", [(9.5, 2.0), (7.0, 1.0)], [(10.5, 3.0), (13.0, 1.0)])
+    book = out[-1]
+    assert [(lv.exchange, lv.price) for lv in book.bids] == [
+        ("binance", 10.0),
+        ("bitstamp", 9.5),
+        ("binance", 9.0),
+    ]
+    assert [(lv.exchange, lv.price) for lv in book.asks] == [
+        ("bitstamp", 10.5),
+        ("binance", 11.0),
+        ("binance", 12.0),
+    ]
+    assert book.spread == pytest.approx(0.5)
+    assert book.instrument == "ethbtc"
+    assert book.sequence == 2
+
+
+def test_ties_amount_descending_then_venue_name() -> None:
+    agg = Aggregator("ethbtc", ["zeta", "alpha", "mid"], depth=4)
+    out = collect(agg)
+    feed(agg, "zeta", [(10.0, 5.0)], [(11.0, 1.0)])
+    feed(agg, "alpha", [(10.0, 1.0)], [(11.0, 1.0)])
+    feed(agg, "mid", [(10.0, 1.0)], [(11.0, 2.0)])
+    book = out[-1]
+    assert book.bids == (
+        MergedLevel("zeta", 10.0, 5.0),
+        MergedLevel("alpha", 10.0, 1.0),
+        MergedLevel("mid", 10.0, 1.0),
+    )
+    assert book.asks == (
+        MergedLevel("mid", 11.0, 2.0),
+        MergedLevel("alpha", 11.0, 1.0),
+        MergedLevel("zeta", 11.0, 1.0),
+    )
+
+
+def test_crossed_and_locked_merged_books_are_published() -> None:
+    agg = Aggregator("ethbtc", ["a", "b"], depth=2)
+    out = collect(agg)
+    feed(agg, "a", [(100.0, 1.0)], [(101.0, 1.0)])
+    feed(agg, "b", [(101.0, 1.0)], [(102.0, 1.0)])  # locked across venues
+    assert out[-1].spread == 0.0
+    feed(agg, "b", [(101.5, 1.0)], [(102.0, 1.0)])  # crossed across venues
+    assert out[-1].spread == pytest.approx(-0.5)
+    assert out[-1].bids[0] == MergedLevel("b", 101.5, 1.0)
+
+
+def test_withdrawn_venue_leaves_the_merge_and_returns() -> None:
+    agg = Aggregator("ethbtc", ["a", "b"], depth=2)
+    out = collect(agg)
+    feed(agg, "a", [(100.0, 1.0)], [(101.0, 1.0)])
+    feed(agg, "b", [(100.5, 1.0)], [(100.8, 1.0)])
+    assert {lv.exchange for lv in out[-1].bids} == {"a", "b"}
+    agg.producers["b"].withdraw()
+    assert {lv.exchange for lv in out[-1].bids + out[-1].asks} == {"a"}
+    agg.producers["a"].withdraw()
+    assert out[-1].bids == () and out[-1].asks == ()
+    assert math.isnan(out[-1].spread)
+    feed(agg, "b", [(99.0, 1.0)], [(99.5, 1.0)])
+    assert out[-1].bids == (MergedLevel("b", 99.0, 1.0),)
+
+
+def test_publishes_only_when_the_merged_top_n_changes() -> None:
+    agg = Aggregator("ethbtc", ["a", "b"], depth=1)
+    out = collect(agg)
+    feed(agg, "a", [(100.0, 1.0), (99.0, 1.0)], [(101.0, 1.0)])
+    feed(agg, "b", [(90.0, 1.0)], [(110.0, 1.0)])  # below a's top 1 on both sides
+    feed(agg, "a", [(100.0, 1.0), (98.0, 1.0)], [(101.0, 1.0)])  # change below the top 1
+    assert len(out) == 1
+    feed(agg, "a", [(100.0, 2.0)], [(101.0, 1.0)])
+    assert len(out) == 2 and out[-1].sequence == 2
+
+
+def test_burst_is_one_recompute() -> None:
+    agg = Aggregator("ethbtc", ["a"], depth=1)
+    out = collect(agg)
+    producer = agg.producers["a"]
+    for i in range(5):
+        producer.put(VenueBook("a", ((100.0 + i, 1.0),), ((200.0, 1.0),), i))
+    assert out == []
+    producer.end_burst()
+    assert len(out) == 1 and out[0].bids[0].price == 104.0 and out[0].recv_ns == 4
+
+
+def test_a_failing_sink_does_not_stop_the_others() -> None:
+    agg = Aggregator("ethbtc", ["a"], depth=1)
+
+    def broken(book: MergedBook) -> None:
+        raise RuntimeError("consumer bug")
+
+    agg.add_sink(broken)
+    out = collect(agg)
+    feed(agg, "a", [(1.0, 1.0)], [(2.0, 1.0)])
+    assert len(out) == 1
+
+
+def test_rejects_bad_depth() -> None:
+    with pytest.raises(ValueError):
+        Aggregator("ethbtc", ["a"], depth=0)

@@ -1,0 +1,77 @@
+"""Top-N change detection and malformed-frame handling in the feed listener."""
+
+from __future__ import annotations
+
+import json
+
+from dragonfly.core.aggregator import Aggregator
+from dragonfly.core.listener import TopNListener, check_book
+from dragonfly.core.types import MergedBook
+from dragonfly.venues import binance
+
+
+def depth_frame(bids: list[tuple[str, str]], asks: list[tuple[str, str]], update_id: int = 1) -> bytes:
+    return json.dumps({"lastUpdateId": update_id, "bids": bids, "asks": asks}).encode()
+
+
+def make(depth: int = 2) -> tuple[TopNListener, list[MergedBook]]:
+    agg = Aggregator("ethbtc", ["binance"], depth=depth)
+    out: list[MergedBook] = []
+    agg.add_sink(out.append)
+    return TopNListener("binance", binance.make_decoder(depth), agg.producers["binance"]), out
+
+
+def test_forwards_only_when_top_n_levels_change() -> None:
+    lst, out = make(depth=2)
+    frame = depth_frame([("10", "1"), ("9", "1"), ("8", "1")], [("11", "1"), ("12", "1")], 1)
+    assert lst.on_frame(frame, 1, True)
+    assert len(out) == 1
+    # Same levels, new update id: not a change.
+    lst.on_frame(depth_frame([("10.0", "1.00"), ("9", "1"), ("8", "1")], [("11", "1"), ("12", "1")], 2), 2, True)
+    # Change below the top 2 only: not a change either.
+    lst.on_frame(depth_frame([("10", "1"), ("9", "1"), ("7", "5")], [("11", "1"), ("12", "1")], 3), 3, True)
+    assert len(out) == 1 and lst.changes == 1 and lst.books == 3
+    lst.on_frame(depth_frame([("10", "2"), ("9", "1")], [("11", "1"), ("12", "1")], 4), 4, True)
+    assert len(out) == 2 and out[-1].bids[0].amount == 2.0
+
+
+def test_non_book_frame_is_handed_back() -> None:
+    lst, out = make()
+    assert lst.on_frame(b'{"result":null,"id":1}', 1, True) is False
+    assert out == [] and lst.malformed == 0
+
+
+def test_malformed_frames_are_counted_and_keep_the_book() -> None:
+    lst, out = make()
+    lst.on_frame(depth_frame([("10", "1")], [("11", "1")]), 1, True)
+    before = out[-1]
+    bad = [
+        b'{"lastUpdateId":2,"bids":[["x","1"]],"asks":[]}',  # not a number
+        b'{"lastUpdateId":2,"bids":[["10"]],"asks":[]}',  # short level
+        b'{"lastUpdateId":2,"bids":',  # truncated
+        depth_frame([("12", "1")], [("11", "1")]),  # crossed venue book
+        depth_frame([("9", "1"), ("10", "1")], [("11", "1")]),  # bids out of order
+        depth_frame([("10", "-1")], [("11", "1")]),  # negative amount
+        depth_frame([("nan", "1")], [("11", "1")]),  # not finite
+    ]
+    for frame in bad:
+        assert lst.on_frame(frame, 2, True)
+    assert lst.malformed == len(bad)
+    assert out[-1] is before
+    lst.on_frame(depth_frame([("10", "3")], [("11", "1")]), 3, True)
+    assert out[-1].bids[0].amount == 3.0
+
+
+def test_withdraw_removes_the_venue() -> None:
+    lst, out = make()
+    lst.on_frame(depth_frame([("10", "1")], [("11", "1")]), 1, True)
+    lst.withdraw()
+    assert not lst.has_book and out[-1].bids == ()
+
+
+def test_check_book() -> None:
+    assert check_book(((2.0, 1.0), (1.0, 1.0)), ((3.0, 1.0),)) is None
+    assert check_book((), ()) is None
+    assert check_book(((2.0, 1.0),), ((2.0, 1.0),)) == "venue book is crossed"
+    assert check_book(((1.0, 1.0), (1.0, 1.0)), ()) is not None  # duplicate price
+    assert check_book((), ((3.0, 0.0),)) is not None  # zero amount

@@ -1,0 +1,150 @@
+"""Venue parsers against the venues' documented message shapes, and fuzzed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dragonfly.core.errors import ParseError
+from dragonfly.core.venue import ControlKind
+from dragonfly.venues import VENUES, binance, bitstamp, get_venue
+from dragonfly.core.errors import ConfigError
+
+# The partial book depth payload as documented by Binance (spot, web-socket-streams).
+BINANCE_DOC = b"""{
+  "lastUpdateId": 160,
+  "bids": [["0.0024", "10"]],
+  "asks": [["0.0026", "100"]]
+}"""
+
+# Bitstamp WebSocket API v2, order_book channel event.
+BITSTAMP_DOC = json.dumps(
+    {
+        "data": {
+            "timestamp": "1641343691",
+            "microtimestamp": "1641343691123456",
+            "bids": [["0.07131000", "1.50000000"], ["0.07130000", "0.25000000"], ["0.07120000", "3"]],
+            "asks": [["0.07140000", "2.00000000"], ["0.07150000", "0.10000000"]],
+        },
+        "channel": "order_book_ethbtc",
+        "event": "data",
+    }
+).encode()
+
+
+def test_binance_documented_depth_message() -> None:
+    decode = binance.make_decoder(10)
+    assert decode(BINANCE_DOC) == (((0.0024, 10.0),), ((0.0026, 100.0),))
+
+
+def test_binance_reads_only_top_n() -> None:
+    levels = [[f"{1 - i / 100:.8f}", "1.00000000"] for i in range(20)]
+    frame = json.dumps({"lastUpdateId": 1, "bids": levels, "asks": []}).encode()
+    bids, asks = binance.make_decoder(5)(frame) or ((), ())
+    assert len(bids) == 5 and bids[0] == (1.0, 1.0) and asks == ()
+
+
+def test_binance_subscribe_and_control() -> None:
+    (frame,) = binance.subscribe("ETHBTC")
+    assert json.loads(frame) == {"method": "SUBSCRIBE", "params": ["ethbtc@depth20@100ms"], "id": 1}
+    assert binance.make_decoder(10)(b'{"result":null,"id":1}') is None
+    assert binance.control(b'{"result":null,"id":1}').kind is ControlKind.SUBSCRIBED
+    err = binance.control(b'{"error":{"code":2,"msg":"Invalid request"},"id":1}')
+    assert err.kind is ControlKind.REJECTED and "Invalid request" in err.detail
+    assert binance.control(b'{"error":{"code":3,"msg":"Invalid JSON"}}').kind is ControlKind.ERROR
+    assert binance.SPEC.venue_symbol("ethbtc") == "ETHBTC"
+
+
+def test_binance_symbol_check() -> None:
+    assert binance.symbol_rejected(400, b'{"code":-1121,"msg":"Invalid symbol."}') == "not listed (Invalid symbol.)"
+    ok = b'{"symbols":[{"symbol":"ETHBTC","status":"TRADING"}]}'
+    assert binance.symbol_rejected(200, ok) is None
+    halted = b'{"symbols":[{"symbol":"ETHBTC","status":"BREAK"}]}'
+    assert binance.symbol_rejected(200, halted) == "not trading (status BREAK)"
+    assert binance.symbol_rejected(502, b"<html>") is None  # unknown: not a rejection
+
+
+def test_bitstamp_documented_order_book_message() -> None:
+    bids, asks = bitstamp.make_decoder(2)(BITSTAMP_DOC) or ((), ())
+    assert bids == ((0.07131, 1.5), (0.0713, 0.25))
+    assert asks == ((0.0714, 2.0), (0.0715, 0.1))
+
+
+def test_bitstamp_subscribe_and_control() -> None:
+    (frame,) = bitstamp.subscribe("ethbtc")
+    assert json.loads(frame) == {"event": "bts:subscribe", "data": {"channel": "order_book_ethbtc"}}
+    decode = bitstamp.make_decoder(10)
+    ok = b'{"event":"bts:subscription_succeeded","channel":"order_book_ethbtc","data":{}}'
+    assert decode(ok) is None
+    assert bitstamp.control(ok).kind is ControlKind.SUBSCRIBED
+    bad = b'{"event":"bts:error","channel":"","data":{"code":null,"message":"Bad subscription string."}}'
+    assert bitstamp.control(bad) == (ControlKind.REJECTED, "Bad subscription string.")
+    assert bitstamp.control(b'{"event":"bts:request_reconnect","channel":"","data":""}').kind is ControlKind.RECONNECT
+    hb = b'{"event":"bts:heartbeat","channel":"","data":{"status":"success"}}'
+    assert bitstamp.control(hb).kind is ControlKind.HEARTBEAT
+    assert bitstamp.SPEC.heartbeat is not None and json.loads(bitstamp.SPEC.heartbeat) == {"event": "bts:heartbeat"}
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"{not json",
+        b'{"event":"data","data":{"bids":[["1"]],"asks":[]}}',
+        b'{"event":"data","data":{"bids":[["a","1"]],"asks":[]}}',
+        b'{"event":"data","data":{"asks":[]}}',
+        b'{"event":"data","data":[]}',
+    ],
+)
+def test_bitstamp_malformed_raise_parse_error(frame: bytes) -> None:
+    with pytest.raises(ParseError):
+        bitstamp.make_decoder(10)(frame)
+
+
+def test_bitstamp_parser_survives_a_held_proxy() -> None:
+    decode = bitstamp.make_decoder(10)
+    for _ in range(3):
+        with pytest.raises(ParseError):
+            decode(b'{"event":"data","data":{"bids":[["a","1"]],"asks":[]}}')
+        assert decode(BITSTAMP_DOC) is not None
+
+
+def test_registry() -> None:
+    assert set(VENUES) >= {"binance", "bitstamp"}
+    assert get_venue(" Binance ") is binance.SPEC
+    with pytest.raises(ConfigError, match="unknown venue 'kraken2'"):
+        get_venue("kraken2")
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    max_leaves=30,
+)
+_levels = st.lists(st.lists(st.one_of(st.text(max_size=10), st.floats(), st.integers()), max_size=3), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        _json_values.map(lambda v: json.dumps(v).encode()),
+        st.builds(lambda b, a: json.dumps({"lastUpdateId": 1, "bids": b, "asks": a}).encode(), _levels, _levels),
+        st.builds(
+            lambda b, a: json.dumps({"event": "data", "data": {"bids": b, "asks": a}}).encode(), _levels, _levels
+        ),
+    )
+)
+def test_fuzz_decoders_parse_or_raise_parse_error(payload: bytes) -> None:
+    for spec in VENUES.values():
+        decode = spec.make_decoder(10)
+        try:
+            result = decode(payload)
+        except ParseError:
+            continue
+        if result is not None:
+            bids, asks = result
+            assert all(isinstance(p, float) and isinstance(a, float) for p, a in bids + asks)
+        spec.control(payload)  # never raises

@@ -21,14 +21,13 @@ import asyncio
 import logging
 import re
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dragonfly.core.aggregator import Aggregator
 from dragonfly.core.errors import ConfigError, SubscribeError
 from dragonfly.core.fanout import FanOut, Subscription
 from dragonfly.core.feed import Feed
-from dragonfly.core.listener import TopNListener
 from dragonfly.core.types import MergedBook
 from dragonfly.core.venue import VenueSpec
 
@@ -66,6 +65,7 @@ class Engine:
         venues: Sequence[VenueEndpoint | VenueSpec],
         *,
         depth: int = 10,
+        channels: Mapping[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         connect_timeout: float = 10.0,
     ) -> None:
@@ -78,11 +78,22 @@ class Engine:
             raise ConfigError(f"a venue is listed twice: {', '.join(names)}")
         if depth < 1:
             raise ConfigError(f"depth must be at least 1, got {depth}")
+        channels = dict(channels or {})
+        unknown = set(channels) - set(names)
+        if unknown:
+            raise ConfigError(f"a channel is given for {', '.join(sorted(unknown))}, not among the venues")
+        self.channels: dict[str, str] = {}
         for e in endpoints:
-            if depth > e.spec.max_depth:
+            try:
+                kind = e.spec.channel(channels.get(e.spec.name))
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            self.channels[e.spec.name] = kind
+            snap = e.spec.snapshot
+            if kind == "snapshot" and snap is not None and depth > snap.max_depth:
                 raise ConfigError(
                     f"depth {depth} is deeper than {e.spec.name}'s snapshot channel "
-                    f"({e.spec.max_depth} levels)"
+                    f"({snap.max_depth} levels); use its diff channel"
                 )
         self.depth = depth
         self._endpoints = endpoints
@@ -125,15 +136,12 @@ class Engine:
         self._started = True
         for endpoint in self._endpoints:
             spec = endpoint.spec
-            listener = TopNListener(
-                spec.name,
-                spec.make_decoder(self.depth),
-                self.aggregator.producers[spec.name],
-            )
             feed = Feed(
                 spec,
-                self.instrument,
-                listener,
+                {spec.venue_symbol(self.instrument): self.aggregator.producers[spec.name]},
+                depth=self.depth,
+                channel=self.channels[spec.name],
+                instrument=self.instrument,
                 ws_url=endpoint.ws_url,
                 rest_url=endpoint.rest_url,
                 ssl_context=endpoint.ssl_context or self._ssl_context,
@@ -183,10 +191,9 @@ class Engine:
             lst = feed.listener
             out[name] = {
                 "state": feed.state.value,
+                "channel": feed.kind,
                 "in_merge": lst.has_book,
                 "frames": lst.frames,
-                "books": lst.books,
-                "changes": lst.changes,
                 "malformed": lst.malformed,
                 "connects": feed.stats.connects,
                 "disconnects": feed.stats.disconnects,

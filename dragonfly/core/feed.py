@@ -1,7 +1,10 @@
 """Layer 2: subscribe one venue to one instrument and keep it subscribed.
 
 A :class:`Feed` owns a :class:`~dragonfly.core.ws.WsConnection` (layer 1)
-and a :class:`~dragonfly.core.listener.TopNListener` (layer 3). On every
+and the listener (layer 3) of its channel: a
+:class:`~dragonfly.core.listener.TopNListener` for a snapshot channel (one
+symbol), a :class:`~dragonfly.core.diff.DiffListener` for a diff channel (one
+or more symbols, which it resynchronises through the feed). On every
 (re)connect it sends the venue's subscribe frames, waits for the ack, sends
 application heartbeats if the venue wants them, and reads control frames
 (acks, rejections, reconnect requests). Book frames go straight to the
@@ -16,14 +19,18 @@ import enum
 import json
 import logging
 import ssl
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from dragonfly.core.backoff import Backoff
-from dragonfly.core.errors import HttpError
+from dragonfly.core.diff import DiffListener, SyncState
+from dragonfly.core.errors import HttpError, ParseError
 from dragonfly.core.http import http_get
 from dragonfly.core.listener import TopNListener
 from dragonfly.core.logs import RateLimitedLog
+from dragonfly.core.slots import SlotProducer
+from dragonfly.core.types import VenueBook
 from dragonfly.core.venue import ControlKind, VenueSpec
 from dragonfly.core.ws import WsConnection
 
@@ -48,6 +55,7 @@ class FeedStats:
     connect_failures: int = 0
     control_frames: int = 0
     venue_errors: int = 0
+    snapshots: int = 0
 
 
 def rest_base_for(ws_url: str) -> str:
@@ -69,19 +77,36 @@ class Feed:
     def __init__(
         self,
         spec: VenueSpec,
-        instrument: str,
-        listener: TopNListener,
+        outputs: Mapping[str, SlotProducer[VenueBook] | None],
         *,
+        depth: int = 10,
+        channel: str | None = None,
+        instrument: str | None = None,
         ws_url: str | None = None,
         rest_url: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
     ) -> None:
+        if not outputs:
+            raise ValueError("a feed needs at least one symbol")
         self.spec = spec
-        self.instrument = instrument
-        self.symbol = spec.venue_symbol(instrument)
-        self.listener = listener
+        self.kind = spec.channel(channel)
+        self.symbols = list(outputs)
+        self.symbol = self.symbols[0]
+        self.instrument = instrument or self.symbol
+        self.listener: TopNListener | DiffListener
+        if self.kind == "snapshot":
+            assert spec.snapshot is not None
+            if len(outputs) != 1:
+                raise ValueError("a snapshot-channel feed carries exactly one symbol")
+            out = outputs[self.symbol]
+            if out is None:
+                raise ValueError("a snapshot-channel feed needs an output slot")
+            self.listener = TopNListener(spec.name, spec.snapshot.make_decoder(depth), out)
+        else:
+            assert spec.diff is not None
+            self.listener = DiffListener(spec.name, spec.diff, outputs, depth, self)
         self.ws_url = ws_url or spec.ws_url
         if rest_url is None:
             rest_url = rest_base_for(ws_url) if ws_url else spec.rest_url
@@ -100,8 +125,10 @@ class Feed:
         )
         self._log = logging.getLogger(f"dragonfly.venue.{spec.name}")
         self._fail_log = RateLimitedLog(self._log, interval=30.0)
-        self._on_book = listener.on_frame
+        self._on_book = self.listener.on_frame
         self._timers: list[asyncio.TimerHandle] = []
+        self._snapshot_tasks: dict[str, asyncio.Task[None]] = {}
+        self._snapshot_backoff: dict[str, Backoff] = {}
         self._stopped = False
 
     @property
@@ -122,8 +149,9 @@ class Feed:
         self._stopped = True
         self._cancel_timers()
         self.conn.close()
-        if self.listener.has_book:
-            self.listener.withdraw()
+        for task in self._snapshot_tasks.values():
+            task.cancel()
+        self.listener.withdraw()
         if not self.outcome.done():
             self.outcome.set_result("stopped before the venue answered")
 
@@ -132,8 +160,14 @@ class Feed:
     def on_open(self, conn: WsConnection) -> None:
         self.stats.connects += 1
         self.state = FeedState.SUBSCRIBING
-        self._log.info("%s: connected to %s, subscribing to %s", self.name, self.ws_url, self.symbol)
-        for frame in self.spec.subscribe(self.symbol):
+        self._log.info(
+            "%s: connected to %s, subscribing to %s (%s channel)",
+            self.name,
+            self.ws_url,
+            ", ".join(self.symbols),
+            self.kind,
+        )
+        for frame in self._subscribe_frames(self.symbols):
             conn.send(frame)
         loop = asyncio.get_running_loop()
         self._timers.append(loop.call_later(self.spec.subscribe_timeout, self._ack_timeout))
@@ -152,8 +186,7 @@ class Feed:
     def on_close(self, reason: str) -> None:
         self._cancel_timers()
         self.stats.disconnects += 1
-        if self.listener.has_book:
-            self.listener.withdraw()
+        self.listener.withdraw()
         if self._stopped or self.state is FeedState.REJECTED:
             return
         self.state = FeedState.CONNECTING
@@ -174,7 +207,13 @@ class Feed:
         if kind is ControlKind.SUBSCRIBED:
             self._subscribed()
         elif kind is ControlKind.REJECTED:
-            self._reject(ctl.detail)
+            if ctl.symbol is not None and len(self.symbols) > 1 and ctl.symbol in self.symbols:
+                self._log.error("%s rejected %s: %s", self.name, ctl.symbol, ctl.detail)
+                self.symbols.remove(ctl.symbol)
+                if isinstance(self.listener, DiffListener):
+                    self.listener.drop_symbol(ctl.symbol)
+            else:
+                self._reject(ctl.detail)
         elif kind is ControlKind.RECONNECT:
             self._log.info("%s: venue asked to reconnect", self.name)
             self.conn.drop("venue requested reconnect")
@@ -192,7 +231,7 @@ class Feed:
             self.outcome.set_result(None)
 
     def _reject(self, detail: str) -> None:
-        reason = f"{self.name} rejected instrument {self.instrument!r} ({self.symbol}): {detail}"
+        reason = f"{self.name} rejected instrument {self.instrument!r} ({', '.join(self.symbols)}): {detail}"
         self.state = FeedState.REJECTED
         self.last_error = reason
         self._log.error("%s", reason)
@@ -219,6 +258,56 @@ class Feed:
         loop = asyncio.get_running_loop()
         self._timers = [t for t in self._timers if not t.cancelled()]
         self._timers.append(loop.call_later(self.spec.heartbeat_interval, self._heartbeat))
+
+    def _subscribe_frames(self, symbols: Sequence[str]) -> Sequence[bytes]:
+        if self.kind == "snapshot":
+            assert self.spec.snapshot is not None
+            return self.spec.snapshot.subscribe(symbols[0])
+        assert self.spec.diff is not None
+        return self.spec.diff.subscribe(symbols)
+
+    # -- FeedControl (resynchronisation of diff books) -----------------------
+
+    def resubscribe(self, symbol: str) -> None:
+        """Unsubscribe and subscribe ``symbol`` again, for a fresh in-band snapshot."""
+        assert self.spec.diff is not None
+        for frame in (*self.spec.diff.unsubscribe([symbol]), *self.spec.diff.subscribe([symbol])):
+            self.conn.send(frame)
+
+    def request_snapshot(self, symbol: str) -> None:
+        """Fetch ``symbol``'s REST snapshot in the background (one at a time, backed off)."""
+        task = self._snapshot_tasks.get(symbol)
+        if (task is not None and not task.done()) or self._stopped:
+            return
+        self._snapshot_tasks[symbol] = asyncio.get_running_loop().create_task(self._fetch_snapshot(symbol))
+
+    async def _fetch_snapshot(self, symbol: str) -> None:
+        diff = self.spec.diff
+        assert diff is not None and diff.rest_snapshot is not None and diff.parse_rest_snapshot is not None
+        assert isinstance(self.listener, DiffListener)
+        # The first request goes at once; after a failure, or a snapshot that
+        # did not yield a synced book, requests back off (REST rate limits).
+        backoff = self._snapshot_backoff.get(symbol)
+        if backoff is not None:
+            await asyncio.sleep(backoff.next_delay())
+        url = (self.rest_url or "").rstrip("/") + diff.rest_snapshot.format(symbol=symbol)
+        try:
+            resp = await http_get(url, ssl_context=self.ssl_context)
+            if resp.status != 200:
+                raise HttpError(f"GET {url}: HTTP {resp.status} {resp.body[:200]!r}")
+            snapshot = diff.parse_rest_snapshot(symbol, resp.body)
+        except (HttpError, ParseError) as exc:
+            self._fail_log.warning("%s: snapshot of %s failed: %s", self.name, symbol, exc)
+            self._snapshot_backoff.setdefault(symbol, Backoff(base=0.2, cap=10.0))
+            self.listener.snapshot_failed(symbol)
+            return
+        self.stats.snapshots += 1
+        self.listener.on_snapshot(snapshot)
+        sync = self.listener.syms.get(symbol)
+        if sync is not None and sync.state is SyncState.SYNCED:
+            self._snapshot_backoff.pop(symbol, None)
+        else:
+            self._snapshot_backoff.setdefault(symbol, Backoff(base=0.2, cap=10.0))
 
     def _cancel_timers(self) -> None:
         for timer in self._timers:

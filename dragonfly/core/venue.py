@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from dragonfly.core.diff import DiffChannel
 from dragonfly.core.types import Side
 
 #: Hot-path decoder: payload -> ``(bids, asks)``, or ``None`` for a non-book frame.
@@ -43,10 +44,11 @@ class ControlKind(enum.Enum):
 
 
 class Control(NamedTuple):
-    """A classified non-book frame."""
+    """A classified non-book frame (``symbol`` when the venue names one)."""
 
     kind: ControlKind
     detail: str = ""
+    symbol: str | None = None
 
 
 class SymbolCheck(NamedTuple):
@@ -62,6 +64,21 @@ class SymbolCheck(NamedTuple):
 
 
 @dataclass(frozen=True)
+class SnapshotChannel:
+    """A channel that sends the venue's top N whole in every frame.
+
+    Attributes:
+        subscribe: venue symbol -> the frames that subscribe to it.
+        make_decoder: depth -> a fresh hot-path :data:`Decoder` for one connection.
+        max_depth: the deepest top N the channel serves.
+    """
+
+    subscribe: Callable[[str], Sequence[bytes]]
+    make_decoder: Callable[[int], Decoder]
+    max_depth: int
+
+
+@dataclass(frozen=True)
 class VenueSpec:
     """Everything the generic layers need to know about one venue.
 
@@ -70,27 +87,27 @@ class VenueSpec:
         ws_url: the live WebSocket endpoint (the venue's current public docs).
         rest_url: the live REST base URL, or ``None``.
         symbol: instrument (``"ethbtc"``) -> the venue's symbol.
-        subscribe: venue symbol -> the frames that subscribe to the top-of-book
-            snapshot channel, sent in order after every (re)connect.
-        make_decoder: depth -> a fresh hot-path decoder (see module doc).
         control: a non-book frame -> :class:`Control`.
-        max_depth: the deepest top-N the snapshot channel can serve.
+        snapshot: the top-N snapshot channel, if the venue has one.
+        diff: the incremental (diff) book channel, if supported.
+        default_channel: ``"snapshot"`` or ``"diff"``: what to use unless told.
         heartbeat: an application-level keep-alive frame the client must send,
             or ``None`` when WebSocket pings suffice.
         heartbeat_interval: seconds between ``heartbeat`` frames.
         symbol_check: an optional REST probe that tells whether the venue lists
             a symbol (for venues that accept unknown symbols silently).
         subscribe_timeout: seconds to wait for the subscription ack.
+        overrides: instrument -> venue symbol, where the rule gets it wrong.
     """
 
     name: str
     ws_url: str
     rest_url: str | None
     symbol: Callable[[str], str]
-    subscribe: Callable[[str], Sequence[bytes]]
-    make_decoder: Callable[[int], Decoder]
     control: Callable[[bytes], Control]
-    max_depth: int
+    snapshot: SnapshotChannel | None = None
+    diff: DiffChannel | None = None
+    default_channel: str = "snapshot"
     heartbeat: bytes | None = None
     heartbeat_interval: float = 15.0
     symbol_check: SymbolCheck | None = None
@@ -100,3 +117,12 @@ class VenueSpec:
     def venue_symbol(self, instrument: str) -> str:
         """Map a normalised instrument (``ethbtc``) to this venue's symbol."""
         return self.overrides.get(instrument) or self.symbol(instrument)
+
+    def channel(self, kind: str | None = None) -> str:
+        """Resolve ``kind`` (or the default) to a channel this venue has, or raise ValueError."""
+        kind = kind or self.default_channel
+        if kind not in ("snapshot", "diff"):
+            raise ValueError(f"unknown channel kind {kind!r} (snapshot or diff)")
+        if (self.snapshot if kind == "snapshot" else self.diff) is None:
+            raise ValueError(f"{self.name} has no {kind} channel")
+        return kind

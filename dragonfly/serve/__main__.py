@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if cfg.log_level != "debug":
+        # picows logs every connection at INFO; the feeds log what matters.
+        logging.getLogger("picows").setLevel(logging.WARNING)
+        logging.getLogger("dragonfly.ws").setLevel(logging.WARNING)
     import uvloop
 
     from dragonfly.serve.server import run_server

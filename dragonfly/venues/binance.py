@@ -1,4 +1,4 @@
-"""Binance spot: the ``<symbol>@depth20@100ms`` partial book depth stream.
+"""Binance spot: ``<symbol>@depth20@100ms`` snapshots, or ``@depth@100ms`` diffs.
 
 Live endpoints (Binance spot API docs): WebSocket ``wss://stream.binance.com:9443``,
 raw stream path ``/ws`` with a ``SUBSCRIBE`` request; REST ``https://api.binance.com``.
@@ -13,6 +13,10 @@ strings to floats dominates its cost. A typed msgspec decode converts the
 strings in C while decoding (~6 µs for 20+20 levels here) where lazy simdjson
 plus ``float()`` on the top 10 costs ~17 µs (``latency/bench_parse.py``), so
 this venue uses msgspec.
+
+Diff channel: ``<symbol>@depth@100ms`` events with ``U``/``u`` update ids,
+stitched to a REST ``/api/v3/depth`` snapshot by Binance's documented rule
+(the shared sync machinery with ``continuity=True``).
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from collections.abc import Sequence
 
 import msgspec
 
+from dragonfly.core.diff import Delta, DiffChannel, DiffDecoder, Event, Snapshot
 from dragonfly.core.errors import ParseError
 from dragonfly.core.types import Side
-from dragonfly.core.venue import Control, ControlKind, Decoder, SymbolCheck, VenueSpec
+from dragonfly.core.venue import Control, ControlKind, Decoder, SnapshotChannel, SymbolCheck, VenueSpec
 
 #: Binance serves 5, 10 or 20 levels on this channel; the issue asks for 20.
 CHANNEL_DEPTH = 20
@@ -97,14 +102,84 @@ def symbol_rejected(status: int, body: bytes) -> str | None:
     return None
 
 
+# -- diff channel: <symbol>@depth@100ms + REST /api/v3/depth ------------------
+
+
+class _DiffEvent(msgspec.Struct):
+    s: str
+    U: int
+    u: int
+    b: list[tuple[str, str]]
+    a: list[tuple[str, str]]
+
+
+class _Wrapped(msgspec.Struct):
+    stream: str
+    data: _DiffEvent
+
+
+class _RestDepth(msgspec.Struct):
+    lastUpdateId: int  # noqa: N815
+    bids: list[tuple[str, str]]
+    asks: list[tuple[str, str]]
+
+
+def diff_subscribe(symbols: Sequence[str]) -> Sequence[bytes]:
+    """SUBSCRIBE to the 100 ms diff depth streams of ``symbols``."""
+    params = [f"{s.lower()}@depth@100ms" for s in symbols]
+    return [json.dumps({"method": "SUBSCRIBE", "params": params, "id": SUBSCRIBE_ID}).encode()]
+
+
+def diff_unsubscribe(symbols: Sequence[str]) -> Sequence[bytes]:
+    """UNSUBSCRIBE from the diff depth streams of ``symbols``."""
+    params = [f"{s.lower()}@depth@100ms" for s in symbols]
+    return [json.dumps({"method": "UNSUBSCRIBE", "params": params, "id": SUBSCRIBE_ID + 1}).encode()]
+
+
+def make_diff_decoder() -> DiffDecoder:
+    """Decode ``depthUpdate`` events, raw (``/ws``) or wrapped (``/stream``)."""
+    raw = msgspec.json.Decoder(_DiffEvent).decode
+    wrapped = msgspec.json.Decoder(_Wrapped).decode
+
+    def decode(payload: bytes) -> Sequence[Event] | None:
+        if b'"depthUpdate"' not in payload:
+            return None  # acks, errors, other streams on a shared connection
+        try:
+            ev = wrapped(payload).data if payload.startswith(b'{"stream"') else raw(payload)
+        except msgspec.DecodeError as exc:
+            raise ParseError(f"bad depthUpdate: {exc}") from None
+        return (Delta(ev.s, ev.b, ev.a, ev.U, ev.u),)
+
+    return decode
+
+
+_rest_depth = msgspec.json.Decoder(_RestDepth).decode
+
+
+def parse_rest_snapshot(symbol: str, body: bytes) -> Snapshot:
+    """Read a ``/api/v3/depth`` answer."""
+    try:
+        snap = _rest_depth(body)
+    except msgspec.DecodeError as exc:
+        raise ParseError(f"bad depth snapshot for {symbol}: {exc}") from None
+    return Snapshot(symbol, snap.bids, snap.asks, snap.lastUpdateId)
+
+
 SPEC = VenueSpec(
     name="binance",
     ws_url="wss://stream.binance.com:9443/ws",
     rest_url="https://api.binance.com",
     symbol=str.upper,
-    subscribe=subscribe,
-    make_decoder=make_decoder,
     control=control,
-    max_depth=CHANNEL_DEPTH,
+    snapshot=SnapshotChannel(subscribe, make_decoder, CHANNEL_DEPTH),
+    diff=DiffChannel(
+        subscribe=diff_subscribe,
+        unsubscribe=diff_unsubscribe,
+        make_decoder=make_diff_decoder,
+        rest_snapshot="/api/v3/depth?symbol={symbol}&limit=1000",
+        parse_rest_snapshot=parse_rest_snapshot,
+        continuity=True,
+    ),
+    default_channel="snapshot",
     symbol_check=SymbolCheck("/api/v3/exchangeInfo?symbol={symbol}", symbol_rejected),
 )

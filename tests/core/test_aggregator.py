@@ -10,7 +10,9 @@ from dragonfly.core.aggregator import Aggregator
 from dragonfly.core.types import MergedBook, MergedLevel, VenueBook
 
 
-def feed(agg: Aggregator, venue: str, bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> None:
+def feed(
+    agg: Aggregator, venue: str, bids: list[tuple[float, float]], asks: list[tuple[float, float]]
+) -> None:
     producer = agg.producers[venue]
     producer.put(VenueBook(venue, tuple(bids), tuple(asks), 123))
     producer.end_burst()

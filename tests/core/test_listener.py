@@ -27,7 +27,9 @@ def test_forwards_only_when_top_n_levels_change() -> None:
     assert lst.on_frame(frame, 1, True)
     assert len(out) == 1
     # Same levels, new update id: not a change.
-    lst.on_frame(depth_frame([("10.0", "1.00"), ("9", "1"), ("8", "1")], [("11", "1"), ("12", "1")], 2), 2, True)
+    lst.on_frame(
+        depth_frame([("10.0", "1.00"), ("9", "1"), ("8", "1")], [("11", "1"), ("12", "1")], 2), 2, True
+    )
     # Change below the top 2 only: not a change either.
     lst.on_frame(depth_frame([("10", "1"), ("9", "1"), ("7", "5")], [("11", "1"), ("12", "1")], 3), 3, True)
     assert len(out) == 1 and lst.changes == 1 and lst.books == 3

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dragonfly.core.errors import ParseError
+from dragonfly.core.diff import Delta, Reset, Snapshot
+from dragonfly.core.errors import ConfigError, ParseError
 from dragonfly.core.venue import ControlKind
 from dragonfly.venues import VENUES, binance, bitstamp, get_venue
-from dragonfly.core.errors import ConfigError
 
 # The partial book depth payload as documented by Binance (spot, web-socket-streams).
 BINANCE_DOC = b"""{
@@ -59,7 +59,10 @@ def test_binance_subscribe_and_control() -> None:
 
 
 def test_binance_symbol_check() -> None:
-    assert binance.symbol_rejected(400, b'{"code":-1121,"msg":"Invalid symbol."}') == "not listed (Invalid symbol.)"
+    assert (
+        binance.symbol_rejected(400, b'{"code":-1121,"msg":"Invalid symbol."}')
+        == "not listed (Invalid symbol.)"
+    )
     ok = b'{"symbols":[{"symbol":"ETHBTC","status":"TRADING"}]}'
     assert binance.symbol_rejected(200, ok) is None
     halted = b'{"symbols":[{"symbol":"ETHBTC","status":"BREAK"}]}'
@@ -81,11 +84,16 @@ def test_bitstamp_subscribe_and_control() -> None:
     assert decode(ok) is None
     assert bitstamp.control(ok).kind is ControlKind.SUBSCRIBED
     bad = b'{"event":"bts:error","channel":"","data":{"code":null,"message":"Bad subscription string."}}'
-    assert bitstamp.control(bad) == (ControlKind.REJECTED, "Bad subscription string.")
-    assert bitstamp.control(b'{"event":"bts:request_reconnect","channel":"","data":""}').kind is ControlKind.RECONNECT
+    assert bitstamp.control(bad)[:2] == (ControlKind.REJECTED, "Bad subscription string.")
+    assert (
+        bitstamp.control(b'{"event":"bts:request_reconnect","channel":"","data":""}').kind
+        is ControlKind.RECONNECT
+    )
     hb = b'{"event":"bts:heartbeat","channel":"","data":{"status":"success"}}'
     assert bitstamp.control(hb).kind is ControlKind.HEARTBEAT
-    assert bitstamp.SPEC.heartbeat is not None and json.loads(bitstamp.SPEC.heartbeat) == {"event": "bts:heartbeat"}
+    assert bitstamp.SPEC.heartbeat is not None and json.loads(bitstamp.SPEC.heartbeat) == {
+        "event": "bts:heartbeat"
+    }
 
 
 @pytest.mark.parametrize(
@@ -120,10 +128,14 @@ def test_registry() -> None:
 
 _json_values = st.recursive(
     st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=12),
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
     max_leaves=30,
 )
-_levels = st.lists(st.lists(st.one_of(st.text(max_size=10), st.floats(), st.integers()), max_size=3), max_size=6)
+_levels = st.lists(
+    st.lists(st.one_of(st.text(max_size=10), st.floats(), st.integers()), max_size=3), max_size=6
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -131,20 +143,31 @@ _levels = st.lists(st.lists(st.one_of(st.text(max_size=10), st.floats(), st.inte
     st.one_of(
         st.binary(max_size=200),
         _json_values.map(lambda v: json.dumps(v).encode()),
-        st.builds(lambda b, a: json.dumps({"lastUpdateId": 1, "bids": b, "asks": a}).encode(), _levels, _levels),
         st.builds(
-            lambda b, a: json.dumps({"event": "data", "data": {"bids": b, "asks": a}}).encode(), _levels, _levels
+            lambda b, a: json.dumps({"lastUpdateId": 1, "bids": b, "asks": a}).encode(), _levels, _levels
+        ),
+        st.builds(
+            lambda b, a: json.dumps({"event": "data", "data": {"bids": b, "asks": a}}).encode(),
+            _levels,
+            _levels,
         ),
     )
 )
 def test_fuzz_decoders_parse_or_raise_parse_error(payload: bytes) -> None:
     for spec in VENUES.values():
-        decode = spec.make_decoder(10)
-        try:
-            result = decode(payload)
-        except ParseError:
-            continue
-        if result is not None:
-            bids, asks = result
-            assert all(isinstance(p, float) and isinstance(a, float) for p, a in bids + asks)
+        if spec.snapshot is not None:
+            try:
+                result = spec.snapshot.make_decoder(10)(payload)
+            except ParseError:
+                result = None
+            if result is not None:
+                bids, asks = result
+                assert all(isinstance(p, float) and isinstance(a, float) for p, a in bids + asks)
+        if spec.diff is not None:
+            try:
+                events = spec.diff.make_decoder()(payload)
+            except ParseError:
+                events = None
+            for event in events or ():
+                assert isinstance(event, (Snapshot, Delta, Reset))
         spec.control(payload)  # never raises

@@ -1,0 +1,108 @@
+"""Print a dragonfly server's merged book: ``python -m dragonfly.client``.
+
+Exit status: 0 after ``--count`` updates, when the server ends the stream, on
+Ctrl-C or a closed stdout pipe; 1 when the server cannot be reached or the
+stream fails; 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Callable
+
+from dragonfly.client.format import format_summary, summary_to_json
+from dragonfly.client.stream import DEFAULT_TARGET, ClientError, stream_summaries
+
+_DEFAULT_PORT = 50051
+# host:port, host alone, [v6]:port or [v6] alone.
+_TARGET = re.compile(r"(?P<host>\[[0-9A-Fa-f:.%\w]+\]|[^\s:\[\]]+)(?::(?P<port>\d{1,5}))?")
+
+
+def parse_target(text: str) -> str:
+    """Return the grpc target of ``HOST[:PORT]``; the port defaults to 50051."""
+    match = _TARGET.fullmatch(text.strip())
+    if match is None or not 0 < int(match["port"] or _DEFAULT_PORT) < 65536:
+        raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r}")
+    return f"{match['host']}:{match['port'] or _DEFAULT_PORT}"
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """Return an argparse type that accepts ``kind(text) > 0``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+        return value
+
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dragonfly.client",
+        description="Stream the merged order book from a dragonfly server and print each update.",
+    )
+    parser.add_argument(
+        "--server",
+        type=parse_target,
+        default=DEFAULT_TARGET,
+        metavar="HOST:PORT",
+        help=f"server address (default {DEFAULT_TARGET})",
+    )
+    parser.add_argument("--count", type=_positive(int), metavar="N", help="exit after N updates")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per update per line")
+    parser.add_argument(
+        "--timeout",
+        type=_positive(float),
+        default=5.0,
+        metavar="S",
+        help="keep trying to connect for S seconds (default 5)",
+    )
+    parser.add_argument(
+        "--depth", type=_positive(int), default=10, metavar="D", help="levels per side shown (default 10)"
+    )
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> int:
+    received = 0
+    async with contextlib.aclosing(stream_summaries(args.server, timeout=args.timeout)) as summaries:
+        async for summary in summaries:
+            text = summary_to_json(summary) if args.json else format_summary(summary, args.depth) + "\n"
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()  # one update at a time, also through a pipe
+            received += 1
+            if received == args.count:
+                return 0
+    print(f"server at {args.server} ended the stream after {received} updates", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the client; return the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return asyncio.run(_run(args))
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and point stdout at
+        # /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""Embedded venue simulator: loopback servers speaking real venue protocols.
+
+Each venue (Binance spot, Bitstamp) gets a local WebSocket + REST server on
+one port, fed by a seeded synthetic market, so feed clients run offline with
+only their address changed. Independent of the rest of dragonfly by design:
+it is the reference the clients are tested against.
+
+    async with Simulator(["binance", "bitstamp"], ["ethbtc"], period_s=0.02) as sim:
+        url = sim.ws_url("binance")          # ws://127.0.0.1:PORT/ws
+        ...
+        bids, asks = sim.last_sent("binance", "ethbtc") or ([], [])
+
+Command line: ``python -m dragonfly.sim --help``.
+"""
+
+from dragonfly.sim.market import SyntheticMarket
+from dragonfly.sim.server import VenueConfig
+from dragonfly.sim.simulator import Simulator
+
+__all__ = ["Simulator", "SyntheticMarket", "VenueConfig"]

@@ -1,0 +1,192 @@
+"""One venue's full synthetic book of one instrument, in integer units.
+
+Invariants kept after every step:
+
+* every bid price is below every ask price (a venue never crosses itself);
+* each side holds between ``MIN_LEVELS`` and ``MAX_LEVELS`` levels;
+* every price is a positive number of ticks, every amount a positive number of lots.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+from random import Random
+
+from dragonfly.sim.instruments import VenueSpec, pow10
+
+MIN_LEVELS = 120
+MAX_LEVELS = 160
+
+#: One level in integer units: (price in ticks, amount in lots).
+UnitLevel = tuple[int, int]
+#: One level as floats: (price, amount).
+FloatLevel = tuple[float, float]
+
+
+def units_text(units: int, decimals: int) -> str:
+    """Print ``units * 10**-decimals`` exactly with ``decimals`` decimals."""
+    if decimals == 0:
+        return str(units)
+    whole, frac = divmod(units, pow10(decimals))
+    return f"{whole}.{frac:0{decimals}d}"
+
+
+class SimBook:
+    """A venue's book: bids and asks keyed by price in ticks, amounts in lots."""
+
+    def __init__(self, spec: VenueSpec, size_lots: float) -> None:
+        """Create an empty book quoted per ``spec`` with typical level ``size_lots``."""
+        self.spec = spec
+        self.size_lots = size_lots
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
+        #: Grows by the number of changed levels at every change (Binance-style update id).
+        self.update_id = 0
+        #: Wall time of the last change, microseconds since the epoch.
+        self.micros = 0
+        self._sorted_at = -1
+        self._sorted: tuple[list[UnitLevel], list[UnitLevel]] = ([], [])
+
+    # -- reading ---------------------------------------------------------
+
+    def sorted_levels(self) -> tuple[list[UnitLevel], list[UnitLevel]]:
+        """Return (bids best first, asks best first); cached until the next change."""
+        if self._sorted_at != self.update_id:
+            bids = sorted(self.bids.items(), reverse=True)
+            asks = sorted(self.asks.items())
+            self._sorted = (bids, asks)
+            self._sorted_at = self.update_id
+        return self._sorted
+
+    def text_side(self, levels: list[UnitLevel]) -> list[tuple[str, str]]:
+        """Print levels as (price, amount) decimal text with the spec's decimals."""
+        spec = self.spec
+        pd, ad = spec.price_decimals, spec.amount_decimals
+        tu, lu = spec.tick_units, spec.lot_units
+        return [(units_text(p * tu, pd), units_text(a * lu, ad)) for p, a in levels]
+
+    def float_side(self, levels: list[UnitLevel]) -> list[FloatLevel]:
+        """Return levels as floats, equal to parsing their printed text."""
+        spec = self.spec
+        p_div = pow10(spec.price_decimals)
+        a_div = pow10(spec.amount_decimals)
+        # int / int is correctly rounded, exactly as float() of the decimal text.
+        return [(p * spec.tick_units / p_div, a * spec.lot_units / a_div) for p, a in levels]
+
+    # -- changing --------------------------------------------------------
+
+    def _size(self, rng: Random) -> int:
+        return max(1, round(self.size_lots * rng.lognormvariate(0.0, 0.8)))
+
+    def _gap(self, rng: Random) -> int:
+        return self.spec.gap_ticks * rng.randint(1, 2)
+
+    def seed(self, mid: float, rng: Random, micros: int) -> None:
+        """Fill both sides around ``mid`` (a float price)."""
+        best_bid, best_ask = self._touch(mid)
+        price = best_bid
+        while len(self.bids) < MIN_LEVELS + 10 and price > 0:
+            self.bids[price] = self._size(rng)
+            price -= self._gap(rng)
+        price = best_ask
+        while len(self.asks) < MIN_LEVELS + 10:
+            self.asks[price] = self._size(rng)
+            price += self._gap(rng)
+        self.update_id = 1
+        self.micros = micros
+
+    def _touch(self, mid: float) -> tuple[int, int]:
+        """Return the target best bid and ask ticks for a venue mid."""
+        center = mid / self.spec.tick
+        best_bid = max(1, math.floor(center - self.spec.spread_ticks / 2))
+        best_ask = max(best_bid + 1, math.ceil(center + self.spec.spread_ticks / 2))
+        return best_bid, best_ask
+
+    def step(self, mid: float, rng: Random, micros: int) -> int:
+        """Move the book toward ``mid`` and change a few levels; return levels changed."""
+        best_bid, best_ask = self._touch(mid)
+        gap = self.spec.gap_ticks
+        changed = 0
+        # Pull the touch to the mid: drop levels through it, refill if it drifted away.
+        for price in [p for p in self.bids if p > best_bid]:
+            del self.bids[price]
+            changed += 1
+        for price in [p for p in self.asks if p < best_ask]:
+            del self.asks[price]
+            changed += 1
+        if not self.bids or max(self.bids) < best_bid - gap:
+            self.bids[best_bid] = self._size(rng)
+            changed += 1
+        if not self.asks or min(self.asks) > best_ask + gap:
+            self.asks[best_ask] = self._size(rng)
+            changed += 1
+        for _ in range(rng.randint(1, 3)):
+            changed += self._mutate(rng, best_bid, best_ask)
+        changed += self._fill_holes(self.bids, -1, rng) + self._fill_holes(self.asks, 1, rng)
+        changed += self._refill(rng)
+        if changed:
+            self.update_id += changed
+            self.micros = micros
+        return changed
+
+    def _mutate(self, rng: Random, best_bid: int, best_ask: int) -> int:
+        """Resize, delete or add one level near the top of a random side."""
+        is_bid = rng.random() < 0.5
+        side = self.bids if is_bid else self.asks
+        ordered = sorted(side, reverse=is_bid)
+        index = min(int(rng.expovariate(1 / 8)), len(ordered) - 1)
+        price = ordered[index]
+        roll = rng.random()
+        if roll < 0.5:
+            side[price] = self._size(rng)
+        elif roll < 0.75 and len(side) > MIN_LEVELS:
+            del side[price]
+        else:
+            # A new level next to the chosen one, never through the touch.
+            gap = self.spec.gap_ticks
+            new = price + rng.choice((-1, 1)) * rng.randint(1, gap)
+            inside = 0 < new <= best_bid if is_bid else new >= best_ask
+            if not inside or new in side:
+                return 0
+            side[new] = self._size(rng)
+        return 1
+
+    def _fill_holes(self, side: dict[int, int], outward: int, rng: Random) -> int:
+        """Add levels wherever two neighbours in the top MIN_LEVELS are over two gaps apart.
+
+        Without this a trend that reverses leaves a hollow book: levels were
+        removed through the touch on the way out and only the touch comes back.
+        ``outward`` is -1 for bids (deeper is lower) and +1 for asks.
+        """
+        gap = self.spec.gap_ticks
+        ordered = sorted(side, reverse=outward < 0)[:MIN_LEVELS]
+        changed = 0
+        for prev, price in pairwise(ordered):
+            while (price - prev) * outward > 2 * gap:
+                prev += outward * gap * rng.randint(1, 2)
+                if prev <= 0 or (price - prev) * outward <= 0:
+                    break
+                side[prev] = self._size(rng)
+                changed += 1
+        return changed
+
+    def _refill(self, rng: Random) -> int:
+        """Keep each side between MIN_LEVELS and MAX_LEVELS by the deep end."""
+        changed = 0
+        while len(self.bids) < MIN_LEVELS:
+            price = min(self.bids) - self._gap(rng)
+            if price <= 0:
+                break
+            self.bids[price] = self._size(rng)
+            changed += 1
+        while len(self.asks) < MIN_LEVELS:
+            self.asks[max(self.asks) + self._gap(rng)] = self._size(rng)
+            changed += 1
+        while len(self.bids) > MAX_LEVELS:
+            del self.bids[min(self.bids)]
+            changed += 1
+        while len(self.asks) > MAX_LEVELS:
+            del self.asks[max(self.asks)]
+            changed += 1
+        return changed

@@ -1,0 +1,226 @@
+"""The simulator: one synthetic market, one loopback server per venue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ssl
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from dragonfly.sim.binance import BinanceServer
+from dragonfly.sim.bitstamp import BitstampServer
+from dragonfly.sim.book import FloatLevel
+from dragonfly.sim.instruments import DEFAULT_INSTRUMENTS, VENUES
+from dragonfly.sim.market import SyntheticMarket
+from dragonfly.sim.server import VenueConfig, VenueServer
+
+#: Server class of each venue the simulator speaks.
+SERVERS: dict[str, type[VenueServer[Any]]] = {
+    "binance": BinanceServer,
+    "bitstamp": BitstampServer,
+}
+#: Longest market step; the market also steps at least as often as any venue publishes.
+MAX_TICK_S = 0.1
+
+
+def venue_config(
+    venue: str,
+    base: VenueConfig | None = None,
+    *,
+    period_s: float | None = None,
+    ping_interval_s: float | None = None,
+    pong_timeout_s: float | None = None,
+) -> VenueConfig:
+    """Return ``venue``'s config (``base`` or the live defaults) with overrides applied.
+
+    ``period_s`` sets every stream's cadence (slow streams included). The ping
+    overrides apply only to a venue that PINGs in its base config.
+    """
+    config = base if base is not None else SERVERS[venue].default_config
+    if period_s is not None:
+        config = dataclasses.replace(config, period_s=period_s, slow_factor=1)
+    if config.ping_interval_s is not None:
+        if ping_interval_s is not None:
+            config = dataclasses.replace(config, ping_interval_s=ping_interval_s)
+        if pong_timeout_s is not None:
+            config = dataclasses.replace(config, pong_timeout_s=pong_timeout_s)
+    return config
+
+
+class Simulator:
+    """Loopback WebSocket+REST servers speaking each venue's public protocol."""
+
+    def __init__(
+        self,
+        venues: Iterable[str] = VENUES,
+        instruments: Iterable[str] = DEFAULT_INSTRUMENTS,
+        host: str = "127.0.0.1",
+        seed: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+        period_s: float | None = None,
+        *,
+        ports: Mapping[str, int] | None = None,
+        ping_interval_s: float | None = None,
+        pong_timeout_s: float | None = None,
+        tick_s: float | None = None,
+        configs: Mapping[str, VenueConfig] | None = None,
+    ) -> None:
+        """Build the market and one server per venue; nothing binds until start().
+
+        ``period_s`` overrides every venue's publish cadence; ``ping_interval_s``
+        and ``pong_timeout_s`` override the PING timing of venues that PING;
+        ``configs`` replaces a venue's whole config before those overrides.
+        ``tick_s`` is the market step (default: the fastest cadence, at most
+        0.1 s). Raise ValueError for an unknown venue or a bad instrument name.
+        """
+        names = tuple(dict.fromkeys(venues))
+        for venue in names:
+            if venue not in SERVERS:
+                raise ValueError(f"unknown venue {venue!r}: expected one of {', '.join(SERVERS)}")
+        self.market = SyntheticMarket(instruments, names, seed)
+        self.host = host
+        self.ssl_context = ssl_context
+        chosen = configs or {}
+        ports = ports or {}
+        self._servers: dict[str, VenueServer[Any]] = {}
+        for venue in names:
+            config = venue_config(venue, chosen.get(venue), period_s=period_s,
+                                  ping_interval_s=ping_interval_s, pong_timeout_s=pong_timeout_s)
+            self._servers[venue] = SERVERS[venue](
+                self.market, config, host, ports.get(venue, 0), ssl_context
+            )
+        fastest = min(s.config.period_s for s in self._servers.values())
+        self.tick_s = tick_s if tick_s is not None else min(fastest, MAX_TICK_S)
+        if self.tick_s <= 0:
+            raise ValueError("tick_s must be positive")
+        self._ticker: asyncio.Task[None] | None = None
+
+    @property
+    def venues(self) -> tuple[str, ...]:
+        """Return the served venues."""
+        return tuple(self._servers)
+
+    def server(self, venue: str) -> VenueServer[Any]:
+        """Return ``venue``'s server; ValueError if not served."""
+        try:
+            return self._servers[venue]
+        except KeyError:
+            raise ValueError(f"venue {venue!r} is not served by this simulator") from None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind every venue's port and start the market."""
+        try:
+            for server in self._servers.values():
+                await server.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self._ticker = asyncio.create_task(self._tick_loop())
+
+    async def stop(self) -> None:
+        """Stop the market and close every server and client promptly."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        await asyncio.gather(*(s.stop() for s in self._servers.values()))
+
+    async def __aenter__(self) -> Simulator:
+        """Start; return self."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        """Stop."""
+        await self.stop()
+
+    async def _tick_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at = max(next_at + self.tick_s, loop.time())
+            await asyncio.sleep(next_at - loop.time())
+            self.market.step()
+
+    # -- addresses ---------------------------------------------------------------
+
+    def port(self, venue: str) -> int:
+        """Return the bound port of ``venue`` (0 before start() unless given)."""
+        return self.server(venue).port
+
+    def _authority(self, venue: str) -> str:
+        host = self.host
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{host}:{self.port(venue)}"
+
+    def ws_url(self, venue: str) -> str:
+        """Return the WebSocket URL a client of ``venue`` should use."""
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{self._authority(venue)}{self.server(venue).ws_path}"
+
+    def rest_url(self, venue: str) -> str:
+        """Return the REST base URL of ``venue`` (no trailing slash)."""
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self._authority(venue)}"
+
+    # -- observation -------------------------------------------------------------
+
+    def last_sent(self, venue: str, instrument: str
+                  ) -> tuple[list[FloatLevel], list[FloatLevel]] | None:
+        """Return (bids, asks) of the last book frame sent for ``instrument``, or None.
+
+        Levels are (price, amount) floats, best first, full depth as sent;
+        they equal what a client parses from that frame's decimal strings.
+        """
+        sent = self.server(venue).last_sent.get(instrument.lower())
+        return None if sent is None else (sent[0], sent[1])
+
+    def last_sent_ns(self, venue: str, instrument: str) -> int | None:
+        """Return the wall time (time.time_ns) just before that frame was sent."""
+        sent = self.server(venue).last_sent.get(instrument.lower())
+        return None if sent is None else sent[2]
+
+    def sent_count(self, venue: str) -> int:
+        """Return how many data frames ``venue`` has written, summed over clients."""
+        return self.server(venue).sent_count
+
+    def clients(self, venue: str) -> int:
+        """Return how many WebSocket clients ``venue`` has connected."""
+        return len(self.server(venue).sessions)
+
+    # -- test hooks --------------------------------------------------------------
+
+    async def drop_clients(self, venue: str) -> int:
+        """Abort every client connection of ``venue``; return how many."""
+        return await self.server(venue).drop_clients()
+
+    def pause(self, venue: str) -> None:
+        """Stop publishing data for ``venue`` (requests are still answered)."""
+        self.server(venue).paused = True
+
+    def resume(self, venue: str) -> None:
+        """Resume publishing for ``venue``."""
+        self.server(venue).paused = False
+
+    def inject(self, venue: str, raw: bytes | str, *, binary: bool = False) -> int:
+        """Send ``raw`` as one frame to every subscribed client of ``venue``; return how many."""
+        return self.server(venue).inject(raw, binary)
+
+    def request_reconnect(self, venue: str = "bitstamp", grace_s: float | None = None) -> int:
+        """Send the venue's reconnect request, close those clients after ``grace_s``.
+
+        Raise ValueError for a venue without one (Binance).
+        """
+        return self.server(venue).request_reconnect(grace_s)

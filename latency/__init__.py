@@ -1,0 +1,1 @@
+"""Latency measurement: pyperf micro-benchmarks of the hot path (and, later, the harness)."""

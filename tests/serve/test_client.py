@@ -1,0 +1,243 @@
+"""The client library and ``python -m dragonfly.client`` against a real GrpcService."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import socket
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from dragonfly.client.__main__ import parse_target
+from dragonfly.client.format import format_number, format_summary, summary_to_dict, summary_to_json
+from dragonfly.client.stream import ServerUnreachableError, StreamError, stream_summaries
+from dragonfly.core.fanout import FanOut
+from dragonfly.core.types import MergedBook, MergedLevel
+from dragonfly.serve import orderbook_pb2
+from dragonfly.serve.encode import encode_summary
+from dragonfly.serve.grpc_service import GrpcService
+
+if TYPE_CHECKING:
+    from conftest import MakeBook, Running, WaitUntil
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def _client(
+    *args: str, during: Callable[[], Coroutine[Any, Any, None]] | None = None
+) -> tuple[int, str, str]:
+    """Run the client CLI, and ``during()`` meanwhile; return status, stdout, stderr."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "dragonfly.client",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    side = asyncio.create_task(during()) if during is not None else None
+    try:
+        async with asyncio.timeout(20):
+            out, err = await process.communicate()
+    finally:
+        if side is not None:
+            side.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await side
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def _publisher(running: Running, make_book: MakeBook) -> Callable[[], Coroutine[Any, Any, None]]:
+    """Return a coroutine function publishing an update every 20 ms, forever."""
+
+    async def publish() -> None:
+        sequence = 0
+        while True:
+            sequence += 1
+            running.fanout.publish(encode_summary(make_book(sequence)))
+            await asyncio.sleep(0.02)
+
+    return publish
+
+
+def _summary(book: MergedBook) -> orderbook_pb2.Summary:
+    return orderbook_pb2.Summary.FromString(encode_summary(book))
+
+
+async def test_cli_prints_count_updates_as_json(running: Running, make_book: MakeBook) -> None:
+    code, out, err = await _client(
+        "--server", running.target, "--count", "2", "--json", during=_publisher(running, make_book)
+    )
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert len(lines) == 2
+    first, second = (json.loads(line) for line in lines)
+    assert list(first) == ["instrument", "sequence", "spread", "bids", "asks"]
+    assert first["instrument"] == "ETHBTC"
+    assert 0 < first["sequence"] < second["sequence"]
+    book = make_book(first["sequence"])
+    assert first["spread"] == book.spread
+    assert first["bids"] == [{"exchange": e, "price": p, "amount": a} for e, p, a in book.bids]
+    assert first["asks"] == [{"exchange": e, "price": p, "amount": a} for e, p, a in book.asks]
+
+
+async def test_cli_prints_a_table(running: Running, make_book: MakeBook) -> None:
+    code, out, err = await _client(
+        "--server", running.target, "--count", "1", "--depth", "3", during=_publisher(running, make_book)
+    )
+    assert (code, err) == (0, "")
+    header, titles, *rows = out.strip().splitlines()
+    assert header.startswith("ETHBTC  seq ")
+    assert "spread 0.001" in header
+    assert titles.split() == ["venue", "bid", "price", "amount", "ask", "price", "amount", "venue"]
+    assert len(rows) == 3
+    assert rows[0].split()[:2] == ["bitstamp", "0.068"]
+    assert rows[0].split()[-3:] == ["0.069", "2", "binance"]
+
+
+async def test_cli_reports_an_unreachable_server_in_one_line() -> None:
+    port = _free_port()
+    code, out, err = await _client("--server", f"127.0.0.1:{port}", "--timeout", "0.5")
+    assert code == 1
+    assert out == ""
+    assert err == f"error: cannot reach dragonfly server at 127.0.0.1:{port} (connection refused)\n"
+
+
+async def test_cli_exits_0_when_the_server_ends_the_stream(
+    running: Running, make_book: MakeBook, wait_until: WaitUntil
+) -> None:
+    async def end_after_one() -> None:
+        await wait_until(lambda: running.service.subscribers == 1, timeout=15)
+        running.fanout.publish(encode_summary(make_book(1)))
+        await wait_until(lambda: running.service.stream_stats()[0].delivered == 1)
+        running.fanout.close()
+
+    code, out, err = await _client("--server", running.target, "--json", during=end_after_one)
+    assert code == 0
+    assert [json.loads(line)["sequence"] for line in out.splitlines()] == [1]
+    assert err == f"server at {running.target} ended the stream after 1 updates\n"
+
+
+async def test_stream_summaries_yields_updates(running: Running, make_book: MakeBook) -> None:
+    running.fanout.publish(encode_summary(make_book(1)))
+    async with contextlib.aclosing(stream_summaries(running.target, timeout=2)) as summaries:
+        async for summary in summaries:
+            if summary.sequence == 3:
+                break
+            running.fanout.publish(encode_summary(make_book(summary.sequence + 1)))
+    assert summary.sequence == 3
+    assert list(summary.bids) == list(_summary(make_book(3)).bids)
+
+
+async def test_stream_summaries_waits_for_a_server_that_starts_late(make_book: MakeBook) -> None:
+    port = _free_port()
+    fanout: FanOut[bytes] = FanOut()
+    fanout.publish(encode_summary(make_book(7)))
+    service = GrpcService(fanout, "127.0.0.1", port)
+
+    async def start_late() -> None:
+        await asyncio.sleep(0.4)
+        await service.start()
+
+    starting = asyncio.create_task(start_late())
+    try:
+        async with contextlib.aclosing(stream_summaries(f"127.0.0.1:{port}", timeout=5)) as summaries:
+            first = await anext(summaries)
+        assert first.sequence == 7
+    finally:
+        await starting
+        await service.stop()
+
+
+async def test_stream_summaries_gives_up_after_the_timeout() -> None:
+    port = _free_port()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ServerUnreachableError) as raised:
+        await anext(stream_summaries(f"127.0.0.1:{port}", timeout=0.3))
+    assert 0.3 <= loop.time() - started < 3
+    assert raised.value.reason == "connection refused"
+    assert str(raised.value) == f"cannot reach dragonfly server at 127.0.0.1:{port} (connection refused)"
+
+
+async def test_stream_summaries_reports_a_server_without_the_service() -> None:
+    import grpc.aio
+
+    server = grpc.aio.server()
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        with pytest.raises(StreamError, match=r"does not serve orderbook\.OrderbookAggregator/BookSummary"):
+            await anext(stream_summaries(f"127.0.0.1:{port}", timeout=2))
+    finally:
+        await server.stop(None)
+
+
+def test_json_has_null_for_nan() -> None:
+    book = MergedBook("ETHBTC", math.nan, (), (MergedLevel("kraken", 0.07, math.inf),), 2**64 - 1, 0, 0)
+    line = summary_to_json(_summary(book))
+    assert json.loads(line) == {
+        "instrument": "ETHBTC",
+        "sequence": 2**64 - 1,
+        "spread": None,
+        "bids": [],
+        "asks": [{"exchange": "kraken", "price": 0.07, "amount": None}],
+    }
+    assert "\n" not in line
+    assert summary_to_dict(_summary(book))["spread"] is None
+
+
+def test_table_aligns_decimal_points_and_fills_uneven_sides() -> None:
+    bids = (MergedLevel("binance", 65000.12, 0.5), MergedLevel("bitstamp", 64999.5, 12.25))
+    asks = (MergedLevel("kraken", 65001.0, 3.0),)
+    text = format_summary(_summary(MergedBook("BTCUSD", 0.88, bids, asks, 9, 0, 0)))
+    header, _, first, second = text.splitlines()
+    assert header == "BTCUSD  seq 9  spread 0.88  (2 bids, 1 asks)"
+    assert first.index("65000.12") + 5 == second.index("64999.5") + 5 == first.index(".12")
+    assert first.endswith("kraken")
+    assert second.rstrip().endswith("12.25")
+    assert format_summary(orderbook_pb2.Summary()).splitlines()[-1] == "(empty book)"
+
+
+def test_numbers_keep_venue_precision() -> None:
+    assert format_number(65000.12345678) == "65000.12345678"
+    assert format_number(0.06828 - 0.06827, 8) == "1e-05"
+    assert format_number(math.nan) == "nan"
+
+
+@pytest.mark.parametrize(
+    ("text", "target"),
+    [
+        ("127.0.0.1:50051", "127.0.0.1:50051"),
+        ("localhost", "localhost:50051"),
+        ("[::1]:6000", "[::1]:6000"),
+        ("[::1]", "[::1]:50051"),
+    ],
+)
+def test_parse_target(text: str, target: str) -> None:
+    assert parse_target(text) == target
+
+
+@pytest.mark.parametrize("text", ["", "a:b", "host:0", "host:70000", "::1:5", "a b:1"])
+def test_parse_target_rejects(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_target(text)

@@ -1,0 +1,129 @@
+"""encode_summary must produce exactly what the generated classes produce."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from dragonfly.core.types import MergedBook, MergedLevel
+from dragonfly.serve import orderbook_pb2
+from dragonfly.serve.encode import append_send_ns, encode_summary, encode_summary_pb
+
+# Text the wire can carry: any code point but lone surrogates (not UTF-8).
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
+venues = st.one_of(st.sampled_from(["binance", "bitstamp", "kraken", ""]), texts)
+doubles = st.one_of(
+    st.sampled_from([0.0, -0.0, 1.0, -1.0, 5e-324, -5e-324, 1.7976931348623157e308, math.inf, -math.inf]),
+    st.floats(allow_nan=False),
+)
+levels = st.builds(MergedLevel, venues, doubles, doubles)
+sides = st.lists(levels, max_size=50).map(tuple)
+int64s = st.one_of(
+    st.sampled_from([0, 1, -1, 2**63 - 1, -(2**63), 1_700_000_000_000_000_000]),
+    st.integers(-(2**63), 2**63 - 1),
+)
+uint64s = st.one_of(st.sampled_from([0, 1, 127, 128, 2**56, 2**63, 2**64 - 1]), st.integers(0, 2**64 - 1))
+books = st.builds(
+    MergedBook,
+    instrument=st.one_of(st.just("ETHBTC"), texts),
+    spread=st.one_of(doubles, st.just(math.nan)),
+    bids=sides,
+    asks=sides,
+    sequence=uint64s,
+    recv_ns=int64s,
+    publish_ns=int64s,
+)
+
+EMPTY = MergedBook("", 0.0, (), (), 0, 0, 0)
+
+
+def _reference(book: MergedBook, send_ns: int = 0) -> orderbook_pb2.Summary:
+    return orderbook_pb2.Summary.FromString(encode_summary_pb(book, send_ns))
+
+
+@settings(max_examples=400, deadline=None)
+@given(book=books, send_ns=int64s)
+@example(book=EMPTY, send_ns=0)
+@example(book=MergedBook("ETHBTC", math.nan, (), (), 2**64 - 1, -1, 2**63 - 1), send_ns=-(2**63))
+@example(
+    book=MergedBook("x", -0.0, (MergedLevel("", 0.0, 0.0),), (MergedLevel("é" * 99, -0.0, 0.0),), 1, 0, 0),
+    send_ns=0,
+)
+def test_bytes_equal_official_encoding(book: MergedBook, send_ns: int) -> None:
+    ours = encode_summary(book, send_ns)
+    # proto3 serialization of known fields is deterministic: same bytes.
+    assert ours == encode_summary_pb(book, send_ns)
+    decoded = orderbook_pb2.Summary.FromString(ours)
+    assert decoded.SerializeToString() == ours
+    if not math.isnan(book.spread):
+        assert decoded == _reference(book, send_ns)
+    else:
+        assert math.isnan(decoded.spread)
+    assert decoded.instrument == book.instrument
+    assert decoded.sequence == book.sequence
+    assert [(lv.exchange, lv.price, lv.amount) for lv in decoded.bids] == list(book.bids)
+    assert [(lv.exchange, lv.price, lv.amount) for lv in decoded.asks] == list(book.asks)
+
+
+def test_zero_spread_is_omitted_and_negative_zero_kept() -> None:
+    assert encode_summary(EMPTY) == b""
+    negative = encode_summary(EMPTY._replace(spread=-0.0))
+    assert negative == b"\x09" + struct.pack("<d", -0.0)
+    assert math.copysign(1.0, orderbook_pb2.Summary.FromString(negative).spread) == -1.0
+
+
+def test_nan_spread_round_trips() -> None:
+    decoded = orderbook_pb2.Summary.FromString(encode_summary(EMPTY._replace(spread=math.nan)))
+    assert math.isnan(decoded.spread)
+
+
+def test_typical_book() -> None:
+    bids = tuple(
+        MergedLevel("binance" if i % 2 else "bitstamp", 0.068 - i * 1e-5, 1.5 + i) for i in range(10)
+    )
+    asks = tuple(MergedLevel("kraken" if i % 2 else "bitstamp", 0.069 + i * 1e-5, 2.5 + i) for i in range(10))
+    book = MergedBook("ETHBTC", 0.001, bids, asks, 42, 1_700_000_000_000_000_000, 1_700_000_000_000_050_000)
+    # Twice: the second call runs from the per-venue caches.
+    for _ in range(2):
+        encoded = encode_summary(book)
+        assert encoded == encode_summary_pb(book)
+    decoded = orderbook_pb2.Summary.FromString(encoded)
+    assert decoded.bids[3].exchange == "binance"
+    assert decoded.asks[0].price == 0.069
+    assert decoded.publish_ns == 1_700_000_000_000_050_000
+
+
+@given(book=books, send_ns=int64s)
+@settings(max_examples=100, deadline=None)
+def test_append_send_ns(book: MergedBook, send_ns: int) -> None:
+    assert append_send_ns(encode_summary(book), send_ns) == encode_summary(book, send_ns)
+    stamped = append_send_ns(encode_summary(book, 5), send_ns or 5)
+    assert orderbook_pb2.Summary.FromString(stamped).send_ns == (send_ns or 5)
+
+
+@pytest.mark.parametrize(
+    "book",
+    [
+        EMPTY._replace(sequence=-1),
+        EMPTY._replace(sequence=2**64),
+        EMPTY._replace(recv_ns=2**63),
+        EMPTY._replace(publish_ns=-(2**63) - 1),
+    ],
+)
+def test_out_of_range_integers_raise(book: MergedBook) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        encode_summary(book)
+
+
+def test_nan_and_infinite_levels_match_official_bytes() -> None:
+    levels = (
+        MergedLevel("a", math.nan, 1.0),
+        MergedLevel("b", math.inf, math.nan),
+        MergedLevel("c", -math.inf, 0.0),
+    )
+    book = MergedBook("X", 1.0, levels, levels[::-1], 7, 1, 2)
+    assert encode_summary(book) == encode_summary_pb(book)

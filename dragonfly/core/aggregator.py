@@ -90,6 +90,7 @@ class Aggregator:
     def recompute(self) -> None:
         """Fold the changed venue slots into the merge and publish if the top N moved."""
         recv_ns = 0
+        source: VenueBook | None = None
         names = self.queue.names
         for slot, book in self.queue.drain():
             if book is None:
@@ -98,6 +99,7 @@ class Aggregator:
                 continue
             if book.recv_ns > recv_ns:
                 recv_ns = book.recv_ns
+                source = book
             name = names[slot]
             rank = self._ranks[name]
             self._bid_keys[slot] = [
@@ -131,6 +133,8 @@ class Aggregator:
             self._sequence,
             recv_ns or time.time_ns(),
             time.time_ns(),
+            source.venue if source is not None else "",
+            source.frame if source is not None else 0,
         )
         self.last = book_out
         for sink in self._sinks:

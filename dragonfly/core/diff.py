@@ -85,6 +85,11 @@ class DiffChannel:
         truncate: the depth the venue maintains; the book is cut to it after
             every update (levels beyond it would go stale).
         max_buffer: deltas buffered per symbol while waiting for a snapshot.
+        at_depth: book depth -> this channel subscribed at that depth, for venues
+            that serve several (replay must subscribe at the recorded depth).
+        verify_before_publish: publish a book only once a checksum has verified
+            it since its snapshot (for venues whose snapshots carry none, so a
+            corrupt snapshot is never published).
     """
 
     subscribe: Callable[[Sequence[str]], Sequence[bytes]]
@@ -96,6 +101,8 @@ class DiffChannel:
     checksum: Callable[[L2Book], int] | None = None
     truncate: int | None = None
     max_buffer: int = 10_000
+    at_depth: Callable[[int], DiffChannel] | None = None
+    verify_before_publish: bool = False
 
 
 class FeedControl(Protocol):
@@ -137,6 +144,7 @@ class SymbolSync:
         "after_rest",
         "book",
         "buffer",
+        "newest",
         "out",
         "published",
         "requested",
@@ -145,6 +153,7 @@ class SymbolSync:
         "stats",
         "symbol",
         "touched",
+        "verified",
     )
 
     def __init__(self, symbol: str, out: SlotProducer[VenueBook] | None) -> None:
@@ -159,6 +168,9 @@ class SymbolSync:
         self.published: tuple[Side, Side] | None = None
         self.touched = False
         self.requested = False
+        self.verified = False
+        #: The newest sequence position any delta has shown (snapshots must reach it).
+        self.newest: int | None = None
 
 
 class DiffListener:
@@ -240,12 +252,12 @@ class DiffListener:
         for sync in touched:
             sync.touched = False
             out = sync.out
-            if out is None or sync.state is not SyncState.SYNCED:
+            if out is None or sync.state is not SyncState.SYNCED or not sync.verified:
                 continue
             top = sync.book.top(self.depth)
             if top != sync.published:
                 sync.published = top
-                out.put(VenueBook(self.venue, top[0], top[1], self._last_recv))
+                out.put(VenueBook(self.venue, top[0], top[1], self._last_recv, self.frames))
                 outs.append(out)
         touched.clear()
         for out in outs:
@@ -253,6 +265,8 @@ class DiffListener:
 
     def withdraw(self) -> None:
         """The connection dropped: every book restarts from a new snapshot."""
+        # The decoder may track per-connection state (a sequence number).
+        self._decode = self.channel.make_decoder()
         for sync in self.syms.values():
             self._unpublish(sync)
             sync.book.clear()
@@ -269,6 +283,15 @@ class DiffListener:
         self._load(sync, snapshot, from_rest=True)
         self.end_burst()
 
+    def request_quiet(self) -> None:
+        """Ask for the snapshots of symbols that have had no delta yet (a quiet market)."""
+        if self.channel.rest_snapshot is None:
+            return
+        for sync in self.syms.values():
+            if sync.state is SyncState.WAITING and not sync.requested:
+                sync.requested = True
+                self.control.request_snapshot(sync.symbol)
+
     def snapshot_failed(self, symbol: str) -> None:
         """A REST snapshot request failed; the feed will ask again on the next delta."""
         sync = self.syms.get(symbol)
@@ -284,6 +307,9 @@ class DiffListener:
     # -- sync rules ------------------------------------------------------------
 
     def _on_delta(self, sync: SymbolSync, delta: Delta) -> None:
+        last = delta.last
+        if last is not None and (sync.newest is None or last > sync.newest):
+            sync.newest = last
         if sync.state is SyncState.WAITING:
             if self.channel.rest_snapshot is None:
                 return  # in-band venues: deltas before the snapshot belong to no book
@@ -341,6 +367,7 @@ class DiffListener:
                 self._resync(sync, "checksum mismatch")
                 return False
             sync.stats.checksums_ok += 1
+            sync.verified = True
         if book.crossed():
             sync.stats.crossed += 1
             self._resync(sync, "book crossed")
@@ -358,6 +385,7 @@ class DiffListener:
             self._resync(sync, f"bad level in snapshot ({exc})")
             return
         sync.stats.snapshots += 1
+        sync.verified = not self.channel.verify_before_publish
         sync.snap_seq = snapshot.seq
         sync.state = SyncState.SYNCED
         sync.after_rest = from_rest and self.channel.continuity
@@ -367,6 +395,12 @@ class DiffListener:
         for delta in buffered:
             if not self._apply(sync, delta):
                 return
+        newest = sync.newest
+        if from_rest and newest is not None and (sync.book.seq is None or sync.book.seq < newest):
+            # Deltas newer than this book were seen and are not in it (they
+            # were dropped with a broken book): the snapshot is too old.
+            sync.stats.gaps += 1
+            self._resync(sync, f"snapshot at {snapshot.seq} is older than update {newest} already seen")
 
     def _on_reset(self, reset: Reset) -> None:
         targets = self.syms.values() if reset.symbol is None else [self.syms.get(reset.symbol)]

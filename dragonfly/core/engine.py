@@ -18,6 +18,7 @@ Wiring (one topology; others are other wirings of the same parts)::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import ssl
@@ -25,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dragonfly.core.aggregator import Aggregator
+from dragonfly.core.diff import DiffListener
 from dragonfly.core.errors import ConfigError, SubscribeError
 from dragonfly.core.fanout import FanOut, Subscription
 from dragonfly.core.feed import Feed
@@ -200,4 +202,7 @@ class Engine:
                 "connect_failures": feed.stats.connect_failures,
                 "last_error": feed.last_error,
             }
+            if isinstance(lst, DiffListener):
+                for sync in lst.syms.values():
+                    out[name].update(sync=sync.state.value, **dataclasses.asdict(sync.stats))
         return out

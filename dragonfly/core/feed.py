@@ -21,12 +21,13 @@ import logging
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from dragonfly.core.backoff import Backoff
-from dragonfly.core.diff import DiffListener, SyncState
+from dragonfly.core.diff import DiffChannel, DiffListener, SyncState
 from dragonfly.core.errors import HttpError, ParseError
-from dragonfly.core.http import http_get
+from dragonfly.core.http import HttpResponse, http_get
 from dragonfly.core.listener import TopNListener
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotProducer
@@ -58,6 +59,27 @@ class FeedStats:
     snapshots: int = 0
 
 
+class FeedTap(Protocol):
+    """Observer of a feed's raw traffic, e.g. a recorder (not on the hot path unless set)."""
+
+    def opened(self, url: str) -> None:
+        """A connection to ``url`` is up."""
+
+    def sent(self, url: str, payload: bytes) -> None:
+        """The client sent ``payload``."""
+
+    def received(self, payload: bytes, recv_ns: int) -> None:
+        """The client received ``payload``."""
+
+    def rest(self, url: str, body: bytes) -> None:
+        """A REST request to ``url`` answered 200 with ``body``."""
+
+
+#: Seconds after the subscription ack before a diff symbol that has had no delta
+#: gets its REST snapshot anyway (others ask on their first delta).
+QUIET_SNAPSHOT_DELAY = 0.2
+
+
 def rest_base_for(ws_url: str) -> str:
     """The REST base a simulator or proxy serves beside ``ws_url`` (same host:port)."""
     parts = urlsplit(ws_url)
@@ -87,6 +109,8 @@ class Feed:
         ssl_context: ssl.SSLContext | None = None,
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
+        tap: FeedTap | None = None,
+        book_depth: int | None = None,
     ) -> None:
         if not outputs:
             raise ValueError("a feed needs at least one symbol")
@@ -96,6 +120,8 @@ class Feed:
         self.symbol = self.symbols[0]
         self.instrument = instrument or self.symbol
         self.listener: TopNListener | DiffListener
+        #: The diff channel in use (``spec.diff``, or its variant at ``book_depth``).
+        self.diff: DiffChannel
         if self.kind == "snapshot":
             assert spec.snapshot is not None
             if len(outputs) != 1:
@@ -106,7 +132,12 @@ class Feed:
             self.listener = TopNListener(spec.name, spec.snapshot.make_decoder(depth), out)
         else:
             assert spec.diff is not None
-            self.listener = DiffListener(spec.name, spec.diff, outputs, depth, self)
+            self.diff = spec.diff
+            if book_depth is not None:
+                if spec.diff.at_depth is None:
+                    raise ValueError(f"{spec.name}'s diff channel has one depth only")
+                self.diff = spec.diff.at_depth(book_depth)
+            self.listener = DiffListener(spec.name, self.diff, outputs, depth, self)
         self.ws_url = ws_url or spec.ws_url
         if rest_url is None:
             rest_url = rest_base_for(ws_url) if ws_url else spec.rest_url
@@ -130,6 +161,13 @@ class Feed:
         self._snapshot_tasks: dict[str, asyncio.Task[None]] = {}
         self._snapshot_backoff: dict[str, Backoff] = {}
         self._stopped = False
+        #: Observer of the raw traffic (a recorder), or ``None``.
+        self.tap = tap
+
+    @property
+    def snapshot_pending(self) -> bool:
+        """Whether a REST snapshot request is in flight."""
+        return any(not task.done() for task in self._snapshot_tasks.values())
 
     @property
     def name(self) -> str:
@@ -159,6 +197,8 @@ class Feed:
 
     def on_open(self, conn: WsConnection) -> None:
         self.stats.connects += 1
+        if self.tap is not None:
+            self.tap.opened(self.ws_url)
         self.state = FeedState.SUBSCRIBING
         self._log.info(
             "%s: connected to %s, subscribing to %s (%s channel)",
@@ -168,13 +208,15 @@ class Feed:
             self.kind,
         )
         for frame in self._subscribe_frames(self.symbols):
-            conn.send(frame)
+            self._send(frame)
         loop = asyncio.get_running_loop()
         self._timers.append(loop.call_later(self.spec.subscribe_timeout, self._ack_timeout))
         if self.spec.heartbeat is not None:
             self._timers.append(loop.call_later(self.spec.heartbeat_interval, self._heartbeat))
 
     def on_frame(self, payload: bytes, recv_ns: int, last_in_buffer: bool) -> None:
+        if self.tap is not None:
+            self.tap.received(payload, recv_ns)
         if self._on_book(payload, recv_ns, last_in_buffer):
             if self.state is not FeedState.LIVE:
                 self._subscribed()  # data before the ack counts as one
@@ -224,6 +266,10 @@ class Feed:
     def _subscribed(self) -> None:
         if self.state is FeedState.LIVE:
             return
+        if isinstance(self.listener, DiffListener):
+            # Symbols whose first delta is slow to come still get their snapshot.
+            loop = asyncio.get_running_loop()
+            self._timers.append(loop.call_later(QUIET_SNAPSHOT_DELAY, self.listener.request_quiet))
         self.state = FeedState.LIVE
         self.conn.backoff.reset()
         self._log.info("%s: subscribed to %s", self.name, self.symbol)
@@ -254,25 +300,34 @@ class Feed:
         heartbeat = self.spec.heartbeat
         if heartbeat is None or self._stopped:
             return
-        self.conn.send(heartbeat)
+        self._send(heartbeat)
         loop = asyncio.get_running_loop()
         self._timers = [t for t in self._timers if not t.cancelled()]
         self._timers.append(loop.call_later(self.spec.heartbeat_interval, self._heartbeat))
+
+    def _send(self, frame: bytes) -> None:
+        self.conn.send(frame)
+        if self.tap is not None:
+            self.tap.sent(self.ws_url, frame)
+
+    async def _http_get(self, url: str) -> HttpResponse:
+        resp = await http_get(url, ssl_context=self.ssl_context)
+        if self.tap is not None and resp.status == 200:
+            self.tap.rest(url, resp.body)
+        return resp
 
     def _subscribe_frames(self, symbols: Sequence[str]) -> Sequence[bytes]:
         if self.kind == "snapshot":
             assert self.spec.snapshot is not None
             return self.spec.snapshot.subscribe(symbols[0])
-        assert self.spec.diff is not None
-        return self.spec.diff.subscribe(symbols)
+        return self.diff.subscribe(symbols)
 
     # -- FeedControl (resynchronisation of diff books) -----------------------
 
     def resubscribe(self, symbol: str) -> None:
         """Unsubscribe and subscribe ``symbol`` again, for a fresh in-band snapshot."""
-        assert self.spec.diff is not None
-        for frame in (*self.spec.diff.unsubscribe([symbol]), *self.spec.diff.subscribe([symbol])):
-            self.conn.send(frame)
+        for frame in (*self.diff.unsubscribe([symbol]), *self.diff.subscribe([symbol])):
+            self._send(frame)
 
     def request_snapshot(self, symbol: str) -> None:
         """Fetch ``symbol``'s REST snapshot in the background (one at a time, backed off)."""
@@ -282,8 +337,8 @@ class Feed:
         self._snapshot_tasks[symbol] = asyncio.get_running_loop().create_task(self._fetch_snapshot(symbol))
 
     async def _fetch_snapshot(self, symbol: str) -> None:
-        diff = self.spec.diff
-        assert diff is not None and diff.rest_snapshot is not None and diff.parse_rest_snapshot is not None
+        diff = self.diff
+        assert diff.rest_snapshot is not None and diff.parse_rest_snapshot is not None
         assert isinstance(self.listener, DiffListener)
         # The first request goes at once; after a failure, or a snapshot that
         # did not yield a synced book, requests back off (REST rate limits).
@@ -292,7 +347,7 @@ class Feed:
             await asyncio.sleep(backoff.next_delay())
         url = (self.rest_url or "").rstrip("/") + diff.rest_snapshot.format(symbol=symbol)
         try:
-            resp = await http_get(url, ssl_context=self.ssl_context)
+            resp = await self._http_get(url)
             if resp.status != 200:
                 raise HttpError(f"GET {url}: HTTP {resp.status} {resp.body[:200]!r}")
             snapshot = diff.parse_rest_snapshot(symbol, resp.body)
@@ -321,7 +376,7 @@ class Feed:
             return True
         url = self.rest_url.rstrip("/") + check.path.format(symbol=self.symbol)
         try:
-            resp = await http_get(url, ssl_context=self.ssl_context)
+            resp = await self._http_get(url)
         except HttpError as exc:
             self._log.warning(
                 "%s: cannot verify symbol %s (%s); subscribing anyway", self.name, self.symbol, exc

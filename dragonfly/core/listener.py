@@ -103,7 +103,7 @@ class TopNListener:
             self._bids = bids
             self._asks = asks
             self.changes += 1
-            self._out.put(VenueBook(self.venue, bids, asks, recv_ns))
+            self._out.put(VenueBook(self.venue, bids, asks, recv_ns, self.frames))
         if last_in_buffer:
             self._out.end_burst()
         return True

@@ -23,14 +23,16 @@ class VenueBook(NamedTuple):
 
     ``bids`` are best (highest) first, ``asks`` best (lowest) first. ``recv_ns``
     is ``time.perf_counter_ns()``-free wall time (``time.time_ns()``) at which
-    the frame that produced this book was received; it travels with the book so
-    the latency of every published update can be measured.
+    the frame that produced this book was received, and ``frame`` that frame's
+    ordinal on its connection; they travel with the book so the latency of every
+    published update can be traced to the venue message behind it.
     """
 
     venue: str
     bids: Side
     asks: Side
     recv_ns: int
+    frame: int = 0
 
 
 class MergedLevel(NamedTuple):
@@ -50,7 +52,8 @@ class MergedBook(NamedTuple):
     ``sequence`` increases by one per published update of this aggregator.
     ``recv_ns`` is the receive time of the newest frame that went into this
     update; ``publish_ns`` is when the aggregator produced it (both
-    ``time.time_ns()``).
+    ``time.time_ns()``). ``source_venue`` and ``source_frame`` name the frame
+    behind ``recv_ns`` (see :class:`VenueBook`).
     """
 
     instrument: str
@@ -60,3 +63,5 @@ class MergedBook(NamedTuple):
     sequence: int
     recv_ns: int
     publish_ns: int
+    source_venue: str = ""
+    source_frame: int = 0

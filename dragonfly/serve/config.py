@@ -26,6 +26,7 @@ class ServeConfig:
     sim: bool = False
     endpoints: dict[str, str] = field(default_factory=dict)
     rest_endpoints: dict[str, str] = field(default_factory=dict)
+    channels: dict[str, str] = field(default_factory=dict)
     ca_file: str | None = None
     sim_period: float | None = None
     log_level: str = "info"
@@ -82,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="VENUE=URL",
         help="REST base URL of a venue (default: the live one, or the host of --endpoint)",
     )
+    p.add_argument(
+        "--channel",
+        action="append",
+        default=[],
+        metavar="[VENUE=]KIND",
+        help="book channel: 'snapshot' (the venue's top-N snapshots, read lazily) or 'diff' (an exact "
+        "book from incremental updates); for every venue, or VENUE=KIND for one; repeatable "
+        "(default: each venue's own default)",
+    )
     p.add_argument("--ca-file", default=None, help="trust this CA/certificate for wss:// and https://")
     p.add_argument("--start-timeout", type=float, default=15.0, metavar="S",
                    help="seconds to wait for the venues to accept the subscription (default 15)")
@@ -120,6 +130,25 @@ def parse_config(argv: list[str] | None = None) -> ServeConfig:
     for name in [*endpoints, *rest]:
         if name not in venues:
             raise ConfigError(f"an endpoint is given for {name}, which is not in --venues")
+    if args.sim:
+        from dragonfly.sim.instruments import VENUES as SIMULATED
+
+        missing = [v for v in venues if v not in endpoints and v not in SIMULATED]
+        if missing:
+            raise ConfigError(
+                f"the simulator serves {', '.join(SIMULATED)}; give --endpoint for {', '.join(missing)}"
+            )
+    channels: dict[str, str] = {}
+    for value in args.channel:
+        venue, sep, kind = value.rpartition("=")
+        kind = kind.strip().lower()
+        if kind not in ("snapshot", "diff"):
+            raise ConfigError(f"--channel expects snapshot or diff (optionally VENUE=KIND), got {value!r}")
+        targets = [get_venue(venue).name] if sep else venues
+        for name in targets:
+            if name not in venues:
+                raise ConfigError(f"--channel is given for {name}, which is not in --venues")
+            channels[name] = kind
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be 0..65535, got {args.port}")
     if args.sim_period is not None and args.sim_period <= 0:
@@ -133,6 +162,7 @@ def parse_config(argv: list[str] | None = None) -> ServeConfig:
         sim=args.sim,
         endpoints=endpoints,
         rest_endpoints=rest,
+        channels=channels,
         ca_file=args.ca_file,
         sim_period=args.sim_period,
         log_level=args.log_level,

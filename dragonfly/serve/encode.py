@@ -38,6 +38,8 @@ _SUMMARY_SEQUENCE = b"\x28"  # 5, uint64
 _SUMMARY_RECV_NS = b"\x30"  # 6, int64
 _SUMMARY_PUBLISH_NS = b"\x38"  # 7, int64
 _SUMMARY_SEND_NS = b"\x40"  # 8, int64
+_SUMMARY_SOURCE_VENUE = 0x4A  # 9, string
+_SUMMARY_SOURCE_FRAME = b"\x50"  # 10, uint64
 _LEVEL_EXCHANGE = 0x0A  # 1, string
 _LEVEL_PRICE = 0x11  # 2, double
 _LEVEL_AMOUNT = 0x19  # 3, double
@@ -153,7 +155,7 @@ def _side(
 
 def encode_summary(book: MergedBook, send_ns: int = 0) -> bytes:
     """Return ``book`` serialized as an ``orderbook.Summary`` (official bytes)."""
-    instrument, spread, bids, asks, sequence, recv_ns, publish_ns = book
+    instrument, spread, bids, asks, sequence, recv_ns, publish_ns, source_venue, source_frame = book
     parts: list[bytes] = []
     if spread or math.copysign(1.0, spread) < 0.0:  # omit +0.0 only
         parts.append(_pack_key_double(_SUMMARY_SPREAD, spread))
@@ -171,6 +173,10 @@ def encode_summary(book: MergedBook, send_ns: int = 0) -> bytes:
         parts += (_SUMMARY_PUBLISH_NS, _ivarint(publish_ns))
     if send_ns:
         parts += (_SUMMARY_SEND_NS, _ivarint(send_ns))
+    if source_venue:
+        parts.append(_string_field(_SUMMARY_SOURCE_VENUE, source_venue))
+    if source_frame:
+        parts += (_SUMMARY_SOURCE_FRAME, _uvarint(source_frame))
     return b"".join(parts)
 
 
@@ -179,7 +185,8 @@ def append_send_ns(payload: bytes, send_ns: int) -> bytes:
 
     Protobuf parsers keep the last occurrence of a scalar field, so appending
     field 8 overrides any ``send_ns`` already in ``payload``; when there was
-    none (``encode_summary(book)``), the result is also the official encoding.
+    none and no source fields (9, 10) follow, the result is also the official
+    encoding byte for byte (field order aside, it always decodes the same).
     """
     if not send_ns:
         return payload
@@ -198,4 +205,6 @@ def encode_summary_pb(book: MergedBook, send_ns: int = 0) -> bytes:
         recv_ns=book.recv_ns,
         publish_ns=book.publish_ns,
         send_ns=send_ns,
+        source_venue=book.source_venue,
+        source_frame=book.source_frame,
     ).SerializeToString()

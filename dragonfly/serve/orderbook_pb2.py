@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0forderbook.proto\x12\torderbook\"\x07\n\x05\x45mpty\"\xb5\x01\n\x07Summary\x12\x0e\n\x06spread\x18\x01 \x01(\x01\x12\x1e\n\x04\x62ids\x18\x02 \x03(\x0b\x32\x10.orderbook.Level\x12\x1e\n\x04\x61sks\x18\x03 \x03(\x0b\x32\x10.orderbook.Level\x12\x12\n\ninstrument\x18\x04 \x01(\t\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12\x0f\n\x07recv_ns\x18\x06 \x01(\x03\x12\x12\n\npublish_ns\x18\x07 \x01(\x03\x12\x0f\n\x07send_ns\x18\x08 \x01(\x03\"8\n\x05Level\x12\x10\n\x08\x65xchange\x18\x01 \x01(\t\x12\r\n\x05price\x18\x02 \x01(\x01\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x01\x32L\n\x13OrderbookAggregator\x12\x35\n\x0b\x42ookSummary\x12\x10.orderbook.Empty\x1a\x12.orderbook.Summary0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0forderbook.proto\x12\torderbook\"\x07\n\x05\x45mpty\"\xe1\x01\n\x07Summary\x12\x0e\n\x06spread\x18\x01 \x01(\x01\x12\x1e\n\x04\x62ids\x18\x02 \x03(\x0b\x32\x10.orderbook.Level\x12\x1e\n\x04\x61sks\x18\x03 \x03(\x0b\x32\x10.orderbook.Level\x12\x12\n\ninstrument\x18\x04 \x01(\t\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12\x0f\n\x07recv_ns\x18\x06 \x01(\x03\x12\x12\n\npublish_ns\x18\x07 \x01(\x03\x12\x0f\n\x07send_ns\x18\x08 \x01(\x03\x12\x14\n\x0csource_venue\x18\t \x01(\t\x12\x14\n\x0csource_frame\x18\n \x01(\x04\"8\n\x05Level\x12\x10\n\x08\x65xchange\x18\x01 \x01(\t\x12\r\n\x05price\x18\x02 \x01(\x01\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x01\x32L\n\x13OrderbookAggregator\x12\x35\n\x0b\x42ookSummary\x12\x10.orderbook.Empty\x1a\x12.orderbook.Summary0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,9 +36,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EMPTY']._serialized_start=30
   _globals['_EMPTY']._serialized_end=37
   _globals['_SUMMARY']._serialized_start=40
-  _globals['_SUMMARY']._serialized_end=221
-  _globals['_LEVEL']._serialized_start=223
-  _globals['_LEVEL']._serialized_end=279
-  _globals['_ORDERBOOKAGGREGATOR']._serialized_start=281
-  _globals['_ORDERBOOKAGGREGATOR']._serialized_end=357
+  _globals['_SUMMARY']._serialized_end=265
+  _globals['_LEVEL']._serialized_start=267
+  _globals['_LEVEL']._serialized_end=323
+  _globals['_ORDERBOOKAGGREGATOR']._serialized_start=325
+  _globals['_ORDERBOOKAGGREGATOR']._serialized_end=401
 # @@protoc_insertion_point(module_scope)

@@ -56,6 +56,8 @@ class Summary(_message.Message):
     RECV_NS_FIELD_NUMBER: _builtins.int
     PUBLISH_NS_FIELD_NUMBER: _builtins.int
     SEND_NS_FIELD_NUMBER: _builtins.int
+    SOURCE_VENUE_FIELD_NUMBER: _builtins.int
+    SOURCE_FRAME_FIELD_NUMBER: _builtins.int
     spread: _builtins.float
     """Best ask price minus best bid price across all venues. Zero or negative
     when venues are locked or crossed against each other; NaN when either side
@@ -80,6 +82,13 @@ class Summary(_message.Message):
     """Unix time in ns at which the service handed this update to the transport.
     Reserved: 0 (absent) when the server does not stamp it.
     """
+    source_venue: _builtins.str
+    """The venue whose frame triggered this update (the newest frame in it)."""
+    source_frame: _builtins.int
+    """The ordinal of that frame on its venue connection (1 = the first frame
+    received after connecting): with source_venue, it ties the update to the
+    exact venue message, so latency can be measured end to end.
+    """
     @_builtins.property
     def bids(self) -> _containers.RepeatedCompositeFieldContainer[Global___Level]:
         """The best bids across venues, best (highest price) first."""
@@ -99,10 +108,12 @@ class Summary(_message.Message):
         recv_ns: _builtins.int = ...,
         publish_ns: _builtins.int = ...,
         send_ns: _builtins.int = ...,
+        source_venue: _builtins.str = ...,
+        source_frame: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["asks", b"asks", "bids", b"bids", "instrument", b"instrument", "publish_ns", b"publish_ns", "recv_ns", b"recv_ns", "send_ns", b"send_ns", "sequence", b"sequence", "spread", b"spread"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asks", b"asks", "bids", b"bids", "instrument", b"instrument", "publish_ns", b"publish_ns", "recv_ns", b"recv_ns", "send_ns", b"send_ns", "sequence", b"sequence", "source_frame", b"source_frame", "source_venue", b"source_venue", "spread", b"spread"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

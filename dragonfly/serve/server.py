@@ -70,7 +70,7 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
             if rest_url is None and sim is not None and name in sim_venues:
                 rest_url = sim.rest_url(name)
             endpoints.append(VenueEndpoint(spec, ws_url, rest_url, ssl_context))
-        engine = Engine(cfg.instrument, endpoints, depth=cfg.depth)
+        engine = Engine(cfg.instrument, endpoints, depth=cfg.depth, channels=cfg.channels)
         engine.add_sink(summary_sink(fanout))
         start = asyncio.create_task(engine.start(wait=cfg.start_timeout))
         stopper = asyncio.create_task(stop.wait())

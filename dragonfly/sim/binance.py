@@ -3,11 +3,20 @@
 WebSocket: ``/ws`` and ``/ws/<s1>/<s2>`` (raw payloads) and ``/stream`` and
 ``/stream?streams=<s1>/<s2>`` (payloads wrapped as ``{"stream":..,"data":..}``);
 requests SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, SET_PROPERTY and
-GET_PROPERTY. Data: partial book depth ``<symbol>@depth<5|10|20>[@100ms]``.
+GET_PROPERTY. Data: partial book depth ``<symbol>@depth<5|10|20>[@100ms]``
+and diff depth ``<symbol>@depth[@100ms]`` (``depthUpdate`` events).
 A well-formed stream for a symbol that is not listed (or of a kind the
 simulator does not produce) is acknowledged and never sends data, as on the
 live venue. REST: ``/api/v3/ping``, ``/api/v3/time``, ``/api/v3/exchangeInfo``
 and ``/api/v3/depth``. All JSON is compact, like the venue's.
+
+Diff depth follows the venue's documented local-book procedure exactly: each
+symbol has one update-id sequence (its book's ``update_id``, which grows at
+every change) shared by the events and ``/api/v3/depth``'s ``lastUpdateId``.
+An event covers ids ``U..u`` with ``U`` one past the previous event's ``u``
+on that stream, and lists every level changed in any market step of that
+range with its amount at ``u`` (``0.00000000``: removed). So a snapshot taken
+at any id ``L`` plus the events with ``u > L`` rebuild the book exactly.
 """
 
 from __future__ import annotations
@@ -18,13 +27,14 @@ import ssl
 import time
 from dataclasses import dataclass
 
-from dragonfly.sim.book import SimBook, units_text
+from dragonfly.sim.book import BookChanges, SimBook, units_text
 from dragonfly.sim.http import HttpReply, json_reply
 from dragonfly.sim.instruments import Instrument, pow10
 from dragonfly.sim.market import SyntheticMarket
 from dragonfly.sim.server import Session, VenueConfig, VenueServer
 
 _STREAM = re.compile(r"^([a-z0-9]+)@depth(5|10|20)(?:@(100ms|1000ms))?$")
+_DIFF_STREAM = re.compile(r"^([a-z0-9]+)@depth(?:@(100ms|1000ms))?$")
 _SYMBOL = re.compile(r"^[A-Z0-9\-_.]{1,20}$")
 _LIMIT = re.compile(r"^[0-9]{1,20}$")
 _SYMBOLS_RANGE = '^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$'
@@ -44,12 +54,55 @@ class DepthStream:
     slow: bool  # 1000 ms cadence (no speed suffix, or @1000ms)
 
 
-def parse_stream(name: str, listed: dict[str, Instrument]) -> DepthStream | None:
+@dataclass(frozen=True)
+class DiffStream:
+    """A diff depth stream of a listed instrument (names for the same one compare equal)."""
+
+    instrument: str
+    slow: bool  # 1000 ms cadence (no speed suffix, or @1000ms)
+
+
+class DiffFeed:
+    """The state of one diff stream: where its last event ended and what changed since."""
+
+    def __init__(self, book: SimBook) -> None:
+        """Start at ``book``'s current update id, recording its changes from now on."""
+        self.book = book
+        self.changes: BookChanges = book.watch()
+        #: ``u`` of the last event (sent or skipped); the next one starts at last_id + 1.
+        self.last_id = book.update_id
+        #: Drop (do not send) the next event, as if the venue lost it.
+        self.skip_next = False
+
+    def next_event(self, symbol: str, event_ms: int) -> bytes | None:
+        """Return the event covering ids since the last one, or None if nothing changed.
+
+        The event lists every changed price with its current amount (0 if gone).
+        """
+        book = self.book
+        if book.update_id == self.last_id:
+            return None
+        bids = sorted(((p, book.bids.get(p, 0)) for p in self.changes.bids), reverse=True)
+        asks = sorted((p, book.asks.get(p, 0)) for p in self.changes.asks)
+        first, self.last_id = self.last_id + 1, book.update_id
+        self.changes.clear()
+        return encode_diff(event_ms, symbol, first, self.last_id,
+                           book.text_side(bids), book.text_side(asks))
+
+    def close(self) -> None:
+        """Stop recording the book's changes."""
+        self.book.unwatch(self.changes)
+
+
+def parse_stream(name: str, listed: dict[str, Instrument]) -> DepthStream | DiffStream | None:
     """Return the data stream ``name`` names, or None if it produces no data here."""
     match = _STREAM.match(name)
-    if match is None or match.group(1) not in listed:
-        return None
-    return DepthStream(match.group(1), int(match.group(2)), match.group(3) != "100ms")
+    if match is not None and match.group(1) in listed:
+        return DepthStream(match.group(1), int(match.group(2)), match.group(3) != "100ms")
+    match = _DIFF_STREAM.match(name)
+    if match is not None and match.group(1) in listed:
+        return DiffStream(match.group(1), match.group(2) != "100ms")
+    return None
 
 
 def encode_side(levels: list[tuple[str, str]]) -> str:
@@ -63,6 +116,15 @@ def encode_depth(update_id: int, bids: list[tuple[str, str]], asks: list[tuple[s
     return (
         f'{{"lastUpdateId":{update_id},"bids":{encode_side(bids)},'
         f'"asks":{encode_side(asks)}}}'
+    ).encode()
+
+
+def encode_diff(event_ms: int, symbol: str, first: int, last: int,
+                bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> bytes:
+    """Encode a ``depthUpdate`` event covering update ids ``first..last``."""
+    return (
+        f'{{"e":"depthUpdate","E":{event_ms},"s":"{symbol}","U":{first},"u":{last},'
+        f'"b":{encode_side(bids)},"a":{encode_side(asks)}}}'
     ).encode()
 
 
@@ -104,7 +166,9 @@ class BinanceServer(VenueServer[BinanceSession]):
         """Prepare the server; see VenueServer."""
         super().__init__(market, config, host, port, ssl_context)
         # Stream name -> what it publishes (None: acknowledged, never sends data).
-        self._streams: dict[str, DepthStream | None] = {}
+        self._streams: dict[str, DepthStream | DiffStream | None] = {}
+        # Diff stream -> its state, while any name of it has a subscriber.
+        self._feeds: dict[DiffStream, DiffFeed] = {}
 
     # -- WebSocket -----------------------------------------------------------
 
@@ -127,7 +191,32 @@ class BinanceServer(VenueServer[BinanceSession]):
     def _subscribe(self, session: BinanceSession, name: str) -> None:
         if name not in self._streams:
             self._streams[name] = parse_stream(name, self.market.instruments)
+        stream = self._streams[name]
+        if isinstance(stream, DiffStream) and stream not in self._feeds:
+            self._feeds[stream] = DiffFeed(self.market.book(self.name, stream.instrument))
         self.subscribe(session, name)
+
+    def unsubscribe(self, session: BinanceSession, key: str) -> bool:
+        """Remove ``session`` from stream ``key``; end a diff stream nobody follows."""
+        removed = super().unsubscribe(session, key)
+        stream = self._streams.get(key)
+        if (removed and isinstance(stream, DiffStream) and stream in self._feeds
+                and not any(self._streams.get(name) == stream for name in self.channels)):
+            self._feeds.pop(stream).close()
+        return removed
+
+    def skip_update(self, instrument: str) -> int:
+        """Drop the next event of every diff stream of ``instrument``; return how many.
+
+        The following event then starts past the dropped one's range (its ``U``
+        jumps), as when the venue loses a message.
+        """
+        count = 0
+        for stream, feed in self._feeds.items():
+            if stream.instrument == instrument:
+                feed.skip_next = True
+                count += 1
+        return count
 
     def on_message(self, session: BinanceSession, payload: bytes) -> None:
         """Answer one request frame."""
@@ -210,30 +299,53 @@ class BinanceServer(VenueServer[BinanceSession]):
         session.send(json.dumps(body, separators=(",", ":")).encode())
 
     def publish(self, tick: int) -> None:
-        """Send every subscribed depth stream due this period, encoded once each."""
+        """Send every subscribed stream due this period, encoded once each."""
         sent_ns = time.time_ns()
         slow_due = tick % self.config.slow_factor == 0
+        # Diff stream -> its event this period (None: nothing changed, or dropped).
+        events: dict[DiffStream, bytes | None] = {}
         for name, sessions in list(self.channels.items()):
             stream = self._streams.get(name)
             if stream is None or (stream.slow and not slow_due):
+                continue
+            if isinstance(stream, DiffStream):
+                if stream not in events:
+                    events[stream] = self._diff_event(stream, sent_ns // 1_000_000)
+                event = events[stream]
+                if event is not None:
+                    self._send(name, event, sessions)
                 continue
             book = self.market.book(self.name, stream.instrument)
             bids, asks = book.sorted_levels()
             bids, asks = bids[: stream.depth], asks[: stream.depth]
             raw = encode_depth(book.update_id, book.text_side(bids), book.text_side(asks))
-            wrapped = b""
-            sent = 0
-            for session in list(sessions):
-                if not session.combined:
-                    sent += session.send(raw)
-                    continue
-                if not wrapped:
-                    wrapped = b'{"stream":"%s","data":%s}' % (name.encode(), raw)
-                sent += session.send(wrapped)
-            self.sent_count += sent
-            if sent:
+            if self._send(name, raw, sessions):
                 self.record(stream.instrument, book.float_side(bids), book.float_side(asks),
                             sent_ns)
+
+    def _diff_event(self, stream: DiffStream, event_ms: int) -> bytes | None:
+        feed = self._feeds.get(stream)
+        if feed is None:
+            return None
+        event = feed.next_event(stream.instrument.upper(), event_ms)
+        if event is not None and feed.skip_next:
+            feed.skip_next = False
+            return None
+        return event
+
+    def _send(self, name: str, raw: bytes, sessions: dict[BinanceSession, None]) -> int:
+        """Send ``raw`` to raw sessions and wrapped to combined ones; return how many."""
+        wrapped = b""
+        sent = 0
+        for session in list(sessions):
+            if not session.combined:
+                sent += session.send(raw)
+                continue
+            if not wrapped:
+                wrapped = b'{"stream":"%s","data":%s}' % (name.encode(), raw)
+            sent += session.send(wrapped)
+        self.sent_count += sent
+        return sent
 
     # -- REST --------------------------------------------------------------------
 

@@ -32,6 +32,38 @@ def units_text(units: int, decimals: int) -> str:
     return f"{whole}.{frac:0{decimals}d}"
 
 
+class BookChanges:
+    """Prices whose amount changed (added, resized or removed) since the watcher last cleared.
+
+    Filled by :meth:`SimBook.step` once per step, by comparing the book before
+    and after the step, so a level changed and changed back within one step is
+    not listed, while a level changed in any step is, even if a later step
+    restored it. Reading the book's current amount of every listed price gives
+    exactly the changes between any step boundary since the clear and now.
+    """
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self.bids: set[int] = set()
+        self.asks: set[int] = set()
+
+    def __bool__(self) -> bool:
+        """Return True if any price changed."""
+        return bool(self.bids or self.asks)
+
+    def clear(self) -> None:
+        """Forget every listed price."""
+        self.bids.clear()
+        self.asks.clear()
+
+
+def changed_prices(old: dict[int, int], new: dict[int, int]) -> set[int]:
+    """Return the prices whose amount differs between ``old`` and ``new`` (absent: 0)."""
+    changed = {p for p, a in new.items() if old.get(p) != a}
+    changed.update(p for p in old if p not in new)
+    return changed
+
+
 class SimBook:
     """A venue's book: bids and asks keyed by price in ticks, amounts in lots."""
 
@@ -42,11 +74,13 @@ class SimBook:
         self.bids: dict[int, int] = {}
         self.asks: dict[int, int] = {}
         #: Grows by the number of changed levels at every change (Binance-style update id).
+        #: Shared by Binance's REST ``lastUpdateId`` and its diff events' ``U``/``u``.
         self.update_id = 0
         #: Wall time of the last change, microseconds since the epoch.
         self.micros = 0
         self._sorted_at = -1
         self._sorted: tuple[list[UnitLevel], list[UnitLevel]] = ([], [])
+        self._watchers: list[BookChanges] = []
 
     # -- reading ---------------------------------------------------------
 
@@ -73,6 +107,19 @@ class SimBook:
         a_div = pow10(spec.amount_decimals)
         # int / int is correctly rounded, exactly as float() of the decimal text.
         return [(p * spec.tick_units / p_div, a * spec.lot_units / a_div) for p, a in levels]
+
+    # -- watching --------------------------------------------------------
+
+    def watch(self) -> BookChanges:
+        """Return a new, empty record of the prices every later step changes."""
+        changes = BookChanges()
+        self._watchers.append(changes)
+        return changes
+
+    def unwatch(self, changes: BookChanges) -> None:
+        """Stop recording into ``changes`` (no-op if it is not watching)."""
+        if changes in self._watchers:
+            self._watchers.remove(changes)
 
     # -- changing --------------------------------------------------------
 
@@ -104,30 +151,38 @@ class SimBook:
         return best_bid, best_ask
 
     def step(self, mid: float, rng: Random, micros: int) -> int:
-        """Move the book toward ``mid`` and change a few levels; return levels changed."""
+        """Move the book toward ``mid`` and change a few levels; return levels changed.
+
+        A level counts once per step however often it was written, and not at
+        all if it ends the step as it began (e.g. resized to the same amount).
+        ``update_id`` grows by that count, so it moves exactly when the book does.
+        """
+        old_bids, old_asks = dict(self.bids), dict(self.asks)
         best_bid, best_ask = self._touch(mid)
         gap = self.spec.gap_ticks
-        changed = 0
         # Pull the touch to the mid: drop levels through it, refill if it drifted away.
         for price in [p for p in self.bids if p > best_bid]:
             del self.bids[price]
-            changed += 1
         for price in [p for p in self.asks if p < best_ask]:
             del self.asks[price]
-            changed += 1
         if not self.bids or max(self.bids) < best_bid - gap:
             self.bids[best_bid] = self._size(rng)
-            changed += 1
         if not self.asks or min(self.asks) > best_ask + gap:
             self.asks[best_ask] = self._size(rng)
-            changed += 1
         for _ in range(rng.randint(1, 3)):
-            changed += self._mutate(rng, best_bid, best_ask)
-        changed += self._fill_holes(self.bids, -1, rng) + self._fill_holes(self.asks, 1, rng)
-        changed += self._refill(rng)
+            self._mutate(rng, best_bid, best_ask)
+        self._fill_holes(self.bids, -1, rng)
+        self._fill_holes(self.asks, 1, rng)
+        self._refill(rng)
+        bids = changed_prices(old_bids, self.bids)
+        asks = changed_prices(old_asks, self.asks)
+        changed = len(bids) + len(asks)
         if changed:
             self.update_id += changed
             self.micros = micros
+            for watcher in self._watchers:
+                watcher.bids |= bids
+                watcher.asks |= asks
         return changed
 
     def _mutate(self, rng: Random, best_bid: int, best_ask: int) -> int:

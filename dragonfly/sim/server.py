@@ -243,6 +243,13 @@ class VenueServer(Generic[S]):
         """Return the venue's "please reconnect" message, or None if it has none."""
         return None
 
+    def skip_update(self, instrument: str) -> int:
+        """Drop the next diff event of ``instrument``'s streams; return how many streams.
+
+        Raise ValueError for a venue whose diff events carry no update ids.
+        """
+        raise ValueError(f"{self.name} has no update ids to skip")
+
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:

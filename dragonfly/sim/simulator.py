@@ -97,6 +97,8 @@ class Simulator:
         if self.tick_s <= 0:
             raise ValueError("tick_s must be positive")
         self._ticker: asyncio.Task[None] | None = None
+        #: While True the market does not step (books and update ids hold still).
+        self.market_paused = False
 
     @property
     def venues(self) -> tuple[str, ...]:
@@ -147,7 +149,8 @@ class Simulator:
         while True:
             next_at = max(next_at + self.tick_s, loop.time())
             await asyncio.sleep(next_at - loop.time())
-            self.market.step()
+            if not self.market_paused:
+                self.market.step()
 
     # -- addresses ---------------------------------------------------------------
 
@@ -187,6 +190,21 @@ class Simulator:
         sent = self.server(venue).last_sent.get(instrument.lower())
         return None if sent is None else (sent[0], sent[1])
 
+    def book(self, venue: str, instrument: str) -> tuple[list[FloatLevel], list[FloatLevel]]:
+        """Return ``venue``'s current full book of ``instrument`` as (bids, asks).
+
+        Levels are (price, amount) floats, best first, equal to parsing the
+        venue's decimal text. ValueError for a venue not served or an
+        instrument not listed.
+        """
+        self.server(venue)
+        try:
+            book = self.market.book(venue, instrument.lower())
+        except KeyError:
+            raise ValueError(f"instrument {instrument!r} is not listed") from None
+        bids, asks = book.sorted_levels()
+        return book.float_side(bids), book.float_side(asks)
+
     def last_sent_ns(self, venue: str, instrument: str) -> int | None:
         """Return the wall time (time.time_ns) just before that frame was sent."""
         sent = self.server(venue).last_sent.get(instrument.lower())
@@ -213,6 +231,27 @@ class Simulator:
     def resume(self, venue: str) -> None:
         """Resume publishing for ``venue``."""
         self.server(venue).paused = False
+
+    def pause_market(self) -> None:
+        """Stop stepping the market: every book and update id holds still.
+
+        Publishing goes on, so diff streams catch up with the frozen books.
+        """
+        self.market_paused = True
+
+    def resume_market(self) -> None:
+        """Resume stepping the market."""
+        self.market_paused = False
+
+    def skip_update(self, venue: str, instrument: str) -> int:
+        """Make ``venue`` drop the next diff event of ``instrument``, as if lost in transit.
+
+        The event after it starts past the dropped range (Binance: its ``U``
+        jumps), so a client must resynchronise. Return how many diff streams
+        were affected (0 if none is subscribed). ValueError for a venue whose
+        diff events carry no update ids (Bitstamp).
+        """
+        return self.server(venue).skip_update(instrument.lower())
 
     def inject(self, venue: str, raw: bytes | str, *, binary: bool = False) -> int:
         """Send ``raw`` as one frame to every subscribed client of ``venue``; return how many."""

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from dragonfly.core.errors import ConfigError
 from dragonfly.core.venue import VenueSpec
-from dragonfly.venues import binance, bitstamp
+from dragonfly.venues import binance, bitstamp, bybit, coinbase, kraken, okx
 
-VENUES: dict[str, VenueSpec] = {spec.name: spec for spec in (binance.SPEC, bitstamp.SPEC)}
+VENUES: dict[str, VenueSpec] = {
+    spec.name: spec
+    for spec in (binance.SPEC, bitstamp.SPEC, kraken.SPEC, okx.SPEC, coinbase.SPEC, bybit.SPEC)
+}
 
 
 def get_venue(name: str) -> VenueSpec:

@@ -1,0 +1,1 @@
+"""Record venue traffic in the recording format (``python -m dragonfly.record``)."""

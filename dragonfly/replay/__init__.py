@@ -1,0 +1,1 @@
+"""Replay recorded venue traffic through the real adapters (``python -m dragonfly.replay``)."""

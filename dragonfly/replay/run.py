@@ -1,0 +1,141 @@
+"""Replay a recording directory through the simulator's replay server and the real adapters.
+
+Every recorded WebSocket connection is served on loopback in its venue's
+current protocol; a :class:`~dragonfly.core.feed.Feed` per connection
+subscribes to the recorded symbols on the diff channel exactly as it would
+live (REST snapshots included), and the books it synchronises are the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dragonfly.core.diff import DiffListener, SymbolSync, SyncState
+from dragonfly.core.errors import ConfigError
+from dragonfly.core.feed import Feed
+from dragonfly.sim.replay import ReplaySimulator
+from dragonfly.venues import get_venue
+
+
+@dataclass
+class VenueSummary:
+    """Totals of one venue over every symbol it replayed."""
+
+    messages: int = 0
+    applied: int = 0
+    gaps: int = 0
+    resyncs: int = 0
+    checksums_ok: int = 0
+    checksums_bad: int = 0
+    malformed: int = 0
+    books: int = 0
+    unsynced: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReplayResult:
+    """Final books and counters of one replay."""
+
+    books: list[tuple[str, SymbolSync]]
+    venues: dict[str, VenueSummary]
+    seconds: float
+    errors: list[str]
+
+    @property
+    def messages(self) -> int:
+        """Frames received by the adapters, all venues."""
+        return sum(v.messages for v in self.venues.values())
+
+
+async def replay(
+    directory: Path,
+    *,
+    venues: Sequence[str] | None = None,
+    depth: int = 10,
+    pace: float | None = None,
+    idle: float = 0.5,
+    timeout: float = 600.0,
+) -> ReplayResult:
+    """Replay ``directory``; return once every connection is drained and books are settled."""
+    if not directory.is_dir():
+        raise ConfigError(f"not a directory: {directory}")
+    wanted = [get_venue(v).name for v in venues] if venues else None
+    started = time.perf_counter()
+    async with ReplaySimulator(directory, venues=wanted, pace=pace) as sim:
+        errors = [str(e) for e in getattr(sim, "errors", [])]
+        feeds: list[Feed] = []
+        tasks: list[asyncio.Task[None]] = []
+        for conn in sim.connections:
+            if not conn.symbols:
+                continue
+            spec = get_venue(conn.venue)
+            feed = Feed(
+                spec,
+                dict.fromkeys(conn.symbols),
+                depth=depth,
+                channel="diff",
+                ws_url=conn.ws_url,
+                rest_url=conn.rest_url,
+                book_depth=conn.book_depth,
+            )
+            feeds.append(feed)
+            tasks.append(asyncio.create_task(feed.run(), name=f"replay-{conn.name}"))
+        try:
+            await asyncio.wait_for(_drained(sim, feeds, idle), timeout)
+            seconds = time.perf_counter() - started
+            # Read the books before closing: a closed feed withdraws its books.
+            books, summaries = _collect(feeds)
+        finally:
+            for feed in feeds:
+                feed.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    return ReplayResult(books, summaries, seconds, errors)
+
+
+def _collect(feeds: list[Feed]) -> tuple[list[tuple[str, SymbolSync]], dict[str, VenueSummary]]:
+    books: list[tuple[str, SymbolSync]] = []
+    summaries: dict[str, VenueSummary] = {}
+    for feed in feeds:
+        listener = feed.listener
+        assert isinstance(listener, DiffListener)
+        summary = summaries.setdefault(feed.name, VenueSummary())
+        summary.messages += listener.frames
+        summary.malformed += listener.malformed
+        for sync in listener.syms.values():
+            st = sync.stats
+            summary.applied += st.applied
+            summary.gaps += st.gaps
+            summary.resyncs += st.resyncs
+            summary.checksums_ok += st.checksums_ok
+            summary.checksums_bad += st.checksums_bad
+            if sync.state is SyncState.SYNCED:
+                summary.books += 1
+                # A copy: the listener clears its book when the feed closes.
+                frozen = SymbolSync(sync.symbol, None)
+                frozen.book.load(*sync.book.top_text(len(sync.book)), sync.book.seq)
+                frozen.stats = st
+                frozen.state = sync.state
+                books.append((feed.name, frozen))
+            else:
+                summary.unsynced.append(sync.symbol)
+    return books, summaries
+
+
+async def _drained(sim: ReplaySimulator, feeds: list[Feed], idle: float) -> None:
+    """Wait until every recorded frame was sent and nothing moved for ``idle`` seconds."""
+    await asyncio.gather(*(conn.done.wait() for conn in sim.connections if conn.symbols))
+    last = -1
+    quiet_since = time.monotonic()
+    while True:
+        frames = sum(f.listener.frames for f in feeds) + sum(f.stats.snapshots for f in feeds)
+        pending = any(f.snapshot_pending for f in feeds)
+        if frames != last or pending:
+            last = frames
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= idle:
+            return
+        await asyncio.sleep(0.05)

@@ -1,0 +1,508 @@
+"""What every replayed connection shares: a port, clients, per-symbol cursors, pacing.
+
+A recorded WebSocket connection is translated once, at load, into
+:class:`Frame` s: the book frames of its symbols, in recorded order, already
+encoded in the venue's current protocol. A :class:`ReplayConnection` serves
+them on its own loopback port; a venue module subclasses it and declares only
+what differs (accepted paths, how it answers client frames, its REST
+endpoints, how a frame is encoded for one client).
+
+Streaming model (one task per connection):
+
+* every recorded symbol has a cursor into its own frames, kept by the
+  connection, not by the client. The streamer sends, among the symbols that
+  have at least one subscriber, the unsent frame recorded earliest, to every
+  client subscribed to its symbol, then advances that symbol's cursor;
+* so frames of one symbol always go out in recorded order, and a symbol
+  subscribed later first catches up on its backlog (in recorded order);
+* an unsubscribed symbol's cursor stands still. Resubscribing (on the same or
+  a new client: a reconnect) continues from where it stood. A recording has
+  no later in-band snapshot, so a reconnecting client of a venue whose
+  snapshot is in-band (Kraken, OKX, Coinbase, Bybit) gets no new snapshot;
+* with ``pace`` set, a frame is due ``ts / pace`` after the clock origin,
+  which is reset whenever the streamer resumes after having had nothing to
+  send, so the first frame after subscribing (or after every subscriber
+  left) goes out at once and recorded gaps follow, scaled; an unsubscribe and
+  resubscribe within a recorded gap keep the gap.
+  With ``pace=None`` frames go out back to back, yielding to the event loop
+  every ``YIELD_EVERY`` frames so clients and REST requests get served;
+* flow control instead of drops: while a subscribed client's socket buffer is
+  full the streamer waits for it (a replay never loses frames), so a client
+  that stops reading stalls its connection's replay.
+
+Everything runs on one event loop; no callback awaits while touching state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import json
+import logging
+import ssl
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from picows import (
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponseWithListener,
+    ws_create_server,
+)
+
+from dragonfly.recording import Record, Rest
+from dragonfly.sim.http import NOT_FOUND, HttpReply, is_upgrade, split_target, to_picows
+
+log = logging.getLogger("dragonfly.sim.replay")
+
+#: Frames sent back to back before yielding to the event loop (pace=None).
+YIELD_EVERY = 256
+#: Largest fragmented client message reassembled before the client is dropped.
+MAX_MESSAGE = 64 * 1024
+#: How long stop() waits for clients to finish closing.
+CLOSE_WAIT_S = 2.0
+
+#: Report a translation problem: (recorded line number, reason).
+Report = Callable[[int, str], None]
+#: symbol -> [(recorded time, response body)], sorted by time.
+Snapshots = Mapping[str, Sequence[tuple[float, bytes]]]
+
+
+def compact(obj: object) -> bytes:
+    """Encode ``obj`` as compact JSON (no spaces), like most venues print it."""
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def loads(payload: bytes, report: Report, line: int) -> Any:
+    """Parse a recorded payload as JSON; report it and return None if it is not."""
+    try:
+        return json.loads(payload)
+    except ValueError as exc:
+        report(line, f"not JSON: {exc}")
+        return None
+
+
+@dataclass(slots=True)
+class Frame:
+    """One recorded book frame of ``symbol``, encoded in the current protocol.
+
+    ``data`` is what a plain client receives. ``alt`` is a venue-specific
+    second part: Binance, the combined-stream (``/stream``) wrapping;
+    Coinbase, the bytes after the per-client ``sequence_num`` (``data`` then
+    ends just before the number).
+    """
+
+    ts: float
+    symbol: str
+    data: bytes
+    alt: bytes | None = None
+
+
+@dataclass
+class Track:
+    """A translated connection: frames in recorded order and the book symbols subscribed."""
+
+    frames: list[Frame]
+    symbols: list[str]
+
+
+class ReplaySession(WSListener):
+    """One WebSocket client of a replayed connection."""
+
+    def __init__(self, conn: ReplayConnection) -> None:
+        """Bind the session to the connection that accepted it."""
+        super().__init__()
+        self.conn = conn
+        self.transport: WSTransport | None = None
+        #: Subscribed symbols, in subscription order (an ordered set).
+        self.subs: dict[str, None] = {}
+        self.paused = False
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._fragments: bytearray | None = None
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        """Register with the connection."""
+        self.transport = transport
+        self.conn.attach(self)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        """Forget the session and release a streamer waiting on it."""
+        self._writable.set()
+        self.conn.detach(self)
+
+    def pause_writing(self) -> None:
+        """Note that the socket buffer is full."""
+        self.paused = True
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        """Note that the socket buffer drained."""
+        self.paused = False
+        self._writable.set()
+
+    async def writable(self) -> None:
+        """Wait until the socket buffer drained or the client left."""
+        await self._writable.wait()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        """Dispatch a complete client message; PINGs are answered by picows."""
+        kind = frame.msg_type
+        if kind == WSMsgType.CLOSE:
+            transport.send_close(WSCloseCode.OK)
+            transport.disconnect()
+        elif kind in (WSMsgType.TEXT, WSMsgType.BINARY) and frame.fin:
+            self.conn.on_message(self, frame.get_payload_as_bytes())
+        elif kind in (WSMsgType.TEXT, WSMsgType.BINARY):
+            self._fragments = bytearray(frame.get_payload_as_bytes())
+        elif kind == WSMsgType.CONTINUATION and self._fragments is not None:
+            self._fragments += frame.get_payload_as_bytes()
+            if len(self._fragments) > MAX_MESSAGE:
+                self.close(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
+            elif frame.fin:
+                message, self._fragments = bytes(self._fragments), None
+                self.conn.on_message(self, message)
+
+    def send(self, data: bytes) -> bool:
+        """Send a TEXT frame; return False if the client is gone or closing."""
+        transport = self.transport
+        if transport is None or transport.is_close_frame_sent:
+            return False
+        transport.send(WSMsgType.TEXT, data)
+        return True
+
+    def close(self, code: WSCloseCode, reason: str) -> None:
+        """Send a CLOSE frame and disconnect."""
+        if self.transport is not None and not self.transport.is_close_frame_sent:
+            self.transport.send_close(code, reason.encode())
+            self.transport.disconnect()
+
+
+class ReplayConnection:
+    """One recorded WebSocket connection, served on its own loopback port."""
+
+    #: Venue name (``binance``).
+    venue: ClassVar[str]
+    #: Path of the live endpoint a client connects to (``/ws``).
+    ws_path: ClassVar[str]
+    #: Cadence of ``heartbeat()``, or None for a venue without server heartbeats.
+    heartbeat_s: ClassVar[float | None] = None
+
+    def __init__(self, name: str, track: Track, *, snapshots: Snapshots | None = None,
+                 header: Sequence[Rest] = (), host: str = "127.0.0.1", port: int = 0,
+                 ssl_context: ssl.SSLContext | None = None, pace: float | None = None) -> None:
+        """Prepare to serve ``track``; nothing binds until start().
+
+        ``snapshots`` are the venue's recorded REST snapshots by symbol,
+        ``header`` the venue's recorded session header responses.
+        """
+        if pace is not None and not pace > 0:
+            raise ValueError("pace must be positive or None")
+        self.name = name
+        self.frames = track.frames
+        self.symbols = list(track.symbols)
+        self.snapshots: Snapshots = snapshots or {}
+        self.header = header
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self.pace = pace
+        #: Set once every recorded frame of every subscribed symbol has been sent.
+        self.done = asyncio.Event()
+        #: Recorded frames sent so far (each counted once, whatever the number of clients).
+        self.frames_sent = 0
+        #: The book depth the recording subscribed at, where the venue lets a client choose
+        #: it (Kraken); subscribing at it keeps the client's book as deep as the frames.
+        self.book_depth: int | None = None
+        self.sessions: dict[ReplaySession, None] = {}
+        self._index: dict[str, list[int]] = {s: [] for s in self.symbols}
+        for i, frame in enumerate(self.frames):
+            self._index.setdefault(frame.symbol, []).append(i)
+        for symbol in self._index:
+            if symbol not in self.symbols:
+                self.symbols.append(symbol)
+        self._pos = dict.fromkeys(self._index, 0)
+        self._last_ts: dict[str, float] = {}
+        self._subscribers: dict[str, dict[ReplaySession, None]] = {}
+        # (frame index, symbol) of subscribed symbols' next frames; stale entries are skipped.
+        self._heap: list[tuple[int, str]] = []
+        self._wake = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    def from_records(cls, name: str, records: Sequence[Record], report: Report,
+                     **kwargs: Any) -> ReplayConnection:
+        """Translate a recorded connection's records and build its server."""
+        raise NotImplementedError
+
+    @classmethod
+    def snapshot_symbol(cls, url: str) -> str | None:
+        """Return the symbol a recorded REST snapshot URL is for, or None if it is not one."""
+        return None
+
+    # -- venue hooks -----------------------------------------------------------
+
+    def open_session(self, path: str, query: dict[str, str]) -> ReplaySession | None:
+        """Return a session for a WebSocket upgrade to ``path``, or None for 404."""
+        return ReplaySession(self) if path == self.ws_path else None
+
+    def on_open(self, session: ReplaySession) -> None:
+        """Act on a freshly connected session."""
+
+    def on_message(self, session: ReplaySession, payload: bytes) -> None:
+        """Answer one complete client message."""
+        raise NotImplementedError
+
+    def encode(self, session: ReplaySession, frame: Frame) -> bytes:
+        """Return the bytes of ``frame`` for ``session``."""
+        return frame.data
+
+    def handle_rest(self, path: str, query: dict[str, str]) -> HttpReply | None:
+        """Answer a plain GET, or return None for 404."""
+        return None
+
+    def heartbeat(self, session: ReplaySession) -> None:
+        """Send ``session`` its periodic heartbeat, if it wants one."""
+
+    # -- addresses -------------------------------------------------------------
+
+    def _authority(self) -> str:
+        host = self.host
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """Return the WebSocket URL a client should use (the live endpoint's path)."""
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{self._authority()}{self.ws_path}"
+
+    @property
+    def rest_url(self) -> str:
+        """Return the REST base URL, on the same port (no trailing slash)."""
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self._authority()}"
+
+    def frame_count(self, symbol: str) -> int:
+        """Return how many frames were recorded for ``symbol``."""
+        return len(self._index.get(symbol, ()))
+
+    def position(self, symbol: str) -> int:
+        """Return how many of ``symbol``'s frames have been sent."""
+        return self._pos.get(symbol, 0)
+
+    # -- subscriptions ---------------------------------------------------------
+
+    def knows(self, symbol: str) -> bool:
+        """Return True if ``symbol`` was recorded on this connection."""
+        return symbol in self._index
+
+    def subscribe(self, session: ReplaySession, symbol: str) -> bool:
+        """Stream ``symbol`` to ``session``; return False if it was not recorded."""
+        if symbol not in self._index:
+            return False
+        members = self._subscribers.get(symbol)
+        if members is None:
+            members = self._subscribers[symbol] = {}
+        if session in members:
+            return True
+        members[session] = None
+        session.subs[symbol] = None
+        if len(members) == 1:
+            pos, indices = self._pos[symbol], self._index[symbol]
+            if pos < len(indices):
+                heapq.heappush(self._heap, (indices[pos], symbol))
+                self.done.clear()
+                self._wake.set()
+            else:
+                self._check_done()
+        return True
+
+    def unsubscribe(self, session: ReplaySession, symbol: str) -> bool:
+        """Stop streaming ``symbol`` to ``session``; return False if it was not subscribed."""
+        if symbol not in session.subs:
+            return False
+        del session.subs[symbol]
+        members = self._subscribers.get(symbol)
+        if members is not None:
+            members.pop(session, None)
+            if not members:
+                del self._subscribers[symbol]
+        return True
+
+    def attach(self, session: ReplaySession) -> None:
+        """Register a connected session (called by the session)."""
+        self.sessions[session] = None
+        self.on_open(session)
+
+    def detach(self, session: ReplaySession) -> None:
+        """Forget a disconnected session and its subscriptions."""
+        self.sessions.pop(session, None)
+        for symbol in list(session.subs):
+            self.unsubscribe(session, symbol)
+
+    def _check_done(self) -> None:
+        subs = self._subscribers
+        if subs and all(self._pos[s] >= len(self._index[s]) for s in subs):
+            self.done.set()
+
+    # -- REST snapshots ----------------------------------------------------------
+
+    def snapshot(self, symbol: str) -> bytes | None:
+        """Return the recorded snapshot body to serve for ``symbol`` now, or None.
+
+        The earliest recorded at or after the replay position (the recorded
+        time of the last frame of ``symbol`` sent), else the last recorded.
+        """
+        recorded = self.snapshots.get(symbol)
+        if not recorded:
+            return None
+        position = self._last_ts.get(symbol)
+        if position is None:
+            return recorded[0][1]
+        for ts, body in recorded:
+            if ts >= position:
+                return body
+        return recorded[-1][1]
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the port and start streaming (once subscribed)."""
+        self._server = await ws_create_server(
+            self._route,
+            self.host,
+            self.port,
+            ssl=self.ssl_context,
+            logger_name=f"replay.{self.venue}",
+            use_aiofastnet=None if self.ssl_context is None else False,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._tasks.append(asyncio.create_task(self._stream()))
+        if self.heartbeat_s is not None:
+            self._tasks.append(asyncio.create_task(self._heartbeats(self.heartbeat_s)))
+
+    async def stop(self) -> None:
+        """Stop streaming, close every client and the socket."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._server is not None:
+            self._server.close()
+        sessions = list(self.sessions)
+        for session in sessions:
+            session.close(WSCloseCode.GOING_AWAY, "server shutdown")
+        waits = [s.transport.wait_disconnected() for s in sessions if s.transport is not None]
+        if waits:
+            try:
+                await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), CLOSE_WAIT_S)
+            except TimeoutError:
+                for session in sessions:
+                    if session.transport is not None:
+                        session.transport.disconnect(graceful=False)
+        if self._server is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), CLOSE_WAIT_S)
+            self._server = None
+
+    def _route(self, request: WSUpgradeRequest
+               ) -> ReplaySession | WSUpgradeResponseWithListener | None:
+        path, query = split_target(request.path)
+        if is_upgrade(request.headers):
+            return self.open_session(path, query)
+        try:
+            reply = self.handle_rest(path, query)
+        except Exception:
+            log.exception("%s: REST handler failed for %s", self.name, path)
+            reply = HttpReply(500, b"Internal Server Error", "text/plain; charset=utf-8")
+        return to_picows(reply if reply is not None else NOT_FOUND)
+
+    # -- streaming ------------------------------------------------------------------
+
+    def _peek(self) -> tuple[int, str] | None:
+        """Return the next frame to send (index, symbol), dropping stale heap entries."""
+        heap = self._heap
+        while heap:
+            index, symbol = heap[0]
+            pos = self._pos[symbol]
+            indices = self._index[symbol]
+            if symbol in self._subscribers and pos < len(indices) and indices[pos] == index:
+                return index, symbol
+            heapq.heappop(heap)
+        return None
+
+    async def _stream(self) -> None:
+        loop = asyncio.get_running_loop()
+        pace = self.pace
+        origin = 0.0  # loop time at recorded time 0, scaled by pace
+        idle = True
+        burst = 0
+        while True:
+            top = self._peek()
+            if top is None:
+                self._check_done()
+                self._wake.clear()
+                await self._wake.wait()
+                idle = True
+                continue
+            index, symbol = top
+            frame = self.frames[index]
+            if pace is not None:
+                if idle:
+                    origin = loop.time() - frame.ts / pace
+                delay = origin + frame.ts / pace - loop.time()
+                idle = False
+                if delay > 0:
+                    # Sleep, but wake early for a subscription change (it may reorder).
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), delay)
+                    continue
+            idle = False
+            members = self._subscribers[symbol]
+            for session in members:
+                if session.paused:
+                    await session.writable()
+                    break
+            else:
+                self._send(frame, members)
+                burst += 1
+                if burst >= YIELD_EVERY:
+                    burst = 0
+                    await asyncio.sleep(0)
+
+    def _send(self, frame: Frame, members: dict[ReplaySession, None]) -> None:
+        symbol = frame.symbol
+        for session in tuple(members):
+            session.send(self.encode(session, frame))
+        self._last_ts[symbol] = frame.ts
+        self.frames_sent += 1
+        pos = self._pos[symbol] + 1
+        self._pos[symbol] = pos
+        indices = self._index[symbol]
+        if pos < len(indices):
+            heapq.heapreplace(self._heap, (indices[pos], symbol))
+        else:
+            heapq.heappop(self._heap)
+            self._check_done()
+
+    async def _heartbeats(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            for session in list(self.sessions):
+                self.heartbeat(session)

@@ -1,0 +1,142 @@
+"""Bitstamp replay: recorded ``diff_order_book_<pair>`` events, native (bytes unchanged).
+
+Recorded: WebSocket API v2 on ``wss://ws.bitstamp.net/``, ``bts:subscribe``
+to ``diff_order_book_<pair>`` (and ``live_trades_<pair>``); data events
+``{"data":{timestamp,microtimestamp,bids,asks},"channel":..,"event":"data"}``.
+The protocol is current, so the recorded event bytes are sent unchanged.
+
+Served on ``/``: ``bts:subscribe`` / ``bts:unsubscribe`` of
+``diff_order_book_<pair>`` for a recorded pair ->
+``{"event":"bts:subscription_succeeded","channel":..,"data":{}}`` (resp.
+``bts:unsubscription_succeeded``); any other channel ->
+``bts:error`` "Bad subscription string."; ``bts:heartbeat`` answered.
+Trades and the recorded acks are not replayed. REST
+``/api/v2/order_book/<pair>/`` (trailing slash optional): the recorded
+snapshot; unknown pair -> 404. ``/api/v2/trading-pairs-info/``: the recorded
+``BITSTAMP.0`` header body, when present.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from dragonfly.recording import Received, Record, Sent
+from dragonfly.sim.http import HttpReply, json_reply
+from dragonfly.sim.replay.base import (
+    Frame,
+    ReplayConnection,
+    ReplaySession,
+    Report,
+    Track,
+    compact,
+    loads,
+)
+
+PREFIX = "diff_order_book_"
+_BOOK_PATH = re.compile(r"^/api/v2/order_book/([a-z0-9]+)/?$")
+BAD_SUBSCRIPTION = "Bad subscription string."
+BAD_JSON = "Incorrect JSON format."
+HEARTBEAT = b'{"event":"bts:heartbeat","channel":"","data":{"status":"success"}}'
+
+
+def translate(records: Sequence[Record], report: Report) -> Track:
+    """Keep the recorded diff_order_book data events; list the pairs subscribed."""
+    pairs: dict[str, None] = {}
+    frames: list[Frame] = []
+    for record in records:
+        if isinstance(record, Sent):
+            request = loads(record.payload, report, record.line)
+            if not isinstance(request, dict) or request.get("event") != "bts:subscribe":
+                continue
+            data = request.get("data")
+            channel = data.get("channel") if isinstance(data, dict) else None
+            if isinstance(channel, str) and channel.startswith(PREFIX):
+                pairs[channel[len(PREFIX):]] = None
+        elif isinstance(record, Received) and b'"diff_order_book_' in record.payload:
+            event = loads(record.payload, report, record.line)
+            if not isinstance(event, dict) or event.get("event") != "data":
+                continue
+            channel = event.get("channel")
+            if isinstance(channel, str) and channel.startswith(PREFIX):
+                pair = channel[len(PREFIX):]
+                pairs.setdefault(pair, None)
+                frames.append(Frame(record.ts, pair, record.payload))
+    return Track(frames, list(pairs))
+
+
+class BitstampReplay(ReplayConnection):
+    """A recorded Bitstamp connection."""
+
+    venue = "bitstamp"
+    ws_path = "/"
+
+    @classmethod
+    def from_records(cls, name: str, records: Sequence[Record], report: Report,
+                     **kwargs: Any) -> BitstampReplay:
+        """Translate and build."""
+        return cls(name, translate(records, report), **kwargs)
+
+    @classmethod
+    def snapshot_symbol(cls, url: str) -> str | None:
+        """Return the pair of a recorded ``/api/v2/order_book/<pair>`` URL."""
+        match = _BOOK_PATH.match(urlsplit(url).path)
+        return match.group(1) if match else None
+
+    def open_session(self, path: str, query: dict[str, str]) -> ReplaySession | None:
+        """Accept the root path only."""
+        return ReplaySession(self) if path in ("", "/") else None
+
+    def on_message(self, session: ReplaySession, payload: bytes) -> None:
+        """Answer one client event."""
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            session.send(_error(BAD_JSON))
+            return
+        event = message.get("event") if isinstance(message, dict) else None
+        if event == "bts:heartbeat":
+            session.send(HEARTBEAT)
+            return
+        if event not in ("bts:subscribe", "bts:unsubscribe"):
+            session.send(_error(BAD_JSON))
+            return
+        data = message.get("data")
+        channel = data.get("channel") if isinstance(data, dict) else None
+        if not isinstance(channel, str) or not channel.startswith(PREFIX):
+            session.send(_error(BAD_SUBSCRIPTION))
+            return
+        pair = channel[len(PREFIX):]
+        if not self.knows(pair):
+            session.send(_error(BAD_SUBSCRIPTION))
+            return
+        if event == "bts:subscribe":
+            self.subscribe(session, pair)
+            reply = "bts:subscription_succeeded"
+        else:
+            self.unsubscribe(session, pair)
+            reply = "bts:unsubscription_succeeded"
+        session.send(compact({"event": reply, "channel": channel, "data": {}}))
+
+    def handle_rest(self, path: str, query: dict[str, str]) -> HttpReply | None:
+        """Serve the recorded order book snapshots and trading-pairs-info."""
+        if path.rstrip("/") == "/api/v2/trading-pairs-info":
+            for response in self.header:
+                if urlsplit(response.url).path.rstrip("/") == "/api/v2/trading-pairs-info":
+                    return HttpReply(200, response.body)
+            return None
+        match = _BOOK_PATH.match(path)
+        if match is None:
+            return None
+        body = self.snapshot(match.group(1))
+        if body is None:
+            return json_reply({"status": "error", "reason": "Invalid currency pair."}, 404,
+                              compact=False)
+        return HttpReply(200, body)
+
+
+def _error(message: str) -> bytes:
+    return compact({"event": "bts:error", "channel": "", "data": {"code": None, "message": message}})

@@ -1,0 +1,138 @@
+"""Bybit v5 public spot: ``orderbook.50.<SYMBOL>`` diffs, snapshot in-band.
+
+Live endpoint (Bybit v5 WebSocket docs): ``wss://stream.bybit.com/v5/public/spot``;
+public topics need no authentication. Subscribing (``{"op":"subscribe","args":[topics]}``,
+at most 10 topics per request on spot) is answered ``{"success":true,"op":"subscribe",...}``;
+an unknown symbol by ``"success":false`` with a ``ret_msg`` naming the topic. The
+client sends ``{"op":"ping"}`` every 20 s; the server answers ``"ret_msg":"pong"``
+and cuts a connection with neither pings nor data after 10 minutes.
+
+Book messages: ``{"topic","type":"snapshot"|"delta","data":{"s","b","a","u","seq"}}``.
+A snapshot replaces the book: the first after subscribing, and any other Bybit
+sends, including one with ``u == 1`` after a service restart. A delta's ``u``
+must be the previous ``u + 1`` (the shared sync machinery with
+``continuity=True``, first = last = ``u``); a gap resubscribes the symbol for a
+fresh snapshot. Size "0" removes a level, and the book is cut to :data:`DEPTH`
+after every update, as Bybit keeps it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+
+import msgspec
+
+from dragonfly.core.diff import Delta, DiffChannel, DiffDecoder, Event, Snapshot
+from dragonfly.core.errors import ParseError
+from dragonfly.core.venue import Control, ControlKind, VenueSpec
+
+#: Book depth subscribed. Spot serves 1, 50, 200 (and, in the current docs, 1000)
+#: levels; depth 1 sends snapshots only. 50 is pushed every 20 ms, 200 every 200 ms.
+DEPTH = 50
+#: Topics per subscribe request on spot.
+MAX_ARGS = 10
+SUBSCRIBE_ID = "1"
+UNSUBSCRIBE_ID = "2"
+_TOPIC = re.compile(r"orderbook\.\d+\.([A-Za-z0-9]+)")
+
+
+def topic(symbol: str) -> str:
+    """The order book topic of ``symbol``."""
+    return f"orderbook.{DEPTH}.{symbol}"
+
+
+def _requests(op: str, req_id: str, symbols: Sequence[str]) -> Sequence[bytes]:
+    topics = [topic(s) for s in symbols]
+    return [
+        json.dumps(
+            {"op": op, "args": topics[i : i + MAX_ARGS], "req_id": req_id}, separators=(",", ":")
+        ).encode()
+        for i in range(0, len(topics), MAX_ARGS)
+    ]
+
+
+def subscribe(symbols: Sequence[str]) -> Sequence[bytes]:
+    """Subscribe to the order book topics of ``symbols``."""
+    return _requests("subscribe", SUBSCRIBE_ID, symbols)
+
+
+def unsubscribe(symbols: Sequence[str]) -> Sequence[bytes]:
+    """Unsubscribe from the order book topics of ``symbols``."""
+    return _requests("unsubscribe", UNSUBSCRIBE_ID, symbols)
+
+
+class _Book(msgspec.Struct):
+    s: str
+    b: list[tuple[str, str]]
+    a: list[tuple[str, str]]
+    u: int
+
+
+class _Message(msgspec.Struct):
+    topic: str
+    type: str
+    data: _Book
+
+
+def make_decoder() -> DiffDecoder:
+    """Build the msgspec decoder of order book messages for one connection."""
+    decode_message = msgspec.json.Decoder(_Message).decode
+
+    def decode(payload: bytes) -> Sequence[Event] | None:
+        if b'"topic"' not in payload or b'"orderbook.' not in payload:
+            return None  # an op response (subscribe, pong) or another topic's data
+        try:
+            msg = decode_message(payload)
+        except msgspec.DecodeError as exc:
+            raise ParseError(f"bad orderbook message: {exc}") from None
+        book = msg.data
+        if msg.type == "delta":
+            return (Delta(book.s, book.b, book.a, book.u, book.u),)
+        if msg.type == "snapshot":
+            return (Snapshot(book.s, book.b, book.a, book.u),)
+        raise ParseError(f"unknown orderbook message type {msg.type!r}")
+
+    return decode
+
+
+def control(payload: bytes) -> Control:
+    """Classify an op response: subscribe ack or refusal, pong."""
+    try:
+        msg = json.loads(payload)
+    except ValueError:
+        return Control(ControlKind.ERROR, f"unreadable frame {payload[:100]!r}")
+    if not isinstance(msg, dict):
+        return Control(ControlKind.IGNORED)
+    op = msg.get("op")
+    detail = str(msg.get("ret_msg") or "")
+    if op in ("ping", "pong") or detail == "pong":
+        return Control(ControlKind.HEARTBEAT)
+    if msg.get("success") is True:
+        return Control(ControlKind.SUBSCRIBED if op == "subscribe" else ControlKind.IGNORED)
+    if msg.get("success") is False:
+        if op == "subscribe":
+            found = _TOPIC.search(detail)
+            return Control(ControlKind.REJECTED, detail, found.group(1) if found else None)
+        return Control(ControlKind.ERROR, f"{op}: {detail}")
+    return Control(ControlKind.IGNORED)
+
+
+SPEC = VenueSpec(
+    name="bybit",
+    ws_url="wss://stream.bybit.com/v5/public/spot",
+    rest_url="https://api.bybit.com",
+    symbol=str.upper,
+    control=control,
+    diff=DiffChannel(
+        subscribe=subscribe,
+        unsubscribe=unsubscribe,
+        make_decoder=make_decoder,
+        continuity=True,
+        truncate=DEPTH,
+    ),
+    default_channel="diff",
+    heartbeat=b'{"op":"ping"}',
+    heartbeat_interval=20.0,
+)

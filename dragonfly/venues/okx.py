@@ -1,0 +1,207 @@
+"""OKX (API v5, public WebSocket): the ``books`` channel, a snapshot then checksummed updates.
+
+Live endpoint (OKX v5 API docs): ``wss://ws.okx.com:8443/ws/v5/public``. The
+snapshot (400 levels a side) arrives in-band after subscribing, so a book that
+cannot be trusted is resynchronised by unsubscribing and subscribing again.
+OKX closes a connection idle for 30 s: the client sends the text frame
+``ping`` every 20 s and the server answers the text ``pong`` (not JSON).
+
+Sync rule (OKX "Order book channel"): size 0 removes a level. Each message
+carries ``prevSeqId`` (the previous message's ``seqId``; -1 on a snapshot) and
+``seqId``, mapped onto the shared continuity rule as ``first = prevSeqId + 1``,
+``last = seqId``. Two documented exceptions are handled here:
+
+* a keep-alive message with ``seqId == prevSeqId`` and no levels changes
+  nothing and yields no event;
+* a sequence reset (``seqId < prevSeqId``, after a maintenance) cannot be
+  expressed as a range, so the decoder reports a :class:`Reset` and the symbol
+  is resubscribed (a fresh snapshot).
+
+Messages recorded before mid-2022 carry no sequence ids; then only the checksum
+guards the book. The checksum (when non-zero: OKX may send 0, meaning none) is
+verified after every update and after the snapshot itself.
+
+Parsing: one typed msgspec decoder per connection; levels stay the venue's
+strings, which the checksum needs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import Sequence
+
+import msgspec
+
+from dragonfly.core.book import L2Book, TextLevel
+from dragonfly.core.diff import Delta, DiffChannel, DiffDecoder, Event, Reset, Snapshot
+from dragonfly.core.errors import ParseError
+from dragonfly.core.symbols import joined
+from dragonfly.core.venue import Control, ControlKind, VenueSpec
+
+CHANNEL = "books"
+#: The depth OKX maintains on ``books``. OKX itself removes levels leaving the
+#: window (the recorded BTC-USDT book stays at exactly 400 a side); the cut is a
+#: guard against a level beyond it going stale unseen.
+BOOK_DEPTH = 400
+#: OKX's checksum covers the top 25 levels of each side.
+CHECKSUM_LEVELS = 25
+
+#: OKX's own asset codes, where they differ from the common ones.
+_ASSETS = {"xbt": "BTC"}
+
+
+def symbol(instrument: str) -> str:
+    """``"ethbtc"`` -> ``"ETH-BTC"`` (an unsplittable name goes as is; OKX rejects it)."""
+    return joined(instrument, "-", _ASSETS)
+
+
+def _request(op: str, symbols: Sequence[str]) -> Sequence[bytes]:
+    frame = {"op": op, "args": [{"channel": CHANNEL, "instId": s} for s in symbols]}
+    return [json.dumps(frame, separators=(",", ":")).encode()]
+
+
+def diff_subscribe(symbols: Sequence[str]) -> Sequence[bytes]:
+    """Subscribe the ``books`` channel of ``symbols`` (one request)."""
+    return _request("subscribe", symbols)
+
+
+def diff_unsubscribe(symbols: Sequence[str]) -> Sequence[bytes]:
+    """Unsubscribe the ``books`` channel of ``symbols``."""
+    return _request("unsubscribe", symbols)
+
+
+class _Arg(msgspec.Struct):
+    channel: str
+    instId: str  # noqa: N815 (the venue's field name)
+
+
+class _Book(msgspec.Struct):
+    # Levels are [px, sz, "0" (deprecated), numOrders].
+    asks: list[list[str]]
+    bids: list[list[str]]
+    checksum: int | None = None  # 0 or absent: not sent
+    prevSeqId: int | None = None  # noqa: N815
+    seqId: int | None = None  # noqa: N815
+
+
+class _Push(msgspec.Struct):
+    arg: _Arg
+    action: str
+    data: list[_Book]
+
+
+def _levels(raw: list[list[str]]) -> list[TextLevel]:
+    try:
+        return [(level[0], level[1]) for level in raw]
+    except IndexError:
+        raise ParseError("a level is not [px, sz, ..]") from None
+
+
+def _events(inst: str, action: str, book: _Book) -> list[Event]:
+    bids = _levels(book.bids)
+    asks = _levels(book.asks)
+    checksum = book.checksum or None
+    seq, prev = book.seqId, book.prevSeqId
+    if action == "snapshot":
+        events: list[Event] = [Snapshot(inst, bids, asks, seq)]
+        if checksum is not None:
+            # An empty delta re-validates the loaded book against the snapshot's checksum.
+            events.append(Delta(inst, (), (), None, None, checksum))
+        return events
+    if action != "update":
+        raise ParseError(f"unknown books action {action!r:.30}")
+    if seq is None or prev is None:
+        return [Delta(inst, bids, asks, None, None, checksum)]
+    if seq == prev and not bids and not asks:
+        return []  # keep-alive: no change
+    if seq < prev:
+        return [Reset(inst, f"sequence reset: seqId {seq} after {prev}")]
+    return [Delta(inst, bids, asks, prev + 1, seq, checksum)]
+
+
+def make_diff_decoder() -> DiffDecoder:
+    """Build the decoder of ``books`` pushes for one connection."""
+    decode_push = msgspec.json.Decoder(_Push).decode
+
+    def decode(payload: bytes) -> Sequence[Event] | None:
+        # Cheap byte tests first: pong, acks/errors (``event``) and other channels.
+        if b'"books"' not in payload or b'"event"' in payload:
+            return None
+        try:
+            push = decode_push(payload)
+        except msgspec.DecodeError as exc:
+            raise ParseError(f"bad books push: {exc}") from None
+        if push.arg.channel != CHANNEL:
+            return None
+        inst = push.arg.instId
+        if len(push.data) == 1:
+            return _events(inst, push.action, push.data[0])
+        return [event for book in push.data for event in _events(inst, push.action, book)]
+
+    return decode
+
+
+def checksum(book: L2Book) -> int:
+    """OKX's CRC32 (signed 32-bit) of the top 25 levels, bid and ask interleaved, as sent."""
+    bids, asks = book.top_text(CHECKSUM_LEVELS)
+    parts: list[str] = []
+    for i in range(max(len(bids), len(asks))):
+        if i < len(bids):
+            parts.append(f"{bids[i][0]}:{bids[i][1]}")
+        if i < len(asks):
+            parts.append(f"{asks[i][0]}:{asks[i][1]}")
+    crc = zlib.crc32(":".join(parts).encode())
+    return crc - (1 << 32) if crc & 0x80000000 else crc
+
+
+_INST_ID = re.compile(r"instId:([A-Za-z0-9_.-]+)")
+
+
+def control(payload: bytes) -> Control:
+    """Classify a non-book frame: ``pong``, a subscription ack, an error or a notice."""
+    if payload.strip() == b"pong":
+        return Control(ControlKind.HEARTBEAT)
+    try:
+        msg = json.loads(payload)
+    except ValueError:
+        return Control(ControlKind.ERROR, f"unreadable frame {payload[:100]!r}")
+    if not isinstance(msg, dict):
+        return Control(ControlKind.IGNORED)
+    event = msg.get("event")
+    arg = msg.get("arg")
+    inst = arg.get("instId") if isinstance(arg, dict) else None
+    inst = inst if isinstance(inst, str) else None
+    if event == "subscribe":
+        return Control(ControlKind.SUBSCRIBED, symbol=inst)
+    if event == "error":
+        code, text = str(msg.get("code", "")), str(msg.get("msg", ""))
+        detail = f"{text} (code {code})"
+        if code == "60018" or "doesn't exist" in text:
+            named = _INST_ID.search(text)
+            return Control(ControlKind.REJECTED, detail, named.group(1) if named else inst)
+        return Control(ControlKind.ERROR, detail)
+    if event == "notice" and str(msg.get("code")) == "64008":
+        return Control(ControlKind.RECONNECT, str(msg.get("msg", "service upgrade")))
+    return Control(ControlKind.IGNORED)
+
+
+SPEC = VenueSpec(
+    name="okx",
+    ws_url="wss://ws.okx.com:8443/ws/v5/public",
+    rest_url=None,
+    symbol=symbol,
+    control=control,
+    diff=DiffChannel(
+        subscribe=diff_subscribe,
+        unsubscribe=diff_unsubscribe,
+        make_decoder=make_diff_decoder,
+        continuity=True,
+        checksum=checksum,
+        truncate=BOOK_DEPTH,
+    ),
+    default_channel="diff",
+    heartbeat=b"ping",
+    heartbeat_interval=20.0,
+)

@@ -18,7 +18,8 @@ from dragonfly.sim import Simulator
 
 RECORDINGS = recordings_dir()
 needs_recordings = pytest.mark.skipif(
-    RECORDINGS is None, reason="no recordings: set DRAGONFLY_RECORDINGS or put ../shared/recordings beside the repo"
+    RECORDINGS is None,
+    reason="no recordings: set DRAGONFLY_RECORDINGS or put ../shared/recordings beside the repo",
 )
 REPLAY = [sys.executable, "-m", "dragonfly.replay"]
 
@@ -53,7 +54,9 @@ def test_bad_lines_and_unknown_venues_are_reported_and_the_rest_replays(tmp_path
     with (tmp_path / "BITSTAMP.ws.1.0").open("a") as fh:
         fh.write("this is not a recording line\n")
     (tmp_path / "NOWHERE.ws.1.0").write_text("wss://x <-> 1.0\n")
-    proc = subprocess.run([*REPLAY, str(tmp_path), "--final-books"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*REPLAY, str(tmp_path), "--final-books"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "NOWHERE.ws.1.0" in proc.stderr and "unknown venue" in proc.stderr
     assert "BITSTAMP.ws.1.0:" in proc.stderr  # file:line of the bad line

@@ -23,6 +23,7 @@ unsubscribe and subscribe of that symbol.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -202,6 +203,7 @@ class DiffListener:
         self._log = logging.getLogger(f"dragonfly.venue.{venue}")
         self._warn = RateLimitedLog(self._log)
         self._last_recv = 0
+        self._flush_pending = False
 
     # -- listener protocol (driven by the feed) ------------------------------
 
@@ -241,10 +243,17 @@ class DiffListener:
                 self._on_reset(event)  # type: ignore[arg-type]
         if last_in_buffer:
             self.end_burst()
+        elif not self._flush_pending:
+            # A read that ends in a partial frame marks no frame "last"; flush
+            # at the end of this loop iteration so a flood cannot starve the
+            # merge (see TopNListener).
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self.end_burst)
         return True
 
     def end_burst(self) -> None:
         """Forward the top N of every symbol changed in this burst, once."""
+        self._flush_pending = False
         touched = self._touched
         if not touched:
             return

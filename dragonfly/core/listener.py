@@ -6,6 +6,7 @@ per message (bad frames are counted and logged at a bounded rate).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -58,6 +59,7 @@ class TopNListener:
         "_bad_log",
         "_bids",
         "_decode",
+        "_flush_pending",
         "_out",
         "books",
         "changes",
@@ -77,6 +79,7 @@ class TopNListener:
         self.changes = 0  #: top-N changes forwarded
         self.malformed = 0  #: frames rejected as unreadable or unsound
         self._bad_log = RateLimitedLog(logging.getLogger(f"dragonfly.venue.{venue}"))
+        self._flush_pending = False
 
     @property
     def has_book(self) -> bool:
@@ -106,10 +109,21 @@ class TopNListener:
             self._out.put(VenueBook(self.venue, bids, asks, recv_ns, self.frames))
         if last_in_buffer:
             self._out.end_burst()
+        elif not self._flush_pending:
+            self._defer_flush()
         return True
 
+    def _defer_flush(self) -> None:
+        # picows marks the last frame of a read with last_in_buffer, but not
+        # when the read ends in a partial frame: under a steady flood no frame
+        # is ever "last", and without this the merge would starve. The flush
+        # then runs at the end of this event-loop iteration instead.
+        self._flush_pending = True
+        asyncio.get_running_loop().call_soon(self.end_burst)
+
     def end_burst(self) -> None:
-        """Let the consumer run (for a burst that ended on a non-book frame)."""
+        """Let the consumer run (end of a read burst)."""
+        self._flush_pending = False
         self._out.end_burst()
 
     def withdraw(self) -> None:

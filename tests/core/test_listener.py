@@ -77,3 +77,15 @@ def test_check_book() -> None:
     assert check_book(((2.0, 1.0),), ((2.0, 1.0),)) == "venue book is crossed"
     assert check_book(((1.0, 1.0), (1.0, 1.0)), ()) is not None  # duplicate price
     assert check_book((), ((3.0, 0.0),)) is not None  # zero amount
+
+
+async def test_a_flood_with_no_last_frame_still_publishes() -> None:
+    """A read ending in a partial frame marks no frame last: the merge must still run."""
+    import asyncio
+
+    lst, out = make()
+    for i in range(50):
+        lst.on_frame(depth_frame([(str(10 + i), "1")], [("100", "1")]), i, False)
+    assert out == []  # conflated: nothing yet within this loop iteration
+    await asyncio.sleep(0)
+    assert len(out) == 1 and out[0].bids[0].price == 59.0

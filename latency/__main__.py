@@ -1,0 +1,157 @@
+"""``python -m latency``: where the time goes, dragonfly against the transport floor.
+
+    python -m latency [--quick] [--out results/] [--rates 500,1000,10000] [--subs 1,10,100]
+    python -m latency --soak            # RSS of the server over 10 minutes at 10k msg/s
+
+For every offered rate and subscriber count it runs dragonfly and the null
+relay one after the other (alternating which goes first), over loopback
+sockets, each in its own process, and reports HDR percentiles, throughput,
+CPU and RSS (:mod:`latency.cell`, :mod:`latency.stats`); then the per-message
+processing of real Binance diffs against cryptofeed and a naive baseline
+(:mod:`latency.peers`). Writes ``report.md``, ``latency.png`` and
+``table.txt`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from latency.cell import CellSpec, run_cell
+from latency.peers import run_peers
+from latency.report import markdown, peers_rows, plot, ratios, text_table
+from latency.stats import CellStats, analyse
+
+
+def _ints(text: str) -> list[int]:
+    return [int(float(x)) for x in text.split(",") if x]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The harness's arguments."""
+    p = argparse.ArgumentParser(prog="python -m latency", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="smoke run (< 1 minute)")
+    p.add_argument("--out", default="results", help="results folder (default results/)")
+    p.add_argument("--rates", default="500,1000,10000,50000,100000", help="offered frames/s, all venues")
+    p.add_argument("--subs", default="1,10,100", help="subscriber counts (one is slow when > 1)")
+    p.add_argument("--window", type=float, default=4.0, help="measured seconds per cell")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
+    p.add_argument("--max-subs-rate", type=float, default=10_000,
+                   help="skip cells with more than 10 subscribers above this rate (grpc.aio cost)")
+    p.add_argument("--peer-runs", type=int, default=30, help="repetitions of the recorded diffs")
+    p.add_argument("--soak", action="store_true", help="10-minute RSS soak at 10k msg/s (not in CI)")
+    p.add_argument("--soak-seconds", type=float, default=600.0)
+    return p
+
+
+def plan(args: argparse.Namespace) -> list[CellSpec]:
+    """The cells to run, dragonfly and relay alternating which goes first."""
+    if args.quick:
+        rates, subs, window, warmup = [1000], [1, 2], 1.5, 0.5
+    else:
+        rates, subs, window, warmup = _ints(args.rates), _ints(args.subs), args.window, args.warmup
+    cells = []
+    flip = False
+    for rate in rates:
+        for k in subs:
+            if k > 10 and rate > args.max_subs_rate:
+                continue
+            slow = 1 if k > 1 else 0
+            order = ("relay", "dragonfly") if flip else ("dragonfly", "relay")
+            flip = not flip
+            cells += [CellSpec(system, rate, k, slow, warmup_s=warmup, window_s=window) for system in order]
+    if not args.quick and 10 in subs and rates:
+        # The same 10 subscribers without the slow one: it must not move the others.
+        for system in ("dragonfly", "relay"):
+            cells.append(CellSpec(system, rates[0], 10, 0, warmup_s=warmup, window_s=window))
+    return cells
+
+
+def context() -> str:
+    """Where and how this ran."""
+    return (
+        f"Run {time.strftime('%Y-%m-%d %H:%M:%S')} on {platform.node()} "
+        f"({platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores), Python {platform.python_version()}. Generator, server and subscribers "
+        "are three processes sharing these cores: read CPU columns with that in mind."
+    )
+
+
+async def _run_cells(cells: list[CellSpec], workdir: Path) -> list[CellStats]:
+    out = []
+    for spec in cells:
+        raw = await run_cell(spec, workdir)
+        st = analyse(raw)
+        e = st.e2e
+        what = st.error or (
+            f"e2e p50 {e.p50:.0f} p99 {e.p99:.0f} µs, deliv {100 * st.delivered_min:.1f}%" if e else ""
+        )
+        where = f"{spec.system:9} {spec.rate:>8.0f}/s {spec.subscribers:>3} subs"
+        print(f"  {where}: {what}", file=sys.stderr, flush=True)
+        out.append(st)
+    return out
+
+
+async def _soak(args: argparse.Namespace, workdir: Path) -> str:
+    spec = CellSpec("dragonfly", 10_000, 1, 0, warmup_s=2.0, window_s=args.soak_seconds)
+    raw = await run_cell(spec, workdir, soak_sample_s=5.0)
+    if raw.error or not raw.rss_samples:
+        return f"soak failed: {raw.error}"
+    first = raw.rss_samples[min(1, len(raw.rss_samples) - 1)][1]
+    last = raw.rss_samples[-1][1]
+    peak = max(r for _, r in raw.rss_samples)
+    lines = [
+        f"{spec.window_s:.0f} s at {spec.rate:.0f} msg/s: RSS start {first / 2**20:.1f} MB, "
+        f"end {last / 2**20:.1f} MB ({100 * (last - first) / first:+.1f}%), peak {peak / 2**20:.1f} MB",
+        "",
+    ]
+    step = max(1, len(raw.rss_samples) // 20)
+    lines += [f"- t={t:.0f}s rss={r / 2**20:.1f} MB" for t, r in raw.rss_samples[::step]]
+    return "\n".join(lines)
+
+
+async def amain(args: argparse.Namespace) -> int:
+    """Run everything and write the results."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    workdir = out / "logs"
+    cells = plan(args)
+    print(f"running {len(cells)} cells", file=sys.stderr, flush=True)
+    stats = await _run_cells(cells, workdir)
+    print("peers: per-message processing of recorded Binance diffs", file=sys.stderr, flush=True)
+    # In a thread: cryptofeed's handler needs an event loop of its own.
+    loop = asyncio.get_running_loop()
+    peers, n_frames = await loop.run_in_executor(None, run_peers, 5 if args.quick else args.peer_runs)
+    soak = await _soak(args, workdir) if args.soak else ""
+    table = text_table(stats)
+    ratio_rows = ratios(stats)
+    lines = [table, "", "dragonfly / relay: rate subs e2e-p50 e2e-p99 upd/s cpu/msg deliv%(d) deliv%(r)"]
+    lines += ["  " + "  ".join(r) for r in ratio_rows]
+    lines += ["", f"per-message Binance diff processing ({n_frames} frames): name µs/msg x-dragonfly note"]
+    lines += ["  " + "  ".join(r) for r in peers_rows(peers)]
+    if soak:
+        lines += ["", soak]
+    text = "\n".join(lines)
+    print(text)
+    (out / "table.txt").write_text(text + "\n")
+    (out / "report.md").write_text(markdown(stats, peers, n_frames, context(), soak))
+    plot(stats, out / "latency.png")
+    print(f"wrote {out / 'report.md'}, {out / 'latency.png'}", file=sys.stderr)
+    return 0 if all(not s.error for s in stats) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = build_parser().parse_args(argv)
+    import uvloop
+
+    return int(uvloop.run(amain(args)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

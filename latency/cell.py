@@ -1,0 +1,187 @@
+"""Run one measurement cell: a system (dragonfly or the relay) at one rate with K subscribers.
+
+Processes: the generator runs in this (the harness) process, the server
+(``python -m dragonfly.serve`` or ``python -m latency.relay``) and the
+subscribers (``python -m latency.subscribers``) each in their own. The cell
+warms up, then measures a window of ``window_s`` seconds: CPU time of each
+process across it, the server's peak RSS, every send time of the generator and
+every message each subscriber received (analysed in :mod:`latency.stats`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pickle
+import signal
+import socket
+import sys
+import time
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from latency.generator import LoadGenerator
+from latency.subscribers import SubscriberLog
+
+SYSTEMS = ("dragonfly", "relay")
+INSTRUMENT = "ethbtc"
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """What to run."""
+
+    system: str
+    rate: float  #: offered frames per second, all venues together
+    subscribers: int
+    slow: int
+    venues: tuple[str, ...] = ("binance", "bitstamp")
+    warmup_s: float = 1.0
+    window_s: float = 3.0
+
+
+@dataclass
+class CellRaw:
+    """What one cell measured, before analysis."""
+
+    spec: CellSpec
+    t0: int  #: window start, wall ns
+    t1: int  #: window end, wall ns
+    send_logs: dict[str, array[int]]
+    subscribers: list[SubscriberLog]
+    cpu_s: dict[str, float] = field(default_factory=dict)  #: CPU seconds in the window, by process
+    peak_rss: int = 0  #: server VmHWM, bytes
+    rss_samples: list[tuple[float, int]] = field(default_factory=list)
+    error: str = ""
+
+
+def free_port() -> int:
+    """An unused loopback TCP port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_command(system: str, port: int, urls: dict[str, str]) -> list[str]:
+    """The command line of ``system``'s server process."""
+    endpoints = [a for venue, url in urls.items() for a in ("--endpoint", f"{venue}={url}")]
+    if system == "dragonfly":
+        return [
+            sys.executable, "-m", "dragonfly.serve", INSTRUMENT, "--host", "127.0.0.1", "--port", str(port),
+            "--venues", ",".join(urls), "--start-timeout", "20", *endpoints,
+        ]
+    if system == "relay":
+        return [sys.executable, "-m", "latency.relay", "--port", str(port), *endpoints]
+    raise ValueError(f"unknown system {system!r}")
+
+
+def peak_rss(pid: int) -> int:
+    """The peak resident set (VmHWM) of ``pid`` in bytes, or its current RSS where unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    with contextlib.suppress(psutil.Error):
+        return int(psutil.Process(pid).memory_info().rss)
+    return 0
+
+
+def _cpu(proc: psutil.Process) -> float:
+    with contextlib.suppress(psutil.Error):
+        t = proc.cpu_times()
+        return float(t.user + t.system)
+    return 0.0
+
+
+async def _wait_for_text(path: Path, text: str, proc: asyncio.subprocess.Process, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        if proc.returncode is not None:
+            break
+        await asyncio.sleep(0.05)
+    tail = path.read_text(errors="replace")[-2000:] if path.exists() else ""
+    raise RuntimeError(f"server did not print {text!r} within {timeout}s: {tail}")
+
+
+async def run_cell(spec: CellSpec, workdir: Path, *, soak_sample_s: float = 0.0) -> CellRaw:
+    """Run ``spec`` and return what it measured (see module doc)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    tag = f"{spec.system}-{int(spec.rate)}-{spec.subscribers}-{spec.slow}"
+    gen = LoadGenerator(spec.venues, spec.rate)
+    await gen.start()
+    port = free_port()
+    urls = {v: srv.ws_url for v, srv in gen.servers.items()}
+    log_path = workdir / f"{tag}.server.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "wb") as log_fh:
+        server = await asyncio.create_subprocess_exec(
+            *server_command(spec.system, port, urls), stdout=log_fh, stderr=log_fh, env=env
+        )
+    subs: asyncio.subprocess.Process | None = None
+    raw = CellRaw(spec, 0, 0, {}, [])
+    try:
+        await _wait_for_text(log_path, "serving", server, 30)
+        while gen.subscribed() < len(spec.venues):
+            await asyncio.sleep(0.01)
+        gen.go()
+        out = workdir / f"{tag}.subs.pickle"
+        subs = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "latency.subscribers", "--target", f"127.0.0.1:{port}",
+            "--count", str(spec.subscribers), "--slow", str(spec.slow), "--out", str(out),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+        )
+        assert subs.stdout is not None and subs.stdin is not None
+        line = await asyncio.wait_for(subs.stdout.readline(), 60)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"subscribers failed to start: {line!r}")
+        procs = {
+            "server": psutil.Process(server.pid),
+            "subscribers": psutil.Process(subs.pid),
+            "harness": psutil.Process(os.getpid()),
+        }
+        await asyncio.sleep(spec.warmup_s)
+        cpu0 = {k: _cpu(p) for k, p in procs.items()}
+        raw.t0 = time.time_ns()
+        if soak_sample_s > 0:
+            start = time.monotonic()
+            while time.monotonic() - start < spec.window_s:
+                raw.rss_samples.append((time.monotonic() - start, procs["server"].memory_info().rss))
+                await asyncio.sleep(min(soak_sample_s, spec.window_s))
+        else:
+            await asyncio.sleep(spec.window_s)
+        raw.t1 = time.time_ns()
+        cpu1 = {k: _cpu(p) for k, p in procs.items()}
+        raw.cpu_s = {k: cpu1[k] - cpu0[k] for k in procs}
+        raw.peak_rss = peak_rss(server.pid)
+        await asyncio.sleep(0.3)  # let in-flight updates land
+        subs.stdin.write(b"stop\n")
+        await subs.stdin.drain()
+        line = await asyncio.wait_for(subs.stdout.readline(), 60)
+        if line.strip() != b"done":
+            raise RuntimeError(f"subscribers failed: {line!r}")
+        with open(out, "rb") as fh:
+            raw.subscribers = [SubscriberLog(**d) for d in pickle.load(fh)]
+        out.unlink()
+        raw.send_logs = {v: gen.send_log(v) for v in spec.venues}
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        raw.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        await gen.stop()
+        for proc in (subs, server):
+            if proc is not None and proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), 5)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+    return raw

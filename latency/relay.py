@@ -1,0 +1,132 @@
+"""The null relay: the transport floor dragonfly is measured against.
+
+``python -m latency.relay --port P --endpoint binance=ws://.. --endpoint bitstamp=ws://..``
+
+A picows client per venue subscribes like dragonfly does, and for every data
+frame publishes one Summary to the same gRPC service dragonfly uses
+(:class:`~dragonfly.serve.grpc_service.GrpcService`, same
+``orderbook.OrderbookAggregator/BookSummary``, same per-subscriber conflating
+queue), so the same subscriber client reads both. It does no book work: the
+levels are a fixed, pre-encoded merged 10 + 10 book of dragonfly's size; only
+the stamps (``sequence``, ``recv_ns``, ``publish_ns``, ``source_venue``,
+``source_frame``) are appended per frame, and the one bytes object is shared
+by every subscriber. Its ``publish_ns - recv_ns`` is the relay's internal hop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from dragonfly.core.fanout import FanOut
+from dragonfly.core.types import MergedBook, MergedLevel
+from dragonfly.serve.encode import encode_summary
+from dragonfly.serve.grpc_service import GrpcService
+from latency.wire import field_bytes, field_varint
+
+_TEXT = WSMsgType.TEXT
+_time_ns = time.time_ns
+
+SUBSCRIBE = {
+    "binance": b'{"method":"SUBSCRIBE","params":["ethbtc@depth20@100ms"],"id":1}',
+    "bitstamp": b'{"event":"bts:subscribe","data":{"channel":"order_book_ethbtc"}}',
+}
+
+
+def template(instrument: str = "ETHBTC", depth: int = 10) -> bytes:
+    """A merged top-``depth`` Summary without stamps, the size dragonfly publishes."""
+    venues = ("binance", "bitstamp")
+    bids = tuple(MergedLevel(venues[i % 2], 0.05 - i * 1e-5, 1.23456789 + i) for i in range(depth))
+    asks = tuple(MergedLevel(venues[(i + 1) % 2], 0.05001 + i * 1e-5, 2.3456789 + i) for i in range(depth))
+    book = MergedBook(instrument, asks[0].price - bids[0].price, bids, asks, 0, 0, 0)
+    return encode_summary(book)
+
+
+class Relay:
+    """Frames in, one shared Summary per frame out (see module doc)."""
+
+    def __init__(self, fanout: FanOut[bytes]) -> None:
+        self.fanout = fanout
+        self.body = template()
+        self.sequence = 0
+        self.frames = 0
+
+    def publish(self, venue_field: bytes, frame: int, recv_ns: int) -> None:
+        """Publish the template stamped for ``frame`` of a venue (hot path)."""
+        self.sequence += 1
+        self.frames += 1
+        self.fanout.publish(
+            b"".join(
+                (
+                    self.body,
+                    field_varint(5, self.sequence),
+                    field_varint(6, recv_ns),
+                    field_varint(7, _time_ns()),
+                    venue_field,
+                    field_varint(10, frame),
+                )
+            )
+        )
+
+
+class _Feed(WSListener):
+    def __init__(self, relay: Relay, venue: str) -> None:
+        self.relay = relay
+        self.venue = venue
+        self.venue_field = field_bytes(9, venue.encode())
+        self.count = 0
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        transport.send(_TEXT, SUBSCRIBE[self.venue])
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is not _TEXT:
+            return
+        recv_ns = _time_ns()
+        self.count += 1
+        if self.count > 1:  # frame 1 is the subscription ack
+            self.relay.publish(self.venue_field, self.count, recv_ns)
+
+
+async def run(port: int, endpoints: dict[str, str]) -> int:
+    """Serve until SIGTERM/SIGINT."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    fanout: FanOut[bytes] = FanOut(maxlen=1)
+    service = GrpcService(fanout, "127.0.0.1", port)
+    await service.start()
+    relay = Relay(fanout)
+    transports = []
+    for venue, url in endpoints.items():
+        transport, _ = await ws_connect(lambda v=venue: _Feed(relay, v), url)
+        transports.append(transport)
+    print(f"serving relay on 127.0.0.1:{port}", file=sys.stderr, flush=True)
+    await stop.wait()
+    for transport in transports:
+        transport.disconnect()
+    await service.stop(grace=0.5)
+    fanout.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments and run the relay on uvloop."""
+    p = argparse.ArgumentParser(prog="python -m latency.relay", description=__doc__.splitlines()[0])
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--endpoint", action="append", default=[], metavar="VENUE=URL")
+    args = p.parse_args(argv)
+    endpoints = dict(e.split("=", 1) for e in args.endpoint)
+    import uvloop
+
+    return int(uvloop.run(run(args.port, endpoints)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Layer 2: subscribe one venue to one instrument and keep it subscribed.
+"""Layer 2: subscribe one venue connection to its symbols and keep it subscribed.
 
 A :class:`Feed` owns a :class:`~dragonfly.core.ws.WsConnection` (layer 1)
 and the listener (layer 3) of its channel: a
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import json
 import logging
 import ssl
 from collections.abc import Mapping, Sequence
@@ -88,8 +87,10 @@ def rest_base_for(ws_url: str) -> str:
 
 
 class Feed:
-    """Subscribe ``spec`` to ``instrument`` and feed ``listener`` (see module doc).
+    """Keep one connection to ``spec`` subscribed to the symbols of ``outputs``.
 
+    ``outputs`` maps each venue symbol to the slot its top ``depth`` levels are
+    published to (``None``: keep the book unpublished, diff channel only).
     :attr:`outcome` resolves once: to ``None`` when the venue first accepts
     the subscription, or to a one-line reason when it rejects the instrument.
     Connection failures do not resolve it; they are retried with backoff and
@@ -396,10 +397,3 @@ class Feed:
             )
         return True
 
-
-def venue_error_text(payload: bytes) -> str:
-    """Best-effort one-line text of a venue's JSON error frame."""
-    try:
-        return json.dumps(json.loads(payload), separators=(",", ":"))[:300]
-    except ValueError:
-        return payload[:300].decode("utf-8", "replace")

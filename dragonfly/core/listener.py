@@ -9,15 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 
 from dragonfly.core.errors import ParseError
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotProducer
 from dragonfly.core.types import Side, VenueBook
 from dragonfly.core.venue import Decoder
-
-_isfinite = math.isfinite
 
 
 def check_book(bids: Side, asks: Side) -> str | None:
@@ -142,8 +139,3 @@ class TopNListener:
             self.malformed,
             payload,
         )
-
-
-def now_ns() -> int:
-    """Wall-clock nanoseconds, the time base of every stamp in dragonfly."""
-    return time.time_ns()

@@ -4,14 +4,18 @@ Order: bids by price descending, asks by price ascending; at an equal price
 the larger amount first, then the venue name alphabetically, so the merged
 book is a pure function of the venue books (deterministic ties).
 
-How the merge stays cheap: when a venue's book arrives, its levels are turned
-once into sort keys that encode the whole order in one tuple,
-``(price, amount, -rank, level)`` for bids (sorted descending) and
-``(price, -amount, rank, level)`` for asks (ascending), where ``rank`` is the
-venue's position in name order. Keys of one venue never tie (a venue has one
-level per price), so ``level`` is never compared. The recompute is then one
-``sorted`` over the concatenated, already-sorted runs, which timsort merges in
-linear time, and a slice.
+How the merge stays cheap (it runs on the hot path): when a venue's book
+arrives its levels become :class:`MergedLevel` tuples once, built through
+``tuple.__new__`` (a C call; a NamedTuple's own constructor is Python code).
+The recompute concatenates the venues' levels in venue-name order and sorts
+twice with C key functions and no per-level key tuples: first by amount
+(descending), then by price (descending for bids, ascending for asks).
+Python's sort is stable, also with ``reverse=True``, so equal prices keep
+the amount order and equal amounts keep the name order: exactly the merge
+order above. The runs are already sorted, so timsort merges them in linear
+time. Side by side on this VM (noisy), a recompute for 2 venues x 10 levels
+took ~14-16 µs against ~19-29 µs for one sort over ``(price, amount, rank,
+level)`` key tuples.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
+from operator import attrgetter
 
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotQueue
@@ -27,9 +33,11 @@ from dragonfly.core.types import MergedBook, MergedLevel, VenueBook
 #: A consumer of merged books, called synchronously on the hot path.
 MergedSink = Callable[[MergedBook], None]
 
-_BidKey = tuple[float, float, int, MergedLevel]
-_AskKey = tuple[float, float, int, MergedLevel]
 _NAN = float("nan")
+_level = partial(tuple.__new__, MergedLevel)
+_merged_book = partial(tuple.__new__, MergedBook)
+_by_price = attrgetter("price")
+_by_amount = attrgetter("amount")
 
 
 class Aggregator:
@@ -41,11 +49,11 @@ class Aggregator:
     """
 
     __slots__ = (
-        "_ask_keys",
-        "_bid_keys",
+        "_asks",
+        "_bids",
         "_last_asks",
         "_last_bids",
-        "_ranks",
+        "_order",
         "_sequence",
         "_sink_errors",
         "_sinks",
@@ -62,15 +70,12 @@ class Aggregator:
         self.instrument = instrument
         self.depth = depth
         self.queue: SlotQueue[VenueBook] = SlotQueue(self.recompute)
-        ordered = sorted(venues)
-        self._ranks = {name: ordered.index(name) for name in venues}
-        self._bid_keys: list[list[_BidKey]] = []
-        self._ask_keys: list[list[_AskKey]] = []
         #: The producer handle of each venue's slot, for its feed listener.
         self.producers = {name: self.queue.producer(name) for name in venues}
-        for _ in venues:
-            self._bid_keys.append([])
-            self._ask_keys.append([])
+        # Slots in venue-name order: the concatenation order that breaks ties.
+        self._order = sorted(range(len(venues)), key=lambda slot: venues[slot])
+        self._bids: list[list[MergedLevel]] = [[] for _ in venues]
+        self._asks: list[list[MergedLevel]] = [[] for _ in venues]
         self._sinks: list[MergedSink] = []
         self._last_bids: tuple[MergedLevel, ...] = ()
         self._last_asks: tuple[MergedLevel, ...] = ()
@@ -94,47 +99,47 @@ class Aggregator:
         names = self.queue.names
         for slot, book in self.queue.drain():
             if book is None:
-                self._bid_keys[slot] = []
-                self._ask_keys[slot] = []
+                self._bids[slot] = []
+                self._asks[slot] = []
                 continue
             if book.recv_ns > recv_ns:
                 recv_ns = book.recv_ns
                 source = book
             name = names[slot]
-            rank = self._ranks[name]
-            self._bid_keys[slot] = [
-                (p, a, -rank, MergedLevel(name, p, a)) for p, a in book.bids
-            ]
-            self._ask_keys[slot] = [
-                (p, -a, rank, MergedLevel(name, p, a)) for p, a in book.asks
-            ]
+            self._bids[slot] = [_level((name, p, a)) for p, a in book.bids]
+            self._asks[slot] = [_level((name, p, a)) for p, a in book.asks]
+        all_bids: list[MergedLevel] = []
+        all_asks: list[MergedLevel] = []
+        for slot in self._order:
+            all_bids += self._bids[slot]
+            all_asks += self._asks[slot]
+        # Two stable passes (see module doc): amount descending, then price.
+        all_bids.sort(key=_by_amount, reverse=True)
+        all_bids.sort(key=_by_price, reverse=True)
+        all_asks.sort(key=_by_amount, reverse=True)
+        all_asks.sort(key=_by_price)
         depth = self.depth
-        bid_keys: list[_BidKey] = []
-        for keys in self._bid_keys:
-            bid_keys += keys
-        ask_keys: list[_AskKey] = []
-        for akeys in self._ask_keys:
-            ask_keys += akeys
-        bid_keys.sort(reverse=True)
-        ask_keys.sort()
-        bids = tuple([k[3] for k in bid_keys[:depth]])
-        asks = tuple([k[3] for k in ask_keys[:depth]])
+        bids = tuple(all_bids[:depth])
+        asks = tuple(all_asks[:depth])
         if bids == self._last_bids and asks == self._last_asks:
             return
         self._last_bids = bids
         self._last_asks = asks
         self._sequence += 1
-        spread = asks[0].price - bids[0].price if bids and asks else _NAN
-        book_out = MergedBook(
-            self.instrument,
-            spread,
-            bids,
-            asks,
-            self._sequence,
-            recv_ns or time.time_ns(),
-            time.time_ns(),
-            source.venue if source is not None else "",
-            source.frame if source is not None else 0,
+        spread = asks[0][1] - bids[0][1] if bids and asks else _NAN
+        now = time.time_ns()
+        book_out: MergedBook = _merged_book(
+            (
+                self.instrument,
+                spread,
+                bids,
+                asks,
+                self._sequence,
+                recv_ns or now,
+                now,
+                source.venue if source is not None else "",
+                source.frame if source is not None else 0,
+            )
         )
         self.last = book_out
         for sink in self._sinks:

@@ -130,7 +130,8 @@ class Feed:
             out = outputs[self.symbol]
             if out is None:
                 raise ValueError("a snapshot-channel feed needs an output slot")
-            self.listener = TopNListener(spec.name, spec.snapshot.make_decoder(depth), out)
+            snap = spec.snapshot
+            self.listener = TopNListener(spec.name, snap.make_decoder(depth), out, snap.is_book)
         else:
             assert spec.diff is not None
             self.diff = spec.diff

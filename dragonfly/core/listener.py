@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Callable
 
 from dragonfly.core.errors import ParseError
 from dragonfly.core.logs import RateLimitedLog
@@ -57,18 +58,34 @@ class TopNListener:
         "_bids",
         "_decode",
         "_flush_pending",
+        "_held",
+        "_held_frame",
+        "_held_ns",
+        "_is_book",
         "_out",
         "books",
         "changes",
+        "conflated",
         "frames",
         "malformed",
         "venue",
     )
 
-    def __init__(self, venue: str, decode: Decoder, out: SlotProducer[VenueBook]) -> None:
+    def __init__(
+        self,
+        venue: str,
+        decode: Decoder,
+        out: SlotProducer[VenueBook],
+        is_book: Callable[[bytes], bool] | None = None,
+    ) -> None:
         self.venue = venue
         self._decode = decode
         self._out = out
+        self._is_book = is_book
+        self._held: bytes | None = None
+        self._held_ns = 0
+        self._held_frame = 0
+        self.conflated = 0  #: book frames never decoded: a newer one followed in the same read
         self._bids: Side | None = None
         self._asks: Side | None = None
         self.frames = 0  #: frames seen
@@ -86,6 +103,35 @@ class TopNListener:
     def on_frame(self, payload: bytes, recv_ns: int, last_in_buffer: bool) -> bool:
         """Handle one frame (hot path); see the class doc for the return value."""
         self.frames += 1
+        is_book = self._is_book
+        if is_book is not None:
+            if not last_in_buffer and is_book(payload):
+                # Every snapshot frame replaces the last one whole, and a newer
+                # frame of this read follows: hold this one undecoded. Under a
+                # flood this is what keeps the cost per frame near zero.
+                if self._held is not None:
+                    self.conflated += 1
+                self._held = payload
+                self._held_ns = recv_ns
+                self._held_frame = self.frames
+                if not self._flush_pending:
+                    self._defer_flush()
+                return True
+            held = self._held
+            if held is not None:
+                self._held = None
+                if is_book(payload):
+                    self.conflated += 1  # superseded by this frame
+                else:
+                    self._consume(held, self._held_ns, self._held_frame)
+        consumed = self._consume(payload, recv_ns, self.frames)
+        if last_in_buffer:
+            self._out.end_burst()
+        elif not self._flush_pending:
+            self._defer_flush()
+        return consumed
+
+    def _consume(self, payload: bytes, recv_ns: int, frame: int) -> bool:
         try:
             book = self._decode(payload)
         except ParseError as exc:
@@ -103,11 +149,7 @@ class TopNListener:
             self._bids = bids
             self._asks = asks
             self.changes += 1
-            self._out.put(VenueBook(self.venue, bids, asks, recv_ns, self.frames))
-        if last_in_buffer:
-            self._out.end_burst()
-        elif not self._flush_pending:
-            self._defer_flush()
+            self._out.put(VenueBook(self.venue, bids, asks, recv_ns, frame))
         return True
 
     def _defer_flush(self) -> None:
@@ -119,12 +161,17 @@ class TopNListener:
         asyncio.get_running_loop().call_soon(self.end_burst)
 
     def end_burst(self) -> None:
-        """Let the consumer run (end of a read burst)."""
+        """Let the consumer run (end of a read burst), decoding a held frame first."""
         self._flush_pending = False
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._consume(held, self._held_ns, self._held_frame)
         self._out.end_burst()
 
     def withdraw(self) -> None:
         """Drop the book (disconnect, resubscribe): the venue leaves the merge now."""
+        self._held = None
         self._bids = None
         self._asks = None
         self._out.withdraw()

@@ -71,11 +71,15 @@ class SnapshotChannel:
         subscribe: venue symbol -> the frames that subscribe to it.
         make_decoder: depth -> a fresh hot-path :data:`Decoder` for one connection.
         max_depth: the deepest top N the channel serves.
+        is_book: a cheap test (no parsing) that a frame is a book frame, so a
+            book frame followed by another in the same read is never decoded;
+            it must never say yes to a control frame. ``None``: decode all.
     """
 
     subscribe: Callable[[str], Sequence[bytes]]
     make_decoder: Callable[[int], Decoder]
     max_depth: int
+    is_book: Callable[[bytes], bool] | None = None
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,11 @@ def make_decoder(depth: int) -> Decoder:
     return decode
 
 
+def is_book(payload: bytes) -> bool:
+    """A depth frame, told without parsing (acks and errors start otherwise)."""
+    return payload.startswith(b'{"lastUpdateId"')
+
+
 def control(payload: bytes) -> Control:
     """Classify a non-depth frame: a request's result or error."""
     try:
@@ -171,7 +176,7 @@ SPEC = VenueSpec(
     rest_url="https://api.binance.com",
     symbol=str.upper,
     control=control,
-    snapshot=SnapshotChannel(subscribe, make_decoder, CHANNEL_DEPTH),
+    snapshot=SnapshotChannel(subscribe, make_decoder, CHANNEL_DEPTH, is_book),
     diff=DiffChannel(
         subscribe=diff_subscribe,
         unsubscribe=diff_unsubscribe,

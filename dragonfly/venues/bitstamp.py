@@ -90,6 +90,15 @@ def make_decoder(depth: int) -> Decoder:
     return decode
 
 
+def is_book(payload: bytes) -> bool:
+    """An ``order_book`` data event, told without parsing.
+
+    Book events end with ``"event":"data"}`` (key order data, channel, event);
+    no ``bts:*`` control event ends that way.
+    """
+    return payload.endswith(b'"data"}')
+
+
 def control(payload: bytes) -> Control:
     """Classify a ``bts:*`` event."""
     try:
@@ -190,7 +199,7 @@ SPEC = VenueSpec(
     rest_url="https://www.bitstamp.net",
     symbol=str.lower,
     control=control,
-    snapshot=SnapshotChannel(subscribe, make_decoder, CHANNEL_DEPTH),
+    snapshot=SnapshotChannel(subscribe, make_decoder, CHANNEL_DEPTH, is_book),
     diff=DiffChannel(
         subscribe=diff_subscribe,
         unsubscribe=diff_unsubscribe,

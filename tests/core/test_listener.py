@@ -89,3 +89,57 @@ async def test_a_flood_with_no_last_frame_still_publishes() -> None:
     assert out == []  # conflated: nothing yet within this loop iteration
     await asyncio.sleep(0)
     assert len(out) == 1 and out[0].bids[0].price == 59.0
+
+
+def make_conflating(depth: int = 2) -> tuple[TopNListener, list[MergedBook]]:
+    agg = Aggregator("ethbtc", ["binance"], depth=depth)
+    out: list[MergedBook] = []
+    agg.add_sink(out.append)
+    lst = TopNListener("binance", binance.make_decoder(depth), agg.producers["binance"], binance.is_book)
+    return lst, out
+
+
+async def test_snapshot_frames_superseded_in_a_read_are_not_decoded() -> None:
+    lst, out = make_conflating()
+    for i in range(5):
+        lst.on_frame(depth_frame([(str(10 + i), "1")], [("100", "1")]), i, False)
+    lst.on_frame(depth_frame([("20", "1")], [("100", "1")]), 5, True)
+    assert lst.books == 1 and lst.conflated == 5
+    assert len(out) == 1 and out[0].bids[0].price == 20.0 and out[0].source_frame == 6
+
+
+async def test_a_held_book_is_decoded_before_a_control_frame_ends_the_read() -> None:
+    lst, out = make_conflating()
+    lst.on_frame(depth_frame([("10", "1")], [("100", "1")]), 1, False)
+    lst.on_frame(depth_frame([("11", "1")], [("100", "1")]), 2, False)
+    assert lst.on_frame(b'{"result":null,"id":1}', 3, True) is False
+    assert len(out) == 1 and out[0].bids[0].price == 11.0 and out[0].source_frame == 2
+
+
+async def test_a_held_book_is_published_at_the_end_of_the_loop_iteration() -> None:
+    import asyncio
+
+    lst, out = make_conflating()
+    lst.on_frame(depth_frame([("10", "1")], [("100", "1")]), 1, False)
+    lst.on_frame(b'{"lastUpdateId":2,"bids":[["x","1"]],"asks":[]}', 2, False)
+    await asyncio.sleep(0)
+    assert lst.malformed == 1 and out == []  # the newest frame was bad: nothing published
+    lst.on_frame(depth_frame([("12", "1")], [("100", "1")]), 3, False)
+    await asyncio.sleep(0)
+    assert len(out) == 1 and out[0].bids[0].price == 12.0
+
+
+def test_is_book_predicates_never_take_control_frames() -> None:
+    from dragonfly.venues import bitstamp
+
+    for frame in (b'{"result":null,"id":1}', b'{"error":{"code":2,"msg":"x"},"id":1}'):
+        assert not binance.is_book(frame)
+    for frame in (
+        b'{"event":"bts:subscription_succeeded","channel":"order_book_ethbtc","data":{}}',
+        b'{"event":"bts:heartbeat","channel":"","data":{"status":"success"}}',
+        b'{"event":"bts:request_reconnect","channel":"","data":""}',
+        b'{"event":"bts:error","channel":"","data":{"code":null,"message":"Bad subscription string."}}',
+    ):
+        assert not bitstamp.is_book(frame)
+    assert bitstamp.is_book(b'{"data":{"bids":[],"asks":[]},"channel":"order_book_ethbtc","event":"data"}')
+    assert bitstamp.is_book(b'{"data": {}, "channel": "order_book_ethbtc", "event": "data"}')

@@ -21,9 +21,11 @@ Two functions carry a venue's frames:
 from __future__ import annotations
 
 import enum
+import functools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from dragonfly.core.diff import DiffChannel
 from dragonfly.core.types import Side
@@ -49,6 +51,27 @@ class Control(NamedTuple):
     kind: ControlKind
     detail: str = ""
     symbol: str | None = None
+
+
+def json_control(classify: Callable[[dict[str, Any]], Control]) -> Callable[[bytes], Control]:
+    """Make a venue's control classifier from one that reads a JSON object.
+
+    The returned function parses the frame; an unreadable frame is a venue
+    ``ERROR``, JSON that is not an object is ``IGNORED``, and every object goes
+    to ``classify``.
+    """
+
+    @functools.wraps(classify)
+    def control(payload: bytes) -> Control:
+        try:
+            msg = json.loads(payload)
+        except ValueError:
+            return Control(ControlKind.ERROR, f"unreadable frame {payload[:100]!r}")
+        if not isinstance(msg, dict):
+            return Control(ControlKind.IGNORED)
+        return classify(msg)
+
+    return control
 
 
 class SymbolCheck(NamedTuple):

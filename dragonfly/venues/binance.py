@@ -23,13 +23,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
 from dragonfly.core.diff import Delta, DiffChannel, DiffDecoder, Event, Snapshot
 from dragonfly.core.errors import ParseError
 from dragonfly.core.types import Side
-from dragonfly.core.venue import Control, ControlKind, Decoder, SnapshotChannel, SymbolCheck, VenueSpec
+from dragonfly.core.venue import (
+    Control,
+    ControlKind,
+    Decoder,
+    SnapshotChannel,
+    SymbolCheck,
+    VenueSpec,
+    json_control,
+)
 
 #: Binance serves 5, 10 or 20 levels on this channel; the issue asks for 20.
 CHANNEL_DEPTH = 20
@@ -74,14 +83,9 @@ def is_book(payload: bytes) -> bool:
     return payload.startswith(b'{"lastUpdateId"')
 
 
-def control(payload: bytes) -> Control:
+@json_control
+def control(msg: dict[str, Any]) -> Control:
     """Classify a non-depth frame: a request's result or error."""
-    try:
-        msg = json.loads(payload)
-    except ValueError:
-        return Control(ControlKind.ERROR, f"unreadable frame {payload[:100]!r}")
-    if not isinstance(msg, dict):
-        return Control(ControlKind.IGNORED)
     if "error" in msg:
         err = msg["error"]
         detail = f"{err.get('msg', err)} (code {err.get('code')})" if isinstance(err, dict) else str(err)

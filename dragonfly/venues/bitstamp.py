@@ -26,7 +26,7 @@ import simdjson
 from dragonfly.core.diff import Delta, DiffChannel, DiffDecoder, Event, Snapshot
 from dragonfly.core.errors import ParseError
 from dragonfly.core.types import Side
-from dragonfly.core.venue import Control, ControlKind, Decoder, SnapshotChannel, VenueSpec
+from dragonfly.core.venue import Control, ControlKind, Decoder, SnapshotChannel, VenueSpec, json_control
 
 CHANNEL_DEPTH = 100
 
@@ -99,13 +99,10 @@ def is_book(payload: bytes) -> bool:
     return payload.endswith(b'"data"}')
 
 
-def control(payload: bytes) -> Control:
+@json_control
+def control(msg: dict[str, Any]) -> Control:
     """Classify a ``bts:*`` event."""
-    try:
-        msg = json.loads(payload)
-    except ValueError:
-        return Control(ControlKind.ERROR, f"unreadable frame {payload[:100]!r}")
-    event = msg.get("event") if isinstance(msg, dict) else None
+    event = msg.get("event")
     if event == "bts:subscription_succeeded":
         return Control(ControlKind.SUBSCRIBED)
     if event == "bts:heartbeat":

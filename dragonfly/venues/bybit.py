@@ -21,12 +21,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
 from dragonfly.core.diff import Delta, DiffChannel, DiffDecoder, Event, Snapshot
 from dragonfly.core.errors import ParseError
-from dragonfly.core.venue import Control, ControlKind, VenueSpec
+from dragonfly.core.venue import Control, ControlKind, VenueSpec, json_control
 
 #: Book depth subscribed. Spot serves 1, 50, 200 (and, in the current docs, 1000)
 #: levels; depth 1 sends snapshots only. 50 is pushed every 20 ms, 200 every 200 ms.
@@ -97,14 +98,9 @@ def make_decoder() -> DiffDecoder:
     return decode
 
 
-def control(payload: bytes) -> Control:
+@json_control
+def control(msg: dict[str, Any]) -> Control:
     """Classify an op response: subscribe ack or refusal, pong."""
-    try:
-        msg = json.loads(payload)
-    except ValueError:
-        return Control(ControlKind.ERROR, f"unreadable frame {payload[:100]!r}")
-    if not isinstance(msg, dict):
-        return Control(ControlKind.IGNORED)
     op = msg.get("op")
     detail = str(msg.get("ret_msg") or "")
     if op in ("ping", "pong") or detail == "pong":

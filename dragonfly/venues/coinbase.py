@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -37,7 +38,7 @@ from dragonfly.core.book import TextLevel
 from dragonfly.core.diff import Delta, DiffChannel, DiffDecoder, Event, Reset, Snapshot
 from dragonfly.core.errors import ParseError
 from dragonfly.core.symbols import joined
-from dragonfly.core.venue import Control, ControlKind, VenueSpec
+from dragonfly.core.venue import Control, ControlKind, VenueSpec, json_control
 
 _PRODUCT = re.compile(r"\b[A-Z0-9]{2,}-[A-Z0-9]{2,}\b")
 
@@ -137,14 +138,9 @@ def make_decoder() -> DiffDecoder:
     return decode
 
 
-def control(payload: bytes) -> Control:
+@json_control
+def control(msg: dict[str, Any]) -> Control:
     """Classify a non-book frame: a subscriptions ack, a heartbeat or an error."""
-    try:
-        msg = json.loads(payload)
-    except ValueError:
-        return Control(ControlKind.ERROR, f"unreadable frame {payload[:100]!r}")
-    if not isinstance(msg, dict):
-        return Control(ControlKind.IGNORED)
     if msg.get("type") == "error":
         detail = " ".join(str(msg[k]) for k in ("message", "reason") if msg.get(k)) or "error"
         text = detail.lower()

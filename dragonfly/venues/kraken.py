@@ -33,7 +33,7 @@ from dragonfly.core.book import L2Book, TextLevel
 from dragonfly.core.diff import Delta, DiffChannel, DiffDecoder, Event, Snapshot
 from dragonfly.core.errors import ParseError
 from dragonfly.core.symbols import joined
-from dragonfly.core.venue import Control, ControlKind, VenueSpec
+from dragonfly.core.venue import Control, ControlKind, VenueSpec, json_control
 
 #: Subscribed book depth (Kraken serves 10, 25, 100, 500 or 1000). Deeper costs a
 #: bigger snapshot and more updates; 100 covers any top N we publish with room for
@@ -156,14 +156,9 @@ def checksum(book: L2Book) -> int:
     return zlib.crc32(text.encode())
 
 
-def control(payload: bytes) -> Control:
+@json_control
+def control(msg: dict[str, Any]) -> Control:
     """Classify an event object (status, subscription ack or error, heartbeat, pong)."""
-    try:
-        msg = json.loads(payload)
-    except ValueError:
-        return Control(ControlKind.ERROR, f"unreadable frame {payload[:100]!r}")
-    if not isinstance(msg, dict):
-        return Control(ControlKind.IGNORED)
     event = msg.get("event")
     pair = msg.get("pair") if isinstance(msg.get("pair"), str) else None
     if event == "subscriptionStatus":

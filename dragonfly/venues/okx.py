@@ -31,6 +31,7 @@ import json
 import re
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -38,7 +39,7 @@ from dragonfly.core.book import L2Book, TextLevel
 from dragonfly.core.diff import Delta, DiffChannel, DiffDecoder, Event, Reset, Snapshot
 from dragonfly.core.errors import ParseError
 from dragonfly.core.symbols import joined
-from dragonfly.core.venue import Control, ControlKind, VenueSpec
+from dragonfly.core.venue import Control, ControlKind, VenueSpec, json_control
 
 CHANNEL = "books"
 #: The depth OKX maintains on ``books``. OKX itself removes levels leaving the
@@ -163,12 +164,11 @@ def control(payload: bytes) -> Control:
     """Classify a non-book frame: ``pong``, a subscription ack, an error or a notice."""
     if payload.strip() == b"pong":
         return Control(ControlKind.HEARTBEAT)
-    try:
-        msg = json.loads(payload)
-    except ValueError:
-        return Control(ControlKind.ERROR, f"unreadable frame {payload[:100]!r}")
-    if not isinstance(msg, dict):
-        return Control(ControlKind.IGNORED)
+    return _control_event(payload)
+
+
+@json_control
+def _control_event(msg: dict[str, Any]) -> Control:
     event = msg.get("event")
     arg = msg.get("arg")
     inst = arg.get("instId") if isinstance(arg, dict) else None

@@ -64,7 +64,7 @@ async def replay(
     if not directory.is_dir():
         raise ConfigError(f"not a directory: {directory}")
     wanted = [get_venue(v).name for v in venues] if venues else None
-    started = time.perf_counter()
+    started = time.monotonic()
     async with ReplaySimulator(directory, venues=wanted, pace=pace) as sim:
         errors = [str(e) for e in getattr(sim, "errors", [])]
         feeds: list[Feed] = []
@@ -85,8 +85,9 @@ async def replay(
             feeds.append(feed)
             tasks.append(asyncio.create_task(feed.run(), name=f"replay-{conn.name}"))
         try:
-            await asyncio.wait_for(_drained(sim, feeds, idle), timeout)
-            seconds = time.perf_counter() - started
+            finished = await asyncio.wait_for(_drained(sim, feeds, idle), timeout)
+            # Up to the last frame or snapshot handled, not the idle wait after it.
+            seconds = finished - started
             # Read the books before closing: a closed feed withdraws its books.
             books, summaries = _collect(feeds)
         finally:
@@ -125,8 +126,11 @@ def _collect(feeds: list[Feed]) -> tuple[list[tuple[str, SymbolSync]], dict[str,
     return books, summaries
 
 
-async def _drained(sim: ReplaySimulator, feeds: list[Feed], idle: float) -> None:
-    """Wait until every recorded frame was sent and nothing moved for ``idle`` seconds."""
+async def _drained(sim: ReplaySimulator, feeds: list[Feed], idle: float) -> float:
+    """Wait until every recorded frame was sent and nothing moved for ``idle`` seconds.
+
+    Returns the ``time.monotonic()`` of the last movement seen.
+    """
     await asyncio.gather(*(conn.done.wait() for conn in sim.connections if conn.symbols))
     last = -1
     quiet_since = time.monotonic()
@@ -137,5 +141,5 @@ async def _drained(sim: ReplaySimulator, feeds: list[Feed], idle: float) -> None
             last = frames
             quiet_since = time.monotonic()
         elif time.monotonic() - quiet_since >= idle:
-            return
+            return quiet_since
         await asyncio.sleep(0.05)

@@ -14,7 +14,6 @@ written differently ("0.10", "0.1") map to the same level, as they should.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from itertools import islice
 
 from sortedcontainers import SortedDict
 
@@ -23,6 +22,25 @@ from dragonfly.core.types import Side
 #: ``(price text, amount text)`` as a venue sends a level.
 TextLevel = tuple[str, str]
 _Value = tuple[float, str, str]
+
+
+def _head(side: SortedDict, n: int) -> list[float]:
+    """The first ``n`` keys of ``side``, fast.
+
+    The public ways (``islice(side.keys(), n)``, ``side.keys()[:n]``) iterate
+    in Python: ~4-5 µs for 10 keys here, against ~0.3 µs for a C slice of the
+    SortedList's first sublist, which holds the first ``n`` keys unless the
+    book is split into short sublists. This reads sortedcontainers' internal
+    ``_list._lists`` (stable since 2.0; ``tests/core/test_book.py`` checks it
+    against the public API) and falls back to the public slice otherwise.
+    """
+    lists = side._list._lists
+    if not lists:
+        return []
+    first: list[float] = lists[0]
+    if len(first) >= n or len(lists) == 1:
+        return first[:n]
+    return list(side.keys()[:n])
 
 
 class L2Book:
@@ -54,23 +72,25 @@ class L2Book:
             self.set_ask(price, amount)
         self.seq = seq
 
-    def set_bid(self, price: str, amount: str) -> None:
-        """Set a bid level; a zero amount removes it. Raises ValueError on bad numbers."""
+    def set_bid(self, price: str, amount: str) -> float:
+        """Set a bid level (a zero amount removes it); return its price. ValueError on bad numbers."""
         qty = float(amount)
-        key = -float(price)
+        value = float(price)
         if qty == 0.0:
-            self.bids.pop(key, None)
+            self.bids.pop(-value, None)
         else:
-            self.bids[key] = (qty, price, amount)
+            self.bids[-value] = (qty, price, amount)
+        return value
 
-    def set_ask(self, price: str, amount: str) -> None:
-        """Set an ask level; a zero amount removes it. Raises ValueError on bad numbers."""
+    def set_ask(self, price: str, amount: str) -> float:
+        """Set an ask level (a zero amount removes it); return its price. ValueError on bad numbers."""
         qty = float(amount)
-        key = float(price)
+        value = float(price)
         if qty == 0.0:
-            self.asks.pop(key, None)
+            self.asks.pop(value, None)
         else:
-            self.asks[key] = (qty, price, amount)
+            self.asks[value] = (qty, price, amount)
+        return value
 
     def truncate(self, depth: int) -> None:
         """Keep only the best ``depth`` levels of each side (venues that cap depth)."""
@@ -79,27 +99,29 @@ class L2Book:
                 side.popitem()
 
     def top(self, n: int) -> tuple[Side, Side]:
-        """The best ``n`` levels of each side as float ``(price, amount)`` pairs."""
+        """The best ``n`` levels of each side as float ``(price, amount)`` pairs (hot path)."""
         bids = self.bids
         asks = self.asks
         return (
-            tuple([(-k, bids[k][0]) for k in islice(bids.keys(), n)]),
-            tuple([(k, asks[k][0]) for k in islice(asks.keys(), n)]),
+            tuple([(-k, bids[k][0]) for k in _head(bids, n)]),
+            tuple([(k, asks[k][0]) for k in _head(asks, n)]),
         )
 
     def top_text(self, n: int) -> tuple[list[TextLevel], list[TextLevel]]:
         """The best ``n`` levels of each side as the venue's own strings."""
+        bids = self.bids
+        asks = self.asks
         return (
-            [(v[1], v[2]) for v in islice(self.bids.values(), n)],
-            [(v[1], v[2]) for v in islice(self.asks.values(), n)],
+            [bids[k][1:] for k in _head(bids, n)],
+            [asks[k][1:] for k in _head(asks, n)],
         )
 
     def crossed(self) -> bool:
         """Whether the best bid is at or above the best ask (a corrupt venue book)."""
         if not self.bids or not self.asks:
             return False
-        best_bid: float = -self.bids.keys()[0]
-        best_ask: float = self.asks.keys()[0]
+        best_bid: float = -_head(self.bids, 1)[0]
+        best_ask: float = _head(self.asks, 1)[0]
         return best_bid >= best_ask
 
     def __len__(self) -> int:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import math
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class Reset(NamedTuple):
 
 
 Event = Snapshot | Delta | Reset
+_UNBOUNDED = (-math.inf, math.inf)
 #: Hot-path decoder of a diff channel: payload -> events, or ``None`` for a non-book frame.
 DiffDecoder = Callable[[bytes], "Sequence[Event] | None"]
 
@@ -144,6 +146,7 @@ class SymbolSync:
     __slots__ = (
         "after_rest",
         "book",
+        "bounds",
         "buffer",
         "newest",
         "out",
@@ -172,6 +175,9 @@ class SymbolSync:
         self.verified = False
         #: The newest sequence position any delta has shown (snapshots must reach it).
         self.newest: int | None = None
+        #: (N-th best bid, N-th best ask) of the published top N: changes
+        #: beyond them leave it as it is. Unbounded while fewer than N levels.
+        self.bounds = _UNBOUNDED
 
 
 class DiffListener:
@@ -266,6 +272,12 @@ class DiffListener:
             top = sync.book.top(self.depth)
             if top != sync.published:
                 sync.published = top
+                depth = self.depth
+                bids, asks = top
+                sync.bounds = (
+                    bids[-1][0] if len(bids) >= depth else -math.inf,
+                    asks[-1][0] if len(asks) >= depth else math.inf,
+                )
                 out.put(VenueBook(self.venue, top[0], top[1], self._last_recv, self.frames))
                 outs.append(out)
         touched.clear()
@@ -351,11 +363,20 @@ class DiffListener:
             elif sync.snap_seq is not None and last <= sync.snap_seq:
                 sync.stats.stale += 1
                 return True
+        # Whether a change reaches the published top N: a change beyond the
+        # N-th level cannot move the top N (or cross the book), so the burst
+        # then skips the top-N read and the publish (the incremental top N).
+        bid_floor, ask_ceiling = sync.bounds
+        hit = False
         try:
+            set_bid = book.set_bid
             for price, amount in delta.bids:
-                book.set_bid(price, amount)
+                if set_bid(price, amount) >= bid_floor:
+                    hit = True
+            set_ask = book.set_ask
             for price, amount in delta.asks:
-                book.set_ask(price, amount)
+                if set_ask(price, amount) <= ask_ceiling:
+                    hit = True
         except (ValueError, TypeError) as exc:
             sync.stats.malformed += 1
             self._resync(sync, f"bad level in update ({exc})")
@@ -364,9 +385,9 @@ class DiffListener:
         if last is not None:
             book.seq = last
         sync.stats.applied += 1
-        return self._validate(sync, delta.checksum)
+        return self._validate(sync, delta.checksum, hit)
 
-    def _validate(self, sync: SymbolSync, checksum: int | None) -> bool:
+    def _validate(self, sync: SymbolSync, checksum: int | None, hit: bool = True) -> bool:
         book = sync.book
         if self.channel.truncate is not None:
             book.truncate(self.channel.truncate)
@@ -376,7 +397,10 @@ class DiffListener:
                 self._resync(sync, "checksum mismatch")
                 return False
             sync.stats.checksums_ok += 1
-            sync.verified = True
+            if not sync.verified:
+                sync.verified = hit = True
+        if not hit:
+            return True
         if book.crossed():
             sync.stats.crossed += 1
             self._resync(sync, "book crossed")
@@ -434,3 +458,4 @@ class DiffListener:
         if sync.published is not None and sync.out is not None:
             sync.out.withdraw()
         sync.published = None
+        sync.bounds = _UNBOUNDED

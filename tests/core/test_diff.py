@@ -1,0 +1,63 @@
+"""The shared diff-book machinery: publishing only what moves the top N."""
+
+from __future__ import annotations
+
+from dragonfly.core.aggregator import Aggregator
+from dragonfly.core.diff import Delta, DiffChannel, DiffListener, Event, Snapshot
+from dragonfly.core.types import MergedBook
+
+
+class Control:
+    def request_snapshot(self, symbol: str) -> None:
+        raise AssertionError("no REST snapshot here")
+
+    def resubscribe(self, symbol: str) -> None:
+        self.resubscribed = symbol
+
+
+def make(events: list[Event]) -> tuple[DiffListener, list[MergedBook]]:
+    """A listener whose decoder hands out ``events`` one per frame."""
+    queue = list(events)
+
+    def decoder() -> object:
+        return lambda payload: [queue.pop(0)]
+
+    channel = DiffChannel(
+        subscribe=lambda s: [], unsubscribe=lambda s: [], make_decoder=decoder, continuity=True
+    )  # type: ignore[arg-type]
+    agg = Aggregator("x", ["v"], depth=2)
+    out: list[MergedBook] = []
+    agg.add_sink(out.append)
+    return DiffListener("v", channel, {"S": agg.producers["v"]}, 2, Control()), out
+
+
+SNAP = Snapshot("S", [("10", "1"), ("9", "1"), ("8", "1")], [("11", "1"), ("12", "1"), ("13", "1")], 100)
+
+
+def test_changes_beyond_the_top_n_publish_nothing() -> None:
+    lst, out = make([SNAP, Delta("S", [("8", "5"), ("7", "1")], [("13", "0"), ("14", "2")], 101, 101)])
+    lst.on_frame(b"", 1, True)
+    assert len(out) == 1
+    lst.on_frame(b"", 2, True)
+    assert len(out) == 1  # 8/7 below the 2nd bid, 13/14 above the 2nd ask
+    sync = lst.syms["S"]
+    assert sync.book.top(4) == (
+        ((10.0, 1.0), (9.0, 1.0), (8.0, 5.0), (7.0, 1.0)),
+        ((11.0, 1.0), (12.0, 1.0), (14.0, 2.0)),
+    )
+
+
+def test_a_removed_top_level_lets_the_next_one_in() -> None:
+    lst, out = make([SNAP, Delta("S", [("9", "0")], [], 101, 101), Delta("S", [], [("12", "3")], 102, 102)])
+    for i in range(3):
+        lst.on_frame(b"", i, True)
+    assert [(lv.price, lv.amount) for lv in out[1].bids] == [(10.0, 1.0), (8.0, 1.0)]
+    assert [(lv.price, lv.amount) for lv in out[2].asks] == [(11.0, 1.0), (12.0, 3.0)]
+
+
+def test_a_gap_withdraws_and_asks_for_the_book_again() -> None:
+    lst, out = make([SNAP, Delta("S", [("10", "2")], [], 105, 105)])
+    lst.on_frame(b"", 1, True)
+    lst.on_frame(b"", 2, True)
+    assert out[-1].bids == () and lst.syms["S"].stats.gaps == 1
+    assert lst.control.resubscribed == "S"  # type: ignore[attr-defined]

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import math
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol

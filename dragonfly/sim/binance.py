@@ -149,6 +149,20 @@ class BinanceSession(Session):
         self.initial = streams
 
 
+def ws_endpoint(path: str, query: dict[str, str]) -> tuple[bool, list[str]] | None:
+    """Return (combined, stream names in the path) of a WebSocket path, or None for 404.
+
+    Accepted: /ws, /ws/<streams>, /stream and /stream?streams=<streams>.
+    """
+    if path in ("/ws", "/ws/"):
+        return False, []
+    if path.startswith("/ws/"):
+        return False, [s for s in path[4:].split("/") if s]
+    if path in ("/stream", "/stream/"):
+        return True, [s for s in query.get("streams", "").split("/") if s]
+    return None
+
+
 class BinanceServer(VenueServer[BinanceSession]):
     """The Binance spot market-data endpoint on one port."""
 
@@ -174,14 +188,8 @@ class BinanceServer(VenueServer[BinanceSession]):
 
     def open_session(self, path: str, query: dict[str, str]) -> BinanceSession | None:
         """Accept /ws, /ws/<streams>, /stream and /stream?streams=<streams>."""
-        if path in ("/ws", "/ws/"):
-            return BinanceSession(self, False, [])
-        if path.startswith("/ws/"):
-            return BinanceSession(self, False, [s for s in path[4:].split("/") if s])
-        if path in ("/stream", "/stream/"):
-            names = query.get("streams", "")
-            return BinanceSession(self, True, [s for s in names.split("/") if s])
-        return None
+        endpoint = ws_endpoint(path, query)
+        return None if endpoint is None else BinanceSession(self, *endpoint)
 
     def on_open(self, session: BinanceSession) -> None:
         """Subscribe the streams named in the connection path."""

@@ -15,6 +15,7 @@ import json
 import re
 import ssl
 import time
+from collections.abc import Callable
 
 from dragonfly.sim.book import SimBook, UnitLevel
 from dragonfly.sim.http import HttpReply, json_reply
@@ -63,6 +64,29 @@ def error_frame(message: str) -> bytes:
     return dumps({"event": "bts:error", "channel": "", "data": {"code": None, "message": message}})
 
 
+def read_request(payload: bytes, accepts: Callable[[str], bool], heartbeat: bytes,
+                 error: Callable[[str], bytes]) -> tuple[str, str] | bytes:
+    """Return (event, channel) of a subscribe or unsubscribe, else the bytes to answer.
+
+    ``accepts`` tells whether a channel may be subscribed; a heartbeat is answered
+    with ``heartbeat``, a bad request with ``error(reason)``.
+    """
+    try:
+        message = json.loads(payload)
+    except ValueError:
+        return error(BAD_JSON)
+    event = message.get("event") if isinstance(message, dict) else None
+    if event == "bts:heartbeat":
+        return heartbeat
+    if event not in ("bts:subscribe", "bts:unsubscribe"):
+        return error(BAD_JSON)
+    data = message.get("data")
+    channel = data.get("channel") if isinstance(data, dict) else None
+    if not isinstance(channel, str) or not accepts(channel):
+        return error(BAD_SUBSCRIPTION)
+    return event, channel
+
+
 def diff_side(old: dict[int, int], new: dict[int, int], descending: bool) -> list[UnitLevel]:
     """Return levels that differ from ``old`` to ``new`` (0 amount: removed), sorted."""
     changed = [(p, a) for p, a in new.items() if old.get(p) != a]
@@ -109,26 +133,15 @@ class BitstampServer(VenueServer[Session]):
 
     def on_message(self, session: Session, payload: bytes) -> None:
         """Answer one client event."""
-        try:
-            message = json.loads(payload)
-        except ValueError:
-            session.send(error_frame(BAD_JSON))
+        request = read_request(payload, lambda c: self._parse_channel(c) is not None,
+                               HEARTBEAT, error_frame)
+        if isinstance(request, bytes):
+            session.send(request)
             return
-        event = message.get("event") if isinstance(message, dict) else None
-        if event == "bts:heartbeat":
-            session.send(HEARTBEAT)
-            return
-        if event not in ("bts:subscribe", "bts:unsubscribe"):
-            session.send(error_frame(BAD_JSON))
-            return
-        data = message.get("data")
-        channel = data.get("channel") if isinstance(data, dict) else None
-        parsed = self._parse_channel(channel)
-        if parsed is None or not isinstance(channel, str):
-            session.send(error_frame(BAD_SUBSCRIPTION))
-            return
+        event, channel = request
         if event == "bts:subscribe":
-            if parsed[0] == "diff_order_book" and channel not in self.channels:
+            parsed = self._parse_channel(channel)
+            if parsed is not None and parsed[0] == "diff_order_book" and channel not in self.channels:
                 book = self.market.book(self.name, parsed[1])
                 self._diff_base[channel] = (dict(book.bids), dict(book.asks))
             self.subscribe(session, channel)

@@ -11,26 +11,20 @@ otherwise free ports are picked. The URLs are printed once listening.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import signal
-import sys
-from collections.abc import Callable, Coroutine, Sequence
-from pathlib import Path
-from typing import Any, NoReturn
+from collections.abc import Sequence
 
+from dragonfly.sim.cliutil import (
+    OneLineParser,
+    add_tls_args,
+    check_tls_args,
+    load_tls,
+    run,
+    serve_until_signal,
+)
 from dragonfly.sim.instruments import DEFAULT_INSTRUMENTS, VENUES, make_instrument
 from dragonfly.sim.simulator import Simulator
 
 PROG = "python -m dragonfly.sim"
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser that reports a mistake on one line."""
-
-    def error(self, message: str) -> NoReturn:
-        """Print ``PROG: error: message`` and exit 2."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _csv(text: str) -> list[str]:
@@ -49,7 +43,7 @@ def _positive(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the CLI's argument parser."""
-    parser = _Parser(prog=PROG, description="Run loopback venue simulators.")
+    parser = OneLineParser(prog=PROG, description="Run loopback venue simulators.")
     parser.add_argument("--venues", type=_csv, default=list(VENUES),
                         help=f"comma-separated venues (default: {','.join(VENUES)})")
     parser.add_argument("--instruments", type=_csv, default=list(DEFAULT_INSTRUMENTS),
@@ -64,8 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pong-timeout", type=_positive, default=None,
                         help="drop a client silent to PINGs this long (seconds)")
     parser.add_argument("--seed", type=int, default=0, help="market seed (default: 0)")
-    parser.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate; serve wss/https")
-    parser.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
+    add_tls_args(parser)
     return parser
 
 
@@ -85,47 +78,28 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             parser.error(f"--instruments: {exc}")
     if args.port_base is not None and not 1 <= args.port_base <= 65535 - len(args.venues) + 1:
         parser.error(f"--port-base: {args.port_base} is out of range")
-    if (args.tls_cert is None) != (args.tls_key is None):
-        parser.error("--tls-cert and --tls-key must be given together")
+    check_tls_args(parser, args)
     for path in (args.tls_cert, args.tls_key):
         if path is not None and not path.is_file():
             parser.error(f"no such file: {path}")
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    ssl_context = None
-    if args.tls_cert is not None:
-        from dragonfly.sim.tls import server_ssl_context
-
-        try:
-            ssl_context = server_ssl_context(args.tls_cert, args.tls_key)
-        except (OSError, ValueError) as exc:
-            print(f"{PROG}: error: cannot load TLS certificate: {exc}", file=sys.stderr)
-            return 1
+    loaded, ssl_context = load_tls(PROG, args)
+    if not loaded:
+        return 1
     ports = None
     if args.port_base is not None:
         ports = {venue: args.port_base + i for i, venue in enumerate(dict.fromkeys(args.venues))}
     sim = Simulator(args.venues, args.instruments, args.host, args.seed, ssl_context, args.period,
                     ports=ports, ping_interval_s=args.ping_interval, pong_timeout_s=args.pong_timeout)
-    try:
-        await sim.start()
-    except OSError as exc:
-        print(f"{PROG}: error: cannot listen: {exc}", file=sys.stderr)
-        return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+
+    def announce() -> None:
         for venue in sim.venues:
             print(f"{venue:<9} ws {sim.ws_url(venue)}  rest {sim.rest_url(venue)}", flush=True)
         print(f"instruments: {', '.join(sim.market.instruments)}; Ctrl-C to stop", flush=True)
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        await sim.stop()
-    return 0
+
+    return await serve_until_signal(PROG, sim.start, sim.stop, announce)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -133,12 +107,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check(parser, args)
-    run: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        run = uvloop.run
-    try:
-        return run(_serve(args))
-    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
-        return 0
+    return run(_serve(args))

@@ -9,7 +9,6 @@ locking is needed because no callback awaits while touching shared state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import time
@@ -25,19 +24,25 @@ from picows import (
     WSTransport,
     WSUpgradeRequest,
     WSUpgradeResponseWithListener,
-    ws_create_server,
 )
 
 from dragonfly.sim.book import FloatLevel
-from dragonfly.sim.http import NOT_FOUND, HttpReply, is_upgrade, split_target, to_picows
+from dragonfly.sim.http import HttpReply
 from dragonfly.sim.market import SyntheticMarket
+from dragonfly.sim.plumbing import CLOSE_WAIT_S as CLOSE_WAIT_S
+from dragonfly.sim.plumbing import MAX_MESSAGE as MAX_MESSAGE
+from dragonfly.sim.plumbing import (
+    Reassembler,
+    await_closed,
+    cancel_tasks,
+    leave,
+    listen,
+    route,
+    wait_server_closed,
+)
 
 log = logging.getLogger("dragonfly.sim")
 
-#: Largest fragmented client message reassembled before the client is dropped.
-MAX_MESSAGE = 64 * 1024
-#: How long stop() and drop_clients() wait for connections to finish closing.
-CLOSE_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,7 @@ class Session(WSListener):
         self.next_ping = 0.0
         self._window = 0  # current whole second of the incoming-rate window
         self._window_count = 0
-        self._fragments: bytearray | None = None
+        self._fragments = Reassembler()
         self.paused = False
 
     # -- picows callbacks ------------------------------------------------
@@ -112,17 +117,11 @@ class Session(WSListener):
             return
         if kind == WSMsgType.PONG:
             self._on_pong(frame.get_payload_as_bytes())
-        elif kind in (WSMsgType.TEXT, WSMsgType.BINARY) and frame.fin:
-            self.server.on_message(self, frame.get_payload_as_bytes())
-        elif kind in (WSMsgType.TEXT, WSMsgType.BINARY):
-            self._fragments = bytearray(frame.get_payload_as_bytes())
-        elif kind == WSMsgType.CONTINUATION and self._fragments is not None:
-            self._fragments += frame.get_payload_as_bytes()
-            if len(self._fragments) > MAX_MESSAGE:
-                self.close(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
-            elif frame.fin:
-                message, self._fragments = bytes(self._fragments), None
-                self.server.on_message(self, message)
+        else:
+            self._fragments.feed(frame, self._deliver, self.close)
+
+    def _deliver(self, message: bytes) -> None:
+        self.server.on_message(self, message)
 
     # -- helpers used by the server ----------------------------------------
 
@@ -254,41 +253,25 @@ class VenueServer(Generic[S]):
 
     async def start(self) -> None:
         """Bind the socket and start the publish and ping loops."""
-        self._server = await ws_create_server(
-            self._route,
-            self.host,
-            self.port,
-            ssl=self.ssl_context,
-            logger_name=f"sim.{self.name}",
-            # aiofastnet reports a client's failed TLS handshake to the loop's exception
-            # handler with a malformed exception; the stock loop only debug-logs it.
-            use_aiofastnet=None if self.ssl_context is None else False,
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
+        self._server, self.port = await listen(self._route, self.host, self.port,
+                                               self.ssl_context, f"sim.{self.name}")
         self._tasks.append(asyncio.create_task(self._publish_loop()))
         if self.config.ping_interval_s is not None:
             self._tasks.append(asyncio.create_task(self._ping_loop()))
 
     async def stop(self) -> None:
         """Stop the loops, close every client and the socket."""
-        for task in self._tasks:
-            task.cancel()
         for timer in self._timers:
             timer.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await cancel_tasks(self._tasks)
         self._timers.clear()
         if self._server is not None:
             self._server.close()
         for session in list(self.sessions):
             session.close(WSCloseCode.GOING_AWAY, "server shutdown")
-        await self._await_closed(list(self.sessions))
-        if self._server is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), CLOSE_WAIT_S)
-            self._server = None
+        await await_closed(list(self.sessions))
+        await wait_server_closed(self._server)
+        self._server = None
 
     # -- client registry ---------------------------------------------------
 
@@ -316,15 +299,7 @@ class VenueServer(Generic[S]):
 
     def unsubscribe(self, session: S, key: str) -> bool:
         """Remove ``session`` from channel ``key``; return False if it was not in it."""
-        if key not in session.subs:
-            return False
-        del session.subs[key]
-        members = self.channels.get(key)
-        if members is not None:
-            members.pop(session, None)
-            if not members:
-                del self.channels[key]
-        return True
+        return leave(self.channels, session, session.subs, key)
 
     def deliver(self, sessions: dict[S, None] | list[S], data: bytes) -> int:
         """Send the same bytes to every session; return how many got them."""
@@ -359,7 +334,7 @@ class VenueServer(Generic[S]):
         for session in sessions:
             if session.transport is not None:
                 session.transport.disconnect(graceful=False)
-        await self._await_closed(sessions)
+        await await_closed(sessions)
         return len(sessions)
 
     def request_reconnect(self, grace_s: float | None = None) -> int:
@@ -380,29 +355,10 @@ class VenueServer(Generic[S]):
             if session in self.sessions:
                 session.close(WSCloseCode.SERVICE_RESTART, "reconnect")
 
-    async def _await_closed(self, sessions: list[S]) -> None:
-        waits = [s.transport.wait_disconnected() for s in sessions if s.transport is not None]
-        if waits:
-            done = asyncio.gather(*waits, return_exceptions=True)
-            try:
-                await asyncio.wait_for(done, CLOSE_WAIT_S)
-            except TimeoutError:
-                for session in sessions:
-                    if session.transport is not None:
-                        session.transport.disconnect(graceful=False)
-
     # -- routing and loops -------------------------------------------------
 
     def _route(self, request: WSUpgradeRequest) -> S | WSUpgradeResponseWithListener | None:
-        path, query = split_target(request.path)
-        if is_upgrade(request.headers):
-            return self.open_session(path, query)
-        try:
-            reply = self.handle_rest(path, query)
-        except Exception:
-            log.exception("%s: REST handler failed for %s", self.name, path)
-            reply = HttpReply(500, b"Internal Server Error", "text/plain; charset=utf-8")
-        return to_picows(reply if reply is not None else NOT_FOUND)
+        return route(request, self.open_session, self.handle_rest, log, self.name)
 
     async def _publish_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -15,6 +15,7 @@ from dragonfly.sim.bitstamp import BitstampServer
 from dragonfly.sim.book import FloatLevel
 from dragonfly.sim.instruments import DEFAULT_INSTRUMENTS, VENUES
 from dragonfly.sim.market import SyntheticMarket
+from dragonfly.sim.plumbing import authority
 from dragonfly.sim.server import VenueConfig, VenueServer
 
 #: Server class of each venue the simulator speaks.
@@ -159,14 +160,7 @@ class Simulator:
         return self.server(venue).port
 
     def _authority(self, venue: str) -> str:
-        host = self.host
-        if host in ("", "0.0.0.0"):
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        if ":" in host:
-            host = f"[{host}]"
-        return f"{host}:{self.port(venue)}"
+        return authority(self.host, self.port(venue))
 
     def ws_url(self, venue: str) -> str:
         """Return the WebSocket URL a client of ``venue`` should use."""

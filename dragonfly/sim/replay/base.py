@@ -43,7 +43,7 @@ import logging
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from picows import (
     WSCloseCode,
@@ -53,20 +53,27 @@ from picows import (
     WSTransport,
     WSUpgradeRequest,
     WSUpgradeResponseWithListener,
-    ws_create_server,
 )
 
 from dragonfly.recording import Record, Rest
-from dragonfly.sim.http import NOT_FOUND, HttpReply, is_upgrade, split_target, to_picows
+from dragonfly.sim.http import HttpReply
+from dragonfly.sim.plumbing import CLOSE_WAIT_S as CLOSE_WAIT_S
+from dragonfly.sim.plumbing import MAX_MESSAGE as MAX_MESSAGE
+from dragonfly.sim.plumbing import (
+    Reassembler,
+    authority,
+    await_closed,
+    cancel_tasks,
+    leave,
+    listen,
+    route,
+    wait_server_closed,
+)
 
 log = logging.getLogger("dragonfly.sim.replay")
 
 #: Frames sent back to back before yielding to the event loop (pace=None).
 YIELD_EVERY = 256
-#: Largest fragmented client message reassembled before the client is dropped.
-MAX_MESSAGE = 64 * 1024
-#: How long stop() waits for clients to finish closing.
-CLOSE_WAIT_S = 2.0
 
 #: Report a translation problem: (recorded line number, reason).
 Report = Callable[[int, str], None]
@@ -125,7 +132,7 @@ class ReplaySession(WSListener):
         self.paused = False
         self._writable = asyncio.Event()
         self._writable.set()
-        self._fragments: bytearray | None = None
+        self._fragments = Reassembler()
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         """Register with the connection."""
@@ -157,17 +164,11 @@ class ReplaySession(WSListener):
         if kind == WSMsgType.CLOSE:
             transport.send_close(WSCloseCode.OK)
             transport.disconnect()
-        elif kind in (WSMsgType.TEXT, WSMsgType.BINARY) and frame.fin:
-            self.conn.on_message(self, frame.get_payload_as_bytes())
-        elif kind in (WSMsgType.TEXT, WSMsgType.BINARY):
-            self._fragments = bytearray(frame.get_payload_as_bytes())
-        elif kind == WSMsgType.CONTINUATION and self._fragments is not None:
-            self._fragments += frame.get_payload_as_bytes()
-            if len(self._fragments) > MAX_MESSAGE:
-                self.close(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
-            elif frame.fin:
-                message, self._fragments = bytes(self._fragments), None
-                self.conn.on_message(self, message)
+        else:
+            self._fragments.feed(frame, self._deliver, self.close)
+
+    def _deliver(self, message: bytes) -> None:
+        self.conn.on_message(self, message)
 
     def send(self, data: bytes) -> bool:
         """Send a TEXT frame; return False if the client is gone or closing."""
@@ -236,11 +237,16 @@ class ReplayConnection:
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
+    @staticmethod
+    def translate(records: Sequence[Record], report: Report) -> Track:
+        """Translate a recorded connection's records (the venue module's ``translate``)."""
+        raise NotImplementedError
+
     @classmethod
     def from_records(cls, name: str, records: Sequence[Record], report: Report,
-                     **kwargs: Any) -> ReplayConnection:
+                     **kwargs: Any) -> Self:
         """Translate a recorded connection's records and build its server."""
-        raise NotImplementedError
+        return cls(name, cls.translate(records, report), **kwargs)
 
     @classmethod
     def snapshot_symbol(cls, url: str) -> str | None:
@@ -274,14 +280,7 @@ class ReplayConnection:
     # -- addresses -------------------------------------------------------------
 
     def _authority(self) -> str:
-        host = self.host
-        if host in ("", "0.0.0.0"):
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        if ":" in host:
-            host = f"[{host}]"
-        return f"{host}:{self.port}"
+        return authority(self.host, self.port)
 
     @property
     def ws_url(self) -> str:
@@ -332,15 +331,7 @@ class ReplayConnection:
 
     def unsubscribe(self, session: ReplaySession, symbol: str) -> bool:
         """Stop streaming ``symbol`` to ``session``; return False if it was not subscribed."""
-        if symbol not in session.subs:
-            return False
-        del session.subs[symbol]
-        members = self._subscribers.get(symbol)
-        if members is not None:
-            members.pop(session, None)
-            if not members:
-                del self._subscribers[symbol]
-        return True
+        return leave(self._subscribers, session, session.subs, symbol)
 
     def attach(self, session: ReplaySession) -> None:
         """Register a connected session (called by the session)."""
@@ -381,56 +372,27 @@ class ReplayConnection:
 
     async def start(self) -> None:
         """Bind the port and start streaming (once subscribed)."""
-        self._server = await ws_create_server(
-            self._route,
-            self.host,
-            self.port,
-            ssl=self.ssl_context,
-            logger_name=f"replay.{self.venue}",
-            use_aiofastnet=None if self.ssl_context is None else False,
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
+        self._server, self.port = await listen(self._route, self.host, self.port,
+                                               self.ssl_context, f"replay.{self.venue}")
         self._tasks.append(asyncio.create_task(self._stream()))
         if self.heartbeat_s is not None:
             self._tasks.append(asyncio.create_task(self._heartbeats(self.heartbeat_s)))
 
     async def stop(self) -> None:
         """Stop streaming, close every client and the socket."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        await cancel_tasks(self._tasks)
         if self._server is not None:
             self._server.close()
         sessions = list(self.sessions)
         for session in sessions:
             session.close(WSCloseCode.GOING_AWAY, "server shutdown")
-        waits = [s.transport.wait_disconnected() for s in sessions if s.transport is not None]
-        if waits:
-            try:
-                await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), CLOSE_WAIT_S)
-            except TimeoutError:
-                for session in sessions:
-                    if session.transport is not None:
-                        session.transport.disconnect(graceful=False)
-        if self._server is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), CLOSE_WAIT_S)
-            self._server = None
+        await await_closed(sessions)
+        await wait_server_closed(self._server)
+        self._server = None
 
     def _route(self, request: WSUpgradeRequest
                ) -> ReplaySession | WSUpgradeResponseWithListener | None:
-        path, query = split_target(request.path)
-        if is_upgrade(request.headers):
-            return self.open_session(path, query)
-        try:
-            reply = self.handle_rest(path, query)
-        except Exception:
-            log.exception("%s: REST handler failed for %s", self.name, path)
-            reply = HttpReply(500, b"Internal Server Error", "text/plain; charset=utf-8")
-        return to_picows(reply if reply is not None else NOT_FOUND)
+        return route(request, self.open_session, self.handle_rest, log, self.name)
 
     # -- streaming ------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from dragonfly.recording import Opened, Received, Record, Sent
+from dragonfly.sim.binance import ws_endpoint
 from dragonfly.sim.http import HttpReply, json_reply
 from dragonfly.sim.replay.base import (
     Frame,
@@ -135,11 +136,7 @@ class BinanceReplay(ReplayConnection):
     venue = "binance"
     ws_path = "/ws"
 
-    @classmethod
-    def from_records(cls, name: str, records: Sequence[Record], report: Report,
-                     **kwargs: Any) -> BinanceReplay:
-        """Translate and build."""
-        return cls(name, translate(records, report), **kwargs)
+    translate = staticmethod(translate)
 
     @classmethod
     def snapshot_symbol(cls, url: str) -> str | None:
@@ -154,14 +151,8 @@ class BinanceReplay(ReplayConnection):
 
     def open_session(self, path: str, query: dict[str, str]) -> BinanceSession | None:
         """Accept /ws, /ws/<streams>, /stream and /stream?streams=<streams>."""
-        if path in ("/ws", "/ws/"):
-            return BinanceSession(self, False, [])
-        if path.startswith("/ws/"):
-            return BinanceSession(self, False, [s for s in path[4:].split("/") if s])
-        if path in ("/stream", "/stream/"):
-            names = query.get("streams", "")
-            return BinanceSession(self, True, [s for s in names.split("/") if s])
-        return None
+        endpoint = ws_endpoint(path, query)
+        return None if endpoint is None else BinanceSession(self, *endpoint)
 
     def on_open(self, session: ReplaySession) -> None:
         """Subscribe the streams named in the path."""

@@ -18,13 +18,14 @@ snapshot; unknown pair -> 404. ``/api/v2/trading-pairs-info/``: the recorded
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
-from typing import Any
 from urllib.parse import urlsplit
 
 from dragonfly.recording import Received, Record, Sent
+from dragonfly.sim.bitstamp import BAD_JSON as BAD_JSON
+from dragonfly.sim.bitstamp import BAD_SUBSCRIPTION as BAD_SUBSCRIPTION
+from dragonfly.sim.bitstamp import read_request
 from dragonfly.sim.http import HttpReply, json_reply
 from dragonfly.sim.replay.base import (
     Frame,
@@ -38,8 +39,6 @@ from dragonfly.sim.replay.base import (
 
 PREFIX = "diff_order_book_"
 _BOOK_PATH = re.compile(r"^/api/v2/order_book/([a-z0-9]+)/?$")
-BAD_SUBSCRIPTION = "Bad subscription string."
-BAD_JSON = "Incorrect JSON format."
 HEARTBEAT = b'{"event":"bts:heartbeat","channel":"","data":{"status":"success"}}'
 
 
@@ -74,11 +73,7 @@ class BitstampReplay(ReplayConnection):
     venue = "bitstamp"
     ws_path = "/"
 
-    @classmethod
-    def from_records(cls, name: str, records: Sequence[Record], report: Report,
-                     **kwargs: Any) -> BitstampReplay:
-        """Translate and build."""
-        return cls(name, translate(records, report), **kwargs)
+    translate = staticmethod(translate)
 
     @classmethod
     def snapshot_symbol(cls, url: str) -> str | None:
@@ -92,27 +87,14 @@ class BitstampReplay(ReplayConnection):
 
     def on_message(self, session: ReplaySession, payload: bytes) -> None:
         """Answer one client event."""
-        try:
-            message = json.loads(payload)
-        except ValueError:
-            session.send(_error(BAD_JSON))
+        request = read_request(
+            payload, lambda c: c.startswith(PREFIX) and self.knows(c[len(PREFIX):]),
+            HEARTBEAT, _error)
+        if isinstance(request, bytes):
+            session.send(request)
             return
-        event = message.get("event") if isinstance(message, dict) else None
-        if event == "bts:heartbeat":
-            session.send(HEARTBEAT)
-            return
-        if event not in ("bts:subscribe", "bts:unsubscribe"):
-            session.send(_error(BAD_JSON))
-            return
-        data = message.get("data")
-        channel = data.get("channel") if isinstance(data, dict) else None
-        if not isinstance(channel, str) or not channel.startswith(PREFIX):
-            session.send(_error(BAD_SUBSCRIPTION))
-            return
+        event, channel = request
         pair = channel[len(PREFIX):]
-        if not self.knows(pair):
-            session.send(_error(BAD_SUBSCRIPTION))
-            return
         if event == "bts:subscribe":
             self.subscribe(session, pair)
             reply = "bts:subscription_succeeded"

@@ -206,11 +206,7 @@ class BybitReplay(ReplayConnection):
     venue = "bybit"
     ws_path = "/v5/public/spot"
 
-    @classmethod
-    def from_records(cls, name: str, records: Sequence[Record], report: Report,
-                     **kwargs: Any) -> BybitReplay:
-        """Translate and build."""
-        return cls(name, translate(records, report), **kwargs)
+    translate = staticmethod(translate)
 
     def open_session(self, path: str, query: dict[str, str]) -> ReplaySession | None:
         """Accept the v5 public spot, linear and inverse endpoints."""

@@ -12,27 +12,23 @@ replayed is one error line and exit status 2.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import logging
-import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
 
 from dragonfly.recording import RecordingError
+from dragonfly.sim.cliutil import (
+    OneLineParser,
+    add_tls_args,
+    check_tls_args,
+    load_tls,
+    run,
+    serve_until_signal,
+)
 from dragonfly.sim.replay.simulator import CONNECTIONS, ReplaySimulator
 
 PROG = "python -m dragonfly.sim.replay"
-
-
-class _Parser(argparse.ArgumentParser):
-    """An argument parser that reports a mistake on one line."""
-
-    def error(self, message: str) -> NoReturn:
-        """Print ``PROG: error: message`` and exit 2."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _csv(text: str) -> list[str]:
@@ -51,7 +47,7 @@ def _pace(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the CLI's argument parser."""
-    parser = _Parser(prog=PROG, description="Serve recorded venue traffic over loopback, "
+    parser = OneLineParser(prog=PROG, description="Serve recorded venue traffic over loopback, "
                      "in each venue's current protocol.")
     parser.add_argument("directory", type=Path, help="recordings directory (VENUE.ws.N.M files)")
     parser.add_argument("--venues", type=_csv, default=None,
@@ -59,8 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pace", type=_pace, default=None,
                         help="1 = recorded pace, k = k times faster (default: as fast as possible)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    parser.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate; serve wss/https")
-    parser.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
+    add_tls_args(parser)
     return parser
 
 
@@ -71,20 +66,13 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         unknown = [v for v in args.venues if v not in CONNECTIONS]
         if unknown:
             parser.error(f"--venues: unknown venue {unknown[0]!r} (choose from {', '.join(CONNECTIONS)})")
-    if (args.tls_cert is None) != (args.tls_key is None):
-        parser.error("--tls-cert and --tls-key must be given together")
+    check_tls_args(parser, args)
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    ssl_context = None
-    if args.tls_cert is not None:
-        from dragonfly.sim.tls import server_ssl_context
-
-        try:
-            ssl_context = server_ssl_context(args.tls_cert, args.tls_key)
-        except (OSError, ValueError) as exc:
-            print(f"{PROG}: error: cannot load TLS certificate: {exc}", file=sys.stderr)
-            return 2
+    loaded, ssl_context = load_tls(PROG, args)
+    if not loaded:
+        return 2
     replay = ReplaySimulator(args.directory, venues=args.venues, pace=args.pace, host=args.host,
                              ssl_context=ssl_context)
     try:
@@ -94,26 +82,14 @@ async def _serve(args: argparse.Namespace) -> int:
         return 2
     for error in replay.errors:
         print(f"{PROG}: warning: {error}", file=sys.stderr)
-    try:
-        await replay.start()
-    except OSError as exc:
-        print(f"{PROG}: error: cannot listen: {exc}", file=sys.stderr)
-        return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+
+    def announce() -> None:
         for conn in replay.connections:
             print(f"{conn.venue:<9} {conn.name:<18} ws {conn.ws_url}  rest {conn.rest_url}  "
                   f"frames {len(conn.frames)}  symbols {','.join(conn.symbols)}", flush=True)
         print("Ctrl-C to stop", flush=True)
-        await stop.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        await replay.stop()
-    return 0
+
+    return await serve_until_signal(PROG, replay.start, replay.stop, announce)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,12 +101,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = logging.getLogger("dragonfly.sim.replay.recording")
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
-    run: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        run = uvloop.run
-    try:
-        return run(_serve(args))
-    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
-        return 0
+    return run(_serve(args))

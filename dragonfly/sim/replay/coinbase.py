@@ -147,11 +147,7 @@ class CoinbaseReplay(ReplayConnection):
     ws_path = "/"
     heartbeat_s = 1.0
 
-    @classmethod
-    def from_records(cls, name: str, records: Sequence[Record], report: Report,
-                     **kwargs: Any) -> CoinbaseReplay:
-        """Translate and build."""
-        return cls(name, translate(records, report), **kwargs)
+    translate = staticmethod(translate)
 
     def open_session(self, path: str, query: dict[str, str]) -> ReplaySession | None:
         """Accept the root path only."""

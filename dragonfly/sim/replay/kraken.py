@@ -115,11 +115,7 @@ class KrakenReplay(ReplayConnection):
         self.book_depth = max(track.depths.values(), default=None)
         self._next_id = max(track.channel_ids.values(), default=0) + 1
 
-    @classmethod
-    def from_records(cls, name: str, records: Sequence[Record], report: Report,
-                     **kwargs: Any) -> KrakenReplay:
-        """Translate and build."""
-        return cls(name, translate(records, report), **kwargs)
+    translate = staticmethod(translate)
 
     def open_session(self, path: str, query: dict[str, str]) -> ReplaySession | None:
         """Accept the root path only."""

@@ -93,11 +93,7 @@ class OkxReplay(ReplayConnection):
         super().__init__(name, track, **kwargs)
         self.channels = track.channels
 
-    @classmethod
-    def from_records(cls, name: str, records: Sequence[Record], report: Report,
-                     **kwargs: Any) -> OkxReplay:
-        """Translate and build."""
-        return cls(name, translate(records, report), **kwargs)
+    translate = staticmethod(translate)
 
     def open_session(self, path: str, query: dict[str, str]) -> ReplaySession | None:
         """Accept the public endpoint only."""

@@ -89,3 +89,15 @@ async def test_recorder_captures_a_session_that_replays(tmp_path: Path) -> None:
     (book,) = [sync for venue, sync in result.books if venue == "bitstamp"]
     assert book.symbol == "ethbtc" and len(book.book) > 0
     assert result.venues["bitstamp"].gaps == 0
+
+
+@needs_recordings
+async def test_older_binance_v1_snapshot_urls_replay_the_same(tmp_path: Path) -> None:
+    assert RECORDINGS is not None
+    for f in RECORDINGS.glob("BINANCE.*"):
+        text = f.read_text().replace("/api/v3/depth", "/api/v1/depth")
+        (tmp_path / f.name).write_text(text)
+    expected, _ = reference_books(tmp_path, "binance")
+    result = await replay(tmp_path)
+    got = {sync.symbol: sync.book.top_text(len(sync.book)) for _, sync in result.books}
+    assert got == {s: (b.bids, b.asks) for s, b in expected.items()}

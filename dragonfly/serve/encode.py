@@ -27,7 +27,7 @@ from functools import partial
 from dragonfly.core.types import MergedBook, MergedLevel
 from dragonfly.serve import orderbook_pb2
 
-__all__ = ["append_send_ns", "encode_summary", "encode_summary_pb"]
+__all__ = ["append_queued_ns", "append_send_ns", "encode_summary", "encode_summary_pb"]
 
 # Keys (field number << 3 | wire type) of the fields written here.
 _SUMMARY_SPREAD = 0x09  # 1, double
@@ -178,6 +178,16 @@ def encode_summary(book: MergedBook, send_ns: int = 0) -> bytes:
     if source_frame:
         parts += (_SUMMARY_SOURCE_FRAME, _uvarint(source_frame))
     return b"".join(parts)
+
+
+def append_queued_ns(payload: bytes, queued_ns: int) -> bytes:
+    """Return an encoded Summary whose ``publish_ns`` is ``queued_ns``, without re-encoding.
+
+    The server stamps the moment the encoded bytes are queued for the
+    subscribers, so ``publish_ns - recv_ns`` covers merge *and* encoding; the
+    appended field 7 overrides the one inside (parsers keep the last).
+    """
+    return payload + _SUMMARY_PUBLISH_NS + _ivarint(queued_ns)
 
 
 def append_send_ns(payload: bytes, send_ns: int) -> bytes:

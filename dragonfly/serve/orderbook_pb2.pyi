@@ -77,7 +77,9 @@ class Summary(_message.Message):
     went into this update.
     """
     publish_ns: _builtins.int
-    """Unix time in ns at which the aggregator produced this update."""
+    """Unix time in ns at which this update, encoded, was queued for the
+    subscribers (after the merge and the encoding).
+    """
     send_ns: _builtins.int
     """Unix time in ns at which the service handed this update to the transport.
     Reserved: 0 (absent) when the server does not stamp it.

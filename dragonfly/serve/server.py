@@ -14,6 +14,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable
 
 from dragonfly.core.engine import Engine, VenueEndpoint
@@ -21,7 +22,7 @@ from dragonfly.core.errors import DragonflyError
 from dragonfly.core.fanout import FanOut
 from dragonfly.core.types import MergedBook
 from dragonfly.serve.config import ServeConfig
-from dragonfly.serve.encode import encode_summary
+from dragonfly.serve.encode import append_queued_ns, encode_summary
 from dragonfly.serve.grpc_service import GrpcService
 from dragonfly.venues import get_venue
 
@@ -29,11 +30,15 @@ log = logging.getLogger("dragonfly.serve")
 
 
 def summary_sink(fanout: FanOut[bytes]) -> Callable[[MergedBook], None]:
-    """Encode each merged book once and hand the same bytes to every subscriber."""
+    """Encode each merged book once and hand the same bytes to every subscriber.
+
+    ``publish_ns`` on the wire is the time the bytes were queued (after encoding).
+    """
     publish = fanout.publish
+    time_ns = time.time_ns
 
     def sink(book: MergedBook) -> None:
-        publish(encode_summary(book))
+        publish(append_queued_ns(encode_summary(book), time_ns()))
 
     return sink
 

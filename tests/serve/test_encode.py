@@ -141,6 +141,8 @@ def test_append_queued_ns_overrides_publish_ns() -> None:
     from dragonfly.serve.encode import append_queued_ns
 
     book = MergedBook("ETHBTC", 0.5, (MergedLevel("binance", 1.0, 2.0),), (), 3, 10, 20, "binance", 4)
-    decoded = orderbook_pb2.Summary.FromString(append_queued_ns(encode_summary(book), 1_700_000_000_000_000_123))
+    decoded = orderbook_pb2.Summary.FromString(
+        append_queued_ns(encode_summary(book), 1_700_000_000_000_000_123)
+    )
     assert decoded.publish_ns == 1_700_000_000_000_000_123
     assert (decoded.recv_ns, decoded.sequence, decoded.source_frame) == (10, 3, 4)

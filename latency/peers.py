@@ -93,17 +93,34 @@ class _NoControl:
         self.requests += 1
 
 
-def _time_runs(setup: Callable[[], Callable[[], None]], runs: int, n: int) -> float:
-    samples = []
+#: A contender: its name, and a setup that returns one timed pass over the frames.
+Setup = Callable[[], Callable[[], None]]
+
+
+def _interleaved(contenders: list[tuple[str, Setup]], runs: int, n: int) -> list[PeerResult]:
+    """Time the contenders in turns, round by round (A B C A B C ...).
+
+    The VM drifts by tens of percent within minutes; alternating puts every
+    contender through the same drift, and the ratio to dragonfly is taken per
+    round (median of the rounds), not between medians taken minutes apart.
+    """
+    samples: list[list[float]] = [[] for _ in contenders]
     for _ in range(runs):
-        go = setup()
-        t0 = time.perf_counter_ns()
-        go()
-        samples.append((time.perf_counter_ns() - t0) / n / 1e3)
-    return statistics.median(samples)
+        for i, (_, setup) in enumerate(contenders):
+            go = setup()
+            t0 = time.perf_counter_ns()
+            go()
+            samples[i].append((time.perf_counter_ns() - t0) / n / 1e3)
+    base = samples[0]
+    results = []
+    for (name, _), own in zip(contenders, samples, strict=True):
+        ratio = statistics.median(x / b for x, b in zip(own, base, strict=True))
+        note = f"{ratio:.2f}x dragonfly, per-round median" if own is not base else ""
+        results.append(PeerResult(name, statistics.median(own), note))
+    return results
 
 
-def bench_dragonfly(rec: Recorded, runs: int) -> PeerResult:
+def bench_dragonfly(rec: Recorded) -> tuple[str, Setup]:
     """dragonfly's Binance diff adapter and DiffListener."""
     channel = binance.SPEC.diff
     assert channel is not None and channel.parse_rest_snapshot is not None
@@ -129,10 +146,10 @@ def bench_dragonfly(rec: Recorded, runs: int) -> PeerResult:
 
         return go
 
-    return PeerResult("dragonfly (msgspec + DiffListener)", _time_runs(setup, runs, len(frames)))
+    return "dragonfly (msgspec + DiffListener)", setup
 
 
-def bench_naive(rec: Recorded, runs: int) -> PeerResult:
+def bench_naive(rec: Recorded) -> tuple[str, Setup]:
     """json.loads, dict books of floats, sorted top 10 on every message."""
     frames = rec.frames
 
@@ -164,10 +181,10 @@ def bench_naive(rec: Recorded, runs: int) -> PeerResult:
 
         return go
 
-    return PeerResult("naive (json.loads, dict, sorted)", _time_runs(setup, runs, len(frames)))
+    return "naive (json.loads, dict, sorted)", setup
 
 
-def bench_cryptofeed(rec: Recorded, runs: int) -> PeerResult:
+def bench_cryptofeed(rec: Recorded) -> tuple[str, Setup] | PeerResult:
     """cryptofeed's Binance handler driven directly (no network: symbols and snapshots preloaded)."""
     name = "cryptofeed (Binance.message_handler)"
     try:
@@ -217,7 +234,7 @@ def bench_cryptofeed(rec: Recorded, runs: int) -> PeerResult:
 
         return go
 
-    return PeerResult(name, _time_runs(setup, runs, len(frames)))
+    return name, setup
 
 
 def run_peers(runs: int = 30, directory: Path | None = None) -> tuple[list[PeerResult], int]:
@@ -226,5 +243,9 @@ def run_peers(runs: int = 30, directory: Path | None = None) -> tuple[list[PeerR
     if not (directory / "BINANCE.ws.1.0").exists():
         return [PeerResult("peers", note=f"recordings not found in {directory}: section skipped")], 0
     rec = load(directory)
-    results = [bench_dragonfly(rec, runs), bench_cryptofeed(rec, runs), bench_naive(rec, runs)]
+    crypto = bench_cryptofeed(rec)
+    contenders = [bench_dragonfly(rec)] + ([crypto] if isinstance(crypto, tuple) else []) + [bench_naive(rec)]
+    results = _interleaved(contenders, runs, len(rec.frames))
+    if isinstance(crypto, PeerResult):  # skipped, with the reason
+        results.insert(1, crypto)
     return results, len(rec.frames)

@@ -11,8 +11,11 @@ all use. It holds no global state and runs inside the caller's event loop::
 
 Wiring (one topology; others are other wirings of the same parts)::
 
-    WsConnection -> Feed -> TopNListener --SlotQueue (MPSC, conflating)--> Aggregator
+    WsConnection -> Feed -> TopNListener (snapshot channel) or DiffListener (diff channel)
+        --SlotQueue (MPSC, conflating)--> Aggregator
         --> sinks: FanOut[MergedBook] (SPMC, bounded, conflating) and any callback
+
+``channels={"binance": "diff"}`` picks a venue's channel (default: the venue's own).
 """
 
 from __future__ import annotations

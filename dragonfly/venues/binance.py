@@ -11,8 +11,9 @@ sends nothing, so the symbol is first checked with REST ``exchangeInfo``
 Parsing: a depth20 frame is small and fixed-shape, and converting 40 price
 strings to floats dominates its cost. A typed msgspec decode converts the
 strings in C while decoding (~6 µs for 20+20 levels here) where lazy simdjson
-plus ``float()`` on the top 10 costs ~17 µs (``latency/bench_parse.py``), so
-this venue uses msgspec.
+plus ``float()`` on the top 10 costs ~17 µs (timeit side by side; the chosen
+parser is benchmarked in ``python -m latency.bench_hotpath``), so this venue
+uses msgspec.
 
 Diff channel: ``<symbol>@depth@100ms`` events with ``U``/``u`` update ids,
 stitched to a REST ``/api/v3/depth`` snapshot by Binance's documented rule

@@ -104,6 +104,7 @@ def test_bitstamp_subscribe_and_control() -> None:
         b'{"event":"data","data":{"bids":[["a","1"]],"asks":[]}}',
         b'{"event":"data","data":{"asks":[]}}',
         b'{"event":"data","data":[]}',
+        b'{"event":"data","data":{"bids":["12"],"asks":[]}}',  # a string is not a level
     ],
 )
 def test_bitstamp_malformed_raise_parse_error(frame: bytes) -> None:

@@ -27,6 +27,7 @@ and reading continues with the next line; without ``on_error`` it is raised.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -53,6 +54,21 @@ class RecordingError(Exception):
         self.reason = reason
         where = self.path.name if line is not None else str(self.path)
         super().__init__(f"{where}:{line}: {reason}" if line is not None else f"{where}: {reason}")
+
+
+def shared_recordings() -> Path | None:
+    """The shared recordings folder: ``$DRAGONFLY_RECORDINGS``, else ``../shared/recordings``
+    beside the repository (``None`` if neither exists)."""
+    env = os.environ.get("DRAGONFLY_RECORDINGS")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "recordings"
+    return path if path.is_dir() else None
+
+
+def received_payloads(path: str | Path) -> Iterator[bytes]:
+    """The payloads the capturing client received, in file order."""
+    for record in read_recording(path):
+        if isinstance(record, Received):
+            yield record.payload
 
 
 # -- records -------------------------------------------------------------------

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -31,17 +30,15 @@ from typing import Any
 from dragonfly.core.diff import DiffListener
 from dragonfly.core.slots import SlotQueue
 from dragonfly.core.types import VenueBook
+from dragonfly.recording import shared_recordings
 from dragonfly.venues import binance
 
 DEPTH = 10
 
 
 def recordings_dir() -> Path:
-    """Where the shared recordings are."""
-    env = os.environ.get("DRAGONFLY_RECORDINGS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "recordings"
+    """Where the shared recordings are (a path that may not exist)."""
+    return shared_recordings() or Path(__file__).resolve().parents[2] / "shared" / "recordings"
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -21,17 +20,10 @@ from dragonfly.recording import (
     is_header,
     parse_line,
     read_recording,
+    shared_recordings,
 )
 
-
-def recordings_dir() -> Path | None:
-    """``$DRAGONFLY_RECORDINGS``, else ``../shared/recordings`` beside the repository."""
-    env = os.environ.get("DRAGONFLY_RECORDINGS")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "recordings"
-    return path if path.is_dir() else None
-
-
-RECORDINGS = recordings_dir()
+RECORDINGS = shared_recordings()
 needs_recordings = pytest.mark.skipif(
     RECORDINGS is None,
     reason="shared recordings not found: set DRAGONFLY_RECORDINGS or put them in ../shared/recordings",

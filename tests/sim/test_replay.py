@@ -8,27 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from dragonfly.recording import shared_recordings
 from dragonfly.sim.probe import Probe, connect, http_get
 from dragonfly.sim.replay import ReplaySimulator
 
-
-def recordings_dir() -> Path | None:
-    """``$DRAGONFLY_RECORDINGS``, else ``../shared/recordings`` beside the repository."""
-    env = os.environ.get("DRAGONFLY_RECORDINGS")
-    path = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "recordings"
-    return path if path.is_dir() else None
-
-
-RECORDINGS = recordings_dir()
+RECORDINGS = shared_recordings()
 pytestmark = pytest.mark.skipif(
     RECORDINGS is None,
     reason="shared recordings not found: set DRAGONFLY_RECORDINGS or put them in ../shared/recordings",

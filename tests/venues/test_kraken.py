@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,28 +16,15 @@ from dragonfly.core.errors import ParseError
 from dragonfly.core.slots import SlotProducer, SlotQueue
 from dragonfly.core.types import VenueBook
 from dragonfly.core.venue import ControlKind
+from dragonfly.recording import received_payloads, shared_recordings
 from dragonfly.venues import kraken
 
-
-def _recordings() -> Path:
-    env = os.environ.get("DRAGONFLY_RECORDINGS")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "recordings"
-
-
-RECORDING = _recordings() / "KRAKEN.ws.50.0"
+RECORDINGS = shared_recordings()
+RECORDING = (RECORDINGS or Path("/nonexistent")) / "KRAKEN.ws.50.0"
 needs_recording = pytest.mark.skipif(
-    not RECORDING.is_file(), reason=f"Kraken recording not found at {RECORDING} (set DRAGONFLY_RECORDINGS)"
+    not RECORDING.is_file(),
+    reason="Kraken recording not found: set DRAGONFLY_RECORDINGS or put ../shared/recordings beside the repo",
 )
-
-
-def received(path: Path) -> Iterator[bytes]:
-    """The frames the recording client received (``<unix time>: <payload>`` lines)."""
-    with path.open("rb") as lines:
-        for line in lines:
-            line = line.rstrip(b"\n")
-            if not line or line.startswith((b"wss://", b"ws://", b"http")):
-                continue  # connection opened, or a frame the client sent
-            yield line.split(b": ", 1)[1]
 
 
 class Control:
@@ -235,7 +220,7 @@ def test_recording_every_checksum_verifies() -> None:
     ctl = Control()
     listener = _recorded_listener(ctl, dict.fromkeys(pairs))
     expected = 0
-    for payload in received(RECORDING):
+    for payload in received_payloads(RECORDING):
         msg = json.loads(payload)
         expected += isinstance(msg, list) and "c" in msg[-3]
         listener.on_frame(payload, 0, True)
@@ -257,7 +242,7 @@ def test_recording_corrupted_level_resyncs_the_symbol() -> None:
     listener = _recorded_listener(ctl, dict(slots))
     target = "XMR/USD"
     corrupted = False
-    for payload in received(RECORDING):
+    for payload in received_payloads(RECORDING):
         msg = json.loads(payload)
         sync = listener.syms[target]
         if not corrupted and isinstance(msg, list) and msg[-1] == target and "a" in msg[1]:

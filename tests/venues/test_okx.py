@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +17,15 @@ from dragonfly.core.errors import ParseError
 from dragonfly.core.slots import SlotProducer, SlotQueue
 from dragonfly.core.types import VenueBook
 from dragonfly.core.venue import ControlKind
+from dragonfly.recording import received_payloads, shared_recordings
 from dragonfly.venues import okx
 
-
-def _recordings() -> Path:
-    env = os.environ.get("DRAGONFLY_RECORDINGS")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "recordings"
-
-
-RECORDING = _recordings() / "OKX.ws.1.0"
+RECORDINGS = shared_recordings()
+RECORDING = (RECORDINGS or Path("/nonexistent")) / "OKX.ws.1.0"
 needs_recording = pytest.mark.skipif(
-    not RECORDING.is_file(), reason=f"OKX recording not found at {RECORDING} (set DRAGONFLY_RECORDINGS)"
+    not RECORDING.is_file(),
+    reason="OKX recording not found: set DRAGONFLY_RECORDINGS or put ../shared/recordings beside the repo",
 )
-
-
-def received(path: Path) -> Iterator[bytes]:
-    """The frames the recording client received (``<unix time>: <payload>`` lines)."""
-    with path.open("rb") as lines:
-        for line in lines:
-            line = line.rstrip(b"\n")
-            if not line or line.startswith((b"wss://", b"ws://", b"http")):
-                continue  # connection opened, or a frame the client sent
-            yield line.split(b": ", 1)[1]
 
 
 class Control:
@@ -223,7 +208,7 @@ def test_listener_sequence_rules() -> None:
 
 def _book_ids(path: Path) -> list[str]:
     ids: list[str] = []
-    for payload in received(path):
+    for payload in received_payloads(path):
         msg = json.loads(payload) if payload.startswith(b"{") else {}
         arg = msg.get("arg", {})
         if arg.get("channel") == "books" and "data" in msg and arg["instId"] not in ids:
@@ -243,7 +228,7 @@ def test_recording_every_checksum_verifies() -> None:
     ctl = Control()
     listener = _recorded_listener(ctl, dict.fromkeys(ids))
     expected = 0
-    for payload in received(RECORDING):
+    for payload in received_payloads(RECORDING):
         msg = json.loads(payload)
         if msg.get("arg", {}).get("channel") == "books" and "data" in msg:
             expected += sum(1 for d in msg["data"] if d.get("checksum"))
@@ -266,7 +251,7 @@ def test_recording_corrupted_level_resyncs_the_symbol() -> None:
     listener = _recorded_listener(ctl, dict(slots))
     target = "BTC-USDT"
     corrupted = False
-    for payload in received(RECORDING):
+    for payload in received_payloads(RECORDING):
         msg = json.loads(payload)
         sync = listener.syms[target]
         data = msg.get("data") or [{}]

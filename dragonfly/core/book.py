@@ -1,14 +1,33 @@
 """A venue's full L2 book for one symbol, kept exactly from snapshots and diffs.
 
 Each side is a ``SortedDict`` keyed by float price (bids by negated price, so
-both sides iterate best first). A level's value is ``(amount, price_text,
-amount_text)``: the float the merge needs, and the venue's own decimal
-strings, which checksums (Kraken, OKX) are computed over and which replay
-output reports exactly as the venue sent them.
+both sides iterate best first) whose value is the ``(price, amount)`` float
+pair the merge reads, built once when the level is set. A plain dict beside it
+(same keys) keeps the venue's own decimal strings ``(price_text,
+amount_text)``, which checksums (Kraken, OKX) are computed over and which
+replay output reports exactly as the venue sent them.
 
 Float keys: every price a venue quotes has far fewer than 15 significant
 digits, so distinct decimal prices map to distinct floats and equal prices
 written differently ("0.10", "0.1") map to the same level, as they should.
+
+Hot path (the per-message cost of every diff venue). Measured with timeit,
+old and new side by side in one process, on the recorded Binance NKNUSDT
+book and its diffs:
+
+- the top-N read is C calls only: a slice of the sorted keys, then
+  ``map(dict.__getitem__)`` over the stored level pairs. Building a
+  ``(price, amount)`` tuple per level at read time cost ~3.3 µs for 10+10
+  levels; a stored ``(pair, texts)`` value read through two maps ~2.4 µs;
+  the stored pairs alone ~1.9 µs (the strings then live in a second dict,
+  one more dict store per change). A diff listener re-reads only the side
+  a change reached (:meth:`L2Book.update` says which).
+- :meth:`L2Book.update` applies a whole diff in one frame, and changing the
+  amount of an existing level (most diff entries) writes the dict directly,
+  skipping ``SortedDict.__setitem__``'s Python frame; only new and removed
+  prices touch the sorted key list.
+- :meth:`L2Book.crossed` reads the first key of each side's first sublist:
+  ~0.17 µs against ~0.5 µs.
 """
 
 from __future__ import annotations
@@ -17,11 +36,17 @@ from collections.abc import Iterable
 
 from sortedcontainers import SortedDict
 
-from dragonfly.core.types import Side
+from dragonfly.core.types import Level, Side
 
 #: ``(price text, amount text)`` as a venue sends a level.
 TextLevel = tuple[str, str]
-_Value = tuple[float, str, str]
+
+_dict_set = dict.__setitem__
+
+#: Which sides a change reached (bits of :meth:`L2Book.update`'s result).
+BIDS = 1
+ASKS = 2
+BOTH = BIDS | ASKS
 
 
 def _head(side: SortedDict, n: int) -> list[float]:
@@ -50,17 +75,21 @@ class L2Book:
     number or timestamp, by venue), ``None`` when the venue has none.
     """
 
-    __slots__ = ("asks", "bids", "seq")
+    __slots__ = ("ask_text", "asks", "bid_text", "bids", "seq")
 
     def __init__(self) -> None:
-        self.bids: SortedDict[float, _Value] = SortedDict()
-        self.asks: SortedDict[float, _Value] = SortedDict()
+        self.bids: SortedDict[float, Level] = SortedDict()
+        self.asks: SortedDict[float, Level] = SortedDict()
+        self.bid_text: dict[float, TextLevel] = {}
+        self.ask_text: dict[float, TextLevel] = {}
         self.seq: int | None = None
 
     def clear(self) -> None:
         """Empty both sides and forget the sequence position."""
         self.bids.clear()
         self.asks.clear()
+        self.bid_text.clear()
+        self.ask_text.clear()
         self.seq = None
 
     def load(self, bids: Iterable[TextLevel], asks: Iterable[TextLevel], seq: int | None) -> None:
@@ -76,53 +105,124 @@ class L2Book:
         """Set a bid level (a zero amount removes it); return its price. ValueError on bad numbers."""
         qty = float(amount)
         value = float(price)
+        side = self.bids
+        key = -value
         if qty == 0.0:
-            self.bids.pop(-value, None)
+            if key in side:
+                side.pop(key)
+                del self.bid_text[key]
+            return value
+        if key in side:
+            _dict_set(side, key, (value, qty))
         else:
-            self.bids[-value] = (qty, price, amount)
+            side[key] = (value, qty)
+        self.bid_text[key] = (price, amount)
         return value
 
     def set_ask(self, price: str, amount: str) -> float:
         """Set an ask level (a zero amount removes it); return its price. ValueError on bad numbers."""
         qty = float(amount)
         value = float(price)
+        side = self.asks
         if qty == 0.0:
-            self.asks.pop(value, None)
+            if value in side:
+                side.pop(value)
+                del self.ask_text[value]
+            return value
+        if value in side:
+            _dict_set(side, value, (value, qty))
         else:
-            self.asks[value] = (qty, price, amount)
+            side[value] = (value, qty)
+        self.ask_text[value] = (price, amount)
         return value
+
+    def update(
+        self, bids: Iterable[TextLevel], asks: Iterable[TextLevel], bid_floor: float, ask_ceiling: float
+    ) -> int:
+        """Apply one diff's levels (zero amount: remove); ValueError on bad numbers (hot path).
+
+        Returns which sides the change can have moved within the top N that
+        the bounds enclose: ``BIDS`` if a changed bid is at or above
+        ``bid_floor``, plus ``ASKS`` if a changed ask is at or below
+        ``ask_ceiling``. The same as calling ``set_bid`` and ``set_ask`` per
+        level, in one frame (~0.1 µs less per level).
+        """
+        hit = 0
+        side = self.bids
+        text = self.bid_text
+        for price, amount in bids:
+            qty = float(amount)
+            value = float(price)
+            key = -value
+            if qty == 0.0:
+                if key in side:
+                    side.pop(key)
+                    del text[key]
+            else:
+                if key in side:
+                    _dict_set(side, key, (value, qty))
+                else:
+                    side[key] = (value, qty)
+                text[key] = (price, amount)
+            if value >= bid_floor:
+                hit = BIDS
+        side = self.asks
+        text = self.ask_text
+        for price, amount in asks:
+            qty = float(amount)
+            value = float(price)
+            if qty == 0.0:
+                if value in side:
+                    side.pop(value)
+                    del text[value]
+            else:
+                if value in side:
+                    _dict_set(side, value, (value, qty))
+                else:
+                    side[value] = (value, qty)
+                text[value] = (price, amount)
+            if value <= ask_ceiling:
+                hit |= ASKS
+        return hit
 
     def truncate(self, depth: int) -> None:
         """Keep only the best ``depth`` levels of each side (venues that cap depth)."""
-        for side in (self.bids, self.asks):
+        for side, text in ((self.bids, self.bid_text), (self.asks, self.ask_text)):
             while len(side) > depth:
-                side.popitem()
+                del text[side.popitem()[0]]
 
     def top(self, n: int) -> tuple[Side, Side]:
         """The best ``n`` levels of each side as float ``(price, amount)`` pairs (hot path)."""
         bids = self.bids
         asks = self.asks
         return (
-            tuple([(-k, bids[k][0]) for k in _head(bids, n)]),
-            tuple([(k, asks[k][0]) for k in _head(asks, n)]),
+            tuple(map(bids.__getitem__, _head(bids, n))),
+            tuple(map(asks.__getitem__, _head(asks, n))),
         )
+
+    def top_bids(self, n: int) -> Side:
+        """The best ``n`` bids (hot path)."""
+        bids = self.bids
+        return tuple(map(bids.__getitem__, _head(bids, n)))
+
+    def top_asks(self, n: int) -> Side:
+        """The best ``n`` asks (hot path)."""
+        asks = self.asks
+        return tuple(map(asks.__getitem__, _head(asks, n)))
 
     def top_text(self, n: int) -> tuple[list[TextLevel], list[TextLevel]]:
         """The best ``n`` levels of each side as the venue's own strings."""
-        bids = self.bids
-        asks = self.asks
         return (
-            [bids[k][1:] for k in _head(bids, n)],
-            [asks[k][1:] for k in _head(asks, n)],
+            list(map(self.bid_text.__getitem__, _head(self.bids, n))),
+            list(map(self.ask_text.__getitem__, _head(self.asks, n))),
         )
 
     def crossed(self) -> bool:
         """Whether the best bid is at or above the best ask (a corrupt venue book)."""
-        if not self.bids or not self.asks:
-            return False
-        best_bid: float = -_head(self.bids, 1)[0]
-        best_ask: float = _head(self.asks, 1)[0]
-        return best_bid >= best_ask
+        bids = self.bids._list._lists
+        asks = self.asks._list._lists
+        # The first key of the first sublist is the best level of the side.
+        return bool(bids and asks) and -bids[0][0] >= asks[0][0]
 
     def __len__(self) -> int:
         return len(self.bids) + len(self.asks)

@@ -29,13 +29,14 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple, Protocol
 
-from dragonfly.core.book import L2Book, TextLevel
+from dragonfly.core.book import BIDS, BOTH, L2Book, TextLevel
 from dragonfly.core.errors import ParseError
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotProducer
-from dragonfly.core.types import Side, VenueBook
+from dragonfly.core.types import Side, VenueBook, new_venue_book
 
 
 class Snapshot(NamedTuple):
@@ -56,6 +57,14 @@ class Delta(NamedTuple):
     first: int | None = None
     last: int | None = None
     checksum: int | None = None
+
+
+#: Build a :class:`Delta` from all six fields in one C call, for decoders on
+#: the hot path: the NamedTuple constructor is Python code (~330 ns here,
+#: against ~130 ns).
+new_delta: Callable[
+    [tuple[str, Sequence[TextLevel], Sequence[TextLevel], int | None, int | None, int | None]], Delta
+] = partial(tuple.__new__, Delta)
 
 
 class Reset(NamedTuple):
@@ -125,6 +134,9 @@ class SyncState(enum.Enum):
     SYNCED = "synced"  #: the book is exact and published
 
 
+_SYNCED = SyncState.SYNCED  # a global read, not an enum attribute lookup, per delta
+
+
 @dataclass
 class SyncStats:
     """Counters of one symbol's book."""
@@ -170,7 +182,8 @@ class SymbolSync:
         self.stats = SyncStats()
         self.out = out
         self.published: tuple[Side, Side] | None = None
-        self.touched = False
+        #: Sides changed within the top N since the last burst: BIDS | ASKS bits.
+        self.touched = 0
         self.requested = False
         self.verified = False
         #: The newest sequence position any delta has shown (snapshots must reach it).
@@ -240,7 +253,13 @@ class DiffListener:
             if type(event) is Delta:
                 target = self.syms.get(event.symbol)
                 if target is not None:
-                    self._on_delta(target, event)
+                    last = event.last
+                    if last is not None and (target.newest is None or last > target.newest):
+                        target.newest = last
+                    if target.state is _SYNCED:
+                        self._apply(target, event)
+                    else:
+                        self._buffer(target, event)
             elif type(event) is Snapshot:
                 target = self.syms.get(event.symbol)
                 if target is not None:
@@ -264,21 +283,30 @@ class DiffListener:
         if not touched:
             return
         outs = []
+        depth = self.depth
         for sync in touched:
-            sync.touched = False
+            sides = sync.touched
+            sync.touched = 0
             out = sync.out
             if out is None or sync.state is not SyncState.SYNCED or not sync.verified:
                 continue
-            top = sync.book.top(self.depth)
-            if top != sync.published:
+            # Re-read only the side(s) whose top N a change reached: the other
+            # is the one published (a top-N read is ~1 µs a side).
+            published = sync.published
+            if published is None or sides == BOTH:
+                top = sync.book.top(depth)
+            elif sides == BIDS:
+                top = (sync.book.top_bids(depth), published[1])
+            else:
+                top = (published[0], sync.book.top_asks(depth))
+            if top != published:
                 sync.published = top
-                depth = self.depth
                 bids, asks = top
                 sync.bounds = (
                     bids[-1][0] if len(bids) >= depth else -math.inf,
                     asks[-1][0] if len(asks) >= depth else math.inf,
                 )
-                out.put(VenueBook(self.venue, top[0], top[1], self._last_recv, self.frames))
+                out.put(new_venue_book((self.venue, top[0], top[1], self._last_recv, self.frames)))
                 outs.append(out)
         touched.clear()
         for out in outs:
@@ -327,22 +355,17 @@ class DiffListener:
 
     # -- sync rules ------------------------------------------------------------
 
-    def _on_delta(self, sync: SymbolSync, delta: Delta) -> None:
-        last = delta.last
-        if last is not None and (sync.newest is None or last > sync.newest):
-            sync.newest = last
-        if sync.state is SyncState.WAITING:
-            if self.channel.rest_snapshot is None:
-                return  # in-band venues: deltas before the snapshot belong to no book
-            if len(sync.buffer) >= self.channel.max_buffer:
-                sync.buffer.clear()  # the snapshot is not coming: start over
-                sync.requested = False
-            sync.buffer.append(delta)
-            if not sync.requested:
-                sync.requested = True
-                self.control.request_snapshot(sync.symbol)
-            return
-        self._apply(sync, delta)
+    def _buffer(self, sync: SymbolSync, delta: Delta) -> None:
+        """Keep a delta that arrived before the book's snapshot (REST venues)."""
+        if self.channel.rest_snapshot is None:
+            return  # in-band venues: deltas before the snapshot belong to no book
+        if len(sync.buffer) >= self.channel.max_buffer:
+            sync.buffer.clear()  # the snapshot is not coming: start over
+            sync.requested = False
+        sync.buffer.append(delta)
+        if not sync.requested:
+            sync.requested = True
+            self.control.request_snapshot(sync.symbol)
 
     def _apply(self, sync: SymbolSync, delta: Delta) -> bool:
         """Apply one delta to a synced book; ``False`` if the book was resynced."""
@@ -366,17 +389,8 @@ class DiffListener:
         # Whether a change reaches the published top N: a change beyond the
         # N-th level cannot move the top N (or cross the book), so the burst
         # then skips the top-N read and the publish (the incremental top N).
-        bid_floor, ask_ceiling = sync.bounds
-        hit = False
         try:
-            set_bid = book.set_bid
-            for price, amount in delta.bids:
-                if set_bid(price, amount) >= bid_floor:
-                    hit = True
-            set_ask = book.set_ask
-            for price, amount in delta.asks:
-                if set_ask(price, amount) <= ask_ceiling:
-                    hit = True
+            hit = book.update(delta.bids, delta.asks, *sync.bounds)
         except (ValueError, TypeError) as exc:
             sync.stats.malformed += 1
             self._resync(sync, f"bad level in update ({exc})")
@@ -387,7 +401,7 @@ class DiffListener:
         sync.stats.applied += 1
         return self._validate(sync, delta.checksum, hit)
 
-    def _validate(self, sync: SymbolSync, checksum: int | None, hit: bool = True) -> bool:
+    def _validate(self, sync: SymbolSync, checksum: int | None, hit: int = BOTH) -> bool:
         book = sync.book
         if self.channel.truncate is not None:
             book.truncate(self.channel.truncate)
@@ -398,7 +412,8 @@ class DiffListener:
                 return False
             sync.stats.checksums_ok += 1
             if not sync.verified:
-                sync.verified = hit = True
+                sync.verified = True
+                hit = BOTH
         if not hit:
             return True
         if book.crossed():
@@ -406,8 +421,8 @@ class DiffListener:
             self._resync(sync, "book crossed")
             return False
         if not sync.touched:
-            sync.touched = True
             self._touched.append(sync)
+        sync.touched |= hit
         return True
 
     def _load(self, sync: SymbolSync, snapshot: Snapshot, *, from_rest: bool) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dragonfly.core.errors import ParseError
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotProducer
-from dragonfly.core.types import Side, VenueBook
+from dragonfly.core.types import Side, VenueBook, new_venue_book
 from dragonfly.core.venue import Decoder
 
 
@@ -149,7 +149,7 @@ class TopNListener:
             self._bids = bids
             self._asks = asks
             self.changes += 1
-            self._out.put(VenueBook(self.venue, bids, asks, recv_ns, frame))
+            self._out.put(new_venue_book((self.venue, bids, asks, recv_ns, frame)))
         return True
 
     def _defer_flush(self) -> None:

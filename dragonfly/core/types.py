@@ -10,6 +10,8 @@ comparison.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 #: One price level of one venue: ``(price, amount)``.
@@ -33,6 +35,11 @@ class VenueBook(NamedTuple):
     asks: Side
     recv_ns: int
     frame: int = 0
+
+
+#: Build a :class:`VenueBook` from all five fields in one C call (hot path; the
+#: NamedTuple constructor is Python code: ~300 ns here, against ~130 ns).
+new_venue_book: Callable[[tuple[str, Side, Side, int, int]], VenueBook] = partial(tuple.__new__, VenueBook)
 
 
 class MergedLevel(NamedTuple):

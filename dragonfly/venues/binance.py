@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from dragonfly.core.diff import Delta, DiffChannel, DiffDecoder, Event, Snapshot
+from dragonfly.core.diff import DiffChannel, DiffDecoder, Event, Snapshot, new_delta
 from dragonfly.core.errors import ParseError
 from dragonfly.core.types import Side
 from dragonfly.core.venue import (
@@ -115,7 +115,7 @@ def symbol_rejected(status: int, body: bytes) -> str | None:
 # -- diff channel: <symbol>@depth@100ms + REST /api/v3/depth ------------------
 
 
-class _DiffEvent(msgspec.Struct):
+class _DiffEvent(msgspec.Struct, tag_field="e", tag="depthUpdate"):
     s: str
     U: int
     u: int
@@ -152,13 +152,16 @@ def make_diff_decoder() -> DiffDecoder:
     wrapped = msgspec.json.Decoder(_Wrapped).decode
 
     def decode(payload: bytes) -> Sequence[Event] | None:
-        if b'"depthUpdate"' not in payload:
-            return None  # acks, errors, other streams on a shared connection
+        # Decode first and look at what failed second: searching every frame
+        # for "depthUpdate" before decoding cost ~0.5 µs of ~2 µs per diff.
+        # msgspec checks the "e" tag, so acks and other events fail to decode.
         try:
             ev = wrapped(payload).data if payload.startswith(b'{"stream"') else raw(payload)
         except msgspec.DecodeError as exc:
-            raise ParseError(f"bad depthUpdate: {exc}") from None
-        return (Delta(ev.s, ev.b, ev.a, ev.U, ev.u),)
+            if b'"depthUpdate"' in payload:
+                raise ParseError(f"bad depthUpdate: {exc}") from None
+            return None  # acks, errors, other streams on a shared connection
+        return (new_delta((ev.s, ev.b, ev.a, ev.U, ev.u, None)),)
 
     return decode
 

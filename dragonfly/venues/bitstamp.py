@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 import simdjson
 
-from dragonfly.core.diff import Delta, DiffChannel, DiffDecoder, Event, Snapshot
+from dragonfly.core.diff import DiffChannel, DiffDecoder, Event, Snapshot, new_delta
 from dragonfly.core.errors import ParseError
 from dragonfly.core.types import Side
 from dragonfly.core.venue import Control, ControlKind, Decoder, SnapshotChannel, VenueSpec, json_control
@@ -173,7 +173,7 @@ def make_diff_decoder() -> DiffDecoder:
         except (msgspec.DecodeError, ValueError) as exc:
             raise ParseError(f"bad diff_order_book event: {exc}") from None
         symbol = ev.channel.removeprefix(DIFF_PREFIX)
-        return (Delta(symbol, ev.data.bids, ev.data.asks, stamp, stamp),)
+        return (new_delta((symbol, ev.data.bids, ev.data.asks, stamp, stamp, None)),)
 
     return decode
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from dragonfly.core.diff import Delta, DiffChannel, DiffDecoder, Event, Snapshot
+from dragonfly.core.diff import DiffChannel, DiffDecoder, Event, Snapshot, new_delta
 from dragonfly.core.errors import ParseError
 from dragonfly.core.venue import Control, ControlKind, VenueSpec, json_control
 
@@ -90,7 +90,7 @@ def make_decoder() -> DiffDecoder:
             raise ParseError(f"bad orderbook message: {exc}") from None
         book = msg.data
         if msg.type == "delta":
-            return (Delta(book.s, book.b, book.a, book.u, book.u),)
+            return (new_delta((book.s, book.b, book.a, book.u, book.u, None)),)
         if msg.type == "snapshot":
             return (Snapshot(book.s, book.b, book.a, book.u),)
         raise ParseError(f"unknown orderbook message type {msg.type!r}")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from dragonfly.core.aggregator import Aggregator
 from dragonfly.core.diff import Delta, DiffChannel, DiffListener, Event, Snapshot
-from dragonfly.core.types import MergedBook
+from dragonfly.core.slots import SlotQueue
+from dragonfly.core.types import MergedBook, VenueBook
 
 
 class Control:
@@ -61,3 +65,57 @@ def test_a_gap_withdraws_and_asks_for_the_book_again() -> None:
     lst.on_frame(b"", 2, True)
     assert out[-1].bids == () and lst.syms["S"].stats.gaps == 1
     assert lst.control.resubscribed == "S"  # type: ignore[attr-defined]
+
+
+_bid_levels = st.lists(
+    st.tuples(st.integers(1, 30).map(str), st.sampled_from(["0", "1", "2", "3.5"])), max_size=6
+)
+_ask_levels = st.lists(
+    st.tuples(st.integers(31, 60).map(str), st.sampled_from(["0", "1", "2", "3.5"])), max_size=6
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 5),
+    _bid_levels,
+    _ask_levels,
+    st.lists(st.tuples(_bid_levels, _ask_levels), min_size=1, max_size=30),
+)
+def test_the_published_top_n_is_always_the_books_top_n(
+    depth: int,
+    snap_bids: list[tuple[str, str]],
+    snap_asks: list[tuple[str, str]],
+    deltas: list[tuple[list[tuple[str, str]], list[tuple[str, str]]]],
+) -> None:
+    """Incremental top N (bounds, one-side re-reads) never publishes a stale side."""
+    events: list[Event] = [Snapshot("S", snap_bids, snap_asks, 0)]
+    events += [Delta("S", b, a, i, i) for i, (b, a) in enumerate(deltas, 1)]
+    queue = list(events)
+
+    def decoder() -> object:
+        return lambda payload: [queue.pop(0)]
+
+    channel = DiffChannel(
+        subscribe=lambda s: [], unsubscribe=lambda s: [], make_decoder=decoder, continuity=True
+    )  # type: ignore[arg-type]
+    slots: SlotQueue[VenueBook] = SlotQueue(lambda: None)
+    lst = DiffListener("v", channel, {"S": slots.producer("S")}, depth, Control())
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    for event in events:
+        for side, levels in ((bids, event.bids), (asks, event.asks)):
+            if isinstance(event, Snapshot):
+                side.clear()
+            for price, amount in levels:
+                if float(amount):
+                    side[float(price)] = float(amount)
+                else:
+                    side.pop(float(price), None)
+        lst.on_frame(b"", 0, True)
+        published = slots.peek(0)
+        want = (tuple(sorted(bids.items(), reverse=True)[:depth]), tuple(sorted(asks.items())[:depth]))
+        if published is None:
+            assert want == ((), ())
+        else:
+            assert (published.bids, published.asks) == want

@@ -112,6 +112,51 @@ def test_bitstamp_malformed_raise_parse_error(frame: bytes) -> None:
         bitstamp.make_decoder(10)(frame)
 
 
+_decimal = st.decimals(min_value=0, max_value=10**6, places=8, allow_nan=False).map(str)
+_bitstamp_side = st.lists(st.tuples(_decimal, _decimal).map(list), max_size=15)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_bitstamp_side, _bitstamp_side, st.integers(1, 12))
+def test_bitstamp_byte_scan_reads_what_simdjson_reads(
+    bids: list[list[str]], asks: list[list[str]], depth: int
+) -> None:
+    """The compact frames Bitstamp sends take the byte scan; any other layout takes simdjson."""
+    event = {
+        "data": {"timestamp": "1", "bids": bids, "asks": asks},
+        "channel": "order_book_ethbtc",
+        "event": "data",
+    }
+    compact = json.dumps(event, separators=(",", ":")).encode()
+    spaced = json.dumps(event).encode()  # ", " and ": ": not the scan's shape
+    assert compact.endswith(b'"event":"data"}') and bitstamp._scan(compact, depth) is not None
+    assert bitstamp._scan(spaced, depth) is None
+    decode = bitstamp.make_decoder(depth)
+    want = (
+        tuple((float(p), float(a)) for p, a in bids[:depth]),
+        tuple((float(p), float(a)) for p, a in asks[:depth]),
+    )
+    assert decode(compact) == decode(spaced) == want
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'{"data":{"bids":[["a","1"]],"asks":[]},"event":"data"}',
+        b'{"data":{"bids":[["1"]],"asks":[]},"event":"data"}',
+        b'{"data":{"bids":[["1","2","3"]],"asks":[]},"event":"data"}',
+        b'{"data":{"bids":[["1","2"]],"asks":[["3","x"]]},"event":"data"}',
+        b'{"data":{"bids":[["1","2"]]},"event":"data"}',
+        b'{"data":{"bids":[["1","2"]],"asks":["3"]},"event":"data"}',
+        b'{"data":{"bids":[["1","2"],"asks":[]},"event":"data"}',
+    ],
+)
+def test_bitstamp_byte_scan_leaves_bad_frames_to_simdjson(frame: bytes) -> None:
+    assert bitstamp._scan(frame, 10) is None
+    with pytest.raises(ParseError):
+        bitstamp.make_decoder(10)(frame)
+
+
 def test_bitstamp_parser_survives_a_held_proxy() -> None:
     decode = bitstamp.make_decoder(10)
     for _ in range(3):

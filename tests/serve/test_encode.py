@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from dragonfly.core.types import MergedBook, MergedLevel
 from dragonfly.serve import orderbook_pb2
-from dragonfly.serve.encode import append_send_ns, encode_summary, encode_summary_pb
+from dragonfly.serve.encode import append_send_ns, encode_summary, encode_summary_pb, encode_summary_queued
 
 # Text the wire can carry: any code point but lone surrogates (not UTF-8).
 texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
@@ -137,12 +137,42 @@ def test_nan_and_infinite_levels_match_official_bytes() -> None:
     assert encode_summary(book) == encode_summary_pb(book)
 
 
-def test_append_queued_ns_overrides_publish_ns() -> None:
-    from dragonfly.serve.encode import append_queued_ns
-
-    book = MergedBook("ETHBTC", 0.5, (MergedLevel("binance", 1.0, 2.0),), (), 3, 10, 20, "binance", 4)
-    decoded = orderbook_pb2.Summary.FromString(
-        append_queued_ns(encode_summary(book), 1_700_000_000_000_000_123)
+@settings(max_examples=200, deadline=None)
+@given(first=books, second=books, data=st.data())
+def test_reused_prices_with_new_amounts_match_the_reference(
+    first: MergedBook, second: MergedBook, data: st.DataObject
+) -> None:
+    # Encode `first`, then books reusing its exchanges and prices with other
+    # amounts: guards any memo of encoded levels (a stale field would differ).
+    assert encode_summary(first) == encode_summary_pb(first)
+    shuffled = tuple(
+        MergedLevel(lv.exchange, lv.price, data.draw(doubles)) if data.draw(st.booleans()) else lv
+        for lv in first.bids + first.asks
     )
-    assert decoded.publish_ns == 1_700_000_000_000_000_123
-    assert (decoded.recv_ns, decoded.sequence, decoded.source_frame) == (10, 3, 4)
+    for book in (second, first._replace(bids=shuffled, asks=shuffled[::-1])):
+        assert encode_summary(book) == encode_summary_pb(book)
+
+
+def test_a_level_with_a_new_amount_is_re_encoded() -> None:
+    old = MergedBook(
+        "X", 1.0, (MergedLevel("binance", 0.05, 1.5),), (MergedLevel("kraken", 0.06, 2.0),), 1, 2, 3
+    )
+    assert encode_summary(old) == encode_summary(old)  # the same book twice: the same bytes
+    for amount in (2.5, -0.0, 0.0, math.nan, 1.5):
+        new = old._replace(bids=(MergedLevel("binance", 0.05, amount),))
+        assert encode_summary(new) == encode_summary_pb(new)
+        decoded = orderbook_pb2.Summary.FromString(encode_summary(new)).bids[0]
+        assert struct.pack("<d", decoded.amount) == struct.pack("<d", amount)
+
+
+def test_zero_signs_are_never_confused() -> None:
+    for price in (0.0, -0.0, 0.0):
+        book = MergedBook("X", 1.0, (MergedLevel("a", price, 1.0),), (MergedLevel("a", price, 1.0),), 1, 2, 3)
+        assert encode_summary(book) == encode_summary_pb(book)
+
+
+@given(book=books, queued_ns=int64s)
+@settings(max_examples=100, deadline=None)
+def test_encode_summary_queued_is_the_official_encoding_stamped(book: MergedBook, queued_ns: int) -> None:
+    encoded = encode_summary_queued(book, lambda: queued_ns)
+    assert encoded == encode_summary_pb(book._replace(publish_ns=queued_ns))

@@ -25,6 +25,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from dragonfly.core.fanout import FanOut
 from dragonfly.core.types import MergedBook, MergedLevel
+from dragonfly.serve.config import DEFAULT_MAX_LAG_MS, DEFAULT_QUEUE
 from dragonfly.serve.encode import encode_summary
 from dragonfly.serve.grpc_service import GrpcService
 from latency.wire import field_bytes, field_varint
@@ -100,7 +101,10 @@ async def run(port: int, endpoints: dict[str, str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     fanout: FanOut[bytes] = FanOut(maxlen=1)
-    service = GrpcService(fanout, "127.0.0.1", port)
+    # The subscriber queue policy of dragonfly's server defaults (same queue, same lag bound).
+    service = GrpcService(
+        fanout, "127.0.0.1", port, queue_len=DEFAULT_QUEUE, max_lag_ns=round(DEFAULT_MAX_LAG_MS * 1e6)
+    )
     await service.start()
     relay = Relay(fanout)
     transports = []

@@ -9,12 +9,18 @@ code that never awaits.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import Generic, TypeVar
 
 __all__ = ["FanOut", "Subscription"]
 
 T = TypeVar("T")
+
+
+def _monotonic_ns() -> int:
+    # A module-level indirection, so tests can drive the lag clock.
+    return time.monotonic_ns()
 
 
 class Subscription(Generic[T]):
@@ -26,22 +32,45 @@ class Subscription(Generic[T]):
     therefore skips intermediate states instead of lagging behind them, and
     never makes the producer or other consumers wait.
 
+    With ``max_lag_ns`` the queue is bounded in time as well: an item is
+    dropped once it has waited longer than ``max_lag_ns`` *and* a newer item
+    is queued behind it (checked on every publish and every get). A consumer
+    that keeps up, even through bursts shorter than the lag, receives every
+    item; one that falls further behind skips ahead to items at most that
+    old. With ``maxlen=1`` (no lag bound needed) every get is the newest.
+
     One consumer task per subscription: ``get`` must not be awaited by two
     tasks at once. Items are never ``None`` (``None`` means "closed").
     """
 
-    __slots__ = ("_closed", "_fanout", "_queue", "_waiter", "delivered", "dropped", "maxlen")
+    __slots__ = (
+        "_closed",
+        "_fanout",
+        "_queue",
+        "_stamps",
+        "_waiter",
+        "delivered",
+        "dropped",
+        "max_lag_ns",
+        "maxlen",
+    )
 
-    def __init__(self, fanout: FanOut[T] | None, maxlen: int) -> None:
+    def __init__(self, fanout: FanOut[T] | None, maxlen: int, max_lag_ns: int | None = None) -> None:
         """Create a subscription of ``fanout``; ``None`` makes it closed from the start."""
         if maxlen < 1:
             raise ValueError(f"maxlen must be >= 1, not {maxlen}")
+        if max_lag_ns is not None and max_lag_ns < 0:
+            raise ValueError(f"max_lag_ns must be >= 0, not {max_lag_ns}")
         self.maxlen = maxlen
+        #: How long a superseded item may wait (ns), or ``None``: only ``maxlen`` bounds the queue.
+        self.max_lag_ns = max_lag_ns if maxlen > 1 else None
         #: Items conflated away: published to this subscription, never delivered.
         self.dropped = 0
         #: Items returned by get() / get_nowait().
         self.delivered = 0
         self._queue: deque[T] = deque(maxlen=maxlen)
+        # Publish times (time.monotonic_ns), in step with _queue, when lag-bounded.
+        self._stamps: deque[int] = deque(maxlen=maxlen)
         # The future get() awaits while the queue is empty; None when nobody
         # waits, so publishing to a busy consumer costs no future and no wake-up.
         self._waiter: asyncio.Future[None] | None = None
@@ -57,26 +86,49 @@ class Subscription(Generic[T]):
         """Return the number of queued items."""
         return len(self._queue)
 
-    def offer(self, item: T) -> None:
-        """Queue ``item``, dropping the oldest if full; wake the consumer if it waits.
+    def offer(self, item: T, now_ns: int = 0) -> None:
+        """Queue ``item`` published at ``now_ns`` (``time.monotonic_ns``), dropping per the policy.
 
-        Called by FanOut.publish for every subscriber: keep it minimal.
+        Wakes the consumer if it waits. Called by FanOut.publish for every
+        subscriber: keep it minimal.
         """
         queue = self._queue
         if len(queue) == self.maxlen:
             self.dropped += 1
         queue.append(item)  # a full deque(maxlen) discards its left (oldest) end
+        if self.max_lag_ns is not None:
+            self._stamps.append(now_ns)
+            self._skip_aged(now_ns)
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
             if not waiter.done():  # a cancelled get() leaves a done future
                 waiter.set_result(None)
 
+    def _skip_aged(self, now_ns: int) -> None:
+        """Drop queued items older than the lag bound that have a newer item behind them."""
+        lag = self.max_lag_ns
+        stamps = self._stamps
+        if lag is None or len(stamps) < 2 or stamps[0] >= now_ns - lag:
+            return
+        horizon = now_ns - lag
+        queue = self._queue
+        while len(stamps) > 1 and stamps[0] < horizon:
+            stamps.popleft()
+            queue.popleft()
+            self.dropped += 1
+
+    def _pop(self) -> T:
+        if self.max_lag_ns is not None:
+            self._skip_aged(_monotonic_ns())
+            self._stamps.popleft()
+        self.delivered += 1
+        return self._queue.popleft()
+
     def get_nowait(self) -> T | None:
         """Return the next queued item, or ``None`` if the queue is empty."""
         if self._queue:
-            self.delivered += 1
-            return self._queue.popleft()
+            return self._pop()
         return None
 
     async def get(self) -> T | None:
@@ -94,8 +146,7 @@ class Subscription(Generic[T]):
                 # On cancellation offer() may never run: don't leave a stale waiter.
                 if self._waiter is waiter:
                     self._waiter = None
-        self.delivered += 1
-        return self._queue.popleft()
+        return self._pop()
 
     def __aiter__(self) -> Subscription[T]:
         """Iterate the items until the subscription is closed and drained."""
@@ -117,6 +168,7 @@ class Subscription(Generic[T]):
         if fanout is not None:
             fanout._discard(self)
         self._queue.clear()
+        self._stamps.clear()
         self._end()
 
     def _end(self) -> None:
@@ -136,13 +188,14 @@ class FanOut(Generic[T]):
     ``deque.append`` and nothing else, and holds at most ``maxlen`` items.
     """
 
-    __slots__ = ("_closed", "_latest", "_maxlen", "_subscribers")
+    __slots__ = ("_closed", "_latest", "_max_lag_ns", "_maxlen", "_subscribers")
 
-    def __init__(self, maxlen: int = 1) -> None:
-        """Create a FanOut whose subscriptions hold ``maxlen`` items by default."""
+    def __init__(self, maxlen: int = 1, max_lag_ns: int | None = None) -> None:
+        """Create a FanOut whose subscriptions hold ``maxlen`` items and ``max_lag_ns`` by default."""
         if maxlen < 1:
             raise ValueError(f"maxlen must be >= 1, not {maxlen}")
         self._maxlen = maxlen
+        self._max_lag_ns = max_lag_ns
         # Rebuilt (copy-on-write) by subscribe and unsubscribe, which are rare,
         # so publish iterates a plain tuple that nothing mutates under it.
         self._subscribers: tuple[Subscription[T], ...] = ()
@@ -156,20 +209,23 @@ class FanOut(Generic[T]):
         producer that outlives the FanOut during shutdown needs no check.
         """
         self._latest = item
+        now = _monotonic_ns()
         for subscription in self._subscribers:
-            subscription.offer(item)
+            subscription.offer(item, now)
 
-    def subscribe(self, maxlen: int | None = None) -> Subscription[T]:
+    def subscribe(self, maxlen: int | None = None, max_lag_ns: int | None = None) -> Subscription[T]:
         """Return a new subscription, already holding the latest item if any.
 
-        After close() the subscription is closed and empty.
+        ``maxlen`` and ``max_lag_ns`` default to the FanOut's (see
+        :class:`Subscription`). After close() the subscription is closed and empty.
         """
         size = self._maxlen if maxlen is None else maxlen
+        lag = self._max_lag_ns if max_lag_ns is None else max_lag_ns
         if self._closed:
-            return Subscription(None, size)
-        subscription = Subscription(self, size)
+            return Subscription(None, size, lag)
+        subscription = Subscription(self, size, lag)
         if self._latest is not None:
-            subscription.offer(self._latest)
+            subscription.offer(self._latest, _monotonic_ns())
         self._subscribers = (*self._subscribers, subscription)
         return subscription
 

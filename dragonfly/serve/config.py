@@ -12,6 +12,8 @@ from dragonfly.core.errors import ConfigError
 from dragonfly.venues import VENUES, get_venue
 
 DEFAULT_VENUES = ("binance", "bitstamp")
+DEFAULT_QUEUE = 64
+DEFAULT_MAX_LAG_MS = 1.0
 
 
 @dataclass
@@ -31,6 +33,10 @@ class ServeConfig:
     sim_period: float | None = None
     log_level: str = "info"
     start_timeout: float = 15.0
+    #: Per-subscriber queue: at most ``queue`` updates, none older than ``max_lag_ms``
+    #: once a newer one is queued (see :class:`~dragonfly.core.fanout.Subscription`).
+    queue: int = DEFAULT_QUEUE
+    max_lag_ms: float = DEFAULT_MAX_LAG_MS
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """A client TLS context trusting ``ca_file`` in addition to nothing else, if given."""
@@ -66,8 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run against the embedded venue simulator on loopback instead of the live venues",
     )
-    p.add_argument("--sim-period", type=float, default=None, metavar="S",
-                   help="with --sim: publish period of every simulated venue in seconds")
+    p.add_argument(
+        "--sim-period",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --sim: publish period of every simulated venue in seconds",
+    )
     p.add_argument(
         "--endpoint",
         action="append",
@@ -93,8 +104,28 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: each venue's own default)",
     )
     p.add_argument("--ca-file", default=None, help="trust this CA/certificate for wss:// and https://")
-    p.add_argument("--start-timeout", type=float, default=15.0, metavar="S",
-                   help="seconds to wait for the venues to accept the subscription (default 15)")
+    p.add_argument(
+        "--start-timeout",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="seconds to wait for the venues to accept the subscription (default 15)",
+    )
+    p.add_argument(
+        "--queue",
+        type=int,
+        default=DEFAULT_QUEUE,
+        metavar="N",
+        help=f"updates queued per subscriber at most (default {DEFAULT_QUEUE}); 1: only ever the newest",
+    )
+    p.add_argument(
+        "--max-lag-ms",
+        type=float,
+        default=DEFAULT_MAX_LAG_MS,
+        metavar="MS",
+        help="a subscriber gets every update while it reads within MS of it; one further behind "
+        f"skips ahead to updates at most MS old (default {DEFAULT_MAX_LAG_MS:g})",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -153,6 +184,10 @@ def parse_config(argv: list[str] | None = None) -> ServeConfig:
         raise ConfigError(f"--port must be 0..65535, got {args.port}")
     if args.sim_period is not None and args.sim_period <= 0:
         raise ConfigError("--sim-period must be positive")
+    if args.queue < 1:
+        raise ConfigError(f"--queue must be at least 1, got {args.queue}")
+    if not args.max_lag_ms >= 0:  # also refuses nan
+        raise ConfigError(f"--max-lag-ms must be >= 0, got {args.max_lag_ms}")
     return ServeConfig(
         instrument=normalise_instrument(args.instrument),
         venues=venues,
@@ -167,4 +202,6 @@ def parse_config(argv: list[str] | None = None) -> ServeConfig:
         sim_period=args.sim_period,
         log_level=args.log_level,
         start_timeout=args.start_timeout,
+        queue=args.queue,
+        max_lag_ms=args.max_lag_ms,
     )

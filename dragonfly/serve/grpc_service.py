@@ -8,7 +8,8 @@ so no subscriber costs a re-serialization.
 Buffering per stream is bounded twice: grpc's HTTP/2 flow control stops a
 write to a client that does not read (the handler then waits in
 ``context.write`` and takes nothing more from its subscription), and the
-subscription holds at most ``queue_len`` updates, dropping the oldest. So a
+subscription holds at most ``queue_len`` updates, dropping the oldest (and,
+with ``max_lag_ns``, those that waited longer than that). So a
 stalled client holds ``queue_len`` updates plus its flow-control window of
 bytes (64 KiB, or a few MiB once grpc's BDP probing has widened it) and costs
 the event loop nothing; the others are unaffected.
@@ -102,7 +103,10 @@ class GrpcService:
 
     ``fanout`` carries encoded ``orderbook.Summary`` messages (bytes). Each
     BookSummary call subscribes with a queue of ``queue_len`` updates that
-    keeps the newest; a new stream starts with the latest update. With
+    keeps the newest, and with ``max_lag_ns`` skips queued updates that
+    waited longer than that while a newer one is queued (see
+    :class:`~dragonfly.core.fanout.Subscription`); a new stream starts with
+    the latest update. With
     ``stamp_send_ns`` each message gets ``send_ns`` (field 8) appended just
     before it is written, at the cost of one bytes concatenation per write.
     """
@@ -114,11 +118,15 @@ class GrpcService:
         port: int = 50051,
         *,
         queue_len: int = 1,
+        max_lag_ns: int | None = None,
         stamp_send_ns: bool = False,
     ) -> None:
         """Prepare the service; nothing listens before start()."""
         if queue_len < 1:
             raise ValueError(f"queue_len must be >= 1, not {queue_len}")
+        if max_lag_ns is not None and max_lag_ns < 0:
+            raise ValueError(f"max_lag_ns must be >= 0, not {max_lag_ns}")
+        self._max_lag_ns = max_lag_ns
         self._fanout = fanout
         self._host = host
         self._port = port
@@ -188,7 +196,7 @@ class GrpcService:
 
     async def _book_summary(self, _request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> None:
         """Write every update of a new subscription to the stream, as it comes."""
-        subscription = self._fanout.subscribe(self._queue_len)
+        subscription = self._fanout.subscribe(self._queue_len, self._max_lag_ns)
         if self._stopping:
             subscription.close()
         peer = context.peer()

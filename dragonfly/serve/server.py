@@ -22,7 +22,7 @@ from dragonfly.core.errors import DragonflyError
 from dragonfly.core.fanout import FanOut
 from dragonfly.core.types import MergedBook
 from dragonfly.serve.config import ServeConfig
-from dragonfly.serve.encode import append_queued_ns, encode_summary
+from dragonfly.serve.encode import encode_summary_queued
 from dragonfly.serve.grpc_service import GrpcService
 from dragonfly.venues import get_venue
 
@@ -32,13 +32,14 @@ log = logging.getLogger("dragonfly.serve")
 def summary_sink(fanout: FanOut[bytes]) -> Callable[[MergedBook], None]:
     """Encode each merged book once and hand the same bytes to every subscriber.
 
-    ``publish_ns`` on the wire is the time the bytes were queued (after encoding).
+    ``publish_ns`` on the wire is the time the levels were encoded, just
+    before the bytes are queued (see :func:`encode_summary_queued`).
     """
     publish = fanout.publish
     time_ns = time.time_ns
 
     def sink(book: MergedBook) -> None:
-        publish(append_queued_ns(encode_summary(book), time_ns()))
+        publish(encode_summary_queued(book, time_ns))
 
     return sink
 
@@ -51,7 +52,9 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
         loop.add_signal_handler(sig, stop.set)
     sim = None
     fanout: FanOut[bytes] = FanOut(maxlen=1)
-    service = GrpcService(fanout, cfg.host, cfg.port)
+    service = GrpcService(
+        fanout, cfg.host, cfg.port, queue_len=cfg.queue, max_lag_ns=round(cfg.max_lag_ms * 1e6)
+    )
     engine: Engine | None = None
     try:
         port = await service.start()
@@ -118,4 +121,3 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
             await sim.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-

@@ -210,3 +210,61 @@ async def test_two_concurrent_gets_are_refused() -> None:
         await subscription.get()
     subscription.close()
     assert await first is None
+
+
+class _Clock:
+    """A fake monotonic clock for the lag-bounded queues (ns)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 1_000_000_000
+        monkeypatch.setattr("dragonfly.core.fanout._monotonic_ns", lambda: self.now)
+
+
+def test_a_lag_bounded_queue_keeps_a_burst_shorter_than_the_lag(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock(monkeypatch)
+    fanout: FanOut[int] = FanOut(maxlen=64, max_lag_ns=1_000_000)
+    sub = fanout.subscribe()
+    for n in range(10):  # ten items 0.1 ms apart: all within 1 ms
+        fanout.publish(n)
+        clock.now += 100_000
+    assert [sub.get_nowait() for _ in range(11)] == [*range(10), None]
+    assert sub.dropped == 0
+
+
+def test_a_lag_bounded_queue_skips_what_waited_too_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock(monkeypatch)
+    fanout: FanOut[int] = FanOut(maxlen=64, max_lag_ns=1_000_000)
+    sub = fanout.subscribe()
+    for n in range(30):  # 3 ms of items 0.1 ms apart; the reader is away
+        fanout.publish(n)
+        clock.now += 100_000
+    # Published at +0..+2.9 ms, read at +3.0 ms: only the last 1 ms is kept.
+    got = [sub.get_nowait() for _ in range(11)]
+    assert got == [*range(20, 30), None]
+    assert sub.dropped == 20 and sub.delivered == 10
+
+
+def test_a_lag_bounded_queue_never_drops_the_newest(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock(monkeypatch)
+    fanout: FanOut[str] = FanOut(maxlen=8, max_lag_ns=1_000)
+    sub = fanout.subscribe()
+    fanout.publish("a")
+    clock.now += 10**9  # a quiet market: nothing newer for a second
+    assert sub.get_nowait() == "a"
+    fanout.publish("b")
+    clock.now += 10**9
+    fanout.publish("c")  # b waited too long and c is newer: b goes
+    assert [sub.get_nowait(), sub.get_nowait()] == ["c", None]
+    assert sub.dropped == 1
+
+
+def test_maxlen_still_bounds_a_lag_bounded_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    _Clock(monkeypatch)  # time stands still: nothing ages
+    fanout: FanOut[int] = FanOut(maxlen=4, max_lag_ns=1_000_000)
+    sub = fanout.subscribe()
+    for n in range(10):
+        fanout.publish(n)
+    assert [sub.get_nowait() for _ in range(5)] == [6, 7, 8, 9, None]
+    assert sub.dropped == 6
+    with pytest.raises(ValueError, match="max_lag_ns"):
+        fanout.subscribe(max_lag_ns=-1)

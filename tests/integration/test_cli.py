@@ -148,6 +148,9 @@ async def test_port_in_use_is_one_clear_line() -> None:
         (["--endpoint", "nowhere=ws://127.0.0.1:1/ws"], "unknown venue 'nowhere'"),
         (["--venues", "binance,foo"], "unknown venue 'foo'"),
         (["--depth", "50"], "deeper than binance"),
+        (["--queue", "0"], "--queue must be at least 1"),
+        (["--max-lag-ms", "-1"], "--max-lag-ms must be >= 0"),
+        (["--max-lag-ms", "nan"], "--max-lag-ms must be >= 0"),
     ],
 )
 async def test_bad_arguments_are_one_clear_line(args: list[str], message: str) -> None:

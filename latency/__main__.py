@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from latency import capacity
 from latency.cell import CellSpec, run_cell
 from latency.peers import run_peers
 from latency.report import markdown, peers_rows, plot, ratios, text_table
@@ -30,6 +31,17 @@ from latency.stats import CellStats, analyse
 
 def _ints(text: str) -> list[int]:
     return [int(float(x)) for x in text.split(",") if x]
+
+
+def _rate_range(text: str) -> tuple[float, float]:
+    """``LO,HI`` msg/s with 0 < LO < HI, for argparse."""
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI in msg/s, got {text!r}") from None
+    if not 0 < lo < hi:
+        raise argparse.ArgumentTypeError(f"expected 0 < LO < HI, got {text!r}")
+    return lo, hi
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-subs-rate", type=float, default=10_000,
                    help="skip cells with more than 10 subscribers above this rate (grpc.aio cost)")
     p.add_argument("--peer-runs", type=int, default=30, help="repetitions of the recorded diffs")
+    p.add_argument("--capacity-range", type=_rate_range, default=(250.0, 8000.0), metavar="LO,HI",
+                   help="msg/s range of the capacity search (default 250,8000)")
+    p.add_argument("--capacity-steps", type=int, default=6, metavar="N",
+                   help="capacity probes per system (default 6; 0 skips the search; --quick skips it)")
     p.add_argument("--soak", action="store_true", help="only a 10-minute RSS soak at 10k msg/s (not in CI)")
     p.add_argument("--soak-seconds", type=float, default=600.0)
     return p
@@ -129,6 +145,12 @@ async def amain(args: argparse.Namespace) -> int:
     cells = plan(args)
     print(f"running {len(cells)} cells", file=sys.stderr, flush=True)
     stats = await _run_cells(cells, workdir)
+    capacity_md = ""
+    if args.capacity_steps > 0 and not args.quick:
+        lo, hi = args.capacity_range
+        print(f"capacity search, {lo:.0f}..{hi:.0f} msg/s", file=sys.stderr, flush=True)
+        searches = await capacity.search(workdir, lo, hi, args.capacity_steps, window_s=args.window)
+        capacity_md = capacity.summary(searches)
     print("peers: per-message processing of recorded Binance diffs", file=sys.stderr, flush=True)
     # In a thread: cryptofeed's handler needs an event loop of its own.
     loop = asyncio.get_running_loop()
@@ -139,10 +161,12 @@ async def amain(args: argparse.Namespace) -> int:
     lines += ["  " + "  ".join(r) for r in ratio_rows]
     lines += ["", f"per-message Binance diff processing ({n_frames} frames): name µs/msg x-dragonfly note"]
     lines += ["  " + "  ".join(r) for r in peers_rows(peers)]
+    if capacity_md:
+        lines += ["", capacity_md.split("\n\n")[0]]
     text = "\n".join(lines)
     print(text)
     (out / "table.txt").write_text(text + "\n")
-    (out / "report.md").write_text(markdown(stats, peers, n_frames, context(), ""))
+    (out / "report.md").write_text(markdown(stats, peers, n_frames, context(), capacity=capacity_md))
     plot(stats, out / "latency.png")
     print(f"wrote {out / 'report.md'}, {out / 'latency.png'}", file=sys.stderr)
     return 0 if all(not s.error for s in stats) else 1

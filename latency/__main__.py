@@ -1,10 +1,12 @@
 """``python -m latency``: where the time goes, dragonfly against the transport floor.
 
     python -m latency [--quick] [--out results/] [--rates 500,1000,10000] [--subs 1,10,100]
+    python -m latency --replay DIR [--pace X | --asap] [--replay-venues okx,kraken]
     python -m latency --soak            # RSS of the server over 10 minutes at 10k msg/s
 
-For every offered rate and subscriber count it runs dragonfly and the null
-relay one after the other (alternating which goes first), over loopback
+For every offered rate and subscriber count (the synthetic market), or every
+recorded venue of a recording directory (``--replay``), it runs dragonfly and
+the null relay one after the other (alternating which goes first), over loopback
 sockets, each in its own process, and reports HDR percentiles, throughput,
 CPU and RSS (:mod:`latency.cell`, :mod:`latency.stats`); then the per-message
 processing of real Binance diffs against cryptofeed and a naive baseline
@@ -22,9 +24,12 @@ import sys
 import time
 from pathlib import Path
 
+from dragonfly.recording import RecordedConnection, discover
+from dragonfly.sim.replay.simulator import CONNECTIONS
 from latency import capacity
 from latency.cell import CellSpec, run_cell
 from latency.peers import run_peers
+from latency.replay_source import ReplaySpec
 from latency.report import markdown, peers_rows, plot, ratios, text_table
 from latency.stats import CellStats, analyse
 
@@ -60,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="msg/s range of the capacity search (default 250,8000)")
     p.add_argument("--capacity-steps", type=int, default=6, metavar="N",
                    help="capacity probes per system (default 6; 0 skips the search; --quick skips it)")
+    p.add_argument("--replay", metavar="DIR", default=None,
+                   help="replay a recording directory (../shared/recordings format) instead of the synthetic "
+                   "market: one cell per venue and subscriber count")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--pace", type=float, default=1.0, metavar="X",
+                      help="with --replay: X times the recorded pace (default 1: as recorded)")
+    pace.add_argument("--asap", action="store_true", help="with --replay: as fast as possible")
+    p.add_argument("--replay-venues", default=None, metavar="V1,V2",
+                   help="with --replay: these venues only (default: every recorded venue)")
     p.add_argument("--soak", action="store_true", help="only a 10-minute RSS soak at 10k msg/s (not in CI)")
     p.add_argument("--soak-seconds", type=float, default=600.0)
     return p
@@ -67,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def plan(args: argparse.Namespace) -> list[CellSpec]:
     """The cells to run, dragonfly and relay alternating which goes first."""
+    if args.replay:
+        return replay_plan(args)
     if args.quick:
         rates, subs, window, warmup = [1000], [1, 2], 1.5, 0.5
     else:
@@ -86,6 +102,42 @@ def plan(args: argparse.Namespace) -> list[CellSpec]:
         for system in ("dragonfly", "relay"):
             cells.append(CellSpec(system, rates[0], 10, 0, warmup_s=warmup, window_s=window))
     return cells
+
+
+def replay_plan(args: argparse.Namespace) -> list[CellSpec]:
+    """One cell per recorded venue and subscriber count, per system, for ``--replay``."""
+    if not Path(args.replay).is_dir():
+        raise SystemExit(f"python -m latency: error: --replay {args.replay}: not a directory")
+    if args.replay_venues:
+        venues = [v.strip().lower() for v in args.replay_venues.split(",") if v.strip()]
+        unknown = [v for v in venues if v not in CONNECTIONS]
+        if unknown:
+            raise SystemExit(f"python -m latency: error: --replay-venues: unknown {', '.join(unknown)}")
+    else:
+        venues = recorded_venues(Path(args.replay))
+    if args.asap:
+        pace = None
+    elif args.pace > 0:
+        pace = args.pace
+    else:
+        raise SystemExit("python -m latency: error: --pace must be positive")
+    cells, flip = [], False
+    for venue in venues:
+        for k in _ints(args.subs):
+            order = ("relay", "dragonfly") if flip else ("dragonfly", "relay")
+            flip = not flip
+            replay = ReplaySpec(str(args.replay), venue, pace)
+            cells += [
+                CellSpec(system, 0, k, 1 if k > 1 else 0, venues=(venue,), window_s=60.0, replay=replay)
+                for system in order
+            ]
+    return cells
+
+
+def recorded_venues(directory: Path) -> list[str]:
+    """The venues with a recorded WebSocket connection in ``directory``, in replay order."""
+    found = {f.venue for f in discover(directory, lambda error: None) if isinstance(f, RecordedConnection)}
+    return [v for v in CONNECTIONS if v in found]
 
 
 def context() -> str:
@@ -146,7 +198,7 @@ async def amain(args: argparse.Namespace) -> int:
     print(f"running {len(cells)} cells", file=sys.stderr, flush=True)
     stats = await _run_cells(cells, workdir)
     capacity_md = ""
-    if args.capacity_steps > 0 and not args.quick:
+    if args.capacity_steps > 0 and not args.quick and not args.replay:
         lo, hi = args.capacity_range
         print(f"capacity search, {lo:.0f}..{hi:.0f} msg/s", file=sys.stderr, flush=True)
         searches = await capacity.search(workdir, lo, hi, args.capacity_steps, window_s=args.window)

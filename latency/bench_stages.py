@@ -12,6 +12,7 @@ them chained, frame to queued bytes.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -57,13 +58,10 @@ def main() -> None:
     book.load(snap.bids, snap.asks, snap.seq)
 
     def apply(delta: Delta) -> None:
-        for p, q in delta.bids:
-            book.set_bid(p, q)
-        for p, q in delta.asks:
-            book.set_ask(p, q)
+        book.update(delta.bids, delta.asks, -math.inf, math.inf)
 
     runner.bench_time_func("book apply (one diff)", _loop(apply, deltas))
-    runner.bench_time_func("book top10 read", _loop(lambda n: book.top(n), [DEPTH]))
+    runner.bench_time_func("book top10 read (both sides)", _loop(lambda n: book.top(n), [DEPTH]))
     agg = Aggregator("ethbtc", ["binance", "bitstamp"], DEPTH)
     dec = binance.make_decoder(DEPTH)
     books = []

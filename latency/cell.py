@@ -24,7 +24,10 @@ from pathlib import Path
 
 import psutil
 
+from dragonfly.core.errors import ConfigError
+from dragonfly.recording import RecordingError
 from latency.generator import LoadGenerator
+from latency.replay_source import ReplaySource, ReplaySpec
 from latency.subscribers import SubscriberLog
 
 SYSTEMS = ("dragonfly", "relay")
@@ -42,6 +45,10 @@ class CellSpec:
     venues: tuple[str, ...] = ("binance", "bitstamp")
     warmup_s: float = 1.0
     window_s: float = 3.0
+    #: Replay this recording instead of the synthetic market (``rate`` is then
+    #: 0: the recording sets it). The window runs from release to the last
+    #: recorded frame, ``window_s`` at most, with no warm-up.
+    replay: ReplaySpec | None = None
 
 
 @dataclass
@@ -66,16 +73,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def server_command(system: str, port: int, urls: dict[str, str]) -> list[str]:
-    """The command line of ``system``'s server process."""
-    endpoints = [a for venue, url in urls.items() for a in ("--endpoint", f"{venue}={url}")]
+def server_command(system: str, port: int, source_args: list[str]) -> list[str]:
+    """The command line of ``system``'s server process (``source_args``: instrument, endpoints)."""
     if system == "dragonfly":
         return [
-            sys.executable, "-m", "dragonfly.serve", INSTRUMENT, "--host", "127.0.0.1", "--port", str(port),
-            "--venues", ",".join(urls), "--start-timeout", "20", *endpoints,
+            sys.executable, "-m", "dragonfly.serve", "--host", "127.0.0.1", "--port", str(port),
+            "--start-timeout", "20", *source_args,
         ]
     if system == "relay":
-        return [sys.executable, "-m", "latency.relay", "--port", str(port), *endpoints]
+        return [sys.executable, "-m", "latency.relay", "--port", str(port), *source_args]
     raise ValueError(f"unknown system {system!r}")
 
 
@@ -115,27 +121,37 @@ async def run_cell(spec: CellSpec, workdir: Path, *, soak_sample_s: float = 0.0)
     """Run ``spec`` and return what it measured (see module doc)."""
     workdir.mkdir(parents=True, exist_ok=True)
     tag = f"{spec.system}-{int(spec.rate)}-{spec.subscribers}-{spec.slow}"
-    gen = LoadGenerator(spec.venues, spec.rate)
-    await gen.start()
+    gen = ReplaySource(spec.replay) if spec.replay is not None else LoadGenerator(spec.venues, spec.rate)
+    raw = CellRaw(spec, 0, 0, {}, [])
+    try:
+        await gen.start()
+    except (ConfigError, RecordingError, OSError) as exc:
+        raw.error = f"{type(exc).__name__}: {exc}"
+        await gen.stop()
+        return raw
     port = free_port()
-    urls = {v: srv.ws_url for v, srv in gen.servers.items()}
+    if isinstance(gen, ReplaySource):
+        args = gen.server_args(spec.system)
+    else:
+        args = gen.server_args(spec.system, INSTRUMENT)
     log_path = workdir / f"{tag}.server.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as log_fh:
         server = await asyncio.create_subprocess_exec(
-            *server_command(spec.system, port, urls), stdout=log_fh, stderr=log_fh, env=env
+            *server_command(spec.system, port, args), stdout=log_fh, stderr=log_fh, env=env
         )
     subs: asyncio.subprocess.Process | None = None
-    raw = CellRaw(spec, 0, 0, {}, [])
     try:
         await _wait_for_text(log_path, "serving", server, 30)
-        while gen.subscribed() < len(spec.venues):
+        while gen.subscribed() < len(gen.venues):
             await asyncio.sleep(0.01)
-        gen.go()
+        if spec.replay is None:
+            gen.go()  # a replay waits for the subscribers: its recording is short
         out = workdir / f"{tag}.subs.pickle"
         subs = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "latency.subscribers", "--target", f"127.0.0.1:{port}",
             "--count", str(spec.subscribers), "--slow", str(spec.slow), "--out", str(out),
+            "--ready", "first" if spec.replay is None else "open",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
         )
         assert subs.stdout is not None and subs.stdin is not None
@@ -147,10 +163,15 @@ async def run_cell(spec: CellSpec, workdir: Path, *, soak_sample_s: float = 0.0)
             "subscribers": psutil.Process(subs.pid),
             "harness": psutil.Process(os.getpid()),
         }
-        await asyncio.sleep(spec.warmup_s)
+        if spec.replay is None:
+            await asyncio.sleep(spec.warmup_s)
         cpu0 = {k: _cpu(p) for k, p in procs.items()}
         raw.t0 = time.time_ns()
-        if soak_sample_s > 0:
+        if isinstance(gen, ReplaySource):
+            gen.go()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gen.done.wait(), spec.window_s)
+        elif soak_sample_s > 0:
             start = time.monotonic()
             while time.monotonic() - start < spec.window_s:
                 raw.rss_samples.append((time.monotonic() - start, procs["server"].memory_info().rss))
@@ -170,7 +191,7 @@ async def run_cell(spec: CellSpec, workdir: Path, *, soak_sample_s: float = 0.0)
         with open(out, "rb") as fh:
             raw.subscribers = [SubscriberLog(**d) for d in pickle.load(fh)]
         out.unlink()
-        raw.send_logs = {v: gen.send_log(v) for v in spec.venues}
+        raw.send_logs = {v: gen.send_log(v) for v in gen.venues}
     except (RuntimeError, TimeoutError, OSError) as exc:
         raw.error = f"{type(exc).__name__}: {exc}"
     finally:

@@ -161,6 +161,7 @@ class LoadGenerator:
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
+        self.venues = tuple(venues)
         self.servers = {v: VenueServer(v, make_frames(v, frames)) for v in venues}
         self.rate = rate
         self.tick_s = tick_s
@@ -173,6 +174,17 @@ class LoadGenerator:
         """Bind every venue server."""
         for server in self.servers.values():
             await server.start()
+
+    def ws_urls(self) -> dict[str, str]:
+        """Each venue's WebSocket URL."""
+        return {v: srv.ws_url for v, srv in self.servers.items()}
+
+    def server_args(self, system: str, instrument: str) -> list[str]:
+        """Arguments of ``system``'s server for these venues (after the port)."""
+        endpoints = [a for venue, url in self.ws_urls().items() for a in ("--endpoint", f"{venue}={url}")]
+        if system == "dragonfly":
+            return [instrument, "--venues", ",".join(self.servers), *endpoints]
+        return endpoints
 
     def subscribed(self) -> int:
         """The number of subscribed client connections."""

@@ -76,14 +76,16 @@ class Relay:
 
 
 class _Feed(WSListener):
-    def __init__(self, relay: Relay, venue: str) -> None:
+    def __init__(self, relay: Relay, venue: str, subscribe: list[bytes]) -> None:
         self.relay = relay
         self.venue = venue
+        self.subscribe = subscribe
         self.venue_field = field_bytes(9, venue.encode())
         self.count = 0
 
     def on_ws_connected(self, transport: WSTransport) -> None:
-        transport.send(_TEXT, SUBSCRIBE[self.venue])
+        for frame in self.subscribe:
+            transport.send(_TEXT, frame)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type is not _TEXT:
@@ -94,8 +96,9 @@ class _Feed(WSListener):
             self.relay.publish(self.venue_field, self.count, recv_ns)
 
 
-async def run(port: int, endpoints: dict[str, str]) -> int:
-    """Serve until SIGTERM/SIGINT."""
+async def run(port: int, endpoints: dict[str, str], subscribe: dict[str, list[bytes]] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; ``subscribe``: frames per venue (default :data:`SUBSCRIBE`)."""
+    frames = {v: [f] for v, f in SUBSCRIBE.items()} | (subscribe or {})
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -109,7 +112,7 @@ async def run(port: int, endpoints: dict[str, str]) -> int:
     relay = Relay(fanout)
     transports = []
     for venue, url in endpoints.items():
-        transport, _ = await ws_connect(lambda v=venue: _Feed(relay, v), url)
+        transport, _ = await ws_connect(lambda v=venue: _Feed(relay, v, frames[v]), url)
         transports.append(transport)
     print(f"serving relay on 127.0.0.1:{port}", file=sys.stderr, flush=True)
     await stop.wait()
@@ -125,11 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m latency.relay", description=__doc__.splitlines()[0])
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--endpoint", action="append", default=[], metavar="VENUE=URL")
+    p.add_argument("--subscribe", action="append", default=[], metavar="VENUE=FRAME",
+                   help="a frame to send on connecting to VENUE (repeatable; default: its ethbtc book)")
     args = p.parse_args(argv)
     endpoints = dict(e.split("=", 1) for e in args.endpoint)
+    subscribe: dict[str, list[bytes]] = {}
+    for item in args.subscribe:
+        venue, _, frame = item.partition("=")
+        subscribe.setdefault(venue, []).append(frame.encode())
     import uvloop
 
-    return int(uvloop.run(run(args.port, endpoints)))
+    return int(uvloop.run(run(args.port, endpoints, subscribe)))
 
 
 if __name__ == "__main__":

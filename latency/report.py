@@ -24,11 +24,11 @@ def _f(x: float, digits: int = 0) -> str:
 def row(st: CellStats) -> list[str]:
     """The table row of one cell (latencies in µs)."""
     if st.error:
-        return [st.system, _f(st.rate), f"{st.subscribers}", "error: " + st.error[:60]]
+        return [st.system, _rate(st), f"{st.subscribers}", "error: " + st.error[:60]]
     e, t, hi, ho, sl = st.e2e, st.t2q, st.hop_in, st.hop_out, st.staleness
     assert e and t and hi and ho and sl
     return [
-        st.system, _f(st.rate), f"{st.subscribers}{'*' if st.slow else ''}", _f(st.achieved_rate),
+        st.system, _rate(st), f"{st.subscribers}{'*' if st.slow else ''}", _f(st.achieved_rate),
         _f(st.updates_per_s), _f(e.p50), _f(e.p90), _f(e.p99), _f(e.p999), _f(e.max),
         _f(t.p50, 1), _f(t.p99, 1), _f(hi.p50), _f(ho.p50), _f(sl.p99), _f(100 * st.delivered_min, 1),
         _f(100 * st.cpu.get("server", 0.0)) + "%", _f(100 * st.cpu.get("subscribers", 0.0)) + "%",
@@ -50,8 +50,13 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _key(st: CellStats) -> tuple[float, int, int]:
-    return (st.rate, st.subscribers, st.slow)
+def _key(st: CellStats) -> tuple[str, float, int, int]:
+    return (st.source, st.rate, st.subscribers, st.slow)
+
+
+def _rate(st: CellStats) -> str:
+    """The offered rate, or what was replayed."""
+    return st.source or _f(st.rate)
 
 
 def ratios(stats: Sequence[CellStats]) -> list[list[str]]:
@@ -63,7 +68,7 @@ def ratios(stats: Sequence[CellStats]) -> list[list[str]]:
         if s.system != "dragonfly" or s.error or r is None or not (s.e2e and r.e2e):
             continue
         out.append([
-            _f(s.rate), f"{s.subscribers}{'*' if s.slow else ''}",
+            _rate(s), f"{s.subscribers}{'*' if s.slow else ''}",
             _f(s.e2e.p50 / r.e2e.p50, 2), _f(s.e2e.p99 / r.e2e.p99, 2),
             _f(s.updates_per_s / r.updates_per_s, 2) if r.updates_per_s else "-",
             _f(s.cpu_us_per_msg / r.cpu_us_per_msg, 2) if r.cpu_us_per_msg else "-",
@@ -100,7 +105,7 @@ def plot(stats: Sequence[CellStats], path: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
     groups: dict[tuple[str, int, int], list[CellStats]] = {}
     for s in stats:
-        if not s.error and s.e2e and s.e2e.count:
+        if not s.error and s.e2e and s.e2e.count and not s.source:  # replays have no offered rate
             groups.setdefault((s.system, s.subscribers, s.slow), []).append(s)
     for (system, subs, _), cells in sorted(groups.items()):
         cells.sort(key=lambda c: c.rate)
@@ -113,7 +118,8 @@ def plot(stats: Sequence[CellStats], path: Path) -> None:
     ax1.set_xlabel("offered venue frames/s (all venues)")
     ax1.set_ylabel("end-to-end latency (µs)")
     ax1.set_title("e2e latency vs offered load")
-    ax1.legend(fontsize=7)
+    if groups:
+        ax1.legend(fontsize=7)
     for s in stats:
         h = s.e2e_hist
         if s.error or h is None or h.get_total_count() == 0:
@@ -122,7 +128,8 @@ def plot(stats: Sequence[CellStats], path: Path) -> None:
         for item in h.get_recorded_iterator():
             xs.append(item.value_iterated_to / 1e3)
             ys.append(item.total_count_to_this_value / h.get_total_count())
-        ax2.plot(xs, ys, label=f"{s.system} {s.rate:.0f}/s {s.subscribers} subs")
+        where = s.source or f"{s.rate:.0f}/s"
+        ax2.plot(xs, ys, label=f"{s.system} {where} {s.subscribers} subs")
     ax2.set_xscale("log")
     ax2.set_xlabel("end-to-end latency (µs)")
     ax2.set_ylabel("fraction of updates")

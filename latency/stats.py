@@ -71,6 +71,8 @@ class CellStats:
     slow: int
     error: str
     achieved_rate: float = 0.0
+    #: What was replayed (``replay okx x10``), or empty for the synthetic market.
+    source: str = ""
     e2e: Summary | None = None
     t2q: Summary | None = None
     hop_in: Summary | None = None
@@ -90,6 +92,9 @@ def analyse(raw: CellRaw) -> CellStats:
     """Compute the :class:`CellStats` of ``raw``."""
     spec = raw.spec
     st = CellStats(spec.system, spec.rate, spec.subscribers, spec.slow, raw.error)
+    if spec.replay is not None:
+        pace = spec.replay.pace
+        st.source = f"replay {spec.replay.venue} " + ("asap" if pace is None else f"x{pace:g}")
     if raw.error or not raw.subscribers:
         return st
     t0, t1 = raw.t0, raw.t1

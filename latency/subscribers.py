@@ -9,7 +9,8 @@ stamps. ``--slow N`` of the K read one message every ``--slow-pause`` seconds
 (a client that falls behind: the server must conflate for it alone).
 
 Protocol with the harness: prints ``ready`` on stdout once every stream is
-open and has delivered a first message, records until a line ``stop`` on
+open and has delivered a first message (``--ready open``: once every stream
+is open, for a replay that holds its frames until then), records until a line ``stop`` on
 stdin (or EOF), then writes a pickle of :class:`SubscriberLog` lists to
 ``--out`` and prints ``done``.
 """
@@ -49,13 +50,20 @@ class SubscriberLog:
 
 
 async def _subscribe(
-    target: str, log: SubscriberLog, first: asyncio.Event, pause: float, stop: asyncio.Event
+    target: str,
+    log: SubscriberLog,
+    first: asyncio.Event,
+    opened: asyncio.Event,
+    pause: float,
+    stop: asyncio.Event,
 ) -> None:
     reader = StampReader()
     venue_ids: dict[str, int] = {}
     time_ns = time.time_ns
     async with grpc.aio.insecure_channel(target, options=_OPTIONS) as channel:
         call = channel.unary_stream(METHOD, request_serializer=None, response_deserializer=None)(b"")
+        await call.initial_metadata()  # the server sends it when the stream opens
+        opened.set()
         while not stop.is_set():
             payload: object = await call.read()
             now = time_ns()
@@ -78,17 +86,19 @@ async def _subscribe(
         call.cancel()
 
 
-async def run(target: str, count: int, slow: int, pause: float, out: str) -> int:
+async def run(target: str, count: int, slow: int, pause: float, out: str, ready: str = "first") -> int:
     """Run the subscribers until ``stop`` on stdin; write their logs to ``out``."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     logs = [SubscriberLog(slow=i < slow) for i in range(count)]
     firsts = [asyncio.Event() for _ in logs]
+    opens = [asyncio.Event() for _ in logs]
     tasks = [
-        asyncio.create_task(_subscribe(target, log, ev, pause if log.slow else 0.0, stop))
-        for log, ev in zip(logs, firsts, strict=True)
+        asyncio.create_task(_subscribe(target, log, ev, op, pause if log.slow else 0.0, stop))
+        for log, ev, op in zip(logs, firsts, opens, strict=True)
     ]
-    await asyncio.wait_for(asyncio.gather(*(ev.wait() for ev in firsts)), 30)
+    awaited = opens if ready == "open" else firsts
+    await asyncio.wait_for(asyncio.gather(*(ev.wait() for ev in awaited)), 30)
     print("ready", flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)
     stop.set()
@@ -109,10 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slow", type=int, default=0, help="how many of the subscribers read rarely")
     p.add_argument("--slow-pause", type=float, default=0.5)
     p.add_argument("--out", required=True)
+    p.add_argument("--ready", choices=["first", "open"], default="first",
+                   help="say ready once every stream delivered a first message (default) or is open")
     args = p.parse_args(argv)
     import uvloop
 
-    return int(uvloop.run(run(args.target, args.count, args.slow, args.slow_pause, args.out)))
+    return int(uvloop.run(run(args.target, args.count, args.slow, args.slow_pause, args.out, args.ready)))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ import heapq
 import json
 import logging
 import ssl
+import time
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
@@ -133,6 +135,10 @@ class ReplaySession(WSListener):
         self._writable = asyncio.Event()
         self._writable.set()
         self._fragments = Reassembler()
+        #: ``time.time_ns()`` just before each TEXT frame sent, at the index the
+        #: client counts it by (frame 1 first; index 0 unused): a latency
+        #: harness matches a client's ``source_frame`` to its send time.
+        self.send_log = array("q", [0])
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         """Register with the connection."""
@@ -175,6 +181,7 @@ class ReplaySession(WSListener):
         transport = self.transport
         if transport is None or transport.is_close_frame_sent:
             return False
+        self.send_log.append(time.time_ns())
         transport.send(WSMsgType.TEXT, data)
         return True
 
@@ -222,6 +229,10 @@ class ReplayConnection:
         #: it (Kraken); subscribing at it keeps the client's book as deep as the frames.
         self.book_depth: int | None = None
         self.sessions: dict[ReplaySession, None] = {}
+        #: Streaming waits while this is clear (set from the start): a harness
+        #: can let clients subscribe and sync first, then release the frames.
+        self.gate = asyncio.Event()
+        self.gate.set()
         self._index: dict[str, list[int]] = {s: [] for s in self.symbols}
         for i, frame in enumerate(self.frames):
             self._index.setdefault(frame.symbol, []).append(i)
@@ -329,6 +340,10 @@ class ReplayConnection:
                 self._check_done()
         return True
 
+    def subscribers(self, symbol: str) -> int:
+        """Return how many clients ``symbol`` is streamed to."""
+        return len(self._subscribers.get(symbol, ()))
+
     def unsubscribe(self, session: ReplaySession, symbol: str) -> bool:
         """Stop streaming ``symbol`` to ``session``; return False if it was not subscribed."""
         return leave(self._subscribers, session, session.subs, symbol)
@@ -420,6 +435,10 @@ class ReplayConnection:
                 self._check_done()
                 self._wake.clear()
                 await self._wake.wait()
+                idle = True
+                continue
+            if not self.gate.is_set():
+                await self.gate.wait()
                 idle = True
                 continue
             index, symbol = top

@@ -75,7 +75,7 @@ def main() -> None:
         (binance.make_decoder(DEPTH), binance_depth20(FRAMES)),
     )
     runner.bench_time_func(
-        "parse bitstamp order_book top10 (lazy simdjson)",
+        "parse bitstamp order_book top10 (byte scan + msgspec)",
         bench_stage,
         (bitstamp.make_decoder(DEPTH), bitstamp_order_book(FRAMES)),
     )

@@ -148,6 +148,8 @@ class L2Book:
         level, in one frame (~0.1 µs less per level).
         """
         hit = 0
+        # Two loops that differ only in the key (bids are keyed by the negated
+        # price): written out twice so no level pays for a branch or a call.
         side = self.bids
         text = self.bid_text
         for price, amount in bids:

@@ -19,16 +19,21 @@ class Control:
         self.resubscribed = symbol
 
 
-def make(events: list[Event]) -> tuple[DiffListener, list[MergedBook]]:
-    """A listener whose decoder hands out ``events`` one per frame."""
+def scripted(events: list[Event]) -> DiffChannel:
+    """A channel whose decoder hands out ``events`` one per frame, whatever the frame."""
     queue = list(events)
 
     def decoder() -> object:
         return lambda payload: [queue.pop(0)]
 
-    channel = DiffChannel(
+    return DiffChannel(
         subscribe=lambda s: [], unsubscribe=lambda s: [], make_decoder=decoder, continuity=True
     )  # type: ignore[arg-type]
+
+
+def make(events: list[Event]) -> tuple[DiffListener, list[MergedBook]]:
+    """A listener on a scripted channel, merged by an aggregator of depth 2."""
+    channel = scripted(events)
     agg = Aggregator("x", ["v"], depth=2)
     out: list[MergedBook] = []
     agg.add_sink(out.append)
@@ -91,16 +96,8 @@ def test_the_published_top_n_is_always_the_books_top_n(
     """Incremental top N (bounds, one-side re-reads) never publishes a stale side."""
     events: list[Event] = [Snapshot("S", snap_bids, snap_asks, 0)]
     events += [Delta("S", b, a, i, i) for i, (b, a) in enumerate(deltas, 1)]
-    queue = list(events)
-
-    def decoder() -> object:
-        return lambda payload: [queue.pop(0)]
-
-    channel = DiffChannel(
-        subscribe=lambda s: [], unsubscribe=lambda s: [], make_decoder=decoder, continuity=True
-    )  # type: ignore[arg-type]
     slots: SlotQueue[VenueBook] = SlotQueue(lambda: None)
-    lst = DiffListener("v", channel, {"S": slots.producer("S")}, depth, Control())
+    lst = DiffListener("v", scripted(events), {"S": slots.producer("S")}, depth, Control())
     bids: dict[float, float] = {}
     asks: dict[float, float] = {}
     for event in events:

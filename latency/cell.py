@@ -120,7 +120,8 @@ async def _wait_for_text(path: Path, text: str, proc: asyncio.subprocess.Process
 async def run_cell(spec: CellSpec, workdir: Path, *, soak_sample_s: float = 0.0) -> CellRaw:
     """Run ``spec`` and return what it measured (see module doc)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    tag = f"{spec.system}-{int(spec.rate)}-{spec.subscribers}-{spec.slow}"
+    where = f"{spec.replay.venue}" if spec.replay is not None else f"{int(spec.rate)}"
+    tag = f"{spec.system}-{where}-{spec.subscribers}-{spec.slow}"
     gen = ReplaySource(spec.replay) if spec.replay is not None else LoadGenerator(spec.venues, spec.rate)
     raw = CellRaw(spec, 0, 0, {}, [])
     try:

@@ -63,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peer-runs", type=int, default=30, help="repetitions of the recorded diffs")
     p.add_argument("--capacity-range", type=_rate_range, default=(250.0, 8000.0), metavar="LO,HI",
                    help="msg/s range of the capacity search (default 250,8000)")
-    p.add_argument("--capacity-steps", type=int, default=6, metavar="N",
-                   help="capacity probes per system (default 6; 0 skips the search; --quick skips it)")
+    p.add_argument("--capacity-steps", type=int, default=10, metavar="N",
+                   help="capacity probes per system (default 10; a rate passes on 2 passing probes in a "
+                   "row; 0 skips the search; --quick skips it)")
     p.add_argument("--replay", metavar="DIR", default=None,
                    help="replay a recording directory (../shared/recordings format) instead of the synthetic "
                    "market: one cell per venue and subscriber count")

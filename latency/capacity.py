@@ -7,11 +7,13 @@ and passes when every fast subscriber got >= 99% of the published updates
 and >= 99% of the sent frames were reflected (so a system cannot pass by
 publishing little). Between ``lo`` and ``hi`` the search bisects on a
 geometric scale, keeping the highest passing and the lowest failing rate.
+A rate passes only when ``confirm`` probes in a row pass there (one failure
+fails it): near the threshold a single probe passed or failed by luck, and
+two runs of the same search gave ratios of 0.81 and 1.00.
 
 Both systems are probed in turn, round by round (alternating which goes
 first), so the drift of the machine falls on both alike; the result is
-stated as dragonfly's capacity over the relay's. One probe per rate: near
-the threshold a pass can be luck, so the report lists every probe.
+stated as dragonfly's capacity over the relay's. The report lists every probe.
 """
 
 from __future__ import annotations
@@ -42,12 +44,16 @@ class Search:
     system: str
     lo: float
     hi: float
-    passed: float = 0.0  #: highest passing rate probed (0: none)
-    failed: float = math.inf  #: lowest failing rate probed
+    confirm: int = 2  #: passing probes in a row that make a rate pass
+    passed: float = 0.0  #: highest rate passed (0: none)
+    failed: float = math.inf  #: lowest rate failed
     probes: list[tuple[float, CellStats]] = field(default_factory=list)
+    _streak: tuple[float, int] = (0.0, 0)  # (rate, passing probes in a row there) awaiting confirmation
 
     def next_rate(self) -> float | None:
         """The rate to probe next, or ``None`` when the bracket is settled."""
+        if self._streak[1]:
+            return self._streak[0]  # confirm it first
         if not self.probes:
             return self.lo
         if not self.passed:
@@ -59,10 +65,16 @@ class Search:
     def record(self, rate: float, st: CellStats) -> None:
         """Take a probe's result into the bracket."""
         self.probes.append((rate, st))
-        if passes(st):
-            self.passed = max(self.passed, rate)
-        else:
+        if not passes(st):
             self.failed = min(self.failed, rate)
+            self._streak = (0.0, 0)
+            return
+        streak = self._streak[1] + 1 if self._streak[0] == rate else 1
+        if streak >= self.confirm:
+            self.passed = max(self.passed, rate)
+            self._streak = (0.0, 0)
+        else:
+            self._streak = (rate, streak)
 
     def describe(self) -> str:
         """The result in words: a rate, or the side of the range it fell out of."""
@@ -90,12 +102,15 @@ async def search(
     *,
     window_s: float = 3.0,
     warmup_s: float = 1.0,
+    confirm: int = 2,
     probe: Probe = probe_cell,
 ) -> dict[str, Search]:
     """Probe both systems ``steps`` times each (fewer once settled); return their searches."""
     if not 0 < lo < hi:
         raise ValueError(f"capacity range must satisfy 0 < lo < hi, got {lo}..{hi}")
-    searches = {system: Search(system, lo, hi) for system in SYSTEMS}
+    if confirm < 1:
+        raise ValueError(f"confirm must be at least 1, got {confirm}")
+    searches = {system: Search(system, lo, hi, confirm) for system in SYSTEMS}
     for step in range(steps):
         order = SYSTEMS if step % 2 == 0 else SYSTEMS[::-1]
         for system in order:
@@ -122,7 +137,8 @@ def summary(searches: dict[str, Search]) -> str:
     d, r = searches["dragonfly"], searches["relay"]
     lines = [
         f"Capacity, {SUBSCRIBERS} subscribers (one slow), every fast one >= {SHARE:.0%} of updates "
-        f"and of frames, searched between {d.lo:.0f} and {d.hi:.0f} msg/s: dragonfly {d.describe()}, "
+        f"and of frames ({d.confirm} passing probes in a row), searched between {d.lo:.0f} and "
+        f"{d.hi:.0f} msg/s: dragonfly {d.describe()}, "
         f"relay {r.describe()}" + (f"; ratio {d.passed / r.passed:.2f}." if d.passed and r.passed else "."),
         "",
         "| system | rate/s | result | deliv% | frames% | e2e p50 µs | e2e p99 µs |",

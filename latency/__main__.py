@@ -33,6 +33,9 @@ from latency.replay_source import ReplaySpec
 from latency.report import markdown, peers_rows, plot, ratios, text_table
 from latency.stats import CellStats, analyse
 
+#: The longest replay cell (the shared recordings last 11-31 s at their recorded pace).
+REPLAY_MAX_S = 60.0
+
 
 def _ints(text: str) -> list[int]:
     return [int(float(x)) for x in text.split(",") if x]
@@ -68,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "row; 0 skips the search; --quick skips it)")
     p.add_argument("--replay", metavar="DIR", default=None,
                    help="replay a recording directory (../shared/recordings format) instead of the synthetic "
-                   "market: one cell per venue and subscriber count")
+                   "market: one cell per venue and subscriber count, as long as the replay (60 s at most)")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--pace", type=float, default=1.0, metavar="X",
                       help="with --replay: X times the recorded pace (default 1: as recorded)")
@@ -128,8 +131,9 @@ def replay_plan(args: argparse.Namespace) -> list[CellSpec]:
             order = ("relay", "dragonfly") if flip else ("dragonfly", "relay")
             flip = not flip
             replay = ReplaySpec(str(args.replay), venue, pace)
+            slow = 1 if k > 1 else 0
             cells += [
-                CellSpec(system, 0, k, 1 if k > 1 else 0, venues=(venue,), window_s=60.0, replay=replay)
+                CellSpec(system, 0, k, slow, venues=(venue,), window_s=REPLAY_MAX_S, replay=replay)
                 for system in order
             ]
     return cells

@@ -31,7 +31,6 @@ from latency.replay_source import ReplaySource, ReplaySpec
 from latency.subscribers import SubscriberLog
 
 SYSTEMS = ("dragonfly", "relay")
-INSTRUMENT = "ethbtc"
 
 
 @dataclass(frozen=True)
@@ -131,10 +130,7 @@ async def run_cell(spec: CellSpec, workdir: Path, *, soak_sample_s: float = 0.0)
         await gen.stop()
         return raw
     port = free_port()
-    if isinstance(gen, ReplaySource):
-        args = gen.server_args(spec.system)
-    else:
-        args = gen.server_args(spec.system, INSTRUMENT)
+    args = gen.server_args(spec.system)
     log_path = workdir / f"{tag}.server.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as log_fh:
@@ -168,7 +164,7 @@ async def run_cell(spec: CellSpec, workdir: Path, *, soak_sample_s: float = 0.0)
             await asyncio.sleep(spec.warmup_s)
         cpu0 = {k: _cpu(p) for k, p in procs.items()}
         raw.t0 = time.time_ns()
-        if isinstance(gen, ReplaySource):
+        if isinstance(gen, ReplaySource):  # released only now: see above
             gen.go()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(gen.done.wait(), spec.window_s)

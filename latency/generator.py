@@ -38,6 +38,9 @@ from picows import (
 
 from latency.frames import binance_depth20, bitstamp_order_book
 
+#: The instrument the generated frames are books of (as the relay subscribes it too).
+INSTRUMENT = "ethbtc"
+
 __all__ = ["ACKS", "VENUES", "LoadGenerator", "VenueStream"]
 
 #: Venues the generator speaks.
@@ -179,11 +182,11 @@ class LoadGenerator:
         """Each venue's WebSocket URL."""
         return {v: srv.ws_url for v, srv in self.servers.items()}
 
-    def server_args(self, system: str, instrument: str) -> list[str]:
+    def server_args(self, system: str) -> list[str]:
         """Arguments of ``system``'s server for these venues (after the port)."""
         endpoints = [a for venue, url in self.ws_urls().items() for a in ("--endpoint", f"{venue}={url}")]
         if system == "dragonfly":
-            return [instrument, "--venues", ",".join(self.servers), *endpoints]
+            return [INSTRUMENT, "--venues", ",".join(self.servers), *endpoints]
         return endpoints
 
     def subscribed(self) -> int:

@@ -28,7 +28,7 @@ from dragonfly.recording import RecordedConnection, discover
 from dragonfly.sim.replay.simulator import CONNECTIONS
 from latency import capacity
 from latency.cell import CellSpec, run_cell
-from latency.peers import run_peers
+from latency.peers import PeerResult, run_peers
 from latency.replay_source import ReplaySpec
 from latency.report import markdown, peers_rows, plot, ratios, text_table
 from latency.stats import CellStats, analyse
@@ -52,6 +52,17 @@ def _rate_range(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _count(text: str) -> int:
+    """A whole number >= 0, for argparse."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The harness's arguments."""
     p = argparse.ArgumentParser(prog="python -m latency", description=__doc__.splitlines()[0])
@@ -63,10 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
     p.add_argument("--max-subs-rate", type=float, default=10_000,
                    help="skip cells with more than 10 subscribers above this rate (grpc.aio cost)")
-    p.add_argument("--peer-runs", type=int, default=30, help="repetitions of the recorded diffs")
+    p.add_argument("--peer-runs", type=_count, default=30,
+                   help="repetitions of the recorded diffs (default 30; 0 skips the peer comparison)")
     p.add_argument("--capacity-range", type=_rate_range, default=(250.0, 8000.0), metavar="LO,HI",
                    help="msg/s range of the capacity search (default 250,8000)")
-    p.add_argument("--capacity-steps", type=int, default=10, metavar="N",
+    p.add_argument("--capacity-steps", type=_count, default=10, metavar="N",
                    help="capacity probes per system (default 10; a rate passes on 2 passing probes in a "
                    "row; 0 skips the search; --quick skips it)")
     p.add_argument("--replay", metavar="DIR", default=None,
@@ -208,16 +220,22 @@ async def amain(args: argparse.Namespace) -> int:
         print(f"capacity search, {lo:.0f}..{hi:.0f} msg/s", file=sys.stderr, flush=True)
         searches = await capacity.search(workdir, lo, hi, args.capacity_steps, window_s=args.window)
         capacity_md = capacity.summary(searches)
-    print("peers: per-message processing of recorded Binance diffs", file=sys.stderr, flush=True)
-    # In a thread: cryptofeed's handler needs an event loop of its own.
-    loop = asyncio.get_running_loop()
-    peers, n_frames = await loop.run_in_executor(None, run_peers, 5 if args.quick else args.peer_runs)
+    peer_runs = 5 if args.quick else args.peer_runs
+    peers: list[PeerResult] = []
+    n_frames = 0
+    if peer_runs:
+        print("peers: per-message processing of recorded Binance diffs", file=sys.stderr, flush=True)
+        # In a thread: cryptofeed's handler needs an event loop of its own.
+        loop = asyncio.get_running_loop()
+        peers, n_frames = await loop.run_in_executor(None, run_peers, peer_runs)
     table = text_table(stats)
     ratio_rows = ratios(stats)
     lines = [table, "", "dragonfly / relay: rate subs e2e-p50 e2e-p99 upd/s cpu/msg deliv%(d) deliv%(r)"]
     lines += ["  " + "  ".join(r) for r in ratio_rows]
-    lines += ["", f"per-message Binance diff processing ({n_frames} frames): name µs/msg x-dragonfly note"]
-    lines += ["  " + "  ".join(r) for r in peers_rows(peers)]
+    if peers:
+        head = f"per-message Binance diff processing ({n_frames} frames): name µs/msg x-dragonfly note"
+        lines += ["", head]
+        lines += ["  " + "  ".join(r) for r in peers_rows(peers)]
     if capacity_md:
         lines += ["", capacity_md.split("\n\n")[0]]
     text = "\n".join(lines)

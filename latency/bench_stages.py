@@ -53,12 +53,12 @@ def main() -> None:
     decode = binance.make_diff_decoder()
     runner.bench_time_func("parse binance diff (depthUpdate)", _loop(decode, rec.frames))
     deltas = [e for f in rec.frames for e in (decode(f) or ()) if isinstance(e, Delta)]
-    book = L2Book()
+    book = L2Book(numeric=True)  # binance's diff channel is numeric
     snap = binance.parse_rest_snapshot("NKNUSDT", rec.snapshots["NKNUSDT"])
     book.load(snap.bids, snap.asks, snap.seq)
 
     def apply(delta: Delta) -> None:
-        book.update(delta.bids, delta.asks, -math.inf, math.inf)
+        book.update_numeric(delta.bids, delta.asks, -math.inf, math.inf)  # type: ignore[arg-type]
 
     runner.bench_time_func("book apply (one diff)", _loop(apply, deltas))
     runner.bench_time_func("book top10 read (both sides)", _loop(lambda n: book.top(n), [DEPTH]))

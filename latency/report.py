@@ -177,8 +177,9 @@ def markdown(
     )
     if capacity:
         parts += ["", "## Capacity (search)", "", capacity]
-    parts += ["", f"## Per-message Binance diff processing ({n_frames} recorded depthUpdate frames)", ""]
-    parts.append(markdown_table(("implementation", "µs/msg", "x dragonfly", "note"), peers_rows(peers)))
+    if peers:
+        parts += ["", f"## Per-message Binance diff processing ({n_frames} recorded depthUpdate frames)", ""]
+        parts.append(markdown_table(("implementation", "µs/msg", "x dragonfly", "note"), peers_rows(peers)))
     if soak:
         parts += ["", "## Soak", "", soak]
     parts += ["", "![latency](latency.png)", ""]

@@ -28,11 +28,24 @@ book and its diffs:
   prices touch the sorted key list.
 - :meth:`L2Book.crossed` reads the first key of each side's first sublist:
   ~0.17 µs against ~0.5 µs.
+
+Numeric books (``L2Book(numeric=True)``): for channels that carry no checksum
+over the venue's strings, the decoder converts prices and amounts to floats
+itself (msgspec does it in C while decoding) and the book keeps no strings:
+:meth:`L2Book.update_numeric` and :meth:`L2Book.load` take float pairs. Python's
+``float()`` on a venue string such as ``"672.00000000"`` costs ~0.3 µs here,
+two per level, plus a second dict store per level for the strings. Measured on
+the recorded Binance diffs, interleaved with the string book in one process:
+the whole per-message path (decode, apply, top N, forward) took 0.82x the
+time. The price is that such a book cannot say how the venue wrote a number
+(:meth:`L2Book.top_text` refuses); its floats are what the merge publishes.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from typing import cast
 
 from sortedcontainers import SortedDict
 
@@ -40,6 +53,9 @@ from dragonfly.core.types import Level, Side
 
 #: ``(price text, amount text)`` as a venue sends a level.
 TextLevel = tuple[str, str]
+#: The levels of a snapshot or diff: the venue's strings, or float pairs on
+#: numeric channels (see module doc).
+Levels = Iterable[TextLevel] | Iterable[Level]
 
 _dict_set = dict.__setitem__
 
@@ -75,14 +91,16 @@ class L2Book:
     number or timestamp, by venue), ``None`` when the venue has none.
     """
 
-    __slots__ = ("ask_text", "asks", "bid_text", "bids", "seq")
+    __slots__ = ("ask_text", "asks", "bid_text", "bids", "numeric", "seq")
 
-    def __init__(self) -> None:
+    def __init__(self, *, numeric: bool = False) -> None:
         self.bids: SortedDict[float, Level] = SortedDict()
         self.asks: SortedDict[float, Level] = SortedDict()
         self.bid_text: dict[float, TextLevel] = {}
         self.ask_text: dict[float, TextLevel] = {}
         self.seq: int | None = None
+        #: Levels arrive as float pairs and no venue strings are kept (module doc).
+        self.numeric = numeric
 
     def clear(self) -> None:
         """Empty both sides and forget the sequence position."""
@@ -92,13 +110,19 @@ class L2Book:
         self.ask_text.clear()
         self.seq = None
 
-    def load(self, bids: Iterable[TextLevel], asks: Iterable[TextLevel], seq: int | None) -> None:
-        """Replace the book with a snapshot (zero amounts are skipped)."""
+    def load(self, bids: Levels, asks: Levels, seq: int | None) -> None:
+        """Replace the book with a snapshot (zero amounts are skipped).
+
+        Levels are the venue's strings, or float pairs for a numeric book.
+        """
         self.clear()
-        for price, amount in bids:
-            self.set_bid(price, amount)
-        for price, amount in asks:
-            self.set_ask(price, amount)
+        if self.numeric:
+            self.update_numeric(cast(Iterable[Level], bids), cast(Iterable[Level], asks), math.inf, -math.inf)
+        else:
+            for price, amount in cast(Iterable[TextLevel], bids):
+                self.set_bid(price, amount)
+            for price, amount in cast(Iterable[TextLevel], asks):
+                self.set_ask(price, amount)
         self.seq = seq
 
     def set_bid(self, price: str, amount: str) -> float:
@@ -187,33 +211,73 @@ class L2Book:
                 hit |= ASKS
         return hit
 
+    def update_numeric(
+        self, bids: Iterable[Level], asks: Iterable[Level], bid_floor: float, ask_ceiling: float
+    ) -> int:
+        """:meth:`update` for a numeric book: float ``(price, amount)`` levels (hot path).
+
+        The levels must be finite floats (the decoder's job): a non-float
+        raises TypeError.
+        """
+        hit = 0
+        side = self.bids
+        for level in bids:
+            value, qty = level
+            key = -value
+            if qty == 0.0:
+                if key in side:
+                    side.pop(key)
+            elif key in side:
+                _dict_set(side, key, level)
+            else:
+                side[key] = level
+            if value >= bid_floor:
+                hit = BIDS
+        side = self.asks
+        for level in asks:
+            value, qty = level
+            if qty == 0.0:
+                if value in side:
+                    side.pop(value)
+            elif value in side:
+                _dict_set(side, value, level)
+            else:
+                side[value] = level
+            if value <= ask_ceiling:
+                hit |= ASKS
+        return hit
+
     def truncate(self, depth: int) -> None:
         """Keep only the best ``depth`` levels of each side (venues that cap depth)."""
         for side, text in ((self.bids, self.bid_text), (self.asks, self.ask_text)):
             while len(side) > depth:
-                del text[side.popitem()[0]]
+                text.pop(side.popitem()[0], None)
 
     def top(self, n: int) -> tuple[Side, Side]:
         """The best ``n`` levels of each side as float ``(price, amount)`` pairs (hot path)."""
-        bids = self.bids
-        asks = self.asks
-        return (
-            tuple(map(bids.__getitem__, _head(bids, n))),
-            tuple(map(asks.__getitem__, _head(asks, n))),
-        )
+        return self.top_bids(n), self.top_asks(n)
 
     def top_bids(self, n: int) -> Side:
         """The best ``n`` bids (hot path)."""
         bids = self.bids
+        lists = bids._list._lists
+        # _head's common case inline (a call is ~0.1 µs of a ~1 µs read).
+        if len(lists) == 1 or (lists and len(lists[0]) >= n):
+            return tuple(map(bids.__getitem__, lists[0][:n]))
         return tuple(map(bids.__getitem__, _head(bids, n)))
 
     def top_asks(self, n: int) -> Side:
         """The best ``n`` asks (hot path)."""
         asks = self.asks
+        lists = asks._list._lists
+        if len(lists) == 1 or (lists and len(lists[0]) >= n):
+            return tuple(map(asks.__getitem__, lists[0][:n]))
         return tuple(map(asks.__getitem__, _head(asks, n)))
 
     def top_text(self, n: int) -> tuple[list[TextLevel], list[TextLevel]]:
-        """The best ``n`` levels of each side as the venue's own strings."""
+        """The best ``n`` levels of each side as the venue's own strings (not for a numeric book)."""
+        if self.numeric:
+            raise ValueError("a numeric book keeps no venue strings: read top() instead")
         return (
             list(map(self.bid_text.__getitem__, _head(self.bids, n))),
             list(map(self.ask_text.__getitem__, _head(self.asks, n))),

@@ -27,12 +27,15 @@ import asyncio
 import enum
 import logging
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import NamedTuple, Protocol
+from typing import Annotated, NamedTuple, Protocol
 
-from dragonfly.core.book import BIDS, BOTH, L2Book, TextLevel
+import msgspec
+
+from dragonfly.core.book import BIDS, BOTH, L2Book, Levels
 from dragonfly.core.errors import ParseError
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotProducer
@@ -40,20 +43,26 @@ from dragonfly.core.types import Side, VenueBook, new_venue_book
 
 
 class Snapshot(NamedTuple):
-    """A whole book (``seq``: the venue's position of it, if any)."""
+    """A whole book (``seq``: the venue's position of it, if any).
+
+    Levels are the venue's strings, or float pairs on a numeric channel.
+    """
 
     symbol: str
-    bids: Sequence[TextLevel]
-    asks: Sequence[TextLevel]
+    bids: Levels
+    asks: Levels
     seq: int | None = None
 
 
 class Delta(NamedTuple):
-    """Changed levels (zero amount: remove), the range they cover, an optional checksum."""
+    """Changed levels (zero amount: remove), the range they cover, an optional checksum.
+
+    Levels are the venue's strings, or float pairs on a numeric channel.
+    """
 
     symbol: str
-    bids: Sequence[TextLevel]
-    asks: Sequence[TextLevel]
+    bids: Levels
+    asks: Levels
     first: int | None = None
     last: int | None = None
     checksum: int | None = None
@@ -62,9 +71,9 @@ class Delta(NamedTuple):
 #: Build a :class:`Delta` from all six fields in one C call, for decoders on
 #: the hot path: the NamedTuple constructor is Python code (~330 ns here,
 #: against ~130 ns).
-new_delta: Callable[
-    [tuple[str, Sequence[TextLevel], Sequence[TextLevel], int | None, int | None, int | None]], Delta
-] = partial(tuple.__new__, Delta)
+new_delta: Callable[[tuple[str, Levels, Levels, int | None, int | None, int | None]], Delta] = partial(
+    tuple.__new__, Delta
+)
 
 
 class Reset(NamedTuple):
@@ -75,6 +84,13 @@ class Reset(NamedTuple):
 
 
 Event = Snapshot | Delta | Reset
+
+#: A price or amount field for a numeric channel's msgspec decoder: a JSON
+#: number, or a string holding one (lax decoding converts it in C), finite
+#: and not negative; anything else fails to decode (a parse error, named).
+Number = Annotated[float, msgspec.Meta(ge=0.0, le=sys.float_info.max)]
+#: A ``(price, amount)`` level of a numeric channel, as decoded.
+NumericLevel = tuple[Number, Number]
 _UNBOUNDED = (-math.inf, math.inf)
 #: Hot-path decoder of a diff channel: payload -> events, or ``None`` for a non-book frame.
 DiffDecoder = Callable[[bytes], "Sequence[Event] | None"]
@@ -102,6 +118,10 @@ class DiffChannel:
         verify_before_publish: publish a book only once a checksum has verified
             it since its snapshot (for venues whose snapshots carry none, so a
             corrupt snapshot is never published).
+        numeric: the decoder and ``parse_rest_snapshot`` yield float ``(price,
+            amount)`` levels, and books keep no venue strings (a numeric
+            :class:`~dragonfly.core.book.L2Book`). Only for channels without a
+            checksum, which is computed over the strings.
     """
 
     subscribe: Callable[[Sequence[str]], Sequence[bytes]]
@@ -115,6 +135,11 @@ class DiffChannel:
     max_buffer: int = 10_000
     at_depth: Callable[[int], DiffChannel] | None = None
     verify_before_publish: bool = False
+    numeric: bool = False
+
+    def __post_init__(self) -> None:
+        if self.numeric and self.checksum is not None:
+            raise ValueError("a checksum is computed over the venue's strings: a numeric channel has none")
 
 
 class FeedControl(Protocol):
@@ -157,6 +182,7 @@ class SymbolSync:
 
     __slots__ = (
         "after_rest",
+        "apply",
         "book",
         "bounds",
         "buffer",
@@ -172,9 +198,14 @@ class SymbolSync:
         "verified",
     )
 
-    def __init__(self, symbol: str, out: SlotProducer[VenueBook] | None) -> None:
+    def __init__(self, symbol: str, out: SlotProducer[VenueBook] | None, *, numeric: bool = False) -> None:
         self.symbol = symbol
-        self.book = L2Book()
+        self.book = L2Book(numeric=numeric)
+        #: The book's update for this channel's levels (strings or floats),
+        #: chosen once here rather than per delta.
+        self.apply: Callable[[Levels, Levels, float, float], int] = (
+            self.book.update_numeric if numeric else self.book.update  # type: ignore[assignment]
+        )
         self.state = SyncState.WAITING
         self.buffer: list[Delta] = []
         self.after_rest = False
@@ -214,8 +245,14 @@ class DiffListener:
         self.channel = channel
         self.depth = depth
         self.control = control
-        self.syms = {symbol: SymbolSync(symbol, out) for symbol, out in outputs.items()}
+        self.syms = {
+            symbol: SymbolSync(symbol, out, numeric=channel.numeric) for symbol, out in outputs.items()
+        }
         self._decode = channel.make_decoder()
+        # The channel is frozen: its rules read as plain attributes per delta.
+        self._continuity = channel.continuity
+        self._truncate = channel.truncate
+        self._checksum = channel.checksum
         self._touched: list[SymbolSync] = []
         self.frames = 0
         self.malformed = 0
@@ -372,7 +409,7 @@ class DiffListener:
         book = sync.book
         last = delta.last
         if last is not None:
-            if self.channel.continuity:
+            if self._continuity:
                 seq = book.seq
                 if seq is not None:
                     if last <= seq:
@@ -390,7 +427,7 @@ class DiffListener:
         # N-th level cannot move the top N (or cross the book), so the burst
         # then skips the top-N read and the publish (the incremental top N).
         try:
-            hit = book.update(delta.bids, delta.asks, *sync.bounds)
+            hit = sync.apply(delta.bids, delta.asks, *sync.bounds)
         except (ValueError, TypeError) as exc:
             sync.stats.malformed += 1
             self._resync(sync, f"bad level in update ({exc})")
@@ -403,10 +440,10 @@ class DiffListener:
 
     def _validate(self, sync: SymbolSync, checksum: int | None, hit: int = BOTH) -> bool:
         book = sync.book
-        if self.channel.truncate is not None:
-            book.truncate(self.channel.truncate)
-        if checksum is not None and self.channel.checksum is not None:
-            if self.channel.checksum(book) != checksum:
+        if self._truncate is not None:
+            book.truncate(self._truncate)
+        if checksum is not None and self._checksum is not None:
+            if self._checksum(book) != checksum:
                 sync.stats.checksums_bad += 1
                 self._resync(sync, "checksum mismatch")
                 return False

@@ -1,7 +1,9 @@
 """``python -m dragonfly.replay DIR``: replay recorded traffic through the real adapters.
 
 Prints, with ``--final-books``, one JSON object per line for every (venue,
-symbol) book synchronised, and a summary per venue on stderr.
+symbol) book synchronised, and a summary per venue on stderr. Levels are the
+venue's decimal strings, or numbers for a numeric channel's books (see
+:class:`dragonfly.core.diff.DiffChannel`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ def print_result(result: ReplayResult, depth: int, final_books: bool) -> None:
     """Write the books (stdout) and the summary (stderr)."""
     if final_books:
         for venue, sync in sorted(result.books, key=lambda b: (b[0], b[1].symbol)):
-            bids, asks = sync.book.top_text(depth)
+            # A numeric book (a channel without checksums) prints numbers.
+            book = sync.book
+            bids, asks = book.top(depth) if book.numeric else book.top_text(depth)
             line = {"venue": venue, "symbol": sync.symbol, "bids": bids, "asks": asks}
             sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
     for error in result.errors:

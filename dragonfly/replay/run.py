@@ -116,8 +116,12 @@ def _collect(feeds: list[Feed]) -> tuple[list[tuple[str, SymbolSync]], dict[str,
             if sync.state is SyncState.SYNCED:
                 summary.books += 1
                 # A copy: the listener clears its book when the feed closes.
-                frozen = SymbolSync(sync.symbol, None)
-                frozen.book.load(*sync.book.top_text(len(sync.book)), sync.book.seq)
+                book = sync.book
+                frozen = SymbolSync(sync.symbol, None, numeric=book.numeric)
+                if book.numeric:
+                    frozen.book.load(*book.top(len(book)), book.seq)
+                else:
+                    frozen.book.load(*book.top_text(len(book)), book.seq)
                 frozen.stats = st
                 frozen.state = sync.state
                 books.append((feed.name, frozen))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,16 +20,34 @@ class Control:
         self.resubscribed = symbol
 
 
-def scripted(events: list[Event]) -> DiffChannel:
-    """A channel whose decoder hands out ``events`` one per frame, whatever the frame."""
+def scripted(events: list[Event], numeric: bool = False) -> DiffChannel:
+    """A channel whose decoder hands out ``events`` one per frame, whatever the frame.
+
+    ``numeric``: the channel declares float levels, and the events' string
+    levels are handed out as floats.
+    """
+    if numeric:
+        events = [
+            e._replace(
+                bids=[(float(p), float(a)) for p, a in e.bids],
+                asks=[(float(p), float(a)) for p, a in e.asks],
+            )
+            if isinstance(e, (Snapshot, Delta))
+            else e
+            for e in events
+        ]
     queue = list(events)
 
     def decoder() -> object:
         return lambda payload: [queue.pop(0)]
 
     return DiffChannel(
-        subscribe=lambda s: [], unsubscribe=lambda s: [], make_decoder=decoder, continuity=True
-    )  # type: ignore[arg-type]
+        subscribe=lambda s: [],
+        unsubscribe=lambda s: [],
+        make_decoder=decoder,  # type: ignore[arg-type]
+        continuity=True,
+        numeric=numeric,
+    )
 
 
 def make(events: list[Event]) -> tuple[DiffListener, list[MergedBook]]:
@@ -86,18 +105,23 @@ _ask_levels = st.lists(
     _bid_levels,
     _ask_levels,
     st.lists(st.tuples(_bid_levels, _ask_levels), min_size=1, max_size=30),
+    st.booleans(),
 )
 def test_the_published_top_n_is_always_the_books_top_n(
     depth: int,
     snap_bids: list[tuple[str, str]],
     snap_asks: list[tuple[str, str]],
     deltas: list[tuple[list[tuple[str, str]], list[tuple[str, str]]]],
+    numeric: bool,
 ) -> None:
-    """Incremental top N (bounds, one-side re-reads) never publishes a stale side."""
+    """Incremental top N (bounds, one-side re-reads) never publishes a stale side.
+
+    Both kinds of channel: the venue's strings, and numeric (float levels).
+    """
     events: list[Event] = [Snapshot("S", snap_bids, snap_asks, 0)]
     events += [Delta("S", b, a, i, i) for i, (b, a) in enumerate(deltas, 1)]
     slots: SlotQueue[VenueBook] = SlotQueue(lambda: None)
-    lst = DiffListener("v", scripted(events), {"S": slots.producer("S")}, depth, Control())
+    lst = DiffListener("v", scripted(events, numeric), {"S": slots.producer("S")}, depth, Control())
     bids: dict[float, float] = {}
     asks: dict[float, float] = {}
     for event in events:
@@ -116,3 +140,14 @@ def test_the_published_top_n_is_always_the_books_top_n(
             assert want == ((), ())
         else:
             assert (published.bids, published.asks) == want
+
+
+def test_a_numeric_channel_cannot_have_a_checksum() -> None:
+    with pytest.raises(ValueError, match="numeric channel"):
+        DiffChannel(
+            subscribe=lambda s: [],
+            unsubscribe=lambda s: [],
+            make_decoder=lambda: lambda payload: None,
+            checksum=lambda book: 0,
+            numeric=True,
+        )

@@ -47,6 +47,41 @@ def test_binance_reads_only_top_n() -> None:
     assert len(bids) == 5 and bids[0] == (1.0, 1.0) and asks == ()
 
 
+# The diff depth event as documented by Binance (spot, "Diff. Depth Stream").
+BINANCE_DIFF_DOC = {
+    "e": "depthUpdate",
+    "E": 1672515782136,
+    "s": "BNBBTC",
+    "U": 157,
+    "u": 160,
+    "b": [["0.0024", "10"]],
+    "a": [["0.0026", "100"]],
+}
+
+
+def test_binance_documented_diff_event_decodes_to_float_levels() -> None:
+    decode = binance.make_diff_decoder()
+    raw = json.dumps(BINANCE_DIFF_DOC).encode()
+    wrapped = json.dumps({"stream": "bnbbtc@depth@100ms", "data": BINANCE_DIFF_DOC}).encode()
+    for frame in (raw, wrapped):
+        assert decode(frame) == (Delta("BNBBTC", [(0.0024, 10.0)], [(0.0026, 100.0)], 157, 160),)
+    assert decode(b'{"result":null,"id":1}') is None
+    snap = binance.parse_rest_snapshot("BNBBTC", BINANCE_DOC)
+    assert snap == Snapshot("BNBBTC", [(0.0024, 10.0)], [(0.0026, 100.0)], 160)
+
+
+@pytest.mark.parametrize("bad", ["NaN", "inf", "-1", "1e999", "", "0x10", "ten"])
+def test_binance_diff_numbers_must_be_finite_and_not_negative(bad: str) -> None:
+    """The channel is numeric: a level that is no usable number is a parse error, named."""
+    event = {**BINANCE_DIFF_DOC, "b": [["0.0024", "10"], ["0.0023", bad]]}
+    with pytest.raises(ParseError, match="depthUpdate"):
+        binance.make_diff_decoder()(json.dumps(event).encode())
+    with pytest.raises(ParseError, match="snapshot"):
+        binance.parse_rest_snapshot(
+            "BNBBTC", json.dumps({"lastUpdateId": 1, "bids": [[bad, "1"]], "asks": []}).encode()
+        )
+
+
 def test_binance_subscribe_and_control() -> None:
     (frame,) = binance.subscribe("ETHBTC")
     assert json.loads(frame) == {"method": "SUBSCRIBE", "params": ["ethbtc@depth20@100ms"], "id": 1}

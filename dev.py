@@ -6,7 +6,7 @@
     python3 dev.py setup                only create .venv and install
 
 Each command creates ``.venv`` beside this file and installs the project into
-it when needed (again whenever ``pyproject.toml`` changes).
+it when needed (again whenever ``pyproject.toml``, ``setup.py`` or the C speedups change).
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ def setup() -> None:
     """Create the virtualenv and install the project with its test and dev extras."""
     if sys.version_info < (3, 11):  # noqa: UP036 (dev.py may run on an older system Python)
         sys.exit(f"error: dragonfly needs Python 3.11 or newer, this is {sys.version.split()[0]}")
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    # Reinstall when what the install builds changes (the C speedups included).
+    built = ("pyproject.toml", "setup.py", "dragonfly/_speedups.c")
+    want = hashlib.sha256(b"".join((ROOT / name).read_bytes() for name in built)).hexdigest()
     if PY.exists() and STAMP.exists() and STAMP.read_text() == want:
         return
     if not PY.exists():

@@ -12,3 +12,24 @@ def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> Mapping[str, Callable[[], object]]:
     return {"uvloop": uvloop.new_event_loop}
+
+
+@pytest.fixture(params=["c", "python"])
+def both_hot_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test on the C speedups and again on the pure-Python hot path.
+
+    The C run is skipped, with the reason, when the speedups are not built.
+    """
+    from dragonfly import accel
+    from dragonfly.core import aggregator
+    from dragonfly.serve import encode
+
+    if request.param == "c":
+        if accel.speedups is None:
+            pytest.skip("C speedups not built (no C compiler at install) or DRAGONFLY_PURE_PYTHON set")
+        monkeypatch.setattr(aggregator, "merge_side", accel.speedups.merge_side)
+        monkeypatch.setattr(encode, "speedups", accel.speedups)
+    else:
+        monkeypatch.setattr(aggregator, "merge_side", aggregator.merge_side_py)
+        monkeypatch.setattr(encode, "speedups", None)
+    return str(request.param)

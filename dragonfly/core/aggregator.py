@@ -4,18 +4,22 @@ Order: bids by price descending, asks by price ascending; at an equal price
 the larger amount first, then the venue name alphabetically, so the merged
 book is a pure function of the venue books (deterministic ties).
 
-How the merge stays cheap (it runs on the hot path): when a venue's book
-arrives its levels become :class:`MergedLevel` tuples once, built through
-``tuple.__new__`` (a C call; a NamedTuple's own constructor is Python code).
-The recompute concatenates the venues' levels in venue-name order and sorts
-twice with C key functions and no per-level key tuples: first by amount
-(descending), then by price (descending for bids, ascending for asks).
-Python's sort is stable, also with ``reverse=True``, so equal prices keep
-the amount order and equal amounts keep the name order: exactly the merge
-order above. The runs are already sorted, so timsort merges them in linear
-time. Side by side on this VM (noisy), a recompute for 2 venues x 10 levels
-took ~14-16 µs against ~19-29 µs for one sort over ``(price, amount, rank,
-level)`` key tuples.
+How the merge stays cheap (it runs on the hot path): each venue's side is
+already sorted best first, so the merged side is a K-way merge of sorted
+runs, taken in venue-name order. With the C speedups (:mod:`dragonfly.accel`)
+``merge_side`` walks the runs and builds only the N :class:`MergedLevel`
+tuples it keeps: ~0.8 µs a side for 2 venues x 10 levels, against ~7 µs for
+the pure-Python version below.
+
+The pure-Python :func:`merge_side_py` builds every level through
+``tuple.__new__`` (a C call; a NamedTuple's own constructor is Python code),
+concatenates the runs and sorts twice with C key functions and no per-level
+key tuples: first by amount (descending), then by price (descending for
+bids, ascending for asks). Python's sort is stable, also with
+``reverse=True``, so equal prices keep the amount order and equal amounts
+keep the name order: exactly the merge order above. The runs are already
+sorted, so timsort merges them in linear time (~14-16 µs a recompute here
+against ~19-29 µs for one sort over ``(price, amount, rank, level)`` keys).
 """
 
 from __future__ import annotations
@@ -26,18 +30,43 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from operator import attrgetter
 
+from dragonfly.accel import speedups
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotQueue
-from dragonfly.core.types import MergedBook, MergedLevel, VenueBook
+from dragonfly.core.types import MergedBook, MergedLevel, Side, VenueBook
 
 #: A consumer of merged books, called synchronously on the hot path.
 MergedSink = Callable[[MergedBook], None]
 
 _NAN = float("nan")
-_level = partial(tuple.__new__, MergedLevel)
 _merged_book = partial(tuple.__new__, MergedBook)
 _by_price = attrgetter("price")
 _by_amount = attrgetter("amount")
+#: One venue's side as a merge input: ``(venue name, levels best first)``.
+Run = tuple[str, Side]
+
+
+def merge_side_py(
+    runs: Sequence[Run], depth: int, descending: bool, level_type: type[MergedLevel] = MergedLevel
+) -> tuple[MergedLevel, ...]:
+    """The best ``depth`` levels across ``runs`` (pure Python; see module doc).
+
+    ``runs`` are in venue-name order, each side sorted best first with
+    distinct prices (what a :class:`VenueBook` holds). Order: price
+    (descending if ``descending``), then larger amount, then earlier run.
+    """
+    level = partial(tuple.__new__, level_type)
+    levels = [level((name, p, a)) for name, side in runs for p, a in side]
+    levels.sort(key=_by_amount, reverse=True)
+    levels.sort(key=_by_price, reverse=descending)
+    return tuple(levels[:depth])
+
+
+#: The merge the aggregator runs: the C speedups' ``merge_side`` (same
+#: contract) when built, else :func:`merge_side_py`.
+merge_side: Callable[[Sequence[Run], int, bool, type[MergedLevel]], tuple[MergedLevel, ...]] = (
+    speedups.merge_side if speedups is not None else merge_side_py
+)
 
 
 class Aggregator:
@@ -49,11 +78,11 @@ class Aggregator:
     """
 
     __slots__ = (
-        "_asks",
-        "_bids",
+        "_ask_runs",
+        "_bid_runs",
         "_last_asks",
         "_last_bids",
-        "_order",
+        "_rank",
         "_sequence",
         "_sink_errors",
         "_sinks",
@@ -72,10 +101,12 @@ class Aggregator:
         self.queue: SlotQueue[VenueBook] = SlotQueue(self.recompute)
         #: The producer handle of each venue's slot, for its feed listener.
         self.producers = {name: self.queue.producer(name) for name in venues}
-        # Slots in venue-name order: the concatenation order that breaks ties.
-        self._order = sorted(range(len(venues)), key=lambda slot: venues[slot])
-        self._bids: list[list[MergedLevel]] = [[] for _ in venues]
-        self._asks: list[list[MergedLevel]] = [[] for _ in venues]
+        # The merge's runs in venue-name order (the order that breaks ties);
+        # _rank[slot] is a slot's place among them.
+        order = sorted(range(len(venues)), key=lambda slot: venues[slot])
+        self._rank = [order.index(slot) for slot in range(len(venues))]
+        self._bid_runs: list[Run] = [(venues[slot], ()) for slot in order]
+        self._ask_runs: list[Run] = [(venues[slot], ()) for slot in order]
         self._sinks: list[MergedSink] = []
         self._last_bids: tuple[MergedLevel, ...] = ()
         self._last_asks: tuple[MergedLevel, ...] = ()
@@ -97,30 +128,22 @@ class Aggregator:
         recv_ns = 0
         source: VenueBook | None = None
         names = self.queue.names
+        bid_runs = self._bid_runs
+        ask_runs = self._ask_runs
         for slot, book in self.queue.drain():
+            rank = self._rank[slot]
             if book is None:
-                self._bids[slot] = []
-                self._asks[slot] = []
+                bid_runs[rank] = (names[slot], ())
+                ask_runs[rank] = (names[slot], ())
                 continue
             if book.recv_ns > recv_ns:
                 recv_ns = book.recv_ns
                 source = book
-            name = names[slot]
-            self._bids[slot] = [_level((name, p, a)) for p, a in book.bids]
-            self._asks[slot] = [_level((name, p, a)) for p, a in book.asks]
-        all_bids: list[MergedLevel] = []
-        all_asks: list[MergedLevel] = []
-        for slot in self._order:
-            all_bids += self._bids[slot]
-            all_asks += self._asks[slot]
-        # Two stable passes (see module doc): amount descending, then price.
-        all_bids.sort(key=_by_amount, reverse=True)
-        all_bids.sort(key=_by_price, reverse=True)
-        all_asks.sort(key=_by_amount, reverse=True)
-        all_asks.sort(key=_by_price)
+            bid_runs[rank] = (names[slot], book.bids)
+            ask_runs[rank] = (names[slot], book.asks)
         depth = self.depth
-        bids = tuple(all_bids[:depth])
-        asks = tuple(all_asks[:depth])
+        bids = merge_side(bid_runs, depth, True, MergedLevel)
+        asks = merge_side(ask_runs, depth, False, MergedLevel)
         if bids == self._last_bids and asks == self._last_asks:
             return
         self._last_bids = bids

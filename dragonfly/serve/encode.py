@@ -16,6 +16,11 @@ int64 below zero is its two's complement, 10 bytes). Proto3 omits a scalar
 whose value is the default: the empty string, integer 0, and the double whose
 bits are all zero (+0.0 only: -0.0 and NaN are written).
 
+With the C speedups (:mod:`dragonfly.accel`) both functions run their C twin,
+``encode_summary(book, send_ns, clock)``: same bytes (tests/serve/test_encode.py
+runs on both), a few µs less per update (the levels alone: ~0.3 µs a side of 10
+against ~2.4 µs here, timeit on this VM).
+
 Why no per-level cache (measured, then left out): caching each level's whole
 field keyed by the MergedLevel value (value keys cannot go stale; zeros must
 stay uncached, as -0.0 == +0.0) cut a Summary of repeated levels from 7.0 to
@@ -40,6 +45,7 @@ import struct
 from collections.abc import Callable
 from functools import partial
 
+from dragonfly.accel import speedups
 from dragonfly.core.types import MergedBook, MergedLevel
 from dragonfly.serve import orderbook_pb2
 
@@ -210,6 +216,8 @@ def _tail(parts: list[bytes], book: MergedBook, publish_ns: int, send_ns: int) -
 
 def encode_summary(book: MergedBook, send_ns: int = 0) -> bytes:
     """Return ``book`` serialized as an ``orderbook.Summary`` (official bytes)."""
+    if speedups is not None:
+        return speedups.encode_summary(book, send_ns, None)  # type: ignore[no-any-return]
     return _tail(_head(book), book, book.publish_ns, send_ns)
 
 
@@ -221,6 +229,8 @@ def encode_summary_queued(book: MergedBook, clock: Callable[[], int]) -> bytes:
     ``publish_ns - recv_ns`` covers merge *and* encoding, without the second
     field 7 (and the copy of the message) that appending the stamp would cost.
     """
+    if speedups is not None:
+        return speedups.encode_summary(book, 0, clock)  # type: ignore[no-any-return]
     parts = _head(book)
     return _tail(parts, book, clock(), 0)
 

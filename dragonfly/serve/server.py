@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from dragonfly import accel
 from dragonfly.core.engine import Engine, VenueEndpoint
 from dragonfly.core.errors import DragonflyError
 from dragonfly.core.fanout import FanOut
@@ -96,13 +97,14 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
         live = [n for n, p in report.items() if p is None]
         where = "simulated" if cfg.sim else "live"
         log.info(
-            "serving %s merged top %d from %s (%s) on %s:%d",
+            "serving %s merged top %d from %s (%s) on %s:%d; hot path: %s",
             cfg.instrument,
             cfg.depth,
             ", ".join(live) or "no venue yet",
             where,
             cfg.host,
             port,
+            "C speedups" if accel.ACTIVE else "pure Python (C speedups not built or disabled)",
         )
         if ready is not None:
             ready.set()

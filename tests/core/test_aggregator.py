@@ -9,6 +9,8 @@ import pytest
 from dragonfly.core.aggregator import Aggregator
 from dragonfly.core.types import MergedBook, MergedLevel, VenueBook
 
+pytestmark = pytest.mark.usefixtures("both_hot_paths")
+
 
 def feed(
     agg: Aggregator, venue: str, bids: list[tuple[float, float]], asks: list[tuple[float, float]]

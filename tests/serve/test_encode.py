@@ -42,6 +42,8 @@ books = st.builds(
 
 EMPTY = MergedBook("", 0.0, (), (), 0, 0, 0)
 
+pytestmark = pytest.mark.usefixtures("both_hot_paths")
+
 
 def _reference(book: MergedBook, send_ns: int = 0) -> orderbook_pb2.Summary:
     return orderbook_pb2.Summary.FromString(encode_summary_pb(book, send_ns))

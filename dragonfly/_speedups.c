@@ -1,0 +1,534 @@
+/*
+ * dragonfly._speedups: the merge and the Summary encoding in C.
+ *
+ * Optional: dragonfly/accel.py falls back to the pure-Python versions
+ * (dragonfly/core/merge.py, dragonfly/serve/encode.py) when this module is not
+ * built, and tests/core/test_accel.py checks that both give the same results.
+ *
+ * merge_side(runs, depth, descending, level_type) -> tuple
+ *     runs: a sequence of (name, side) pairs in venue-name order; a side is a
+ *     sequence of (price, amount) pairs, best first, distinct prices (what a
+ *     VenueBook holds). Returns the best `depth` levels across the runs as
+ *     `level_type` tuples (exchange, price, amount): by price (descending if
+ *     `descending`), then larger amount, then earlier run. The price and
+ *     amount objects are the runs' own (no new floats).
+ *
+ * encode_summary(book, send_ns, clock) -> bytes
+ *     A MergedBook as an orderbook.Summary: the bytes the official serializer
+ *     writes (fields in number order; proto3 omits the empty string, integer
+ *     0 and a double whose bits are all zero, +0.0 only). Levels are Level
+ *     messages {exchange = 1: string, price = 2: double, amount = 3: double}.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+    PyObject *name;
+    PyObject *seq;  /* PySequence_Fast of the side (a new reference) */
+    Py_ssize_t pos;
+    Py_ssize_t len;
+    PyObject *price; /* the head level's objects (borrowed from seq) */
+    PyObject *amount;
+    double p;
+    double a;
+} Run;
+
+/* Load run->pos's level into the run's head; -1 with an exception set. */
+static int
+load_head(Run *run)
+{
+    PyObject *level = PySequence_Fast_GET_ITEM(run->seq, run->pos);
+    if (!PyTuple_Check(level) || PyTuple_GET_SIZE(level) != 2) {
+        PyErr_SetString(PyExc_TypeError, "a level must be a (price, amount) tuple");
+        return -1;
+    }
+    run->price = PyTuple_GET_ITEM(level, 0);
+    run->amount = PyTuple_GET_ITEM(level, 1);
+    run->p = PyFloat_AsDouble(run->price);
+    if (run->p == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    run->a = PyFloat_AsDouble(run->amount);
+    if (run->a == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    return 0;
+}
+
+#define SMALL_RUNS 16
+
+static PyObject *
+merge_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "merge_side(runs, depth, descending, level_type)");
+        return NULL;
+    }
+    Py_ssize_t depth = PyLong_AsSsize_t(args[1]);
+    if (depth == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (depth < 0) {
+        PyErr_SetString(PyExc_ValueError, "depth must not be negative");
+        return NULL;
+    }
+    int descending = PyObject_IsTrue(args[2]);
+    if (descending < 0) {
+        return NULL;
+    }
+    PyObject *type_obj = args[3];
+    if (!PyType_Check(type_obj) || !PyType_IsSubtype((PyTypeObject *)type_obj, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "level_type must be a tuple subclass");
+        return NULL;
+    }
+    PyTypeObject *level_type = (PyTypeObject *)type_obj;
+
+    PyObject *runs_seq = PySequence_Fast(args[0], "runs must be a sequence");
+    if (runs_seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t k = PySequence_Fast_GET_SIZE(runs_seq);
+    Run small[SMALL_RUNS];
+    Run *runs = small;
+    if (k > SMALL_RUNS) {
+        runs = PyMem_Calloc((size_t)k, sizeof(Run));
+        if (runs == NULL) {
+            Py_DECREF(runs_seq);
+            return PyErr_NoMemory();
+        }
+    }
+    else {
+        memset(small, 0, sizeof(small));
+    }
+    PyObject *result = NULL;
+    int ok = 0;
+    Py_ssize_t n = 0;
+    Py_ssize_t total = 0;
+
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(runs_seq, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "a run must be a (name, side) tuple");
+            goto done;
+        }
+        runs[i].name = PyTuple_GET_ITEM(pair, 0);
+        runs[i].seq = PySequence_Fast(PyTuple_GET_ITEM(pair, 1), "a side must be a sequence");
+        if (runs[i].seq == NULL) {
+            goto done;
+        }
+        runs[i].len = PySequence_Fast_GET_SIZE(runs[i].seq);
+        total += runs[i].len;
+        if (runs[i].len > 0 && load_head(&runs[i]) < 0) {
+            goto done;
+        }
+    }
+    if (total < depth) {
+        depth = total;
+    }
+    result = PyTuple_New(depth);
+    if (result == NULL) {
+        goto done;
+    }
+    for (n = 0; n < depth; n++) {
+        Run *best = NULL;
+        for (Py_ssize_t i = 0; i < k; i++) {
+            Run *run = &runs[i];
+            if (run->pos >= run->len) {
+                continue;
+            }
+            if (best == NULL) {
+                best = run;
+                continue;
+            }
+            /* Strictly better only: an equal level keeps the earlier run. */
+            int better = descending ? run->p > best->p : run->p < best->p;
+            if (!better && run->p == best->p) {
+                better = run->a > best->a;
+            }
+            if (better) {
+                best = run;
+            }
+        }
+        /* total >= depth, so some run still has a level. */
+        PyObject *level = level_type->tp_alloc(level_type, 3);
+        if (level == NULL) {
+            goto done;
+        }
+        Py_INCREF(best->name);
+        Py_INCREF(best->price);
+        Py_INCREF(best->amount);
+        PyTuple_SET_ITEM(level, 0, best->name);
+        PyTuple_SET_ITEM(level, 1, best->price);
+        PyTuple_SET_ITEM(level, 2, best->amount);
+        PyTuple_SET_ITEM(result, n, level);
+        best->pos++;
+        if (best->pos < best->len && load_head(best) < 0) {
+            goto done;
+        }
+    }
+    ok = 1;
+
+done:
+    for (Py_ssize_t i = 0; i < k; i++) {
+        Py_XDECREF(runs[i].seq);
+    }
+    if (runs != small) {
+        PyMem_Free(runs);
+    }
+    Py_DECREF(runs_seq);
+    if (!ok) {
+        Py_XDECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
+static size_t
+varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static char *
+write_varint(char *out, uint64_t v)
+{
+    while (v >= 0x80) {
+        *out++ = (char)((v & 0x7F) | 0x80);
+        v >>= 7;
+    }
+    *out++ = (char)v;
+    return out;
+}
+
+static int
+is_default_double(double x)
+{
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    return bits == 0;
+}
+
+typedef struct {
+    const char *name;
+    Py_ssize_t name_len;
+    double price;
+    double amount;
+    size_t body;
+} LevelParts;
+
+#define SMALL_LEVELS 64
+
+/* One side's levels, read and sized before they are written. */
+typedef struct {
+    PyObject *seq; /* PySequence_Fast of the levels (a new reference) */
+    Py_ssize_t count;
+    LevelParts small[SMALL_LEVELS];
+    LevelParts *parts;
+    size_t size; /* bytes of all the fields */
+} Levels;
+
+static void
+levels_release(Levels *lv)
+{
+    if (lv->parts != NULL && lv->parts != lv->small) {
+        PyMem_Free(lv->parts);
+    }
+    lv->parts = NULL;
+    Py_CLEAR(lv->seq);
+}
+
+/* Read and size `levels`; 0, or -1 with an exception set (release either way). */
+static int
+levels_prepare(Levels *lv, PyObject *levels)
+{
+    lv->parts = NULL;
+    lv->size = 0;
+    lv->seq = PySequence_Fast(levels, "levels must be a sequence");
+    if (lv->seq == NULL) {
+        return -1;
+    }
+    lv->count = PySequence_Fast_GET_SIZE(lv->seq);
+    lv->parts = lv->small;
+    if (lv->count > SMALL_LEVELS) {
+        lv->parts = PyMem_Malloc((size_t)lv->count * sizeof(LevelParts));
+        if (lv->parts == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    for (Py_ssize_t i = 0; i < lv->count; i++) {
+        PyObject *level = PySequence_Fast_GET_ITEM(lv->seq, i);
+        if (!PyTuple_Check(level) || PyTuple_GET_SIZE(level) != 3) {
+            PyErr_SetString(PyExc_TypeError, "a level must be an (exchange, price, amount) tuple");
+            return -1;
+        }
+        LevelParts *lp = &lv->parts[i];
+        lp->name = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(level, 0), &lp->name_len);
+        if (lp->name == NULL) {
+            return -1;
+        }
+        lp->price = PyFloat_AsDouble(PyTuple_GET_ITEM(level, 1));
+        if (lp->price == -1.0 && PyErr_Occurred()) {
+            return -1;
+        }
+        lp->amount = PyFloat_AsDouble(PyTuple_GET_ITEM(level, 2));
+        if (lp->amount == -1.0 && PyErr_Occurred()) {
+            return -1;
+        }
+        size_t body = 0;
+        if (lp->name_len > 0) {
+            body += 1 + varint_size((uint64_t)lp->name_len) + (size_t)lp->name_len;
+        }
+        if (!is_default_double(lp->price)) {
+            body += 9;
+        }
+        if (!is_default_double(lp->amount)) {
+            body += 9;
+        }
+        lp->body = body;
+        lv->size += 1 + varint_size(body) + body;
+    }
+    return 0;
+}
+
+static char *
+write_double(char *out, unsigned char key, double x)
+{
+    *out++ = (char)key;
+    PyFloat_Pack8(x, out, 1); /* cannot fail for a C double with le=1 */
+    return out + 8;
+}
+
+static char *
+levels_write(char *out, unsigned char key, const Levels *lv)
+{
+    for (Py_ssize_t i = 0; i < lv->count; i++) {
+        const LevelParts *lp = &lv->parts[i];
+        *out++ = (char)key;
+        out = write_varint(out, lp->body);
+        if (lp->name_len > 0) {
+            *out++ = 0x0A;
+            out = write_varint(out, (uint64_t)lp->name_len);
+            memcpy(out, lp->name, (size_t)lp->name_len);
+            out += lp->name_len;
+        }
+        if (!is_default_double(lp->price)) {
+            out = write_double(out, 0x11, lp->price);
+        }
+        if (!is_default_double(lp->amount)) {
+            out = write_double(out, 0x19, lp->amount);
+        }
+    }
+    return out;
+}
+
+/* An integer field's value as the uint64 on the wire; -1 with ValueError set. */
+static int
+wire_integer(PyObject *value, int is_signed, const char *what, uint64_t *out)
+{
+    if (is_signed) {
+        long long v = PyLong_AsLongLong(value);
+        if (v == -1 && PyErr_Occurred()) {
+            goto range;
+        }
+        *out = (uint64_t)v; /* two's complement, as proto3 writes int64 */
+        return 0;
+    }
+    unsigned long long v = PyLong_AsUnsignedLongLong(value);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        goto range;
+    }
+    *out = (uint64_t)v;
+    return 0;
+range:
+    if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s field out of range: %R", what, value);
+    }
+    return -1;
+}
+
+/* UTF-8 of a string field; NULL with an exception set. */
+static const char *
+utf8(PyObject *text, Py_ssize_t *len)
+{
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "a string field must be a str");
+        return NULL;
+    }
+    return PyUnicode_AsUTF8AndSize(text, len);
+}
+
+static char *
+write_string(char *out, unsigned char key, const char *data, Py_ssize_t len)
+{
+    *out++ = (char)key;
+    out = write_varint(out, (uint64_t)len);
+    memcpy(out, data, (size_t)len);
+    return out + len;
+}
+
+static char *
+write_integer(char *out, unsigned char key, uint64_t v)
+{
+    *out++ = (char)key;
+    return write_varint(out, v);
+}
+
+/* Summary field keys (number << 3 | wire type). */
+#define SUMMARY_SPREAD 0x09
+#define SUMMARY_BIDS 0x12
+#define SUMMARY_ASKS 0x1A
+#define SUMMARY_INSTRUMENT 0x22
+#define SUMMARY_SEQUENCE 0x28
+#define SUMMARY_RECV_NS 0x30
+#define SUMMARY_PUBLISH_NS 0x38
+#define SUMMARY_SEND_NS 0x40
+#define SUMMARY_SOURCE_VENUE 0x4A
+#define SUMMARY_SOURCE_FRAME 0x50
+
+/*
+ * encode_summary(book, send_ns, clock) -> bytes
+ *     `book` a MergedBook (instrument, spread, bids, asks, sequence, recv_ns,
+ *     publish_ns, source_venue, source_frame). With `clock` not None,
+ *     publish_ns is clock(), called once the levels are read (the stamp
+ *     covers the merge and the encoding).
+ */
+static PyObject *
+encode_summary(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "encode_summary(book, send_ns, clock)");
+        return NULL;
+    }
+    PyObject *book = args[0];
+    if (!PyTuple_Check(book) || PyTuple_GET_SIZE(book) != 9) {
+        PyErr_SetString(PyExc_TypeError, "book must be a MergedBook");
+        return NULL;
+    }
+    PyObject *clock = args[2];
+    Levels bids, asks;
+    bids.seq = asks.seq = NULL;
+    bids.parts = asks.parts = NULL;
+    PyObject *result = NULL;
+    char *buf = NULL;
+
+    Py_ssize_t instrument_len, venue_len;
+    const char *instrument = utf8(PyTuple_GET_ITEM(book, 0), &instrument_len);
+    if (instrument == NULL) {
+        goto done;
+    }
+    double spread = PyFloat_AsDouble(PyTuple_GET_ITEM(book, 1));
+    if (spread == -1.0 && PyErr_Occurred()) {
+        goto done;
+    }
+    if (levels_prepare(&bids, PyTuple_GET_ITEM(book, 2)) < 0 ||
+        levels_prepare(&asks, PyTuple_GET_ITEM(book, 3)) < 0) {
+        goto done;
+    }
+    uint64_t sequence, recv_ns, publish_ns, send_ns, source_frame;
+    if (wire_integer(PyTuple_GET_ITEM(book, 4), 0, "uint64", &sequence) < 0 ||
+        wire_integer(PyTuple_GET_ITEM(book, 5), 1, "int64", &recv_ns) < 0 ||
+        wire_integer(args[1], 1, "int64", &send_ns) < 0 ||
+        wire_integer(PyTuple_GET_ITEM(book, 8), 0, "uint64", &source_frame) < 0) {
+        goto done;
+    }
+    const char *venue = utf8(PyTuple_GET_ITEM(book, 7), &venue_len);
+    if (venue == NULL) {
+        goto done;
+    }
+    if (clock == Py_None) {
+        if (wire_integer(PyTuple_GET_ITEM(book, 6), 1, "int64", &publish_ns) < 0) {
+            goto done;
+        }
+    }
+    else {
+        PyObject *now = PyObject_CallNoArgs(clock);
+        if (now == NULL) {
+            goto done;
+        }
+        int bad = wire_integer(now, 1, "int64", &publish_ns);
+        Py_DECREF(now);
+        if (bad < 0) {
+            goto done;
+        }
+    }
+    /* An upper bound: keys, 10-byte varints, the strings and the levels. */
+    size_t bound = 9 + bids.size + asks.size + 5 * 11 + 2 * 11 + (size_t)instrument_len +
+                   (size_t)venue_len;
+    buf = PyMem_Malloc(bound);
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    char *out = buf;
+    if (!is_default_double(spread)) {
+        out = write_double(out, SUMMARY_SPREAD, spread);
+    }
+    out = levels_write(out, SUMMARY_BIDS, &bids);
+    out = levels_write(out, SUMMARY_ASKS, &asks);
+    if (instrument_len > 0) {
+        out = write_string(out, SUMMARY_INSTRUMENT, instrument, instrument_len);
+    }
+    if (sequence != 0) {
+        out = write_integer(out, SUMMARY_SEQUENCE, sequence);
+    }
+    if (recv_ns != 0) {
+        out = write_integer(out, SUMMARY_RECV_NS, recv_ns);
+    }
+    if (publish_ns != 0) {
+        out = write_integer(out, SUMMARY_PUBLISH_NS, publish_ns);
+    }
+    if (send_ns != 0) {
+        out = write_integer(out, SUMMARY_SEND_NS, send_ns);
+    }
+    if (venue_len > 0) {
+        out = write_string(out, SUMMARY_SOURCE_VENUE, venue, venue_len);
+    }
+    if (source_frame != 0) {
+        out = write_integer(out, SUMMARY_SOURCE_FRAME, source_frame);
+    }
+    result = PyBytes_FromStringAndSize(buf, out - buf);
+
+done:
+    PyMem_Free(buf);
+    levels_release(&bids);
+    levels_release(&asks);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"merge_side", (PyCFunction)(void (*)(void))merge_side, METH_FASTCALL,
+     "merge_side(runs, depth, descending, level_type) -> tuple: the best depth levels across runs."},
+    {"encode_summary", (PyCFunction)(void (*)(void))encode_summary, METH_FASTCALL,
+     "encode_summary(book, send_ns, clock) -> bytes: a MergedBook as an orderbook.Summary."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    "dragonfly._speedups",
+    "The merge and the Summary encoding in C (optional; see dragonfly/accel.py).",
+    0,
+    methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModuleDef_Init(&module_def);
+}

@@ -1,0 +1,90 @@
+"""The C speedups against their pure-Python twins, on random input, and on bad input.
+
+The encoder's C twin is also run by every test of tests/serve/test_encode.py
+(against the official serializer), as is the merge by tests/core/test_aggregator.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dragonfly import accel
+from dragonfly.core.aggregator import Run, merge_side_py
+from dragonfly.core.types import MergedBook, MergedLevel
+from dragonfly.serve.encode import encode_summary_pb
+
+pytestmark = pytest.mark.skipif(
+    accel.speedups is None,
+    reason="C speedups not built (no C compiler at install) or DRAGONFLY_PURE_PYTHON set",
+)
+
+# Few distinct prices and amounts, so ties across venues are common.
+_prices = st.sampled_from([0.5, 1.0, 1.25, 2.0, 2.5, 3.0, 1e-8, 1e8])
+_amounts = st.sampled_from([0.1, 1.0, 2.0, 3.0])
+
+
+@st.composite
+def _runs(draw: st.DrawFn, descending: bool) -> list[Run]:
+    names = sorted(draw(st.sets(st.sampled_from(["binance", "bitstamp", "kraken", "okx", "é"]), max_size=5)))
+    runs = []
+    for name in names:
+        prices = sorted(draw(st.sets(_prices, max_size=8)), reverse=descending)
+        runs.append((name, tuple((p, draw(_amounts)) for p in prices)))
+    return runs
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data(), st.booleans(), st.integers(0, 12))
+def test_merge_side_equals_the_python_merge(data: st.DataObject, descending: bool, depth: int) -> None:
+    runs = data.draw(_runs(descending))
+    assert accel.speedups is not None
+    got = accel.speedups.merge_side(runs, depth, descending, MergedLevel)
+    assert got == merge_side_py(runs, depth, descending)
+    assert all(type(level) is MergedLevel for level in got)
+
+
+@pytest.mark.parametrize(
+    ("runs", "error"),
+    [
+        ([("a", ((1.0, 1.0),))], None),
+        ([("a", ((1.0,),))], TypeError),
+        ([("a", (("1", 1.0),))], TypeError),
+        ([("a",)], TypeError),
+        ([("a", 5)], TypeError),
+        (5, TypeError),
+    ],
+)
+def test_merge_side_refuses_what_is_not_a_book(runs: Sequence[Run], error: type[Exception] | None) -> None:
+    assert accel.speedups is not None
+    if error is None:
+        assert accel.speedups.merge_side(runs, 3, True, MergedLevel) == (MergedLevel("a", 1.0, 1.0),)
+    else:
+        with pytest.raises(error):
+            accel.speedups.merge_side(runs, 3, True, MergedLevel)
+    with pytest.raises(ValueError):
+        accel.speedups.merge_side([], -1, True, MergedLevel)
+    with pytest.raises(TypeError):
+        accel.speedups.merge_side([], 1, True, dict)
+
+
+def test_encode_summary_refuses_what_is_not_a_book() -> None:
+    assert accel.speedups is not None
+    encode = accel.speedups.encode_summary
+    book = MergedBook("ETHBTC", 1.0, (MergedLevel("a", 1.0, 2.0),), (), 1, 2, 3, "a", 4)
+    assert encode(book, 0, None) == encode_summary_pb(book)
+    assert encode(book, 5, lambda: 9) == encode_summary_pb(book._replace(publish_ns=9), 5)
+    for bad in [("ETHBTC",), 5, book._replace(bids=((1.0, 2.0),)), book._replace(instrument=b"x")]:
+        with pytest.raises(TypeError):
+            encode(bad, 0, None)
+    with pytest.raises(ValueError, match="uint64 field out of range"):
+        encode(book._replace(sequence=-1), 0, None)
+    with pytest.raises(ValueError, match="int64 field out of range"):
+        encode(book, 2**63, None)
+    with pytest.raises(ValueError, match="int64 field out of range"):
+        encode(book, 0, lambda: 2**64)
+    with pytest.raises(ZeroDivisionError):  # the clock's own error comes through
+        encode(book, 0, lambda: 1 // 0)

@@ -1,5 +1,5 @@
 /*
- * dragonfly._speedups: the merge and the Summary encoding in C.
+ * dragonfly._speedups: the top-N level reader, the merge and the Summary encoding in C.
  *
  * Optional: dragonfly/accel.py falls back to the pure-Python versions
  * (dragonfly/core/merge.py, dragonfly/serve/encode.py) when this module is not
@@ -22,6 +22,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -507,9 +508,183 @@ done:
     return result;
 }
 
+/*
+ * read_levels(payload, start, depth) -> tuple | None
+ *     The first `depth` levels of the JSON array at payload[start] ("["),
+ *     in the compact form venues send: ["price","amount"] pairs of number
+ *     strings, no whitespace. Returns ((price, amount), ...) as floats
+ *     (Python's own correctly rounded conversion, as float() does), or None
+ *     as soon as a byte is not of that form or a number is not finite: the
+ *     caller then takes its general parser, which names the error. The bytes
+ *     after the depth-th level are not read.
+ */
+#define MAX_NUMBER 64
+
+/* Whether [p, q) is a JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int
+is_json_number(const char *p, const char *q)
+{
+#define DIGIT(c) ((c) >= '0' && (c) <= '9')
+    if (p < q && *p == '-') {
+        p++;
+    }
+    if (p >= q || !DIGIT(*p)) {
+        return 0;
+    }
+    if (*p == '0') {
+        p++;
+    }
+    else {
+        while (p < q && DIGIT(*p)) {
+            p++;
+        }
+    }
+    if (p < q && *p == '.') {
+        p++;
+        if (p >= q || !DIGIT(*p)) {
+            return 0;
+        }
+        while (p < q && DIGIT(*p)) {
+            p++;
+        }
+    }
+    if (p < q && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < q && (*p == '+' || *p == '-')) {
+            p++;
+        }
+        if (p >= q || !DIGIT(*p)) {
+            return 0;
+        }
+        while (p < q && DIGIT(*p)) {
+            p++;
+        }
+    }
+    return p == q;
+#undef DIGIT
+}
+
+/* A number string at p (after its opening quote): its closing quote, or NULL. */
+static const char *
+read_number(const char *p, const char *end, double *out)
+{
+    const char *q = memchr(p, '"', (size_t)(end - p));
+    if (q == NULL || q - p >= MAX_NUMBER || !is_json_number(p, q)) {
+        return NULL;
+    }
+    char buf[MAX_NUMBER];
+    Py_ssize_t len = q - p;
+    memcpy(buf, p, (size_t)len);
+    buf[len] = '\0';
+    char *stop = NULL;
+    double x = PyOS_string_to_double(buf, &stop, NULL);
+    if (x == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (stop != buf + len || !isfinite(x)) {
+        return NULL;
+    }
+    *out = x;
+    return q;
+}
+
+static PyObject *
+read_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "read_levels(payload, start, depth)");
+        return NULL;
+    }
+    if (!PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "payload must be bytes");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t depth = PyLong_AsSsize_t(args[2]);
+    if (depth == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (depth < 0) {
+        PyErr_SetString(PyExc_ValueError, "depth must not be negative");
+        return NULL;
+    }
+    const char *data = PyBytes_AS_STRING(args[0]);
+    const char *end = data + PyBytes_GET_SIZE(args[0]);
+    if (start < 0 || start >= PyBytes_GET_SIZE(args[0]) || data[start] != '[') {
+        Py_RETURN_NONE;
+    }
+    const char *p = data + start + 1;
+    double prices[256], amounts[256];
+    double *price = prices, *amount = amounts;
+    if (depth > 256) {
+        price = PyMem_Malloc((size_t)depth * 2 * sizeof(double));
+        if (price == NULL) {
+            return PyErr_NoMemory();
+        }
+        amount = price + depth;
+    }
+    Py_ssize_t n = 0;
+    int ok = 0;
+    if (depth == 0 || (p < end && *p == ']')) {
+        ok = 1; /* nothing to read, or an empty side */
+    }
+    while (!ok && n < depth) {
+        /* ["price","amount"] */
+        if (end - p < 2 || p[0] != '[' || p[1] != '"') {
+            break;
+        }
+        p = read_number(p + 2, end, &price[n]);
+        if (p == NULL || end - p < 3 || p[1] != ',' || p[2] != '"') {
+            break;
+        }
+        p = read_number(p + 3, end, &amount[n]);
+        if (p == NULL || end - p < 3 || p[1] != ']') {
+            break;
+        }
+        n++;
+        if (p[2] == ']' || n == depth) {
+            ok = p[2] == ']' || p[2] == ',';
+            break;
+        }
+        if (p[2] != ',') {
+            break;
+        }
+        p += 3;
+    }
+    PyObject *result = NULL;
+    if (!ok) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    result = PyTuple_New(n);
+    if (result == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *level = Py_BuildValue("(dd)", price[i], amount[i]);
+        if (level == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyTuple_SET_ITEM(result, i, level);
+    }
+done:
+    if (price != prices) {
+        PyMem_Free(price);
+    }
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"merge_side", (PyCFunction)(void (*)(void))merge_side, METH_FASTCALL,
      "merge_side(runs, depth, descending, level_type) -> tuple: the best depth levels across runs."},
+    {"read_levels", (PyCFunction)(void (*)(void))read_levels, METH_FASTCALL,
+     "read_levels(payload, start, depth) -> tuple | None: the top levels of a compact JSON side."},
     {"encode_summary", (PyCFunction)(void (*)(void))encode_summary, METH_FASTCALL,
      "encode_summary(book, send_ns, clock) -> bytes: a MergedBook as an orderbook.Summary."},
     {NULL, NULL, 0, NULL},

@@ -3,8 +3,8 @@
     python -m latency.bench_accel [--rounds 15] [--frames 4000]
 
 Each round times ``latency.bench_hotpath``'s chain (frame bytes -> merged
-Summary bytes in 10 subscriber queues) once with the C merge and encoder and
-once with their pure-Python twins, so both see the same drift of this VM;
+Summary bytes in 10 subscriber queues) once with the C level reader, merge
+and encoder and once with their pure-Python twins, so both see the same drift of this VM;
 prints the medians and the median per-round ratio.
 """
 
@@ -20,10 +20,13 @@ from dragonfly.core import aggregator
 from dragonfly.serve import encode
 from latency.bench_hotpath import bench_frame_to_queue
 
+_BUILT = accel.speedups
+
 
 def _chain_us(c: bool, frames: int) -> float:
-    """µs per frame of the chain, on the C speedups or pure Python."""
-    speedups = accel.speedups if c else None
+    """µs per frame of the chain, on the C speedups or pure Python (decoders included)."""
+    speedups = _BUILT if c else None
+    accel.speedups = speedups  # the venue decoders choose when the chain makes them
     aggregator.merge_side = speedups.merge_side if speedups is not None else aggregator.merge_side_py
     setattr(encode, "speedups", speedups)  # noqa: B010 (a module global, swapped for the run)
     return bench_frame_to_queue(frames) / frames * 1e6
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--frames", type=int, default=4000)
     args = p.parse_args(argv)
-    if accel.speedups is None:
+    if _BUILT is None:
         print("C speedups not built (or DRAGONFLY_PURE_PYTHON set): nothing to compare", file=sys.stderr)
         return 1
     asyncio.set_event_loop(asyncio.new_event_loop())  # FanOut subscriptions want a loop

@@ -18,6 +18,8 @@ def pytest_asyncio_loop_factories(
 def both_hot_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test on the C speedups and again on the pure-Python hot path.
 
+    Venue decoders choose when they are made: make them inside the test.
+
     The C run is skipped, with the reason, when the speedups are not built.
     """
     from dragonfly import accel
@@ -32,4 +34,5 @@ def both_hot_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     else:
         monkeypatch.setattr(aggregator, "merge_side", aggregator.merge_side_py)
         monkeypatch.setattr(encode, "speedups", None)
+        monkeypatch.setattr(accel, "speedups", None)  # decoders made from here on
     return str(request.param)

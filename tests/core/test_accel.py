@@ -6,6 +6,7 @@ The encoder's C twin is also run by every test of tests/serve/test_encode.py
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import pytest
@@ -16,6 +17,7 @@ from dragonfly import accel
 from dragonfly.core.aggregator import Run, merge_side_py
 from dragonfly.core.types import MergedBook, MergedLevel
 from dragonfly.serve.encode import encode_summary_pb
+from dragonfly.venues.bitstamp import _top_of_side
 
 pytestmark = pytest.mark.skipif(
     accel.speedups is None,
@@ -45,6 +47,53 @@ def test_merge_side_equals_the_python_merge(data: st.DataObject, descending: boo
     got = accel.speedups.merge_side(runs, depth, descending, MergedLevel)
     assert got == merge_side_py(runs, depth, descending)
     assert all(type(level) is MergedLevel for level in got)
+
+
+# Number strings: JSON numbers, and strings that are not (spaces, signs, words).
+_numbers = st.one_of(
+    st.from_regex(r"\A-?(0|[1-9][0-9]{0,6})(\.[0-9]{1,8})?([eE][+-]?[0-9]{1,3})?\Z"),
+    st.text("0123456789.-+eE ", max_size=8),
+    st.sampled_from(["nan", "inf", "1e999", "", " 1", "1 ", "01", "1.", ".5"]),
+)
+_JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.lists(st.tuples(_numbers, _numbers), max_size=12),
+    st.integers(1, 14),
+    st.sampled_from(["]", ",[1]]", "", ",", "]x", ' ,["1","2"]]', ",garbage"]),
+)
+def test_read_levels_reads_what_the_python_scan_reads(
+    levels: list[tuple[str, str]], depth: int, tail: str
+) -> None:
+    """Same levels as the Python scan, or None; None also for numbers that are not JSON numbers."""
+    assert accel.speedups is not None
+    payload = ('{"bids":[' + ",".join(f'["{p}","{a}"]' for p, a in levels) + tail).encode()
+    got = accel.speedups.read_levels(payload, 8, depth)
+    want = _top_of_side(payload, 8, depth)
+    if got is None and want is not None:
+        # The C reader takes only the JSON number grammar; msgspec is laxer.
+        assert any(not _JSON_NUMBER.fullmatch(x) for level in levels[:depth] for x in level)
+    else:
+        assert got == want
+
+
+def test_read_levels_bounds() -> None:
+    assert accel.speedups is not None
+    read = accel.speedups.read_levels
+    assert read(b'[["1","2"]]', 0, 5) == ((1.0, 2.0),)
+    assert read(b'["1","2"]]', 0, 5) is None  # a side of levels, not a level
+    assert read(b'[["1","2"],["0.5","3e2"]]', 0, 1) == ((1.0, 2.0),)
+    assert read(b"[]", 0, 5) == ()
+    assert read(b'[["1","2"]]', 0, 0) == ()
+    for start in (-1, 11, 1):
+        assert read(b'[["1","2"]]', start, 5) is None
+    assert read(b'[["1","2"', 0, 5) is None  # cut short
+    with pytest.raises(TypeError):
+        read("[]", 0, 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        read(b"[]", 0, -1)
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,8 @@ from dragonfly.core.errors import ConfigError, ParseError
 from dragonfly.core.venue import ControlKind
 from dragonfly.venues import VENUES, binance, bitstamp, get_venue
 
+pytestmark = pytest.mark.usefixtures("both_hot_paths")
+
 # The partial book depth payload as documented by Binance (spot, web-socket-streams).
 BINANCE_DOC = b"""{
   "lastUpdateId": 160,

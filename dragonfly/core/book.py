@@ -220,6 +220,7 @@ class L2Book:
         raises TypeError.
         """
         hit = 0
+        # Two loops that differ only in the key, as in update (hot path).
         side = self.bids
         for level in bids:
             value, qty = level

@@ -44,6 +44,9 @@ _by_price = attrgetter("price")
 _by_amount = attrgetter("amount")
 #: One venue's side as a merge input: ``(venue name, levels best first)``.
 Run = tuple[str, Side]
+#: merge_side_py's last side per venue name: (name, level type) -> (side, its levels).
+_levelled: dict[tuple[str, type], tuple[Side, list[MergedLevel]]] = {}
+_new_level = partial(tuple.__new__, MergedLevel)
 
 
 def merge_side_py(
@@ -55,8 +58,15 @@ def merge_side_py(
     distinct prices (what a :class:`VenueBook` holds). Order: price
     (descending if ``descending``), then larger amount, then earlier run.
     """
-    level = partial(tuple.__new__, level_type)
-    levels = [level((name, p, a)) for name, side in runs for p, a in side]
+    levels: list[MergedLevel] = []
+    level = _new_level if level_type is MergedLevel else partial(tuple.__new__, level_type)
+    for name, side in runs:
+        # A venue's side is levelled once, when it arrives: the runs that did
+        # not change reuse the levels of their last side (the very object).
+        hit = _levelled.get((name, level_type))
+        if hit is None or hit[0] is not side:
+            hit = _levelled[name, level_type] = (side, [level((name, p, a)) for p, a in side])
+        levels += hit[1]
     levels.sort(key=_by_amount, reverse=True)
     levels.sort(key=_by_price, reverse=descending)
     return tuple(levels[:depth])

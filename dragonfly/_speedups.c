@@ -680,9 +680,89 @@ done:
     return result;
 }
 
+/*
+ * check_book(bids, asks) -> str | None
+ *     Why a venue's top-N book cannot be trusted, or None: the C twin of
+ *     dragonfly.core.listener.check_book_py (same checks, same messages).
+ */
+/* Check one side; sets *problem on a bad level, *best to its first price
+ * (NAN when empty). -1 with an exception set when a level is not a pair of
+ * numbers. */
+static int
+check_side(PyObject *side, int bids, const char **problem, double *best)
+{
+    PyObject *seq = PySequence_Fast(side, "a side must be a sequence");
+    if (seq == NULL) {
+        return -1;
+    }
+    double prev = bids ? INFINITY : 0.0;
+    *best = NAN;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *level = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(level) || PyTuple_GET_SIZE(level) != 2) {
+            PyErr_SetString(PyExc_TypeError, "a level must be a (price, amount) tuple");
+            Py_DECREF(seq);
+            return -1;
+        }
+        double price = PyFloat_AsDouble(PyTuple_GET_ITEM(level, 0));
+        if (price == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        double amount = PyFloat_AsDouble(PyTuple_GET_ITEM(level, 1));
+        if (amount == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (i == 0) {
+            *best = price;
+        }
+        int in_order = bids ? (0.0 < price && price < prev) : (prev < price && price < INFINITY);
+        if (!in_order || !(0.0 < amount && amount < INFINITY)) {
+            *problem = bids ? "bids out of order or not positive finite"
+                            : "asks out of order or not positive finite";
+            break;
+        }
+        prev = price;
+    }
+    Py_DECREF(seq);
+    return 0;
+}
+
+static PyObject *
+check_book(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "check_book(bids, asks)");
+        return NULL;
+    }
+    const char *problem = NULL;
+    double best_bid, best_ask;
+    if (check_side(args[0], 1, &problem, &best_bid) < 0) {
+        return NULL;
+    }
+    if (problem == NULL) {
+        if (check_side(args[1], 0, &problem, &best_ask) < 0) {
+            return NULL;
+        }
+        /* NAN (an empty side) compares false: no cross. */
+        if (problem == NULL && best_bid >= best_ask) {
+            problem = "venue book is crossed";
+        }
+    }
+    if (problem == NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_FromString(problem);
+}
+
 static PyMethodDef methods[] = {
     {"merge_side", (PyCFunction)(void (*)(void))merge_side, METH_FASTCALL,
      "merge_side(runs, depth, descending, level_type) -> tuple: the best depth levels across runs."},
+    {"check_book", (PyCFunction)(void (*)(void))check_book, METH_FASTCALL,
+     "check_book(bids, asks) -> str | None: why a venue's top-N book cannot be trusted."},
     {"read_levels", (PyCFunction)(void (*)(void))read_levels, METH_FASTCALL,
      "read_levels(payload, start, depth) -> tuple | None: the top levels of a compact JSON side."},
     {"encode_summary", (PyCFunction)(void (*)(void))encode_summary, METH_FASTCALL,

@@ -1,9 +1,10 @@
 """The optional C speedups of the hot path, and the switch between them and pure Python.
 
-``dragonfly/_speedups.c`` holds three hot-path functions in C: the reader of
+``dragonfly/_speedups.c`` holds four hot-path functions in C: the reader of
 a compact JSON side's top N (``read_levels``, for the Binance and Bitstamp
-snapshot decoders), the merge of the venues' top N (``merge_side``) and the
-Summary encoder (``encode_summary``). ``pip install`` builds it when a C compiler is present;
+snapshot decoders), the listener's book check (``check_book``), the merge of
+the venues' top N (``merge_side``) and the Summary encoder
+(``encode_summary``). ``pip install`` builds it when a C compiler is present;
 without one the install still succeeds and the pure-Python versions run, with
 the same results (``tests/core/test_accel.py`` compares both on random books).
 
@@ -15,8 +16,8 @@ side 7.0 µs in Python against 0.8 µs in C, a side's levels encoded 2.4 µs
 against 0.3 µs. ``python -m latency.bench_accel`` times the whole chain both
 ways, interleaved: ~0.4x the pure-Python time.
 
-Venue decoders choose when they are made (``make_decoder``), the merge and the
-encoder when they are imported.
+Venue decoders choose when they are made (``make_decoder``); the check, the
+merge and the encoder when they are imported.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
     python -m latency.bench_accel [--rounds 15] [--frames 4000]
 
 Each round times ``latency.bench_hotpath``'s chain (frame bytes -> merged
-Summary bytes in 10 subscriber queues) once with the C level reader, merge
-and encoder and once with their pure-Python twins, so both see the same drift of this VM;
+Summary bytes in 10 subscriber queues) once with the C level reader, book
+check, merge and encoder and once with their pure-Python twins, so both see the same drift of this VM;
 prints the medians and the median per-round ratio.
 """
 
@@ -16,7 +16,7 @@ import statistics
 import sys
 
 from dragonfly import accel
-from dragonfly.core import aggregator
+from dragonfly.core import aggregator, listener
 from dragonfly.serve import encode
 from latency.bench_hotpath import bench_frame_to_queue
 
@@ -28,6 +28,7 @@ def _chain_us(c: bool, frames: int) -> float:
     speedups = _BUILT if c else None
     accel.speedups = speedups  # the venue decoders choose when the chain makes them
     aggregator.merge_side = speedups.merge_side if speedups is not None else aggregator.merge_side_py
+    listener.check_book = speedups.check_book if speedups is not None else listener.check_book_py
     setattr(encode, "speedups", speedups)  # noqa: B010 (a module global, swapped for the run)
     return bench_frame_to_queue(frames) / frames * 1e6
 

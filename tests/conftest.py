@@ -23,16 +23,18 @@ def both_hot_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     The C run is skipped, with the reason, when the speedups are not built.
     """
     from dragonfly import accel
-    from dragonfly.core import aggregator
+    from dragonfly.core import aggregator, listener
     from dragonfly.serve import encode
 
     if request.param == "c":
         if accel.speedups is None:
             pytest.skip("C speedups not built (no C compiler at install) or DRAGONFLY_PURE_PYTHON set")
         monkeypatch.setattr(aggregator, "merge_side", accel.speedups.merge_side)
+        monkeypatch.setattr(listener, "check_book", accel.speedups.check_book)
         monkeypatch.setattr(encode, "speedups", accel.speedups)
     else:
         monkeypatch.setattr(aggregator, "merge_side", aggregator.merge_side_py)
+        monkeypatch.setattr(listener, "check_book", listener.check_book_py)
         monkeypatch.setattr(encode, "speedups", None)
         monkeypatch.setattr(accel, "speedups", None)  # decoders made from here on
     return str(request.param)

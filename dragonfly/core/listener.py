@@ -11,6 +11,7 @@ import logging
 import math
 from collections.abc import Callable
 
+from dragonfly.accel import speedups
 from dragonfly.core.errors import ParseError
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotProducer
@@ -18,7 +19,7 @@ from dragonfly.core.types import Side, VenueBook, new_venue_book
 from dragonfly.core.venue import Decoder
 
 
-def check_book(bids: Side, asks: Side) -> str | None:
+def check_book_py(bids: Side, asks: Side) -> str | None:
     """Return why a top-N book cannot be trusted, or ``None`` if it is sound.
 
     Sound means: prices strictly ordered (bids descending, asks ascending),
@@ -40,6 +41,13 @@ def check_book(bids: Side, asks: Side) -> str | None:
     if bids and asks and bids[0][0] >= asks[0][0]:
         return "venue book is crossed"
     return None
+
+
+#: The check the listeners run: the C speedups' twin (same checks and
+#: messages, ~0.2 µs against ~2 µs for 10+10 levels) when built.
+check_book: Callable[[Side, Side], str | None] = (
+    speedups.check_book if speedups is not None else check_book_py
+)
 
 
 class TopNListener:

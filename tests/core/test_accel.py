@@ -6,6 +6,7 @@ The encoder's C twin is also run by every test of tests/serve/test_encode.py
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from dragonfly import accel
 from dragonfly.core.aggregator import Run, merge_side_py
+from dragonfly.core.listener import check_book_py
 from dragonfly.core.types import MergedBook, MergedLevel
 from dragonfly.serve.encode import encode_summary_pb
 from dragonfly.venues.bitstamp import _top_of_side
@@ -47,6 +49,36 @@ def test_merge_side_equals_the_python_merge(data: st.DataObject, descending: boo
     got = accel.speedups.merge_side(runs, depth, descending, MergedLevel)
     assert got == merge_side_py(runs, depth, descending)
     assert all(type(level) is MergedLevel for level in got)
+
+
+_sides = st.lists(
+    st.tuples(
+        st.one_of(_prices, st.sampled_from([0.0, -1.0, math.inf, math.nan, 2.0])),
+        st.one_of(_amounts, st.sampled_from([0.0, -1.0, math.inf, math.nan])),
+    ),
+    max_size=6,
+).map(tuple)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_sides, _sides, st.booleans(), st.booleans())
+def test_check_book_equals_the_python_check(
+    bids: tuple[tuple[float, float], ...], asks: tuple[tuple[float, float], ...], sort_b: bool, sort_a: bool
+) -> None:
+    # Sorted sides most of the time, so the crossed check is reached too.
+    if sort_b:
+        bids = tuple(sorted(bids, key=lambda lv: -lv[0] if lv[0] == lv[0] else 0.0))
+    if sort_a:
+        asks = tuple(sorted(asks, key=lambda lv: lv[0] if lv[0] == lv[0] else 0.0))
+    assert accel.speedups is not None
+    assert accel.speedups.check_book(bids, asks) == check_book_py(bids, asks)
+
+
+def test_check_book_refuses_what_is_not_a_book() -> None:
+    assert accel.speedups is not None
+    for bad in [((1.0,),), (("1", 1.0),), 5]:
+        with pytest.raises(TypeError):
+            accel.speedups.check_book(bad, ())  # type: ignore[arg-type]
 
 
 # Number strings: JSON numbers, and strings that are not (spaces, signs, words).

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from dragonfly.core import listener
 from dragonfly.core.aggregator import Aggregator
-from dragonfly.core.listener import TopNListener, check_book
+from dragonfly.core.listener import TopNListener
 from dragonfly.core.types import MergedBook
 from dragonfly.venues import binance
 
 
 def depth_frame(bids: list[tuple[str, str]], asks: list[tuple[str, str]], update_id: int = 1) -> bytes:
     return json.dumps({"lastUpdateId": update_id, "bids": bids, "asks": asks}).encode()
+
+
+pytestmark = pytest.mark.usefixtures("both_hot_paths")
 
 
 def make(depth: int = 2) -> tuple[TopNListener, list[MergedBook]]:
@@ -72,6 +78,7 @@ def test_withdraw_removes_the_venue() -> None:
 
 
 def test_check_book() -> None:
+    check_book = listener.check_book  # the C twin or the Python one (both_hot_paths)
     assert check_book(((2.0, 1.0), (1.0, 1.0)), ((3.0, 1.0),)) is None
     assert check_book((), ()) is None
     assert check_book(((2.0, 1.0),), ((2.0, 1.0),)) == "venue book is crossed"

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import platform
 import sys
 import time
 from pathlib import Path
 
+from dragonfly.client.__main__ import parse_window
+from dragonfly.client.stream import DEFAULT_WINDOW_BYTES
 from dragonfly.recording import RecordedConnection, discover
 from dragonfly.sim.replay.simulator import CONNECTIONS
 from latency import capacity
@@ -90,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--asap", action="store_true", help="with --replay: as fast as possible")
     p.add_argument("--replay-venues", default=None, metavar="V1,V2",
                    help="with --replay: these venues only (default: every recorded venue)")
+    p.add_argument("--sub-window", type=parse_window, default=DEFAULT_WINDOW_BYTES, metavar="N|grpc",
+                   help="each subscriber's HTTP/2 window in bytes (default dragonfly.client's, "
+                   f"{DEFAULT_WINDOW_BYTES}; 'grpc': grpc's auto-tuned window). The capacity search "
+                   "always uses grpc's: it asks for every update")
     p.add_argument("--soak", action="store_true", help="only a 10-minute RSS soak at 10k msg/s (not in CI)")
     p.add_argument("--soak-seconds", type=float, default=600.0)
     return p
@@ -103,6 +110,7 @@ def plan(args: argparse.Namespace) -> list[CellSpec]:
         rates, subs, window, warmup = [1000], [1, 2], 1.5, 0.5
     else:
         rates, subs, window, warmup = _ints(args.rates), _ints(args.subs), args.window, args.warmup
+    cell = functools.partial(CellSpec, warmup_s=warmup, window_s=window, sub_window=args.sub_window)
     cells = []
     flip = False
     for rate in rates:
@@ -112,11 +120,11 @@ def plan(args: argparse.Namespace) -> list[CellSpec]:
             slow = 1 if k > 1 else 0
             order = ("relay", "dragonfly") if flip else ("dragonfly", "relay")
             flip = not flip
-            cells += [CellSpec(system, rate, k, slow, warmup_s=warmup, window_s=window) for system in order]
+            cells += [cell(system, rate, k, slow) for system in order]
     if not args.quick and 10 in subs and rates:
         # The same 10 subscribers without the slow one: it must not move the others.
         for system in ("dragonfly", "relay"):
-            cells.append(CellSpec(system, rates[0], 10, 0, warmup_s=warmup, window_s=window))
+            cells.append(cell(system, rates[0], 10, 0))
     return cells
 
 
@@ -145,7 +153,10 @@ def replay_plan(args: argparse.Namespace) -> list[CellSpec]:
             replay = ReplaySpec(str(args.replay), venue, pace)
             slow = 1 if k > 1 else 0
             cells += [
-                CellSpec(system, 0, k, slow, venues=(venue,), window_s=REPLAY_MAX_S, replay=replay)
+                CellSpec(
+                    system, 0, k, slow, venues=(venue,), window_s=REPLAY_MAX_S, replay=replay,
+                    sub_window=args.sub_window,
+                )
                 for system in order
             ]
     return cells
@@ -157,13 +168,16 @@ def recorded_venues(directory: Path) -> list[str]:
     return [v for v in CONNECTIONS if v in found]
 
 
-def context() -> str:
+def context(sub_window: int | None = DEFAULT_WINDOW_BYTES) -> str:
     """Where and how this ran."""
+    window = "grpc's auto-tuned window" if sub_window is None else f"a {sub_window}-byte window"
     return (
         f"Run {time.strftime('%Y-%m-%d %H:%M:%S')} on {platform.node()} "
         f"({platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores), Python {platform.python_version()}. Generator, server and subscribers "
-        "are three processes sharing these cores: read CPU columns with that in mind."
+        "are three processes sharing these cores: read CPU columns with that in mind. "
+        f"Subscribers of the cells read with {window} (HTTP/2 flow control), those of the capacity "
+        "search with grpc's."
     )
 
 
@@ -241,7 +255,8 @@ async def amain(args: argparse.Namespace) -> int:
     text = "\n".join(lines)
     print(text)
     (out / "table.txt").write_text(text + "\n")
-    (out / "report.md").write_text(markdown(stats, peers, n_frames, context(), capacity=capacity_md))
+    report = markdown(stats, peers, n_frames, context(args.sub_window), capacity=capacity_md)
+    (out / "report.md").write_text(report)
     plot(stats, out / "latency.png")
     print(f"wrote {out / 'report.md'}, {out / 'latency.png'}", file=sys.stderr)
     return 0 if all(not s.error for s in stats) else 1

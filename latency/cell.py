@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psutil
 
+from dragonfly.client.stream import DEFAULT_WINDOW_BYTES
 from dragonfly.core.errors import ConfigError
 from dragonfly.recording import RecordingError
 from latency.generator import LoadGenerator
@@ -48,6 +49,8 @@ class CellSpec:
     #: 0: the recording sets it). The window runs from release to the last
     #: recorded frame, ``window_s`` at most, with no warm-up.
     replay: ReplaySpec | None = None
+    #: Each subscriber's HTTP/2 window, bytes (``None``: grpc's auto-tuned one).
+    sub_window: int | None = DEFAULT_WINDOW_BYTES
 
 
 @dataclass
@@ -149,6 +152,7 @@ async def run_cell(spec: CellSpec, workdir: Path, *, soak_sample_s: float = 0.0)
             sys.executable, "-m", "latency.subscribers", "--target", f"127.0.0.1:{port}",
             "--count", str(spec.subscribers), "--slow", str(spec.slow), "--out", str(out),
             "--ready", "first" if spec.replay is None else "open",
+            "--window-bytes", "grpc" if spec.sub_window is None else str(spec.sub_window),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
         )
         assert subs.stdout is not None and subs.stdin is not None

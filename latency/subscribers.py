@@ -3,7 +3,9 @@
 ``python -m latency.subscribers --target 127.0.0.1:P --count K --slow 1 --out FILE``
 
 Each subscriber is its own grpc.aio channel (its own HTTP/2 connection: a
-local subchannel pool stops grpc from sharing one). It records, per message,
+local subchannel pool stops grpc from sharing one), set up like
+``dragonfly.client``'s: ``--window-bytes`` is its flow-control window (default
+the client's; ``grpc`` for grpc's auto-tuned one). It records, per message,
 its receive time (``time.time_ns()`` right after the read) and the message's
 stamps. ``--slow N`` of the K read one message every ``--slow-pause`` seconds
 (a client that falls behind: the server must conflate for it alone).
@@ -29,10 +31,11 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from dragonfly.client.__main__ import parse_window
+from dragonfly.client.stream import DEFAULT_WINDOW_BYTES, channel_options
 from latency.wire import StampReader
 
 METHOD = "/orderbook.OrderbookAggregator/BookSummary"
-_OPTIONS: tuple[tuple[str, Any], ...] = (("grpc.use_local_subchannel_pool", 1),)
 
 
 @dataclass
@@ -51,6 +54,7 @@ class SubscriberLog:
 
 async def _subscribe(
     target: str,
+    options: tuple[tuple[str, Any], ...],
     log: SubscriberLog,
     first: asyncio.Event,
     opened: asyncio.Event,
@@ -60,7 +64,7 @@ async def _subscribe(
     reader = StampReader()
     venue_ids: dict[str, int] = {}
     time_ns = time.time_ns
-    async with grpc.aio.insecure_channel(target, options=_OPTIONS) as channel:
+    async with grpc.aio.insecure_channel(target, options=options) as channel:
         call = channel.unary_stream(METHOD, request_serializer=None, response_deserializer=None)(b"")
         await call.initial_metadata()  # the server sends it when the stream opens
         opened.set()
@@ -86,15 +90,24 @@ async def _subscribe(
         call.cancel()
 
 
-async def run(target: str, count: int, slow: int, pause: float, out: str, ready: str = "first") -> int:
+async def run(
+    target: str,
+    count: int,
+    slow: int,
+    pause: float,
+    out: str,
+    ready: str = "first",
+    window_bytes: int | None = DEFAULT_WINDOW_BYTES,
+) -> int:
     """Run the subscribers until ``stop`` on stdin; write their logs to ``out``."""
     loop = asyncio.get_running_loop()
+    options = (*channel_options(window_bytes), ("grpc.use_local_subchannel_pool", 1))
     stop = asyncio.Event()
     logs = [SubscriberLog(slow=i < slow) for i in range(count)]
     firsts = [asyncio.Event() for _ in logs]
     opens = [asyncio.Event() for _ in logs]
     tasks = [
-        asyncio.create_task(_subscribe(target, log, ev, op, pause if log.slow else 0.0, stop))
+        asyncio.create_task(_subscribe(target, options, log, ev, op, pause if log.slow else 0.0, stop))
         for log, ev, op in zip(logs, firsts, opens, strict=True)
     ]
     awaited = opens if ready == "open" else firsts
@@ -121,10 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--ready", choices=["first", "open"], default="first",
                    help="say ready once every stream delivered a first message (default) or is open")
+    p.add_argument("--window-bytes", type=parse_window, default=DEFAULT_WINDOW_BYTES, metavar="N|grpc",
+                   help=f"each stream's HTTP/2 window (default {DEFAULT_WINDOW_BYTES}, as dragonfly.client)")
     args = p.parse_args(argv)
     import uvloop
 
-    return int(uvloop.run(run(args.target, args.count, args.slow, args.slow_pause, args.out, args.ready)))
+    return int(
+        uvloop.run(
+            run(args.target, args.count, args.slow, args.slow_pause, args.out, args.ready, args.window_bytes)
+        )
+    )
 
 
 if __name__ == "__main__":

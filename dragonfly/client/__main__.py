@@ -16,7 +16,13 @@ import sys
 from collections.abc import Callable
 
 from dragonfly.client.format import format_summary, summary_to_json
-from dragonfly.client.stream import DEFAULT_TARGET, ClientError, stream_summaries
+from dragonfly.client.stream import (
+    DEFAULT_TARGET,
+    DEFAULT_WINDOW_BYTES,
+    ClientError,
+    channel_options,
+    stream_summaries,
+)
 
 _DEFAULT_PORT = 50051
 # host:port, host alone, [v6]:port or [v6] alone.
@@ -46,6 +52,21 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     return parse
 
 
+def parse_window(text: str) -> int | None:
+    """Return the ``--window-bytes`` value: bytes, or ``None`` for ``grpc`` (its auto-tuned window)."""
+    if text.strip().lower() == "grpc":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a byte count or 'grpc': {text!r}") from None
+    try:
+        channel_options(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("window_bytes", "window")) from None
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dragonfly.client",
@@ -70,12 +91,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--depth", type=_positive(int), default=10, metavar="D", help="levels per side shown (default 10)"
     )
+    parser.add_argument(
+        "--window-bytes",
+        type=parse_window,
+        default=DEFAULT_WINDOW_BYTES,
+        metavar="N|grpc",
+        help=f"HTTP/2 window: at most N bytes of updates wait unread, so a slow reader reads recent books "
+        f"(default {DEFAULT_WINDOW_BYTES}, ~3 updates; 'grpc': grpc's auto-tuned window, MiBs)",
+    )
     return parser
 
 
 async def _run(args: argparse.Namespace) -> int:
     received = 0
-    async with contextlib.aclosing(stream_summaries(args.server, timeout=args.timeout)) as summaries:
+    summaries_of = stream_summaries(args.server, timeout=args.timeout, window_bytes=args.window_bytes)
+    async with contextlib.aclosing(summaries_of) as summaries:
         async for summary in summaries:
             text = summary_to_json(summary) if args.json else format_summary(summary, args.depth) + "\n"
             sys.stdout.write(text + "\n")

@@ -11,8 +11,10 @@ write to a client that does not read (the handler then waits in
 subscription holds at most ``queue_len`` updates, dropping the oldest (and,
 with ``max_lag_ns``, those that waited longer than that). So a
 stalled client holds ``queue_len`` updates plus its flow-control window of
-bytes (64 KiB, or a few MiB once grpc's BDP probing has widened it) and costs
-the event loop nothing; the others are unaffected.
+bytes and costs the event loop nothing; the others are unaffected. The client
+chooses that window: grpc's default is 64 KiB, widened to MiBs by its
+bandwidth probing, i.e. seconds of stale updates for a slow reader;
+``dragonfly.client`` offers 2 KiB (see ``dragonfly.client.stream``).
 """
 
 from __future__ import annotations

@@ -23,3 +23,14 @@ def test_capacity_range_must_be_increasing(capsys: pytest.CaptureFixture[str]) -
         with pytest.raises(SystemExit):
             build_parser().parse_args(["--capacity-range", bad])
         assert "LO" in capsys.readouterr().err
+
+
+def test_subscriber_window_defaults_to_the_clients(capsys: pytest.CaptureFixture[str]) -> None:
+    from dragonfly.client.stream import DEFAULT_WINDOW_BYTES
+
+    assert build_parser().parse_args([]).sub_window == DEFAULT_WINDOW_BYTES
+    assert build_parser().parse_args(["--sub-window", "grpc"]).sub_window is None
+    assert build_parser().parse_args(["--sub-window", "0"]).sub_window == 0
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--sub-window", "-1"])
+    assert "--sub-window" in capsys.readouterr().err

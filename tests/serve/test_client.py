@@ -16,9 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from dragonfly.client.__main__ import parse_target
+from dragonfly.client.__main__ import parse_target, parse_window
 from dragonfly.client.format import format_number, format_summary, summary_to_dict, summary_to_json
-from dragonfly.client.stream import ServerUnreachableError, StreamError, stream_summaries
+from dragonfly.client.stream import (
+    DEFAULT_WINDOW_BYTES,
+    ServerUnreachableError,
+    StreamError,
+    channel_options,
+    stream_summaries,
+)
 from dragonfly.core.fanout import FanOut
 from dragonfly.core.types import MergedBook, MergedLevel
 from dragonfly.serve import orderbook_pb2
@@ -241,3 +247,68 @@ def test_parse_target(text: str, target: str) -> None:
 def test_parse_target_rejects(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         parse_target(text)
+
+
+async def _reads_to_catch_up(running: Running, make_book: MakeBook, window_bytes: int | None) -> int:
+    """Pause a reader while 200 updates are published; return the reads it then needs to see the last."""
+    last = 200
+    async with contextlib.aclosing(stream_summaries(running.target, window_bytes=window_bytes)) as summaries:
+        running.fanout.publish(encode_summary(make_book(0)))
+        assert (await anext(summaries)).sequence == 0
+        for sequence in range(1, last + 1):  # paced: the server writes every one it can
+            running.fanout.publish(encode_summary(make_book(sequence)))
+            await asyncio.sleep(0.002)
+        await asyncio.sleep(0.2)  # whatever the window lets through is in this process now
+        reads = 0
+        async with asyncio.timeout(10):
+            async for summary in summaries:
+                reads += 1
+                if summary.sequence == last:
+                    return reads
+    raise AssertionError("the stream ended before the last update")
+
+
+async def test_a_slow_reader_reads_recent_books_with_the_default_window(
+    running: Running, make_book: MakeBook
+) -> None:
+    # ~620-byte updates: 2 KiB in flight, one in the server's write, one queued.
+    assert await _reads_to_catch_up(running, make_book, DEFAULT_WINDOW_BYTES) <= 6
+
+
+async def test_grpcs_own_window_leaves_a_slow_reader_a_backlog(running: Running, make_book: MakeBook) -> None:
+    # What the default window is for: grpc's 64 KiB holds ~100 stale updates.
+    assert await _reads_to_catch_up(running, make_book, None) >= 50
+
+
+async def test_window_zero_lets_one_update_through_per_read(running: Running, make_book: MakeBook) -> None:
+    assert await _reads_to_catch_up(running, make_book, 0) <= 3
+
+
+def test_channel_options_fix_the_window() -> None:
+    options = dict(channel_options(4096))
+    assert options["grpc.http2.lookahead_bytes"] == 4096
+    assert options["grpc.http2.bdp_probe"] == 0  # grpc's probing would widen it again
+    assert "grpc.http2.lookahead_bytes" not in dict(channel_options(None))
+    assert dict(channel_options())["grpc.http2.lookahead_bytes"] == DEFAULT_WINDOW_BYTES
+
+
+@pytest.mark.parametrize("bad", [-1, 2**31, True, 1.5, "2048"])
+def test_channel_options_refuse_a_bad_window(bad: object) -> None:
+    with pytest.raises(ValueError, match="window_bytes"):
+        channel_options(bad)  # type: ignore[arg-type]
+
+
+async def test_stream_summaries_refuses_a_bad_window_before_connecting() -> None:
+    with pytest.raises(ValueError, match="window_bytes"):
+        await anext(stream_summaries(f"127.0.0.1:{_free_port()}", window_bytes=-5))
+
+
+@pytest.mark.parametrize(("text", "value"), [("grpc", None), ("GRPC", None), ("0", 0), ("65536", 65536)])
+def test_parse_window(text: str, value: int | None) -> None:
+    assert parse_window(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "-1", "2k", "1e3", str(2**31)])
+def test_parse_window_rejects(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_window(text)

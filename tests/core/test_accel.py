@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 from collections.abc import Sequence
 
 import pytest
@@ -109,6 +110,44 @@ def test_read_levels_reads_what_the_python_scan_reads(
         assert any(not _JSON_NUMBER.fullmatch(x) for level in levels[:depth] for x in level)
     else:
         assert got == want
+
+
+# Decimal strings around the C reader's shortcut (at most 15 significant
+# digits and 22 decimals, no exponent) and past it on every side.
+_decimals = st.builds(
+    lambda sign, whole, frac: f"{sign}{whole}{'.' + frac if frac else ''}",
+    st.sampled_from(["", "-"]),
+    st.one_of(st.just("0"), st.from_regex(r"\A[1-9][0-9]{0,19}\Z")),
+    st.one_of(st.just(""), st.from_regex(r"\A[0-9]{1,26}\Z")),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_decimals)
+def test_read_levels_converts_exactly_as_float_does(text: str) -> None:
+    assert accel.speedups is not None
+    got = accel.speedups.read_levels(f'[["{text}","{text}"]]'.encode(), 0, 1)
+    assert got is not None
+    (price, amount), = got
+    want = float(text)
+    # Bit for bit: the sign of zero too.
+    assert struct.pack("<d", price) == struct.pack("<d", want) == struct.pack("<d", amount)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0.04998300", "3.67247565", "0.1", "2.675", "4.35", "0.3", "123456789012345",
+        "1234567890123456", "9007199254740993", "0.1234567890123456789", "-0", "-0.0", "0.000",
+        "0." + "0" * 21 + "1", "0." + "0" * 22 + "1", "1" + "0" * 22, "99999999999999.9",
+        "1e5", "1.5E-7", "0.00000001", "65000.12", "1" + "0" * 40, "-" + "9" * 30 + ".5",
+    ],
+)
+def test_read_levels_converts_edge_numbers_exactly(text: str) -> None:
+    assert accel.speedups is not None
+    got = accel.speedups.read_levels(f'[["{text}","1"]]'.encode(), 0, 1)
+    assert got is not None
+    assert struct.pack("<d", got[0][0]) == struct.pack("<d", float(text))
 
 
 def test_read_levels_bounds() -> None:

@@ -209,8 +209,24 @@ class FanOut(Generic[T]):
         """
         self._latest = item
         now = _monotonic_ns()
-        for subscription in self._subscribers:
-            subscription.offer(item, now)
+        # Subscription.offer, inlined: a call per subscriber is ~0.1 µs of
+        # the hot path's few µs. Keep the two in step (test_fanout runs both).
+        for sub in self._subscribers:
+            queue = sub._queue
+            if len(queue) == sub.maxlen:
+                sub.dropped += 1
+            queue.append(item)
+            lag = sub.max_lag_ns
+            if lag is not None:
+                stamps = sub._stamps
+                stamps.append(now)
+                if stamps[0] < now - lag:  # else nothing queued is too old
+                    sub._skip_aged(now)
+            waiter = sub._waiter
+            if waiter is not None:
+                sub._waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def subscribe(self, maxlen: int | None = None, max_lag_ns: int | None = None) -> Subscription[T]:
         """Return a new subscription, already holding the latest item if any.

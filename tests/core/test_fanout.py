@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from dragonfly.core import fanout as fanout_module
 from dragonfly.core.fanout import FanOut, Subscription
 
 
@@ -268,3 +271,57 @@ def test_maxlen_still_bounds_a_lag_bounded_queue(monkeypatch: pytest.MonkeyPatch
     assert sub.dropped == 6
     with pytest.raises(ValueError, match="max_lag_ns"):
         fanout.subscribe(max_lag_ns=-1)
+
+
+class _OfferFanOut(FanOut[int]):
+    """publish as Subscription.offer per subscriber: the reference for FanOut's inlined loop."""
+
+    def publish(self, item: int) -> None:
+        self._latest = item
+        now = fanout_module._monotonic_ns()
+        for subscription in self._subscribers:
+            subscription.offer(item, now)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 8), st.sampled_from([None, 0, 500, 5_000])), min_size=1, max_size=4),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["publish", "get", "wait"]),
+            # Waits right at the lags' edges, and any.
+            st.one_of(st.sampled_from([0, 1, 499, 500, 501, 4_999, 5_000, 5_001]), st.integers(0, 3_000)),
+        ),
+        max_size=60,
+    ),
+)
+def test_publish_does_what_offer_does(
+    queues: list[tuple[int, int | None]], script: list[tuple[str, int]]
+) -> None:
+    """Same items, drops and deliveries for the inlined publish as for offer, step by step."""
+    clock = [0]
+    original = fanout_module._monotonic_ns
+    fanout_module._monotonic_ns = lambda: clock[0]
+    try:
+        fast: FanOut[int] = FanOut()
+        reference = _OfferFanOut()
+        pairs = [
+            (fast.subscribe(maxlen, lag), reference.subscribe(maxlen, lag)) for maxlen, lag in queues
+        ]
+        for n, (action, value) in enumerate(script):
+            if action == "publish":
+                fast.publish(n)
+                reference.publish(n)
+            elif action == "wait":
+                clock[0] += value
+            else:
+                for mine, theirs in pairs:
+                    assert mine.get_nowait() == theirs.get_nowait()
+            for mine, theirs in pairs:
+                assert (mine.dropped, mine.delivered, len(mine)) == (
+                    theirs.dropped,
+                    theirs.delivered,
+                    len(theirs),
+                )
+    finally:
+        fanout_module._monotonic_ns = original

@@ -34,3 +34,23 @@ def test_subscriber_window_defaults_to_the_clients(capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--sub-window", "-1"])
     assert "--sub-window" in capsys.readouterr().err
+
+
+def test_bench_window_prints_a_row_per_window(capsys: pytest.CaptureFixture[str]) -> None:
+    from latency.bench_window import main
+
+    args = ["--seconds", "0.6", "--rounds", "1", "--rate", "200", "--pause-ms", "50"]
+    args += ["--windows", "2048,grpc"]
+    assert main(args) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert [row.split()[0] for row in rows] == ["2048", "grpc"]
+    assert all(int(row.split()[-1]) > 0 for row in rows)  # the fast reader got updates
+
+
+@pytest.mark.parametrize("bad", [["--windows", "2048,-1"], ["--seconds", "0.5"], ["--rate", "0"]])
+def test_bench_window_refuses_bad_arguments(bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from latency.bench_window import main
+
+    with pytest.raises(SystemExit):
+        main(bad)
+    assert "error" in capsys.readouterr().err

@@ -22,6 +22,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -584,6 +585,14 @@ static const double POW10[] = {
 static int
 fast_decimal(const char *p, const char *q, double *out)
 {
+#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
+    /* Doubles computed in wider registers (x87) could round twice: leave
+     * every number to Python's conversion, which guards against that. */
+    (void)p;
+    (void)q;
+    (void)out;
+    return 0;
+#endif
     uint64_t m = 0;
     int significant = 0;
     int decimals = -1; /* digits after the point; -1 before it */

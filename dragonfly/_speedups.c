@@ -853,7 +853,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     "dragonfly._speedups",
-    "The merge and the Summary encoding in C (optional; see dragonfly/accel.py).",
+    "The level reader, book check, merge and Summary encoding in C (optional; see dragonfly/accel.py).",
     0,
     methods,
     NULL,

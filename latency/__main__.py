@@ -34,7 +34,7 @@ from latency.cell import CellSpec, run_cell
 from latency.peers import PeerResult, run_peers
 from latency.replay_source import ReplaySpec
 from latency.report import markdown, peers_rows, plot, ratios, text_table
-from latency.stats import CellStats, analyse
+from latency.stats import CellStats, analyse, pool
 
 #: The longest replay cell (the shared recordings last 11-31 s at their recorded pace).
 REPLAY_MAX_S = 60.0
@@ -63,6 +63,14 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if n < 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return n
+
+
+def _positive_count(text: str) -> int:
+    """A whole number >= 1, for argparse."""
+    n = _count(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text!r}")
     return n
 
 
@@ -97,35 +105,52 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each subscriber's HTTP/2 window in bytes (default dragonfly.client's, "
                    f"{DEFAULT_WINDOW_BYTES}; 'grpc': grpc's auto-tuned window). The capacity search "
                    "always uses grpc's: it asks for every update")
+    p.add_argument("--alternations", type=_positive_count, default=1, metavar="K",
+                   help="run each dragonfly/relay pair K times, alternating, the window cut in K, "
+                   "and pool each system's samples (default 1)")
     p.add_argument("--soak", action="store_true", help="only a 10-minute RSS soak at 10k msg/s (not in CI)")
     p.add_argument("--soak-seconds", type=float, default=600.0)
     return p
 
 
 def plan(args: argparse.Namespace) -> list[CellSpec]:
-    """The cells to run, dragonfly and relay alternating which goes first."""
+    """The cells to run, dragonfly and relay alternating which goes first.
+
+    With ``--alternations K`` each pair runs K times, its window cut in K,
+    the order flipping every time (A B B A A B ...): :func:`pooled` merges
+    each system's segments, so both see the same drift of the machine.
+    """
     if args.replay:
         return replay_plan(args)
     if args.quick:
-        rates, subs, window, warmup = [1000], [1, 2], 1.5, 0.5
+        rates, subs, window, warmup, turns = [1000], [1, 2], 1.5, 0.5, 1
     else:
         rates, subs, window, warmup = _ints(args.rates), _ints(args.subs), args.window, args.warmup
-    cell = functools.partial(CellSpec, warmup_s=warmup, window_s=window, sub_window=args.sub_window)
+        turns = args.alternations
+    cell = functools.partial(CellSpec, warmup_s=warmup, window_s=window / turns, sub_window=args.sub_window)
+    # One slow subscriber among several; no 100-subscriber cells above --max-subs-rate.
+    pairs = [(rate, k, int(k > 1)) for rate in rates for k in subs if k <= 10 or rate <= args.max_subs_rate]
+    if not args.quick and 10 in subs and rates:
+        # The same 10 subscribers without the slow one: it must not move the others.
+        pairs.append((rates[0], 10, 0))
     cells = []
     flip = False
-    for rate in rates:
-        for k in subs:
-            if k > 10 and rate > args.max_subs_rate:
-                continue
-            slow = 1 if k > 1 else 0
+    for rate, k, slow in pairs:
+        for _ in range(turns):
             order = ("relay", "dragonfly") if flip else ("dragonfly", "relay")
             flip = not flip
             cells += [cell(system, rate, k, slow) for system in order]
-    if not args.quick and 10 in subs and rates:
-        # The same 10 subscribers without the slow one: it must not move the others.
-        for system in ("dragonfly", "relay"):
-            cells.append(cell(system, rates[0], 10, 0))
+        if turns % 2 == 0:
+            flip = not flip  # the next pair starts with the other system
     return cells
+
+
+def pooled(stats: list[CellStats]) -> list[CellStats]:
+    """Merge the segments of each system, rate and subscriber count (see :func:`plan`), in first-run order."""
+    groups: dict[tuple[str, str, float, int, int], list[CellStats]] = {}
+    for st in stats:
+        groups.setdefault((st.system, st.source, st.rate, st.subscribers, st.slow), []).append(st)
+    return [group[0] if len(group) == 1 else pool(group) for group in groups.values()]
 
 
 def replay_plan(args: argparse.Namespace) -> list[CellSpec]:
@@ -168,16 +193,22 @@ def recorded_venues(directory: Path) -> list[str]:
     return [v for v in CONNECTIONS if v in found]
 
 
-def context(sub_window: int | None = DEFAULT_WINDOW_BYTES) -> str:
+def context(sub_window: int | None = DEFAULT_WINDOW_BYTES, alternations: int = 1) -> str:
     """Where and how this ran."""
     window = "grpc's auto-tuned window" if sub_window is None else f"a {sub_window}-byte window"
+    turns = (
+        f" Each dragonfly/relay pair ran {alternations} times in turns (A B B A ...), each system's "
+        "segments pooled into one row."
+        if alternations > 1
+        else ""
+    )
     return (
         f"Run {time.strftime('%Y-%m-%d %H:%M:%S')} on {platform.node()} "
         f"({platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores), Python {platform.python_version()}. Generator, server and subscribers "
         "are three processes sharing these cores: read CPU columns with that in mind. "
         f"Subscribers of the cells read with {window} (HTTP/2 flow control), those of the capacity "
-        "search with grpc's."
+        f"search with grpc's.{turns}"
     )
 
 
@@ -227,7 +258,7 @@ async def amain(args: argparse.Namespace) -> int:
         return 1 if soak.startswith("soak failed") else 0
     cells = plan(args)
     print(f"running {len(cells)} cells", file=sys.stderr, flush=True)
-    stats = await _run_cells(cells, workdir)
+    stats = pooled(await _run_cells(cells, workdir))
     capacity_md = ""
     if args.capacity_steps > 0 and not args.quick and not args.replay:
         lo, hi = args.capacity_range
@@ -255,7 +286,8 @@ async def amain(args: argparse.Namespace) -> int:
     text = "\n".join(lines)
     print(text)
     (out / "table.txt").write_text(text + "\n")
-    report = markdown(stats, peers, n_frames, context(args.sub_window), capacity=capacity_md)
+    turns = 1 if args.quick or args.replay else args.alternations
+    report = markdown(stats, peers, n_frames, context(args.sub_window, turns), capacity=capacity_md)
     (out / "report.md").write_text(report)
     plot(stats, out / "latency.png")
     print(f"wrote {out / 'report.md'}, {out / 'latency.png'}", file=sys.stderr)

@@ -86,6 +86,10 @@ class CellStats:
     cpu_us_per_msg: float = float("nan")  #: server CPU per venue frame
     peak_rss_mb: float = 0.0
     e2e_hist: HdrHistogram | None = None
+    #: The histograms behind e2e, t2q, hop_in, hop_out and staleness (ns), for :func:`pool`.
+    hists: dict[str, HdrHistogram] = field(default_factory=dict)
+    #: How many cells :func:`pool` merged into this one.
+    segments: int = 1
 
 
 def analyse(raw: CellRaw) -> CellStats:
@@ -153,10 +157,8 @@ def analyse(raw: CellRaw) -> CellStats:
                 hit += 1
                 record(stale, recv_at[j] - sent)
         reflected.append(hit / len(all_sent) if all_sent else 0.0)
-    st.e2e, st.t2q = Summary.of(e2e), Summary.of(t2q)
-    st.hop_in, st.hop_out = Summary.of(hin), Summary.of(hout)
-    st.staleness = Summary.of(stale)
-    st.e2e_hist = e2e
+    st.hists = {"e2e": e2e, "t2q": t2q, "hop_in": hin, "hop_out": hout, "staleness": stale}
+    _summarise(st)
     st.delivered_min = min(delivered) if delivered else float("nan")
     st.frames_reflected = min(reflected) if reflected else float("nan")
     if seq_lo is not None and seq_hi is not None:
@@ -166,3 +168,44 @@ def analyse(raw: CellRaw) -> CellStats:
         st.cpu_us_per_msg = raw.cpu_s.get("server", 0.0) / n_sent * 1e6
     st.peak_rss_mb = raw.peak_rss / 2**20
     return st
+
+
+def _summarise(st: CellStats) -> None:
+    """Set ``st``'s percentile summaries from its histograms."""
+    h = st.hists
+    st.e2e, st.t2q = Summary.of(h["e2e"]), Summary.of(h["t2q"])
+    st.hop_in, st.hop_out = Summary.of(h["hop_in"]), Summary.of(h["hop_out"])
+    st.staleness = Summary.of(h["staleness"])
+    st.e2e_hist = h["e2e"]
+
+
+def pool(segments: list[CellStats]) -> CellStats:
+    """Merge the cells of one system, rate and subscriber count measured in turns.
+
+    Latencies pool their histograms (percentiles of all the samples, not a
+    mean of percentiles); rates and CPU are averaged over the segments, the
+    worst delivered share and frame share are kept, and RSS is the peak. A
+    segment that failed fails the pooled cell, with its error.
+    """
+    first = segments[0]
+    out = CellStats(first.system, first.rate, first.subscribers, first.slow, "", source=first.source)
+    out.segments = len(segments)
+    failed = [s for s in segments if s.error or not s.hists]
+    if failed:
+        out.error = f"{len(failed)} of {len(segments)} segments failed: {failed[0].error or 'no data'}"
+        return out
+    n = len(segments)
+    out.hists = {key: histogram() for key in first.hists}
+    for st in segments:
+        for key, h in st.hists.items():
+            out.hists[key].add(h)
+    _summarise(out)
+    out.achieved_rate = sum(s.achieved_rate for s in segments) / n
+    out.updates_per_s = sum(s.updates_per_s for s in segments) / n
+    out.delivered_min = min(s.delivered_min for s in segments)
+    out.frames_reflected = min(s.frames_reflected for s in segments)
+    out.slow_received = sum(s.slow_received for s in segments)
+    out.cpu = {k: sum(s.cpu.get(k, 0.0) for s in segments) / n for k in first.cpu}
+    out.cpu_us_per_msg = sum(s.cpu_us_per_msg for s in segments) / n
+    out.peak_rss_mb = max(s.peak_rss_mb for s in segments)
+    return out

@@ -54,3 +54,19 @@ def test_bench_window_refuses_bad_arguments(bad: list[str], capsys: pytest.Captu
     with pytest.raises(SystemExit):
         main(bad)
     assert "error" in capsys.readouterr().err
+
+
+def test_alternations_split_the_window_and_flip_the_order(capsys: pytest.CaptureFixture[str]) -> None:
+    from latency.__main__ import plan
+
+    argv = ["--rates", "500", "--subs", "1,2", "--window", "6", "--alternations", "2"]
+    args = build_parser().parse_args(argv)
+    cells = plan(args)
+    assert [(c.system, c.subscribers) for c in cells] == [
+        ("dragonfly", 1), ("relay", 1), ("relay", 1), ("dragonfly", 1),
+        ("relay", 2), ("dragonfly", 2), ("dragonfly", 2), ("relay", 2),
+    ]
+    assert {c.window_s for c in cells} == {3.0}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--alternations", "0"])
+    assert "--alternations" in capsys.readouterr().err

@@ -121,7 +121,7 @@ def plot(stats: Sequence[CellStats], path: Path) -> None:
     if groups:
         ax1.legend(fontsize=7)
     for s in stats:
-        h = s.e2e_hist
+        h = s.hists.get("e2e")
         if s.error or h is None or h.get_total_count() == 0:
             continue
         xs, ys = [], []

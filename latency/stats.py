@@ -85,7 +85,6 @@ class CellStats:
     cpu: dict[str, float] = field(default_factory=dict)  #: CPU utilisation (1.0 = one core) by process
     cpu_us_per_msg: float = float("nan")  #: server CPU per venue frame
     peak_rss_mb: float = 0.0
-    e2e_hist: HdrHistogram | None = None
     #: The histograms behind e2e, t2q, hop_in, hop_out and staleness (ns), for :func:`pool`.
     hists: dict[str, HdrHistogram] = field(default_factory=dict)
     #: How many cells :func:`pool` merged into this one.
@@ -176,7 +175,6 @@ def _summarise(st: CellStats) -> None:
     st.e2e, st.t2q = Summary.of(h["e2e"]), Summary.of(h["t2q"])
     st.hop_in, st.hop_out = Summary.of(h["hop_in"]), Summary.of(h["hop_out"])
     st.staleness = Summary.of(h["staleness"])
-    st.e2e_hist = h["e2e"]
 
 
 def pool(segments: list[CellStats]) -> CellStats:

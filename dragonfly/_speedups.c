@@ -1,9 +1,10 @@
 /*
- * dragonfly._speedups: the top-N level reader, the merge and the Summary encoding in C.
+ * dragonfly._speedups: hot-path functions in C (the list is in dragonfly/accel.py).
  *
- * Optional: dragonfly/accel.py falls back to the pure-Python versions
- * (dragonfly/core/merge.py, dragonfly/serve/encode.py) when this module is not
- * built, and tests/core/test_accel.py checks that both give the same results.
+ * Optional: without this module the pure-Python twins run (in
+ * dragonfly/core/aggregator.py, listener.py and book.py,
+ * dragonfly/serve/encode.py and dragonfly/venues/bitstamp.py), and
+ * tests/core/test_accel.py checks that both give the same results.
  *
  * merge_side(runs, depth, descending, level_type) -> tuple
  *     runs: a sequence of (name, side) pairs in venue-name order; a side is a
@@ -838,7 +839,195 @@ check_book(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyUnicode_FromString(problem);
 }
 
+/*
+ * apply_side(side, levels, bids, bound) -> bool
+ *     One side of dragonfly.core.book.L2Book.update_numeric: apply float
+ *     (price, amount) tuples to `side`, a SortedDict keyed by price (by
+ *     -price for bids); amount 0 removes the level. Existing levels are
+ *     replaced with dict.__setitem__ (their key does not move), new ones go
+ *     through the SortedDict. Returns whether a level reached `bound` (at or
+ *     above it for bids, at or below for asks). A level that is not a
+ *     2-tuple of numbers raises TypeError.
+ *
+ * top_levels(side, n) -> tuple
+ *     The values of the first `n` keys of the SortedDict `side`, in order
+ *     (L2Book.top_bids / top_asks), read through its internal sorted key
+ *     lists, as dragonfly.core.book._head does.
+ */
+static PyObject *
+interned(PyObject **slot, const char *text)
+{
+    if (*slot == NULL) {
+        *slot = PyUnicode_InternFromString(text);
+    }
+    return *slot;
+}
+
+static PyObject *str_pop, *str_list, *str_lists;
+
+static PyObject *
+apply_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "apply_side(side, levels, bids, bound)");
+        return NULL;
+    }
+    PyObject *side = args[0];
+    if (!PyDict_Check(side)) {
+        PyErr_SetString(PyExc_TypeError, "side must be a SortedDict");
+        return NULL;
+    }
+    int bids = PyObject_IsTrue(args[2]);
+    if (bids < 0) {
+        return NULL;
+    }
+    double bound = PyFloat_AsDouble(args[3]);
+    if (bound == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *pop = interned(&str_pop, "pop");
+    if (pop == NULL) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[1], "levels must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    int hit = 0;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *level = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(level) || PyTuple_GET_SIZE(level) != 2) {
+            PyErr_SetString(PyExc_TypeError, "a level must be a (price, amount) tuple");
+            goto error;
+        }
+        PyObject *price = PyTuple_GET_ITEM(level, 0);
+        double value = PyFloat_AsDouble(price);
+        if (value == -1.0 && PyErr_Occurred()) {
+            goto error;
+        }
+        double qty = PyFloat_AsDouble(PyTuple_GET_ITEM(level, 1));
+        if (qty == -1.0 && PyErr_Occurred()) {
+            goto error;
+        }
+        PyObject *key = bids ? PyFloat_FromDouble(-value) : Py_NewRef(price);
+        if (key == NULL) {
+            goto error;
+        }
+        int present = PyDict_Contains(side, key);
+        int rc = present < 0 ? -1 : 0;
+        if (present < 0) {
+            /* the error is set */
+        }
+        else if (qty == 0.0) {
+            if (present) {
+                PyObject *gone = PyObject_CallMethodOneArg(side, pop, key);
+                rc = gone == NULL ? -1 : 0;
+                Py_XDECREF(gone);
+            }
+        }
+        else if (present) {
+            rc = PyDict_SetItem(side, key, level);
+        }
+        else {
+            rc = PyObject_SetItem(side, key, level);
+        }
+        Py_DECREF(key);
+        if (rc < 0) {
+            goto error;
+        }
+        if (bids ? value >= bound : value <= bound) {
+            hit = 1;
+        }
+    }
+    Py_DECREF(seq);
+    return PyBool_FromLong(hit);
+error:
+    Py_DECREF(seq);
+    return NULL;
+}
+
+static PyObject *
+top_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "top_levels(side, n)");
+        return NULL;
+    }
+    PyObject *side = args[0];
+    if (!PyDict_Check(side)) {
+        PyErr_SetString(PyExc_TypeError, "side must be a SortedDict");
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[1]);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "n must not be negative");
+        return NULL;
+    }
+    PyObject *name_list = interned(&str_list, "_list");
+    PyObject *name_lists = interned(&str_lists, "_lists");
+    if (name_list == NULL || name_lists == NULL) {
+        return NULL;
+    }
+    PyObject *sorted_keys = PyObject_GetAttr(side, name_list);
+    if (sorted_keys == NULL) {
+        return NULL;
+    }
+    PyObject *lists = PyObject_GetAttr(sorted_keys, name_lists);
+    Py_DECREF(sorted_keys);
+    if (lists == NULL) {
+        return NULL;
+    }
+    PyObject *out = NULL;
+    if (!PyList_Check(lists)) {
+        PyErr_SetString(PyExc_TypeError, "side must be a SortedDict");
+        goto done;
+    }
+    Py_ssize_t total = PyDict_GET_SIZE(side);
+    Py_ssize_t k = n < total ? n : total;
+    out = PyTuple_New(k);
+    if (out == NULL) {
+        goto done;
+    }
+    Py_ssize_t got = 0;
+    for (Py_ssize_t j = 0; j < PyList_GET_SIZE(lists) && got < k; j++) {
+        PyObject *keys = PyList_GET_ITEM(lists, j);
+        if (!PyList_Check(keys)) {
+            PyErr_SetString(PyExc_TypeError, "side must be a SortedDict");
+            Py_CLEAR(out);
+            goto done;
+        }
+        for (Py_ssize_t m = 0; m < PyList_GET_SIZE(keys) && got < k; m++) {
+            PyObject *value = PyDict_GetItemWithError(side, PyList_GET_ITEM(keys, m));
+            if (value == NULL) {
+                if (!PyErr_Occurred()) {
+                    PyErr_SetString(PyExc_RuntimeError, "SortedDict keys and items disagree");
+                }
+                Py_CLEAR(out);
+                goto done;
+            }
+            PyTuple_SET_ITEM(out, got++, Py_NewRef(value));
+        }
+    }
+    if (got < k) {
+        PyErr_SetString(PyExc_RuntimeError, "SortedDict keys and items disagree");
+        Py_CLEAR(out);
+    }
+done:
+    Py_DECREF(lists);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"apply_side", (PyCFunction)(void (*)(void))apply_side, METH_FASTCALL,
+     "apply_side(side, levels, bids, bound) -> bool: apply float levels to one side of a numeric book."},
+    {"top_levels", (PyCFunction)(void (*)(void))top_levels, METH_FASTCALL,
+     "top_levels(side, n) -> tuple: the values of a SortedDict's first n keys."},
     {"merge_side", (PyCFunction)(void (*)(void))merge_side, METH_FASTCALL,
      "merge_side(runs, depth, descending, level_type) -> tuple: the best depth levels across runs."},
     {"check_book", (PyCFunction)(void (*)(void))check_book, METH_FASTCALL,
@@ -853,7 +1042,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     "dragonfly._speedups",
-    "The level reader, book check, merge and Summary encoding in C (optional; see dragonfly/accel.py).",
+    "Hot-path functions in C (optional; see dragonfly/accel.py).",
     0,
     methods,
     NULL,

@@ -23,7 +23,7 @@ def both_hot_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     The C run is skipped, with the reason, when the speedups are not built.
     """
     from dragonfly import accel
-    from dragonfly.core import aggregator, listener
+    from dragonfly.core import aggregator, book, listener
     from dragonfly.serve import encode
 
     if request.param == "c":
@@ -32,9 +32,13 @@ def both_hot_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
         monkeypatch.setattr(aggregator, "merge_side", accel.speedups.merge_side)
         monkeypatch.setattr(listener, "check_book", accel.speedups.check_book)
         monkeypatch.setattr(encode, "speedups", accel.speedups)
+        monkeypatch.setattr(book, "_apply_side", accel.speedups.apply_side)
+        monkeypatch.setattr(book, "_top_levels", accel.speedups.top_levels)
     else:
         monkeypatch.setattr(aggregator, "merge_side", aggregator.merge_side_py)
         monkeypatch.setattr(listener, "check_book", listener.check_book_py)
         monkeypatch.setattr(encode, "speedups", None)
+        monkeypatch.setattr(book, "_apply_side", None)
+        monkeypatch.setattr(book, "_top_levels", None)
         monkeypatch.setattr(accel, "speedups", None)  # decoders made from here on
     return str(request.param)

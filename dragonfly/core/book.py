@@ -44,11 +44,12 @@ time. The price is that such a book cannot say how the venue wrote a number
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 from sortedcontainers import SortedDict
 
+from dragonfly import accel
 from dragonfly.core.types import Level, Side
 
 #: ``(price text, amount text)`` as a venue sends a level.
@@ -58,6 +59,15 @@ TextLevel = tuple[str, str]
 Levels = Iterable[TextLevel] | Iterable[Level]
 
 _dict_set = dict.__setitem__
+
+# The C twins of update_numeric's loops and of the top-N read, or None (the
+# Python code below runs). Module globals: tests swap them (both_hot_paths).
+_apply_side: Callable[[SortedDict[float, Level], Iterable[Level], bool, float], bool] | None = (
+    accel.speedups.apply_side if accel.speedups is not None else None
+)
+_top_levels: Callable[[SortedDict[float, Level], int], Side] | None = (
+    accel.speedups.top_levels if accel.speedups is not None else None
+)
 
 #: Which sides a change reached (bits of :meth:`L2Book.update`'s result).
 BIDS = 1
@@ -217,8 +227,14 @@ class L2Book:
         """:meth:`update` for a numeric book: float ``(price, amount)`` levels (hot path).
 
         The levels must be finite floats (the decoder's job): a non-float
-        raises TypeError.
+        raises TypeError. With the C speedups a level must be a tuple, as
+        the decoders give them.
         """
+        if _apply_side is not None:
+            hit = BIDS if _apply_side(self.bids, bids, True, bid_floor) else 0
+            if _apply_side(self.asks, asks, False, ask_ceiling):
+                hit |= ASKS
+            return hit
         hit = 0
         # Two loops that differ only in the key, as in update (hot path).
         side = self.bids
@@ -260,6 +276,8 @@ class L2Book:
 
     def top_bids(self, n: int) -> Side:
         """The best ``n`` bids (hot path)."""
+        if _top_levels is not None:
+            return _top_levels(self.bids, n)
         bids = self.bids
         lists = bids._list._lists
         # _head's common case inline (a call is ~0.1 µs of a ~1 µs read).
@@ -269,6 +287,8 @@ class L2Book:
 
     def top_asks(self, n: int) -> Side:
         """The best ``n`` asks (hot path)."""
+        if _top_levels is not None:
+            return _top_levels(self.asks, n)
         asks = self.asks
         lists = asks._list._lists
         if len(lists) == 1 or (lists and len(lists[0]) >= n):

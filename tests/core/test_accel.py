@@ -14,9 +14,12 @@ from collections.abc import Sequence
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sortedcontainers import SortedDict
 
 from dragonfly import accel
+from dragonfly.core import book as book_module
 from dragonfly.core.aggregator import Run, merge_side_py
+from dragonfly.core.book import L2Book
 from dragonfly.core.listener import check_book_py
 from dragonfly.core.types import MergedBook, MergedLevel
 from dragonfly.serve.encode import encode_summary_pb
@@ -208,3 +211,70 @@ def test_encode_summary_refuses_what_is_not_a_book() -> None:
         encode(book, 0, lambda: 2**64)
     with pytest.raises(ZeroDivisionError):  # the clock's own error comes through
         encode(book, 0, lambda: 1 // 0)
+
+
+# Changes to a numeric book: a small price grid so that levels repeat, and
+# amount 0 removes one. Each is (is_bid, price tick, amount).
+_changes = st.lists(
+    st.tuples(st.booleans(), st.integers(1, 60), st.sampled_from([0.0, 0.5, 1.0, 2.5])),
+    min_size=10,
+    max_size=150,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_changes, st.integers(1, 60), st.integers(1, 60), st.integers(4, 12), st.integers(1, 3))
+def test_apply_side_and_top_levels_equal_the_python_book(
+    changes: list[tuple[bool, int, float]], floor: int, ceiling: int, load: int, batch: int
+) -> None:
+    """The C apply and top-N read against L2Book's own loops, delta by delta, sublists split small."""
+    assert accel.speedups is not None
+    c_book, py_book = L2Book(numeric=True), L2Book(numeric=True)
+    for b in (c_book, py_book):
+        b.bids._list._reset(load)  # short sublists: the top N spans several
+        b.asks._list._reset(load)
+    for i in range(0, len(changes), batch):
+        bids = [(tick / 100, qty) for is_bid, tick, qty in changes[i : i + batch] if is_bid]
+        asks = [(tick / 100, qty) for is_bid, tick, qty in changes[i : i + batch] if not is_bid]
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(book_module, "_apply_side", accel.speedups.apply_side)
+            mp.setattr(book_module, "_top_levels", accel.speedups.top_levels)
+            c_hit = c_book.update_numeric(bids, asks, floor / 100, ceiling / 100)
+            c_top = [c_book.top(n) for n in (1, load, 3 * load)]
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(book_module, "_apply_side", None)
+            mp.setattr(book_module, "_top_levels", None)
+            py_hit = py_book.update_numeric(bids, asks, floor / 100, ceiling / 100)
+            py_top = [py_book.top(n) for n in (1, load, 3 * load)]
+        assert c_hit == py_hit
+        assert c_top == py_top
+        assert list(c_book.bids.items()) == list(py_book.bids.items())
+        assert list(c_book.asks.items()) == list(py_book.asks.items())
+
+
+def test_top_levels_reads_across_sublists() -> None:
+    assert accel.speedups is not None
+    side: SortedDict[float, tuple[float, float]] = SortedDict()
+    side._list._reset(4)  # sublists of 4-8 keys
+    accel.speedups.apply_side(side, [(i / 100, 1.0) for i in range(1, 61)], False, 0.0)
+    assert len(side._list._lists) > 5
+    for n in range(62):
+        assert accel.speedups.top_levels(side, n) == tuple(side[k] for k in side.keys()[:n])
+
+
+def test_apply_side_and_top_levels_refuse_what_is_not_a_book() -> None:
+    assert accel.speedups is not None
+    apply_side, top_levels = accel.speedups.apply_side, accel.speedups.top_levels
+    side: SortedDict[float, tuple[float, float]] = SortedDict()
+    for bad in ([[0.1, 1.0]], [(0.1,)], [("0.1", 1.0)], [(0.1, None)], [5]):
+        with pytest.raises(TypeError):
+            apply_side(side, bad, True, 0.0)  # type: ignore[arg-type]
+    assert not side  # nothing half-applied from the refused levels
+    with pytest.raises(TypeError):
+        apply_side(5, [], True, 0.0)  # type: ignore[arg-type]
+    assert apply_side(side, [(0.1, 1.0), (0.2, 0.0)], False, 0.15) is True  # 0.1 <= 0.15
+    assert top_levels(side, 0) == () and top_levels(side, 5) == ((0.1, 1.0),)
+    with pytest.raises(ValueError):
+        top_levels(side, -1)
+    with pytest.raises(TypeError):
+        top_levels(5, 1)  # type: ignore[arg-type]

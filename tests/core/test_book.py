@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 
 from dragonfly.core.book import ASKS, BIDS, L2Book
 
+# The numeric book's apply and top-N read on their C twins and on Python.
+pytestmark = pytest.mark.usefixtures("both_hot_paths")
+
 prices = st.integers(1, 400).map(lambda i: f"{i / 100:.2f}")
 amounts = st.one_of(st.just("0"), st.integers(1, 50).map(str))
 

@@ -11,6 +11,9 @@ from dragonfly.core.diff import Delta, DiffChannel, DiffListener, Event, Snapsho
 from dragonfly.core.slots import SlotQueue
 from dragonfly.core.types import MergedBook, VenueBook
 
+# The numeric book's apply and top-N read on their C twins and on Python.
+pytestmark = pytest.mark.usefixtures("both_hot_paths")
+
 
 class Control:
     def request_snapshot(self, symbol: str) -> None:

@@ -916,9 +916,9 @@ apply_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto error;
         }
         int present = PyDict_Contains(side, key);
-        int rc = present < 0 ? -1 : 0;
+        int rc = 0;
         if (present < 0) {
-            /* the error is set */
+            rc = -1;
         }
         else if (qty == 0.0) {
             if (present) {

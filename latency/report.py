@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 from latency.capacity import passes
 from latency.peers import PeerResult
@@ -95,47 +96,121 @@ def peers_rows(peers: Sequence[PeerResult]) -> list[list[str]]:
     ]
 
 
+#: Line style of each system in the plot: the floor dashed.
+SYSTEM_STYLE: dict[str, Literal["-", "--"]] = {"dragonfly": "-", "relay": "--"}
+#: One line of a plot panel: system, subscriber set, colour, xs, ys.
+Line = tuple[str, str, str, list[float], list[float]]
+
+
+def subscribers_label(subscribers: int, slow: int) -> str:
+    """``10 subscribers (1 slow)``: a subscriber set as the plot's legend names it."""
+    text = f"{subscribers} subscriber{'' if subscribers == 1 else 's'}"
+    return f"{text} ({slow} slow)" if slow else text
+
+
+def _where(st: CellStats) -> tuple[int, float, str]:
+    """Sort key and title of the traffic a cell carried: offered rates first, then replays."""
+    return (0, st.rate, f"{st.rate:g} frames/s") if not st.source else (1, 0.0, st.source)
+
+
+def plot_series(stats: Sequence[CellStats]) -> dict[str, list[Line]]:
+    """What :func:`plot` draws: panel title -> its :data:`Line` s.
+
+    Panels: ``p50 vs load`` and ``p99 vs load`` (offered-rate cells only; x: offered frames/s,
+    y: e2e µs) and one ``CDF <traffic>`` per offered rate or replay (x: e2e µs, y: fraction).
+    A subscriber set has one colour in every panel; :data:`SYSTEM_STYLE` tells the systems apart.
+    """
+    cells = [s for s in stats if not s.error and s.e2e is not None and s.e2e.count]
+    sets = sorted({(s.subscribers, s.slow) for s in cells})
+    colour = {key: f"C{i % 10}" for i, key in enumerate(sets)}
+    panels: dict[str, list[Line]] = {}
+    by_line: dict[tuple[str, int, int], list[CellStats]] = {}
+    for s in cells:
+        if not s.source:  # replays have no offered rate
+            by_line.setdefault((s.system, s.subscribers, s.slow), []).append(s)
+    for attr in ("p50", "p99"):
+        for (system, subs, slow), line in sorted(by_line.items()):
+            line.sort(key=lambda c: c.rate)
+            ys = [float(getattr(c.e2e, attr)) for c in line]
+            panels.setdefault(f"{attr} vs load", []).append(
+                (system, subscribers_label(subs, slow), colour[subs, slow], [c.rate for c in line], ys)
+            )
+    for s in sorted(cells, key=lambda c: (_where(c), c.subscribers, c.slow, c.system)):
+        h = s.hists.get("e2e")
+        if h is None or h.get_total_count() == 0:
+            continue
+        xs, ys = [], []
+        for item in h.get_recorded_iterator():
+            xs.append(item.value_iterated_to / 1e3)
+            ys.append(item.total_count_to_this_value / h.get_total_count())
+        panels.setdefault(f"CDF {_where(s)[2]}", []).append(
+            (s.system, subscribers_label(s.subscribers, s.slow), colour[s.subscribers, s.slow], xs, ys)
+        )
+    return panels
+
+
+def _plain_log_ticks(axis: Any) -> None:
+    """Label a log axis ``200``, ``500``, ``1000`` (not ``2x10^2``); minor ticks as the span allows."""
+    from matplotlib.ticker import FuncFormatter
+
+    def major(value: float, _: object) -> str:
+        return f"{value:g}"
+
+    def minor(value: float, _: object) -> str:
+        lo, hi = sorted(axis.get_view_interval())
+        if lo <= 0 or hi / lo > 30 or value <= 0:  # wide enough for the decades alone
+            return ""
+        mantissa = round(value / 10 ** math.floor(math.log10(value)), 6)
+        return f"{value:g}" if hi / lo <= 3 or mantissa in (2.0, 5.0) else ""
+
+    axis.set_major_formatter(FuncFormatter(major))
+    axis.set_minor_formatter(FuncFormatter(minor))
+
+
 def plot(stats: Sequence[CellStats], path: Path) -> None:
     """Latency percentiles against offered load, and the e2e CDFs, to ``path`` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
-    groups: dict[tuple[str, int, int], list[CellStats]] = {}
-    for s in stats:
-        if not s.error and s.e2e and s.e2e.count and not s.source:  # replays have no offered rate
-            groups.setdefault((s.system, s.subscribers, s.slow), []).append(s)
-    for (system, subs, _), cells in sorted(groups.items()):
-        cells.sort(key=lambda c: c.rate)
-        rates = [c.rate for c in cells]
-        for attr, style in (("p50", "-o"), ("p99", "--s")):
-            ys = [getattr(c.e2e, attr) for c in cells]
-            ax1.plot(rates, ys, style, label=f"{system} {subs} subs {attr}")
-    ax1.set_xscale("log")
-    ax1.set_yscale("log")
-    ax1.set_xlabel("offered venue frames/s (all venues)")
-    ax1.set_ylabel("end-to-end latency (µs)")
-    ax1.set_title("e2e latency vs offered load")
-    if groups:
-        ax1.legend(fontsize=7)
-    for s in stats:
-        h = s.hists.get("e2e")
-        if s.error or h is None or h.get_total_count() == 0:
-            continue
-        xs, ys = [], []
-        for item in h.get_recorded_iterator():
-            xs.append(item.value_iterated_to / 1e3)
-            ys.append(item.total_count_to_this_value / h.get_total_count())
-        where = s.source or f"{s.rate:.0f}/s"
-        ax2.plot(xs, ys, label=f"{s.system} {where} {s.subscribers} subs")
-    ax2.set_xscale("log")
-    ax2.set_xlabel("end-to-end latency (µs)")
-    ax2.set_ylabel("fraction of updates")
-    ax2.set_title("e2e latency CDF")
-    ax2.legend(fontsize=6)
-    fig.tight_layout()
+    panels = plot_series(stats)
+    load = [t for t in panels if t.endswith("vs load")]
+    cdfs = [t for t in panels if t.startswith("CDF ")]
+    cols = min(max(len(cdfs), 2), 3)
+    rows = (1 if load else 0) + max(1, -(-len(cdfs) // cols))
+    fig = plt.figure(figsize=(5.2 * cols, 4.2 * rows + 0.8))
+    grid = fig.add_gridspec(rows, 6)  # 6 columns: 2 load panels of 3, CDFs of 6 // cols
+    for i, title in enumerate(load):
+        ax = fig.add_subplot(grid[0, 3 * i : 3 * i + 3])
+        for system, _, colour, xs, ys in panels[title]:
+            ax.plot(xs, ys, SYSTEM_STYLE.get(system, ":"), color=colour, marker="o", markersize=4)
+        ax.set(xscale="log", yscale="log", title=f"e2e {title}",
+               xlabel="offered venue frames/s (all venues)", ylabel="end-to-end latency (µs)")  # fmt: skip
+        _plain_log_ticks(ax.xaxis)
+        _plain_log_ticks(ax.yaxis)
+        ax.grid(True, which="both", alpha=0.3)
+    span = 6 // cols
+    for i, title in enumerate(cdfs):
+        r, c = (1 if load else 0) + i // cols, i % cols
+        ax = fig.add_subplot(grid[r, span * c : span * c + span])
+        for system, _, colour, xs, ys in panels[title]:
+            ax.plot(xs, ys, SYSTEM_STYLE.get(system, ":"), color=colour)
+        ax.set(xscale="log", title=f"e2e {title}", xlabel="end-to-end latency (µs)",
+               ylabel="fraction of updates")  # fmt: skip
+        _plain_log_ticks(ax.xaxis)
+        ax.grid(True, which="both", alpha=0.3)
+    if not panels:
+        fig.text(0.5, 0.5, "no cell delivered any update", ha="center", va="center")
+    handles = [Line2D([], [], color="0.3", linestyle=ls, label=system) for system, ls in SYSTEM_STYLE.items()]
+    seen: dict[str, str] = {}
+    for lines in panels.values():
+        for _, label, colour, _, _ in lines:
+            seen.setdefault(label, colour)
+    handles += [Line2D([], [], color=colour, linewidth=3, label=label) for label, colour in seen.items()]
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (4.2 * rows + 0.8)))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -70,3 +70,16 @@ def test_alternations_split_the_window_and_flip_the_order(capsys: pytest.Capture
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--alternations", "0"])
     assert "--alternations" in capsys.readouterr().err
+
+
+def test_bench_idle_prints_the_three_modes(capsys: pytest.CaptureFixture[str]) -> None:
+    from latency.bench_idle import main
+
+    assert main(["--frames", "40", "--gap-ms", "0.05"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert [row[:12].strip() for row in rows] == ["back to back", "sleep", "spin"]
+    for row in rows:
+        assert row.count("p50") == 3 and row.count("p99") == 3  # decode, chain, relay
+    with pytest.raises(SystemExit):
+        main(["--frames", "5"])
+    assert "--frames" in capsys.readouterr().err

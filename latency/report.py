@@ -128,9 +128,10 @@ def plot_series(stats: Sequence[CellStats]) -> dict[str, list[Line]]:
     for s in cells:
         if not s.source:  # replays have no offered rate
             by_line.setdefault((s.system, s.subscribers, s.slow), []).append(s)
+    for line in by_line.values():
+        line.sort(key=lambda c: c.rate)
     for attr in ("p50", "p99"):
         for (system, subs, slow), line in sorted(by_line.items()):
-            line.sort(key=lambda c: c.rate)
             ys = [float(getattr(c.e2e, attr)) for c in line]
             panels.setdefault(f"{attr} vs load", []).append(
                 (system, subscribers_label(subs, slow), colour[subs, slow], [c.rate for c in line], ys)

@@ -10,6 +10,12 @@ it is the reference the clients are tested against.
         ...
         bids, asks = sim.last_sent("binance", "ethbtc") or ([], [])
 
+Faults (a venue that drops, stalls, goes silent, sends bad frames or bad REST
+answers) are applied per venue, from Python, over HTTP or from the command
+line; see ``dragonfly.sim.faults`` and ``docs/faults.md``:
+
+        fault = sim.fault("binance", "silence,for=5")
+
 Command line: ``python -m dragonfly.sim --help``.
 """
 

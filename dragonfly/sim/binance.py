@@ -28,10 +28,12 @@ import time
 from dataclasses import dataclass
 
 from dragonfly.sim.book import BookChanges, SimBook, units_text
+from dragonfly.sim.faults.target import Capabilities
 from dragonfly.sim.http import HttpReply, json_reply
 from dragonfly.sim.instruments import Instrument, pow10
 from dragonfly.sim.market import SyntheticMarket
-from dragonfly.sim.server import Session, VenueConfig, VenueServer
+from dragonfly.sim.peer import Peer
+from dragonfly.sim.server import BookState, Session, VenueConfig, VenueServer
 
 _STREAM = re.compile(r"^([a-z0-9]+)@depth(5|10|20)(?:@(100ms|1000ms))?$")
 _DIFF_STREAM = re.compile(r"^([a-z0-9]+)@depth(?:@(100ms|1000ms))?$")
@@ -169,16 +171,18 @@ class BinanceServer(VenueServer[BinanceSession]):
     name = "binance"
     ws_path = "/ws"
     # The live venue PINGs every 20 s, drops a client silent to PINGs for a minute
-    # and allows 5 incoming messages per second.
+    # and allows 5 incoming messages per second. Its serverShutdown notice states no
+    # delay before the close; clients report about ten minutes.
     default_config = VenueConfig(
         period_s=0.1, slow_factor=10, ping_interval_s=20.0, pong_timeout_s=60.0,
-        max_msgs_per_s=5,
+        max_msgs_per_s=5, reconnect_grace_s=600.0,
     )
+    capabilities = Capabilities("binance", sequenced=True, notice=True, rest_snapshots=True)
 
     def __init__(self, market: SyntheticMarket, config: VenueConfig, host: str, port: int = 0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, rest_port: int = 0) -> None:
         """Prepare the server; see VenueServer."""
-        super().__init__(market, config, host, port, ssl_context)
+        super().__init__(market, config, host, port, ssl_context, rest_port)
         # Stream name -> what it publishes (None: acknowledged, never sends data).
         self._streams: dict[str, DepthStream | DiffStream | None] = {}
         # Diff stream -> its state, while any name of it has a subscriber.
@@ -212,6 +216,14 @@ class BinanceServer(VenueServer[BinanceSession]):
                 and not any(self._streams.get(name) == stream for name in self.channels)):
             self._feeds.pop(stream).close()
         return removed
+
+    def notice_frame(self, peer: Peer) -> bytes:
+        """Return ``serverShutdown``, sent as is on raw and combined streams alike.
+
+        The venue documents the event, not a combined-stream wrapping for it (it
+        belongs to no stream), so it is never wrapped.
+        """
+        return server_shutdown()
 
     def skip_update(self, instrument: str) -> int:
         """Drop the next event of every diff stream of ``instrument``; return how many.
@@ -339,6 +351,8 @@ class BinanceServer(VenueServer[BinanceSession]):
         if event is not None and feed.skip_next:
             feed.skip_next = False
             return None
+        if event is not None and self.faults.skips and self.faults.skip(stream.instrument):
+            return None
         return event
 
     def _send(self, name: str, raw: bytes, sessions: dict[BinanceSession, None]) -> int:
@@ -347,11 +361,11 @@ class BinanceServer(VenueServer[BinanceSession]):
         sent = 0
         for session in list(sessions):
             if not session.combined:
-                sent += session.send(raw)
+                sent += session.send_book(raw)
                 continue
             if not wrapped:
                 wrapped = b'{"stream":"%s","data":%s}' % (name.encode(), raw)
-            sent += session.send(wrapped)
+            sent += session.send_book(wrapped)
         self.sent_count += sent
         return sent
 
@@ -453,13 +467,58 @@ class BinanceServer(VenueServer[BinanceSession]):
         instrument = self._lookup(symbol)
         if instrument is None:
             return _rest_error(-1121, "Invalid symbol.")
+        return self.encode_snapshot(self.book_state(instrument.name), query)
+
+    def snapshot_key(self, path: str, query: dict[str, str]) -> str | None:
+        """Return the instrument of a valid ``/api/v3/depth`` request, else None."""
+        if path != "/api/v3/depth" or not _LIMIT.match(query.get("limit", str(DEPTH_DEFAULT))):
+            return None
+        symbol = query.get("symbol", "")
+        instrument = self._lookup(symbol) if _SYMBOL.match(symbol) else None
+        return None if instrument is None else instrument.name
+
+    def encode_snapshot(self, state: BookState, query: dict[str, str]) -> HttpReply:
+        """Return the ``/api/v3/depth`` body of ``state``, ``limit`` levels per side."""
         # The venue truncates a limit above the maximum rather than refusing it.
-        limit = min(max(int(limit_text), 1), DEPTH_MAX)
-        book: SimBook = self.market.book(self.name, instrument.name)
-        bids, asks = book.sorted_levels()
-        body = encode_depth(book.update_id, book.text_side(bids[:limit]),
-                            book.text_side(asks[:limit]))
+        limit = min(max(int(query.get("limit", str(DEPTH_DEFAULT))), 1), DEPTH_MAX)
+        book: SimBook = self.market.book(self.name, self._instrument_of(query))
+        body = encode_depth(state.update_id, book.text_side(state.bids[:limit]),
+                            book.text_side(state.asks[:limit]))
         return HttpReply(200, body)
+
+    def _instrument_of(self, query: dict[str, str]) -> str:
+        instrument = self._lookup(query.get("symbol", ""))
+        assert instrument is not None, "encode_snapshot of an unlisted symbol"
+        return instrument.name
+
+    def rest_error(self, status: int) -> HttpReply:
+        """Return the venue's error body for ``status``."""
+        return rest_error_reply(status)
+
+
+def server_shutdown() -> bytes:
+    """Return the ``serverShutdown`` event, stamped now."""
+    return b'{"e":"serverShutdown","E":%d}' % (time.time_ns() // 1_000_000)
+
+
+#: The venue's error (code, message) by HTTP status, for ``rest-error``.
+_STATUS_ERRORS = {
+    429: (-1003, "Too many requests; current limit of IP(127.0.0.1) is 6000 requests per minute. "
+          "Please use the websocket for live updates to avoid polling the API."),
+    418: (-1003, "Way too much request weight used; IP banned until {until}. Please use the "
+          "websocket for live updates to avoid bans."),
+    500: (-1001, "Internal error; unable to process your request. Please try again."),
+    503: (-1008, "Server is currently overloaded with other requests. Please try again in a few "
+          "minutes."),
+}
+
+
+def rest_error_reply(status: int) -> HttpReply:
+    """Return the venue's answer with ``status``: ``{"code":..,"msg":..}``."""
+    code, msg = _STATUS_ERRORS.get(status, (-1000, "An unknown error occurred while processing "
+                                                   "the request."))
+    until = time.time_ns() // 1_000_000 + 120_000
+    return _rest_error(code, msg.replace("{until}", str(until)), status)
 
 
 def _rest_error(code: int, msg: str, status: int = 400) -> HttpReply:

@@ -18,10 +18,11 @@ import time
 from collections.abc import Callable
 
 from dragonfly.sim.book import SimBook, UnitLevel
-from dragonfly.sim.http import HttpReply, json_reply
+from dragonfly.sim.faults.target import Capabilities
+from dragonfly.sim.http import HttpReply, json_reply, phrase
 from dragonfly.sim.instruments import Instrument
 from dragonfly.sim.market import SyntheticMarket
-from dragonfly.sim.server import Session, VenueConfig, VenueServer
+from dragonfly.sim.server import BookState, Session, VenueConfig, VenueServer
 
 _CHANNEL = re.compile(r"^(order_book|diff_order_book)_([a-z0-9]+)$")
 _BOOK_PATH = re.compile(r"^/api/v2/order_book/([a-z0-9]+)/?$")
@@ -87,6 +88,11 @@ def read_request(payload: bytes, accepts: Callable[[str], bool], heartbeat: byte
     return event, channel
 
 
+def rest_error_reply(status: int) -> HttpReply:
+    """Return the venue's error answer with ``status``: ``{"status": "error", "reason": ..}``."""
+    return json_reply({"status": "error", "reason": phrase(status)}, status, compact=False)
+
+
 def diff_side(old: dict[int, int], new: dict[int, int], descending: bool) -> list[UnitLevel]:
     """Return levels that differ from ``old`` to ``new`` (0 amount: removed), sorted."""
     changed = [(p, a) for p, a in new.items() if old.get(p) != a]
@@ -102,11 +108,13 @@ class BitstampServer(VenueServer[Session]):
     ws_path = "/"
     # The live venue sends no PINGs of its own; clients use bts:heartbeat.
     default_config = VenueConfig(period_s=0.1, slow_factor=1, reconnect_grace_s=5.0)
+    # Diff events carry a microtimestamp, no sequence number.
+    capabilities = Capabilities("bitstamp", notice=True, rest_snapshots=True)
 
     def __init__(self, market: SyntheticMarket, config: VenueConfig, host: str, port: int = 0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, rest_port: int = 0) -> None:
         """Prepare the server; see VenueServer."""
-        super().__init__(market, config, host, port, ssl_context)
+        super().__init__(market, config, host, port, ssl_context, rest_port)
         # order_book channel -> book update id it last published.
         self._published: dict[str, int] = {}
         # diff_order_book channel -> (bids, asks) as of its last publish.
@@ -200,10 +208,27 @@ class BitstampServer(VenueServer[Session]):
         if instrument is None:
             return json_reply({"status": "error", "reason": "Invalid currency pair."}, 404,
                               compact=False)
-        book = self.market.book(self.name, instrument.name)
-        bids, asks = book.sorted_levels()
-        body = encode_book(book.micros, book.text_side(bids), book.text_side(asks))
+        return self.encode_snapshot(self.book_state(instrument.name), {"pair": instrument.name})
+
+    def snapshot_key(self, path: str, query: dict[str, str]) -> str | None:
+        """Return the pair of an ``/api/v2/order_book/<pair>/`` request of a listed pair."""
+        match = _BOOK_PATH.match(path)
+        instrument = self.market.instrument(match.group(1)) if match else None
+        return None if instrument is None else instrument.name
+
+    def snapshot_reply(self, key: str, query: dict[str, str], age: float, ahead: int) -> HttpReply:
+        """Answer a snapshot request (see VenueServer); the pair comes from the path."""
+        return super().snapshot_reply(key, {**query, "pair": key}, age, ahead)
+
+    def encode_snapshot(self, state: BookState, query: dict[str, str]) -> HttpReply:
+        """Return the order book body of ``state`` (every level)."""
+        book = self.market.book(self.name, query["pair"])
+        body = encode_book(state.micros, book.text_side(state.bids), book.text_side(state.asks))
         return HttpReply(200, body.encode())
+
+    def rest_error(self, status: int) -> HttpReply:
+        """Return the venue's error body for ``status``."""
+        return rest_error_reply(status)
 
     def _pair_info(self, instrument: Instrument) -> dict[str, object]:
         spec = instrument.specs[self.name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from http import HTTPStatus
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from multidict import CIMultiDict
@@ -19,6 +20,7 @@ class HttpReply:
     status: int
     body: bytes
     content_type: str = JSON_TYPE
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def json_reply(obj: object, status: int = 200, *, compact: bool = True) -> HttpReply:
@@ -42,9 +44,26 @@ def is_upgrade(headers: CIMultiDict[str]) -> bool:
     return "websocket" in headers.get("Upgrade", "").lower()
 
 
+def phrase(status: int) -> str:
+    """Return the reason phrase of ``status`` (``Too Many Requests``)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def encode_reply(reply: HttpReply, *, head_only: bool = False) -> bytes:
+    """Return ``reply`` as HTTP/1.1 bytes; the connection closes after it."""
+    lines = [f"HTTP/1.1 {reply.status} {phrase(reply.status)}",
+             f"Content-Type: {reply.content_type}", f"Content-Length: {len(reply.body)}",
+             "Connection: close", *(f"{name}: {value}" for name, value in reply.headers)]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head if head_only else head + reply.body
+
+
 def to_picows(reply: HttpReply) -> WSUpgradeResponseWithListener:
     """Wrap ``reply`` so picows sends it and closes the connection."""
-    headers = {"Content-Type": reply.content_type}
+    headers = {"Content-Type": reply.content_type, **dict(reply.headers)}
     response: WSUpgradeResponse
     if reply.status == 200:
         response = WSUpgradeResponse.create_ok_response(reply.body, headers)

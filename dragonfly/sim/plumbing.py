@@ -2,7 +2,8 @@
 
 Both serve WebSocket clients and plain REST GETs on one picows port; this is
 the part that does not depend on what is served: binding, routing an upgrade
-or a GET, reassembling fragmented client messages, and shutting down.
+(through the server's faults) or a GET, reassembling fragmented client
+messages, and shutting down.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from picows import (
     WSCloseCode,
@@ -26,6 +27,10 @@ from picows import (
 )
 
 from dragonfly.sim.http import NOT_FOUND, HttpReply, is_upgrade, split_target, to_picows
+
+if TYPE_CHECKING:
+    from dragonfly.sim.faults.faultset import FaultSet
+    from dragonfly.sim.peer import Peer
 
 #: Largest fragmented client message reassembled before the client is dropped.
 MAX_MESSAGE = 64 * 1024
@@ -81,19 +86,32 @@ def authority(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
-def route(request: WSUpgradeRequest, open_session: Callable[[str, dict[str, str]], L | None],
-          handle_rest: Callable[[str, dict[str, str]], HttpReply | None],
-          log: logging.Logger, name: str) -> L | WSUpgradeResponseWithListener | None:
-    """Answer a WebSocket upgrade with a session, anything else with a REST reply (or 404)."""
-    path, query = split_target(request.path)
-    if is_upgrade(request.headers):
-        return open_session(path, query)
+def rest_reply(handle_rest: Callable[[str, dict[str, str]], HttpReply | None], path: str,
+               query: dict[str, str], log: logging.Logger, name: str) -> HttpReply:
+    """Return the venue's answer to a GET: its handler's reply, 404, or 500 if the handler failed."""
     try:
         reply = handle_rest(path, query)
     except Exception:
         log.exception("%s: REST handler failed for %s", name, path)
         reply = HttpReply(500, b"Internal Server Error", "text/plain; charset=utf-8")
-    return to_picows(reply if reply is not None else NOT_FOUND)
+    return reply if reply is not None else NOT_FOUND
+
+
+def route(request: WSUpgradeRequest, open_session: Callable[[str, dict[str, str]], Peer | None],
+          handle_rest: Callable[[str, dict[str, str]], HttpReply | None],
+          log: logging.Logger, name: str, faults: FaultSet) -> Peer | WSUpgradeResponseWithListener | None:
+    """Answer a WebSocket upgrade with a session (unless a fault says otherwise), a GET with REST.
+
+    The fault control endpoint answers on this port too; REST faults do not
+    apply here (see :mod:`dragonfly.sim.faults.rest`).
+    """
+    path, query = split_target(request.path)
+    if is_upgrade(request.headers):
+        return faults.upgrade(path, query, open_session)
+    control = faults.control(path, query)
+    if control is not None:
+        return to_picows(control)
+    return to_picows(rest_reply(handle_rest, path, query, log, name))
 
 
 async def listen(router: Callable[[WSUpgradeRequest], L | WSUpgradeResponseWithListener | None],
@@ -106,6 +124,8 @@ async def listen(router: Callable[[WSUpgradeRequest], L | WSUpgradeResponseWithL
         port,
         ssl=ssl_context,
         logger_name=logger_name,
+        # Clients' PINGs are answered by the sessions, so a silenced or stalled one goes unanswered.
+        enable_auto_pong=False,
         # aiofastnet reports a client's failed TLS handshake to the loop's exception
         # handler with a malformed exception; the stock loop only debug-logs it.
         use_aiofastnet=None if ssl_context is None else False,

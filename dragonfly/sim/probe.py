@@ -1,14 +1,17 @@
-"""Minimal clients for poking the simulator: a recording WebSocket and an HTTP GET.
+"""Minimal clients for poking the simulator: a recording WebSocket, a raw one, an HTTP GET.
 
 For tests, smoke checks and harnesses; not a feed client. The WebSocket probe
 keeps every frame it receives, answers PINGs itself (or not, on request) and
-records them, so ping behaviour can be asserted.
+records them, so ping behaviour can be asserted. The raw probe reads frames
+off a plain socket exactly as written, protocol violations included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import ssl
 import time
 from dataclasses import dataclass
@@ -16,6 +19,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from dragonfly.sim.faults import wire
 
 
 class Probe(WSListener):
@@ -143,3 +148,82 @@ async def http_get(url: str, *, ssl_context: ssl.SSLContext | None = None,
         headers[name.strip().lower()] = value.strip()
     length = headers.get("content-length")
     return HttpResult(status, headers, body if length is None else body[: int(length)])
+
+
+@dataclass(frozen=True)
+class RawFrame:
+    """One frame as the server wrote it."""
+
+    opcode: int
+    fin: bool
+    rsv1: bool
+    masked: bool
+    payload: bytes  # unmasked
+
+
+class RawProbe:
+    """A WebSocket client on a plain socket: sends masked TEXT frames, reads frames verbatim."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Wrap an open connection whose upgrade request was sent."""
+        self.reader = reader
+        self.writer = writer
+
+    async def response_head(self, timeout: float = 2.0) -> bytes:
+        """Return the upgrade response head (status line and headers)."""
+        return await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), timeout)
+
+    def send_text(self, data: str | bytes | dict[str, Any]) -> None:
+        """Send one masked TEXT frame; a dict is JSON-encoded."""
+        payload = json.dumps(data) if isinstance(data, dict) else data
+        raw = payload.encode() if isinstance(payload, str) else payload
+        self.writer.write(wire.frame(wire.TEXT, raw, mask=os.urandom(4)))
+
+    async def frame(self, timeout: float = 2.0) -> RawFrame:
+        """Return the next frame; IncompleteReadError at EOF, TimeoutError if none comes."""
+        return await asyncio.wait_for(self._frame(), timeout)
+
+    async def _frame(self) -> RawFrame:
+        data = await self.reader.readexactly(2)
+        while (header := wire.parse_header(data)) is None:
+            data += await self.reader.readexactly(1)
+        opcode, fin, rsv1, masked, size, length = header
+        data += await self.reader.readexactly(size - len(data))
+        payload = await self.reader.readexactly(length)
+        if masked:
+            payload = wire.apply_mask(payload, data[size - 4:size])
+        return RawFrame(opcode, fin, rsv1, masked, payload)
+
+    async def eof(self, timeout: float = 2.0) -> bool:
+        """Read until the server closes the connection; return True if it did within ``timeout``."""
+        try:
+            await asyncio.wait_for(self.reader.read(), timeout)
+        except TimeoutError:
+            return False
+        except ConnectionError:
+            pass
+        return True
+
+    def close(self) -> None:
+        """Close the socket (no CLOSE frame)."""
+        self.writer.close()
+
+
+async def connect_raw(url: str, *, upgrade: bool = True, timeout: float = 2.0) -> RawProbe:
+    """Open a raw WebSocket to ``ws://`` ``url``; with ``upgrade`` wait for the 101 answer."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 80), timeout)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                 "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    probe = RawProbe(reader, writer)
+    if upgrade:
+        head = await probe.response_head(timeout)
+        if not head.startswith(b"HTTP/1.1 101"):
+            writer.close()
+            status = head.partition(b"\r\n")[0].decode("latin-1")
+            raise ConnectionError(f"upgrade refused: {status}")
+    return probe

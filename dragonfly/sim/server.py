@@ -1,48 +1,60 @@
-"""What every simulated venue shares: listening, routing, clients, pings, publishing.
+"""What every simulated venue shares: listening, routing, clients, pings, publishing, faults.
 
 A venue module subclasses ``VenueServer`` and declares only what differs: the
 WebSocket paths it accepts, how it answers client frames, its REST endpoints
-and how it encodes a publish. Everything here runs on one event loop; no
-locking is needed because no callback awaits while touching shared state.
+(snapshots included), its notice, and how it encodes a publish. REST is served
+on the WebSocket port and on a port of its own (:mod:`dragonfly.sim.restport`,
+where REST faults apply). Everything here runs on one event loop; no locking
+is needed because no callback awaits while touching shared state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import ssl
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 from picows import (
     WSCloseCode,
     WSFrame,
-    WSListener,
     WSMsgType,
-    WSTransport,
     WSUpgradeRequest,
     WSUpgradeResponseWithListener,
 )
 
-from dragonfly.sim.book import FloatLevel
-from dragonfly.sim.http import HttpReply
+from dragonfly.sim.book import FloatLevel, UnitLevel
+from dragonfly.sim.faults.active import ActiveFault
+from dragonfly.sim.faults.faultset import FaultSet
+from dragonfly.sim.faults.rest import Streamer, answer
+from dragonfly.sim.faults.spec import Fault
+from dragonfly.sim.faults.target import Capabilities
+from dragonfly.sim.http import HttpReply, json_reply, phrase
 from dragonfly.sim.market import SyntheticMarket
+from dragonfly.sim.peer import Peer
 from dragonfly.sim.plumbing import CLOSE_WAIT_S as CLOSE_WAIT_S
 from dragonfly.sim.plumbing import MAX_MESSAGE as MAX_MESSAGE
 from dragonfly.sim.plumbing import (
-    Reassembler,
     await_closed,
     cancel_tasks,
     leave,
     listen,
+    rest_reply,
     route,
     wait_server_closed,
 )
+from dragonfly.sim.restport import RestPort
 
 log = logging.getLogger("dragonfly.sim")
 
+#: How far back ``rest-stale`` can reach, and how finely (book states kept per instrument).
+HISTORY_S = 30.0
+HISTORY_STEP_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -69,92 +81,72 @@ class VenueConfig:
                 raise ValueError(f"{name} must be positive or None")
 
 
-class Session(WSListener):
-    """One WebSocket client of a venue: transport, subscriptions, ping and rate state."""
+class Session(Peer):
+    """One WebSocket client of a venue: subscriptions, ping and incoming-rate state."""
 
     def __init__(self, server: VenueServer[Any]) -> None:
         """Bind the session to the venue server that accepted it."""
-        super().__init__()
+        super().__init__(server.faults)
         self.server = server
-        self.transport: WSTransport | None = None
-        #: Subscribed channel keys in subscription order (an ordered set).
-        self.subs: dict[str, None] = {}
         # Unanswered PINGs, oldest first: (payload, monotonic send time).
         self.pings: deque[tuple[bytes, float]] = deque()
         self.next_ping = 0.0
         self._window = 0  # current whole second of the incoming-rate window
         self._window_count = 0
-        self._fragments = Reassembler()
-        self.paused = False
 
-    # -- picows callbacks ------------------------------------------------
-
-    def on_ws_connected(self, transport: WSTransport) -> None:
+    def attached(self) -> None:
         """Register with the server."""
-        self.transport = transport
         self.server.attach(self)
 
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
+    def detached(self) -> None:
         """Forget the session everywhere."""
         self.server.detach(self)
 
-    def pause_writing(self) -> None:
-        """Note that the socket buffer is full."""
-        self.paused = True
-
-    def resume_writing(self) -> None:
-        """Note that the socket buffer drained."""
-        self.paused = False
-
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        """Dispatch a client frame; PINGs are answered by picows itself."""
-        kind = frame.msg_type
-        if kind == WSMsgType.CLOSE:
-            transport.send_close(WSCloseCode.OK)
-            transport.disconnect()
-            return
+    def on_frame(self, frame: WSFrame) -> None:
+        """Count the frame against the rate limit; note PONGs, reassemble messages."""
         if not self._count_incoming():
             return
-        if kind == WSMsgType.PONG:
+        if frame.msg_type == WSMsgType.PONG:
             self._on_pong(frame.get_payload_as_bytes())
         else:
-            self._fragments.feed(frame, self._deliver, self.close)
+            super().on_frame(frame)
 
-    def _deliver(self, message: bytes) -> None:
-        self.server.on_message(self, message)
+    def on_message(self, payload: bytes) -> None:
+        """Hand a complete client message to the server."""
+        self.server.on_message(self, payload)
 
     # -- helpers used by the server ----------------------------------------
 
     def send(self, data: bytes) -> bool:
         """Send a TEXT frame; drop the client instead if it stopped reading."""
+        return not self._stopped_reading() and super().send(data)
+
+    def send_book(self, data: bytes) -> bool:
+        """Send a book frame; drop the client instead if it stopped reading."""
+        return not self._stopped_reading() and super().send_book(data)
+
+    def _stopped_reading(self) -> bool:
         transport = self.transport
-        if transport is None or transport.is_close_frame_sent:
-            return False
-        if self.paused:
+        if self.paused and transport is not None and not self.closing:
             buffered = transport.underlying_transport.get_write_buffer_size()
             if buffered > self.server.config.max_write_buffer:
                 log.info("%s: dropping a client that stopped reading", self.server.name)
-                transport.disconnect(graceful=False)
-                return False
-        transport.send(WSMsgType.TEXT, data)
-        return True
-
-    def close(self, code: WSCloseCode, reason: str) -> None:
-        """Send a CLOSE frame and disconnect."""
-        if self.transport is not None:
-            self.transport.send_close(code, reason.encode())
-            self.transport.disconnect()
+                self.abort()
+                return True
+        return False
 
     def check_ping(self, now: float, interval: float, timeout: float) -> None:
         """Drop the client if a PING went unanswered too long, else PING when due."""
+        if self.stalled:
+            return
         if self.pings and now - self.pings[0][1] > timeout:
             self.close(WSCloseCode.POLICY_VIOLATION, "pong timeout")
             return
         if now >= self.next_ping and self.transport is not None:
             payload = str(time.time_ns() // 1_000_000).encode()
-            self.pings.append((payload, now))
             self.next_ping = now + interval
-            self.transport.send_ping(payload)
+            if self.ping(payload):
+                self.pings.append((payload, now))
 
     def _on_pong(self, payload: bytes) -> None:
         # Only a PONG that echoes an outstanding PING answers it (and all older ones);
@@ -182,8 +174,18 @@ class Session(WSListener):
 S = TypeVar("S", bound=Session)
 
 
+@dataclass(frozen=True)
+class BookState:
+    """A venue book as a REST snapshot shows it: stamps and levels best first."""
+
+    update_id: int
+    micros: int
+    bids: list[UnitLevel]
+    asks: list[UnitLevel]
+
+
 class VenueServer(Generic[S]):
-    """One venue's listening socket, clients and publish cadence."""
+    """One venue's listening sockets (WebSocket, REST), clients, publish cadence and faults."""
 
     #: Venue name, as used by the Simulator API.
     name: ClassVar[str]
@@ -191,6 +193,8 @@ class VenueServer(Generic[S]):
     ws_path: ClassVar[str]
     #: Timing and limits of the live venue.
     default_config: ClassVar[VenueConfig]
+    #: What the venue's protocol has that some faults need.
+    capabilities: ClassVar[Capabilities]
 
     def __init__(
         self,
@@ -199,8 +203,9 @@ class VenueServer(Generic[S]):
         host: str,
         port: int = 0,
         ssl_context: ssl.SSLContext | None = None,
+        rest_port: int = 0,
     ) -> None:
-        """Prepare to serve ``market`` on ``host:port`` (0 picks a free port)."""
+        """Prepare to serve ``market`` on ``host:port`` and REST on ``host:rest_port`` (0: free)."""
         self.market = market
         self.config = config
         self.host = host
@@ -209,13 +214,16 @@ class VenueServer(Generic[S]):
         self.sessions: dict[S, None] = {}
         #: Channel key -> subscribed sessions (ordered sets).
         self.channels: dict[str, dict[S, None]] = {}
-        self.paused = False
         self.sent_count = 0
         #: instrument -> (bids, asks, wall ns) of the last book frame sent.
         self.last_sent: dict[str, tuple[list[FloatLevel], list[FloatLevel], int]] = {}
+        #: The faults in force on this venue.
+        self.faults = FaultSet(self)
+        self.rest = RestPort(self._rest_answer, host, rest_port, ssl_context, f"sim.{self.name}")
+        # instrument -> (monotonic time, book state), oldest first, for rest-stale.
+        self._history: dict[str, deque[tuple[float, BookState]]] = {}
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._timers: list[asyncio.TimerHandle] = []
 
     # -- venue hooks -------------------------------------------------------
 
@@ -242,6 +250,10 @@ class VenueServer(Generic[S]):
         """Return the venue's "please reconnect" message, or None if it has none."""
         return None
 
+    def notice_frame(self, peer: Peer) -> bytes | None:
+        """Return the venue's notice that the connection will close (default: its reconnect request)."""
+        return self.reconnect_frame()
+
     def skip_update(self, instrument: str) -> int:
         """Drop the next diff event of ``instrument``'s streams; return how many streams.
 
@@ -249,27 +261,83 @@ class VenueServer(Generic[S]):
         """
         raise ValueError(f"{self.name} has no update ids to skip")
 
+    def snapshot_key(self, path: str, query: dict[str, str]) -> str | None:
+        """Return the instrument a GET asks a book snapshot of, or None if it is none."""
+        return None
+
+    def encode_snapshot(self, state: BookState, query: dict[str, str]) -> HttpReply:
+        """Return the REST snapshot answer showing ``state``."""
+        raise NotImplementedError
+
+    def rest_error(self, status: int) -> HttpReply:
+        """Return the venue's error answer with ``status``."""
+        return json_reply({"error": phrase(status)}, status)
+
+    # -- fault target --------------------------------------------------------
+
+    @property
+    def notice_grace_s(self) -> float:
+        """Return the delay between a reconnect notice and the close."""
+        return self.config.reconnect_grace_s
+
+    def history(self, symbol: str) -> Sequence[bytes]:
+        """Return no frames: a synthetic book needs no replayed history."""
+        return ()
+
+    def book_state(self, instrument: str, age_s: float = 0.0) -> BookState:
+        """Return ``instrument``'s book now, or as sampled ``age_s`` seconds ago (the oldest kept)."""
+        samples = self._history.get(instrument)
+        if age_s > 0 and samples:
+            cutoff = time.monotonic() - age_s
+            older = [state for at, state in samples if at <= cutoff]
+            return older[-1] if older else samples[0][1]
+        book = self.market.book(self.name, instrument)
+        bids, asks = book.sorted_levels()
+        return BookState(book.update_id, book.micros, bids, asks)
+
+    def snapshot_reply(self, key: str, query: dict[str, str], age: float, ahead: int) -> HttpReply:
+        """Answer a snapshot request with the book ``age`` seconds old, stamped ``ahead`` on."""
+        state = self.book_state(key, age)
+        if ahead:
+            state = dataclasses.replace(state, update_id=state.update_id + ahead,
+                                        micros=state.micros + ahead)
+        return self.encode_snapshot(state, query)
+
+    def fault(self, spec: str | Fault) -> ActiveFault:
+        """Apply a fault to this venue now; ValueError for a bad spec or one it cannot show."""
+        return self.faults.add(spec)
+
+    def clear_faults(self) -> int:
+        """End every fault in force; return how many."""
+        return self.faults.clear()
+
+    @property
+    def paused(self) -> bool:
+        """Return True while data is held back (a ``pause`` fault is in force)."""
+        return self.faults.pausing
+
     # -- lifecycle ---------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind the socket and start the publish and ping loops."""
+        """Bind the sockets and start the publish, ping and history loops."""
         self._server, self.port = await listen(self._route, self.host, self.port,
                                                self.ssl_context, f"sim.{self.name}")
+        await self.rest.start()
         self._tasks.append(asyncio.create_task(self._publish_loop()))
+        self._tasks.append(asyncio.create_task(self._history_loop()))
         if self.config.ping_interval_s is not None:
             self._tasks.append(asyncio.create_task(self._ping_loop()))
 
     async def stop(self) -> None:
-        """Stop the loops, close every client and the socket."""
-        for timer in self._timers:
-            timer.cancel()
+        """Stop the loops and faults, close every client and the sockets."""
+        self.faults.clear()
         await cancel_tasks(self._tasks)
-        self._timers.clear()
         if self._server is not None:
             self._server.close()
         for session in list(self.sessions):
             session.close(WSCloseCode.GOING_AWAY, "server shutdown")
         await await_closed(list(self.sessions))
+        await self.rest.stop()
         await wait_server_closed(self._server)
         self._server = None
 
@@ -295,6 +363,7 @@ class VenueServer(Generic[S]):
             return False
         session.subs[key] = None
         self.channels.setdefault(key, {})[session] = None
+        self.faults.subscribed(session)
         return True
 
     def unsubscribe(self, session: S, key: str) -> bool:
@@ -302,10 +371,10 @@ class VenueServer(Generic[S]):
         return leave(self.channels, session, session.subs, key)
 
     def deliver(self, sessions: dict[S, None] | list[S], data: bytes) -> int:
-        """Send the same bytes to every session; return how many got them."""
+        """Send the same book frame to every session; return how many got it."""
         sent = 0
         for session in sessions:
-            sent += session.send(data)
+            sent += session.send_book(data)
         self.sent_count += sent
         return sent
 
@@ -320,45 +389,31 @@ class VenueServer(Generic[S]):
         """Send ``raw`` as one frame to every subscribed client; return how many."""
         data = raw.encode() if isinstance(raw, str) else raw
         kind = WSMsgType.BINARY if binary else WSMsgType.TEXT
-        sent = 0
-        for session in list(self.sessions):
-            transport = session.transport
-            if session.subs and transport is not None and not transport.is_close_frame_sent:
-                transport.send(kind, data)
-                sent += 1
-        return sent
+        return sum(session.send_raw(kind, data) for session in list(self.sessions) if session.subs)
 
     async def drop_clients(self) -> int:
         """Abort every client connection without a CLOSE frame; return how many."""
         sessions = list(self.sessions)
-        for session in sessions:
-            if session.transport is not None:
-                session.transport.disconnect(graceful=False)
+        self.fault(Fault("drop"))
         await await_closed(sessions)
         return len(sessions)
 
     def request_reconnect(self, grace_s: float | None = None) -> int:
         """Ask every client to reconnect, then close them after the grace period."""
-        frame = self.reconnect_frame()
-        if frame is None:
+        if self.reconnect_frame() is None:
             raise ValueError(f"{self.name} has no reconnect request")
-        sessions = list(self.sessions)
-        for session in sessions:
-            session.send(frame)
-        grace = self.config.reconnect_grace_s if grace_s is None else grace_s
-        loop = asyncio.get_running_loop()
-        self._timers.append(loop.call_later(grace, self._close_sessions, sessions))
-        return len(sessions)
-
-    def _close_sessions(self, sessions: list[S]) -> None:
-        for session in sessions:
-            if session in self.sessions:
-                session.close(WSCloseCode.SERVICE_RESTART, "reconnect")
+        return self.fault(Fault("notice", {} if grace_s is None else {"grace": grace_s})).applied
 
     # -- routing and loops -------------------------------------------------
 
-    def _route(self, request: WSUpgradeRequest) -> S | WSUpgradeResponseWithListener | None:
-        return route(request, self.open_session, self.handle_rest, log, self.name)
+    def _route(self, request: WSUpgradeRequest) -> Peer | WSUpgradeResponseWithListener | None:
+        return route(request, self.open_session, self.handle_rest, log, self.name, self.faults)
+
+    async def _rest_answer(self, path: str, query: dict[str, str]) -> HttpReply | Streamer:
+        return await answer(self.faults, path, query, self._plain_rest)
+
+    def _plain_rest(self, path: str, query: dict[str, str]) -> HttpReply:
+        return rest_reply(self.handle_rest, path, query, log, self.name)
 
     async def _publish_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -373,12 +428,25 @@ class VenueServer(Generic[S]):
                 next_at = loop.time()
                 delay = 0.0
             await asyncio.sleep(delay)
-            if not self.paused and self.channels:
+            if self.channels and self.faults.pausing:
+                self.faults.paused_round()
+            elif self.channels:
                 try:
                     self.publish(tick)
                 except Exception:
                     log.exception("%s: publish failed", self.name)
             tick += 1
+
+    async def _history_loop(self) -> None:
+        # Book states sampled for rest-stale: cheap, since a state shares the book's
+        # cached sorted lists (a new pair is built at every change, never mutated).
+        keep = int(HISTORY_S / HISTORY_STEP_S)
+        while True:
+            now = time.monotonic()
+            for instrument in self.market.instruments:
+                samples = self._history.setdefault(instrument, deque(maxlen=keep))
+                samples.append((now, self.book_state(instrument)))
+            await asyncio.sleep(HISTORY_STEP_S)
 
     async def _ping_loop(self) -> None:
         interval = self.config.ping_interval_s

@@ -13,6 +13,8 @@ from typing import Any
 from dragonfly.sim.binance import BinanceServer
 from dragonfly.sim.bitstamp import BitstampServer
 from dragonfly.sim.book import FloatLevel
+from dragonfly.sim.faults.active import ActiveFault
+from dragonfly.sim.faults.spec import Fault
 from dragonfly.sim.instruments import DEFAULT_INSTRUMENTS, VENUES
 from dragonfly.sim.market import SyntheticMarket
 from dragonfly.sim.plumbing import authority
@@ -52,7 +54,7 @@ def venue_config(
 
 
 class Simulator:
-    """Loopback WebSocket+REST servers speaking each venue's public protocol."""
+    """Loopback WebSocket+REST servers speaking each venue's public protocol, faults on demand."""
 
     def __init__(
         self,
@@ -64,6 +66,7 @@ class Simulator:
         period_s: float | None = None,
         *,
         ports: Mapping[str, int] | None = None,
+        rest_ports: Mapping[str, int] | None = None,
         ping_interval_s: float | None = None,
         pong_timeout_s: float | None = None,
         tick_s: float | None = None,
@@ -71,7 +74,8 @@ class Simulator:
     ) -> None:
         """Build the market and one server per venue; nothing binds until start().
 
-        ``period_s`` overrides every venue's publish cadence; ``ping_interval_s``
+        ``ports`` and ``rest_ports`` fix a venue's WebSocket and REST ports
+        (default: free ones). ``period_s`` overrides every venue's publish cadence; ``ping_interval_s``
         and ``pong_timeout_s`` override the PING timing of venues that PING;
         ``configs`` replaces a venue's whole config before those overrides.
         ``tick_s`` is the market step (default: the fastest cadence, at most
@@ -86,12 +90,13 @@ class Simulator:
         self.ssl_context = ssl_context
         chosen = configs or {}
         ports = ports or {}
+        rest_ports = rest_ports or {}
         self._servers: dict[str, VenueServer[Any]] = {}
         for venue in names:
             config = venue_config(venue, chosen.get(venue), period_s=period_s,
                                   ping_interval_s=ping_interval_s, pong_timeout_s=pong_timeout_s)
             self._servers[venue] = SERVERS[venue](
-                self.market, config, host, ports.get(venue, 0), ssl_context
+                self.market, config, host, ports.get(venue, 0), ssl_context, rest_ports.get(venue, 0)
             )
         fastest = min(s.config.period_s for s in self._servers.values())
         self.tick_s = tick_s if tick_s is not None else min(fastest, MAX_TICK_S)
@@ -168,9 +173,22 @@ class Simulator:
         return f"{scheme}://{self._authority(venue)}{self.server(venue).ws_path}"
 
     def rest_url(self, venue: str) -> str:
-        """Return the REST base URL of ``venue`` (no trailing slash)."""
+        """Return the REST base URL of ``venue`` (no trailing slash): its own REST port.
+
+        The same endpoints also answer on the WebSocket port (``rest_url_on_ws``),
+        for clients that derive the REST address from the WebSocket one; REST
+        faults apply on the REST port only.
+        """
+        return self.server(venue).rest.url
+
+    def rest_url_on_ws(self, venue: str) -> str:
+        """Return the REST base URL on ``venue``'s WebSocket port (never faulted)."""
         scheme = "https" if self.ssl_context is not None else "http"
         return f"{scheme}://{self._authority(venue)}"
+
+    def rest_port(self, venue: str) -> int:
+        """Return the bound REST port of ``venue`` (0 before start() unless given)."""
+        return self.server(venue).rest.port
 
     # -- observation -------------------------------------------------------------
 
@@ -214,17 +232,34 @@ class Simulator:
 
     # -- test hooks --------------------------------------------------------------
 
+    def fault(self, venue: str, spec: str | Fault) -> ActiveFault:
+        """Apply a fault (``"silence,for=30"``) to ``venue`` now; see ``docs/faults.md``.
+
+        ValueError for a venue not served, a bad spec, or a fault the venue
+        cannot show (``skip`` on Bitstamp, ``checksum`` anywhere here).
+        """
+        return self.server(venue).fault(spec)
+
+    def faults(self, venue: str) -> list[ActiveFault]:
+        """Return the faults in force on ``venue``, oldest first."""
+        return list(self.server(venue).faults.active)
+
+    def clear_faults(self, venue: str) -> int:
+        """End every fault in force on ``venue``; return how many."""
+        return self.server(venue).clear_faults()
+
     async def drop_clients(self, venue: str) -> int:
         """Abort every client connection of ``venue``; return how many."""
         return await self.server(venue).drop_clients()
 
     def pause(self, venue: str) -> None:
-        """Stop publishing data for ``venue`` (requests are still answered)."""
-        self.server(venue).paused = True
+        """Stop publishing data for ``venue`` (requests are still answered): a ``pause`` fault."""
+        self.server(venue).fault(Fault("pause"))
 
     def resume(self, venue: str) -> None:
-        """Resume publishing for ``venue``."""
-        self.server(venue).paused = False
+        """Resume publishing for ``venue``: end its ``pause`` faults."""
+        for active in list(self.server(venue).faults.pauses):
+            active.cancel()
 
     def pause_market(self) -> None:
         """Stop stepping the market: every book and update id holds still.

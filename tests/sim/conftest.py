@@ -1,7 +1,11 @@
-"""Fixtures: a fast simulator on loopback and a throwaway certificate."""
+"""Fixtures: a fast simulator on loopback and a throwaway certificate.
+
+Also makes the fault tests' helpers (``faultutil.py`` beside this file) importable.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -9,6 +13,10 @@ import pytest
 
 from dragonfly.sim import Simulator
 from dragonfly.sim.tls import make_self_signed
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 #: Publish cadence used by the tests (the live venues use 0.1 s).
 PERIOD_S = 0.02

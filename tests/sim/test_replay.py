@@ -243,7 +243,9 @@ async def test_every_connection_is_served_on_its_own_port_with_its_symbols() -> 
             assert conn.symbols == SYMBOLS[conn.name], conn.name
             host_port = conn.ws_url.split("/")[2]
             assert conn.ws_url == f"ws://{host_port}{PATHS[conn.venue]}"
-            assert conn.rest_url == f"http://{host_port}"
+            # REST on a port of its own (where REST faults apply), and on the WebSocket port.
+            assert conn.rest_url == f"http://127.0.0.1:{conn.rest_port}" != f"http://{host_port}"
+            assert conn.rest_url_on_ws == f"http://{host_port}"
             assert not conn.done.is_set() and conn.frames_sent == 0
             assert conn.book_depth == (1000 if conn.venue == "kraken" else None)
         counts = {c.name: len(c.frames) for c in conns}

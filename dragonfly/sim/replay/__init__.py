@@ -1,7 +1,9 @@
 """Replay server: recorded venue traffic served over loopback in each venue's current protocol.
 
 One loopback port per recorded WebSocket connection (``VENUE.ws.N.M``), the
-venue's recorded REST snapshots (``VENUE.http.N.M``) on the same port.
+venue's recorded REST snapshots (``VENUE.http.N.M``) on a REST port of its own
+and on the same port. Faults apply per connection or per venue
+(``ReplaySimulator.fault("okx", "checksum")``; see ``docs/faults.md``).
 Feed clients run unchanged against it, only their address changed:
 
     async with ReplaySimulator("../shared/recordings", venues=["binance"]) as replay:

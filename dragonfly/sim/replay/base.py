@@ -1,4 +1,4 @@
-"""What every replayed connection shares: a port, clients, per-symbol cursors, pacing.
+"""What every replayed connection shares: ports, clients, per-symbol cursors, pacing, faults.
 
 A recorded WebSocket connection is translated once, at load, into
 :class:`Frame` s: the book frames of its symbols, in recorded order, already
@@ -47,30 +47,29 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from picows import (
-    WSCloseCode,
-    WSFrame,
-    WSListener,
-    WSMsgType,
-    WSTransport,
-    WSUpgradeRequest,
-    WSUpgradeResponseWithListener,
-)
+from picows import WSCloseCode, WSUpgradeRequest, WSUpgradeResponseWithListener
 
 from dragonfly.recording import Record, Rest
-from dragonfly.sim.http import HttpReply
+from dragonfly.sim.faults.active import ActiveFault
+from dragonfly.sim.faults.faultset import FaultSet
+from dragonfly.sim.faults.rest import Streamer, answer
+from dragonfly.sim.faults.spec import Fault
+from dragonfly.sim.faults.target import Capabilities
+from dragonfly.sim.http import HttpReply, json_reply, phrase
+from dragonfly.sim.peer import Peer
 from dragonfly.sim.plumbing import CLOSE_WAIT_S as CLOSE_WAIT_S
 from dragonfly.sim.plumbing import MAX_MESSAGE as MAX_MESSAGE
 from dragonfly.sim.plumbing import (
-    Reassembler,
     authority,
     await_closed,
     cancel_tasks,
     leave,
     listen,
+    rest_reply,
     route,
     wait_server_closed,
 )
+from dragonfly.sim.restport import RestPort
 
 log = logging.getLogger("dragonfly.sim.replay")
 
@@ -121,75 +120,33 @@ class Track:
     symbols: list[str]
 
 
-class ReplaySession(WSListener):
+class ReplaySession(Peer):
     """One WebSocket client of a replayed connection."""
 
     def __init__(self, conn: ReplayConnection) -> None:
         """Bind the session to the connection that accepted it."""
-        super().__init__()
+        super().__init__(conn.faults)
         self.conn = conn
-        self.transport: WSTransport | None = None
-        #: Subscribed symbols, in subscription order (an ordered set).
-        self.subs: dict[str, None] = {}
-        self.paused = False
-        self._writable = asyncio.Event()
-        self._writable.set()
-        self._fragments = Reassembler()
         #: ``time.time_ns()`` just before each TEXT frame sent, at the index the
         #: client counts it by (frame 1 first; index 0 unused): a latency
         #: harness matches a client's ``source_frame`` to its send time.
         self.send_log = array("q", [0])
 
-    def on_ws_connected(self, transport: WSTransport) -> None:
+    def attached(self) -> None:
         """Register with the connection."""
-        self.transport = transport
         self.conn.attach(self)
 
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
-        """Forget the session and release a streamer waiting on it."""
-        self._writable.set()
+    def detached(self) -> None:
+        """Forget the session."""
         self.conn.detach(self)
 
-    def pause_writing(self) -> None:
-        """Note that the socket buffer is full."""
-        self.paused = True
-        self._writable.clear()
+    def on_message(self, payload: bytes) -> None:
+        """Hand a complete client message to the connection."""
+        self.conn.on_message(self, payload)
 
-    def resume_writing(self) -> None:
-        """Note that the socket buffer drained."""
-        self.paused = False
-        self._writable.set()
-
-    async def writable(self) -> None:
-        """Wait until the socket buffer drained or the client left."""
-        await self._writable.wait()
-
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        """Dispatch a complete client message; PINGs are answered by picows."""
-        kind = frame.msg_type
-        if kind == WSMsgType.CLOSE:
-            transport.send_close(WSCloseCode.OK)
-            transport.disconnect()
-        else:
-            self._fragments.feed(frame, self._deliver, self.close)
-
-    def _deliver(self, message: bytes) -> None:
-        self.conn.on_message(self, message)
-
-    def send(self, data: bytes) -> bool:
-        """Send a TEXT frame; return False if the client is gone or closing."""
-        transport = self.transport
-        if transport is None or transport.is_close_frame_sent:
-            return False
+    def text_sent(self) -> None:
+        """Log the send time of the TEXT frame about to go out."""
         self.send_log.append(time.time_ns())
-        transport.send(WSMsgType.TEXT, data)
-        return True
-
-    def close(self, code: WSCloseCode, reason: str) -> None:
-        """Send a CLOSE frame and disconnect."""
-        if self.transport is not None and not self.transport.is_close_frame_sent:
-            self.transport.send_close(code, reason.encode())
-            self.transport.disconnect()
 
 
 class ReplayConnection:
@@ -201,14 +158,20 @@ class ReplayConnection:
     ws_path: ClassVar[str]
     #: Cadence of ``heartbeat()``, or None for a venue without server heartbeats.
     heartbeat_s: ClassVar[float | None] = None
+    #: What the venue's protocol has that some faults need.
+    capabilities: ClassVar[Capabilities]
+    #: Delay between the venue's notice (``notice_frame``) and the close.
+    notice_grace_s: ClassVar[float] = 5.0
 
     def __init__(self, name: str, track: Track, *, snapshots: Snapshots | None = None,
                  header: Sequence[Rest] = (), host: str = "127.0.0.1", port: int = 0,
-                 ssl_context: ssl.SSLContext | None = None, pace: float | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, pace: float | None = None,
+                 rest_port: int = 0) -> None:
         """Prepare to serve ``track``; nothing binds until start().
 
         ``snapshots`` are the venue's recorded REST snapshots by symbol,
-        ``header`` the venue's recorded session header responses.
+        ``header`` the venue's recorded session header responses. REST is
+        served on ``rest_port`` (0: a free one) and on the WebSocket port.
         """
         if pace is not None and not pace > 0:
             raise ValueError("pace must be positive or None")
@@ -247,6 +210,9 @@ class ReplayConnection:
         self._wake = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: The faults in force on this connection.
+        self.faults = FaultSet(self)
+        self.rest = RestPort(self._rest_answer, host, rest_port, ssl_context, f"replay.{name}")
 
     @staticmethod
     def translate(records: Sequence[Record], report: Report) -> Track:
@@ -288,6 +254,47 @@ class ReplayConnection:
     def heartbeat(self, session: ReplaySession) -> None:
         """Send ``session`` its periodic heartbeat, if it wants one."""
 
+    def notice_frame(self, peer: Peer) -> bytes | None:
+        """Return the venue's notice that the connection will close, or None."""
+        return None
+
+    def rest_error(self, status: int) -> HttpReply:
+        """Return the venue's error answer with ``status``."""
+        return json_reply({"error": phrase(status)}, status)
+
+    def restamp(self, body: bytes, ahead: int) -> bytes:
+        """Return a recorded snapshot body stamped ``ahead`` updates later."""
+        return body
+
+    def snapshot_key(self, path: str, query: dict[str, str]) -> str | None:
+        """Return the symbol a GET asks a recorded snapshot of, or None if it is none."""
+        return None
+
+    def snapshot_reply(self, key: str, query: dict[str, str], age: float, ahead: int) -> HttpReply:
+        """Answer a snapshot request: the recorded one ``age`` seconds (recorded time) older.
+
+        With ``ahead`` the body is restamped (:meth:`restamp`).
+        """
+        body = self.snapshot(key, age)
+        if body is None:
+            return self.rest_error(404)
+        return HttpReply(200, self.restamp(body, ahead) if ahead else body)
+
+    # -- faults ------------------------------------------------------------------
+
+    def fault(self, spec: str | Fault) -> ActiveFault:
+        """Apply a fault to this connection now; ValueError for a bad or unsupported spec."""
+        return self.faults.add(spec)
+
+    def clear_faults(self) -> int:
+        """End every fault in force; return how many."""
+        return self.faults.clear()
+
+    def history(self, symbol: str) -> Sequence[bytes]:
+        """Return the frames of ``symbol`` sent so far, oldest first (as plain clients get them)."""
+        indices = self._index.get(symbol, [])[: self._pos.get(symbol, 0)]
+        return [self.frames[i].data for i in indices]
+
     # -- addresses -------------------------------------------------------------
 
     def _authority(self) -> str:
@@ -301,9 +308,24 @@ class ReplayConnection:
 
     @property
     def rest_url(self) -> str:
-        """Return the REST base URL, on the same port (no trailing slash)."""
+        """Return the REST base URL (no trailing slash): the connection's own REST port.
+
+        The same answers come from the WebSocket port (``rest_url_on_ws``), for
+        clients that derive their REST address from it; REST faults apply on the
+        REST port only.
+        """
+        return self.rest.url
+
+    @property
+    def rest_url_on_ws(self) -> str:
+        """Return the REST base URL on the WebSocket port (never faulted)."""
         scheme = "https" if self.ssl_context is not None else "http"
         return f"{scheme}://{self._authority()}"
+
+    @property
+    def rest_port(self) -> int:
+        """Return the bound REST port (0 before start() unless given)."""
+        return self.rest.port
 
     def frame_count(self, symbol: str) -> int:
         """Return how many frames were recorded for ``symbol``."""
@@ -330,6 +352,7 @@ class ReplayConnection:
             return True
         members[session] = None
         session.subs[symbol] = None
+        self.faults.subscribed(session)
         if len(members) == 1:
             pos, indices = self._pos[symbol], self._index[symbol]
             if pos < len(indices):
@@ -366,16 +389,22 @@ class ReplayConnection:
 
     # -- REST snapshots ----------------------------------------------------------
 
-    def snapshot(self, symbol: str) -> bytes | None:
+    def snapshot(self, symbol: str, age: float = 0.0) -> bytes | None:
         """Return the recorded snapshot body to serve for ``symbol`` now, or None.
 
         The earliest recorded at or after the replay position (the recorded
         time of the last frame of ``symbol`` sent), else the last recorded.
+        With ``age`` (``rest-stale``): the last recorded at least ``age``
+        seconds before that position, else the earliest recorded.
         """
         recorded = self.snapshots.get(symbol)
         if not recorded:
             return None
         position = self._last_ts.get(symbol)
+        if age > 0:
+            cutoff = (recorded[0][0] if position is None else position) - age
+            older = [body for ts, body in recorded if ts <= cutoff]
+            return older[-1] if older else recorded[0][1]
         if position is None:
             return recorded[0][1]
         for ts, body in recorded:
@@ -386,15 +415,17 @@ class ReplayConnection:
     # -- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind the port and start streaming (once subscribed)."""
+        """Bind the ports and start streaming (once subscribed)."""
         self._server, self.port = await listen(self._route, self.host, self.port,
                                                self.ssl_context, f"replay.{self.venue}")
+        await self.rest.start()
         self._tasks.append(asyncio.create_task(self._stream()))
         if self.heartbeat_s is not None:
             self._tasks.append(asyncio.create_task(self._heartbeats(self.heartbeat_s)))
 
     async def stop(self) -> None:
-        """Stop streaming, close every client and the socket."""
+        """Stop streaming and faults, close every client and the sockets."""
+        self.faults.clear()
         await cancel_tasks(self._tasks)
         if self._server is not None:
             self._server.close()
@@ -402,12 +433,18 @@ class ReplayConnection:
         for session in sessions:
             session.close(WSCloseCode.GOING_AWAY, "server shutdown")
         await await_closed(sessions)
+        await self.rest.stop()
         await wait_server_closed(self._server)
         self._server = None
 
-    def _route(self, request: WSUpgradeRequest
-               ) -> ReplaySession | WSUpgradeResponseWithListener | None:
-        return route(request, self.open_session, self.handle_rest, log, self.name)
+    def _route(self, request: WSUpgradeRequest) -> Peer | WSUpgradeResponseWithListener | None:
+        return route(request, self.open_session, self.handle_rest, log, self.name, self.faults)
+
+    async def _rest_answer(self, path: str, query: dict[str, str]) -> HttpReply | Streamer:
+        return await answer(self.faults, path, query, self._plain_rest)
+
+    def _plain_rest(self, path: str, query: dict[str, str]) -> HttpReply:
+        return rest_reply(self.handle_rest, path, query, log, self.name)
 
     # -- streaming ------------------------------------------------------------------
 
@@ -441,6 +478,11 @@ class ReplayConnection:
                 await self.gate.wait()
                 idle = True
                 continue
+            if self.faults.pausing:
+                self.faults.paused_round()
+                await self.faults.unpaused.wait()
+                idle = True
+                continue
             index, symbol = top
             frame = self.frames[index]
             if pace is not None:
@@ -469,8 +511,13 @@ class ReplayConnection:
 
     def _send(self, frame: Frame, members: dict[ReplaySession, None]) -> None:
         symbol = frame.symbol
-        for session in tuple(members):
-            session.send(self.encode(session, frame))
+        if self.faults.skips and self.faults.skip(symbol):
+            # Lost in transit: encoded (a per-client sequence number is used up), never sent.
+            for session in tuple(members):
+                self.encode(session, frame)
+        else:
+            for session in tuple(members):
+                session.send_book(self.encode(session, frame))
         self._last_ts[symbol] = frame.ts
         self.frames_sent += 1
         pos = self._pos[symbol] + 1

@@ -35,8 +35,10 @@ from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from dragonfly.recording import Opened, Received, Record, Sent
-from dragonfly.sim.binance import ws_endpoint
+from dragonfly.sim.binance import rest_error_reply, server_shutdown, ws_endpoint
+from dragonfly.sim.faults.target import Capabilities
 from dragonfly.sim.http import HttpReply, json_reply
+from dragonfly.sim.peer import Peer
 from dragonfly.sim.replay.base import (
     Frame,
     ReplayConnection,
@@ -49,6 +51,7 @@ from dragonfly.sim.replay.base import (
 
 _DEPTH = re.compile(r"^([a-z0-9]+)@depth(?:@100ms)?$")
 _WRAPPED = re.compile(rb'^\{"stream":"([^"]+)","data":(\{.*\})\}$', re.DOTALL)
+_LAST_UPDATE_ID = re.compile(rb'"lastUpdateId":(\d+)')
 _METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 
 
@@ -135,8 +138,30 @@ class BinanceReplay(ReplayConnection):
 
     venue = "binance"
     ws_path = "/ws"
+    capabilities = Capabilities("binance", sequenced=True, notice=True, rest_snapshots=True)
+    # serverShutdown states no delay before the close; clients report about ten minutes.
+    notice_grace_s = 600.0
 
     translate = staticmethod(translate)
+
+    def notice_frame(self, peer: Peer) -> bytes:
+        """Return ``serverShutdown`` (never wrapped: it belongs to no stream)."""
+        return server_shutdown()
+
+    def snapshot_key(self, path: str, query: dict[str, str]) -> str | None:
+        """Return the symbol of a depth request for a recorded snapshot."""
+        symbol = query.get("symbol", "").upper()
+        if path in ("/api/v3/depth", "/api/v1/depth") and self.snapshots.get(symbol):
+            return symbol
+        return None
+
+    def restamp(self, body: bytes, ahead: int) -> bytes:
+        """Move ``lastUpdateId`` ``ahead`` updates on."""
+        return _LAST_UPDATE_ID.sub(lambda m: b'"lastUpdateId":%d' % (int(m.group(1)) + ahead), body, 1)
+
+    def rest_error(self, status: int) -> HttpReply:
+        """Return the venue's error body for ``status``."""
+        return rest_error_reply(status)
 
     @classmethod
     def snapshot_symbol(cls, url: str) -> str | None:

@@ -25,8 +25,10 @@ from urllib.parse import urlsplit
 from dragonfly.recording import Received, Record, Sent
 from dragonfly.sim.bitstamp import BAD_JSON as BAD_JSON
 from dragonfly.sim.bitstamp import BAD_SUBSCRIPTION as BAD_SUBSCRIPTION
-from dragonfly.sim.bitstamp import read_request
+from dragonfly.sim.bitstamp import read_request, rest_error_reply
+from dragonfly.sim.faults.target import Capabilities
 from dragonfly.sim.http import HttpReply, json_reply
+from dragonfly.sim.peer import Peer
 from dragonfly.sim.replay.base import (
     Frame,
     ReplayConnection,
@@ -40,6 +42,8 @@ from dragonfly.sim.replay.base import (
 PREFIX = "diff_order_book_"
 _BOOK_PATH = re.compile(r"^/api/v2/order_book/([a-z0-9]+)/?$")
 HEARTBEAT = b'{"event":"bts:heartbeat","channel":"","data":{"status":"success"}}'
+RECONNECT = b'{"event":"bts:request_reconnect","channel":"","data":""}'
+_MICROS = re.compile(rb'"microtimestamp": ?"(\d+)"')
 
 
 def translate(records: Sequence[Record], report: Report) -> Track:
@@ -72,8 +76,29 @@ class BitstampReplay(ReplayConnection):
 
     venue = "bitstamp"
     ws_path = "/"
+    # Diff events carry a microtimestamp, no sequence number.
+    capabilities = Capabilities("bitstamp", notice=True, rest_snapshots=True)
 
     translate = staticmethod(translate)
+
+    def notice_frame(self, peer: Peer) -> bytes:
+        """Return ``bts:request_reconnect``."""
+        return RECONNECT
+
+    def snapshot_key(self, path: str, query: dict[str, str]) -> str | None:
+        """Return the pair of an order book request for a recorded snapshot."""
+        match = _BOOK_PATH.match(path)
+        return match.group(1) if match and self.snapshots.get(match.group(1)) else None
+
+    def restamp(self, body: bytes, ahead: int) -> bytes:
+        """Move ``microtimestamp`` ``ahead`` microseconds on."""
+        def later(match: re.Match[bytes]) -> bytes:
+            return match.group(0).replace(match.group(1), b"%d" % (int(match.group(1)) + ahead))
+        return _MICROS.sub(later, body, 1)
+
+    def rest_error(self, status: int) -> HttpReply:
+        """Return the venue's error body for ``status``."""
+        return rest_error_reply(status)
 
     @classmethod
     def snapshot_symbol(cls, url: str) -> str | None:

@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dragonfly.recording import Received, Record, Sent
+from dragonfly.sim.faults.target import Capabilities
 from dragonfly.sim.replay.base import (
     Frame,
     ReplayConnection,
@@ -204,6 +205,8 @@ class BybitReplay(ReplayConnection):
     """A recorded Bybit connection, served as v5 public."""
 
     venue = "bybit"
+    # ``u`` grows by one per delta of a symbol.
+    capabilities = Capabilities("bybit", sequenced=True)
     ws_path = "/v5/public/spot"
 
     translate = staticmethod(translate)

@@ -2,11 +2,13 @@
 
     python -m dragonfly.sim.replay DIR [--venues binance,kraken] [--pace X]
         [--host 127.0.0.1] [--tls-cert F --tls-key F]
+        [--fault VENUE[@SECONDS]:SPEC]... [--fault-script FILE]
 
 Prints one line per recorded connection (venue, file, WebSocket and REST
 URLs, symbols) once listening. Problems in the recordings are printed to
 stderr as warnings and the rest is replayed. A directory that cannot be
-replayed is one error line and exit status 2.
+replayed is one error line and exit status 2, and so is a bad fault. A fault
+names a venue (all its connections) or a connection file (``OKX.ws.1.0``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from dragonfly.sim.cliutil import (
     run,
     serve_until_signal,
 )
+from dragonfly.sim.faults.script import add_fault_args, read_plan, schedule
+from dragonfly.sim.faults.spec import Fault
+from dragonfly.sim.faults.target import check_supported
 from dragonfly.sim.replay.simulator import CONNECTIONS, ReplaySimulator
 
 PROG = "python -m dragonfly.sim.replay"
@@ -56,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="1 = recorded pace, k = k times faster (default: as fast as possible)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     add_tls_args(parser)
+    add_fault_args(parser)
     return parser
 
 
@@ -67,6 +73,16 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         if unknown:
             parser.error(f"--venues: unknown venue {unknown[0]!r} (choose from {', '.join(CONNECTIONS)})")
     check_tls_args(parser, args)
+    chosen = args.venues if args.venues is not None else list(CONNECTIONS)
+
+    def check(target: str, fault: Fault) -> None:
+        # A connection file (OKX.ws.1.0) names its venue first; it is found after loading.
+        venue = target.split(".", 1)[0].lower()
+        if venue not in chosen:
+            raise ValueError(f"venue {venue!r} is not replayed (replaying {', '.join(chosen)})")
+        check_supported(fault, CONNECTIONS[venue].capabilities)
+
+    args.plan = read_plan(parser, args, check)
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -82,12 +98,19 @@ async def _serve(args: argparse.Namespace) -> int:
         return 2
     for error in replay.errors:
         print(f"{PROG}: warning: {error}", file=sys.stderr)
+    for planned in args.plan:
+        try:
+            replay.connections_of(planned.venue)
+        except ValueError as exc:
+            print(f"{PROG}: error: --fault {planned.venue}: {exc}", file=sys.stderr)
+            return 2
 
     def announce() -> None:
         for conn in replay.connections:
             print(f"{conn.venue:<9} {conn.name:<18} ws {conn.ws_url}  rest {conn.rest_url}  "
                   f"frames {len(conn.frames)}  symbols {','.join(conn.symbols)}", flush=True)
         print("Ctrl-C to stop", flush=True)
+        schedule(args.plan, replay.fault)
 
     return await serve_until_signal(PROG, replay.start, replay.stop, announce)
 

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dragonfly.recording import Received, Record, Sent
+from dragonfly.sim.faults.target import Capabilities
 from dragonfly.sim.replay.base import (
     Frame,
     ReplayConnection,
@@ -144,6 +145,8 @@ class CoinbaseReplay(ReplayConnection):
     """A recorded Coinbase connection, served as Advanced Trade."""
 
     venue = "coinbase"
+    # sequence_num counts every message of a connection.
+    capabilities = Capabilities("coinbase", sequenced=True)
     ws_path = "/"
     heartbeat_s = 1.0
 

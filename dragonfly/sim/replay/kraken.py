@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dragonfly.recording import Received, Record, Sent
+from dragonfly.sim.faults.target import Capabilities
 from dragonfly.sim.replay.base import (
     Frame,
     ReplayConnection,
@@ -106,6 +107,8 @@ class KrakenReplay(ReplayConnection):
     venue = "kraken"
     ws_path = "/"
     heartbeat_s = 1.0
+    # No sequence numbers; a CRC32 of the top 10 levels per side on every update.
+    capabilities = Capabilities("kraken", checksum_depth=10)
 
     def __init__(self, name: str, track: KrakenTrack, **kwargs: Any) -> None:
         """Keep the recorded channel ids and depths."""

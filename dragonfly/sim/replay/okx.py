@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dragonfly.recording import Received, Record, Sent
+from dragonfly.sim.faults.target import Capabilities
+from dragonfly.sim.peer import Peer
 from dragonfly.sim.replay.base import (
     Frame,
     ReplayConnection,
@@ -32,6 +34,7 @@ from dragonfly.sim.replay.base import (
     loads,
 )
 
+NOTICE = "The connection will soon be closed for a service upgrade. Please reconnect."
 #: Order book channels of the v5 public API.
 BOOK_CHANNELS = frozenset({"books", "books5", "books-l2-tbt", "books50-l2-tbt", "bbo-tbt"})
 
@@ -87,6 +90,10 @@ class OkxReplay(ReplayConnection):
 
     venue = "okx"
     ws_path = "/ws/v5/public"
+    # This capture predates seqId/prevSeqId; a CRC32 of the top 25 levels per side.
+    capabilities = Capabilities("okx", checksum_depth=25, notice=True)
+    # The notice comes 30 seconds before a service upgrade closes the connection.
+    notice_grace_s = 30.0
 
     def __init__(self, name: str, track: OkxTrack, **kwargs: Any) -> None:
         """Keep the recorded channel of each instrument."""
@@ -98,6 +105,11 @@ class OkxReplay(ReplayConnection):
     def open_session(self, path: str, query: dict[str, str]) -> ReplaySession | None:
         """Accept the public endpoint only."""
         return OkxSession(self) if path.rstrip("/") == self.ws_path else None
+
+    def notice_frame(self, peer: Peer) -> bytes:
+        """Return the service-upgrade notice (code 64008) with the client's connection id."""
+        assert isinstance(peer, OkxSession)
+        return compact({"event": "notice", "code": "64008", "msg": NOTICE, "connId": peer.conn_id})
 
     def on_message(self, session: ReplaySession, payload: bytes) -> None:
         """Answer ``ping`` and (un)subscribe requests."""

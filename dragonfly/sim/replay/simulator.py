@@ -17,6 +17,9 @@ from dragonfly.recording import (
     discover,
     read_recording,
 )
+from dragonfly.sim.faults.active import ActiveFault
+from dragonfly.sim.faults.spec import Fault, as_fault
+from dragonfly.sim.faults.target import check_supported
 from dragonfly.sim.replay.base import ReplayConnection
 from dragonfly.sim.replay.binance import BinanceReplay
 from dragonfly.sim.replay.bitstamp import BitstampReplay
@@ -43,7 +46,8 @@ class ReplaySimulator:
     """Serve a directory of recordings over loopback in each venue's current protocol.
 
     One port per recorded WebSocket connection file (``BYBIT.ws.25.0`` and
-    ``BYBIT.ws.26.0`` are two), REST snapshots of the venue on the same port.
+    ``BYBIT.ws.26.0`` are two), REST snapshots of the venue on a REST port of its own
+    (``rest_url``) and on the WebSocket port.
 
         async with ReplaySimulator(directory, venues=["binance"]) as replay:
             conn = replay.connections[0]
@@ -91,6 +95,40 @@ class ReplaySimulator:
             if conn.name == key or conn.venue == key:
                 return conn
         raise KeyError(f"no replayed connection {key!r}")
+
+    # -- faults --------------------------------------------------------------------
+
+    def connections_of(self, key: str) -> list[ReplayConnection]:
+        """Return the connections of a venue (``okx``), or the one of a file (``OKX.ws.1.0``).
+
+        ValueError if none is replayed.
+        """
+        found = [c for c in self._connections if key in (c.venue, c.name)]
+        if not found:
+            raise ValueError(f"no replayed connection of {key!r}")
+        return found
+
+    def fault(self, venue: str, spec: str | Fault) -> ActiveFault:
+        """Apply a fault to every replayed connection of ``venue`` (or one file's) now.
+
+        One connection: its fault; several: a group whose ``applied`` sums them
+        and whose ``cancel()`` ends them all. ValueError for an unknown venue, a
+        bad spec, or a fault the venue cannot show (nothing is applied then).
+        """
+        fault = as_fault(spec)
+        conns = self.connections_of(venue)
+        for conn in conns:
+            check_supported(fault, conn.capabilities)
+        parts = [conn.fault(fault) for conn in conns]
+        return parts[0] if len(parts) == 1 else ActiveFault(fault, parts)
+
+    def faults(self, venue: str) -> list[ActiveFault]:
+        """Return the faults in force on ``venue``'s connections, oldest first per connection."""
+        return [a for conn in self.connections_of(venue) for a in conn.faults.active]
+
+    def clear_faults(self, venue: str) -> int:
+        """End every fault in force on ``venue``'s connections; return how many."""
+        return sum(conn.clear_faults() for conn in self.connections_of(venue))
 
     def _report(self, error: RecordingError) -> None:
         self.errors.append(error)

@@ -415,7 +415,9 @@ encode_summary(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *book = args[0];
-    if (!PyTuple_Check(book) || PyTuple_GET_SIZE(book) != 9) {
+    /* Fields 1-10 of a MergedBook (a tuple of 10: its last, the venue
+     * states, field 11, is encoded by the Python caller and appended). */
+    if (!PyTuple_Check(book) || PyTuple_GET_SIZE(book) < 9 || PyTuple_GET_SIZE(book) > 10) {
         PyErr_SetString(PyExc_TypeError, "book must be a MergedBook");
         return NULL;
     }

@@ -1,4 +1,9 @@
-"""Synthetic venue frames for benchmarks: realistic shapes, a changing top of book."""
+"""Synthetic venue frames for benchmarks: realistic shapes, a changing top of book.
+
+Every frame of a list carries the same update id (``lastUpdateId``,
+``microtimestamp``): benchmarks and the load generator send the list in
+cycles, and a frame whose id went back would be refused as an older book.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +20,10 @@ def binance_depth20(count: int, seed: int = 1) -> list[bytes]:
     rng = random.Random(seed)
     out = []
     mid = 0.05
-    for i in range(count):
+    for _ in range(count):
         mid += rng.choice((-1, 1)) * 0.00001
         frame = {
-            "lastUpdateId": 1000 + i,
+            "lastUpdateId": 1000,
             "bids": _levels(rng, mid - 0.000005, -0.00001, 20),
             "asks": _levels(rng, mid + 0.000005, 0.00001, 20),
         }
@@ -31,12 +36,12 @@ def bitstamp_order_book(count: int, seed: int = 2) -> list[bytes]:
     rng = random.Random(seed)
     out = []
     mid = 0.05
-    for i in range(count):
+    for _ in range(count):
         mid += rng.choice((-1, 1)) * 0.00001
         frame = {
             "data": {
-                "timestamp": str(1_700_000_000 + i),
-                "microtimestamp": str(1_700_000_000_000_000 + i),
+                "timestamp": "1700000000",
+                "microtimestamp": "1700000000000000",
                 "bids": _levels(rng, mid - 0.000007, -0.00001, 100),
                 "asks": _levels(rng, mid + 0.000007, 0.00001, 100),
             },

@@ -20,26 +20,54 @@ bids, ascending for asks). Python's sort is stable, also with
 keep the name order: exactly the merge order above. The runs are already
 sorted, so timsort merges them in linear time (~14-16 µs a recompute here
 against ~19-29 µs for one sort over ``(price, amount, rank, level)`` keys).
+
+What may be merged (:mod:`dragonfly.core.health`): a venue's book is in the
+merge while its slot holds one (its listener withdraws it the moment it
+cannot be trusted) and, checked again at every recompute, while its proof of
+freshness is younger than its channel's ``stale_after``: so no update is ever
+published with a book older than its limit, even between two runs of the
+feed's watchdog.
+
+The cross-venue sanity rule (``max_deviation``, default 10%): a venue whose
+mid price is further than that from the median mid of the other venues in
+the merge is flagged ``OUTLIER`` and logged. When at least two other venues
+agree with each other (within the same bound), the outlier is also left out
+of the merge: a majority says its book is wrong (a price 1000x off, a wrong
+instrument). With two venues there is no majority: both stay in, flagged,
+and a client sees the flag. Real crossed or locked markets across venues are
+a few basis points, far inside the bound, and are published as they are.
+Every published update lists every venue's state (:class:`VenueState`), and
+an update is published whenever a venue enters or leaves the merge, even if
+the top N did not change.
 """
 
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from operator import attrgetter
 
 from dragonfly.accel import speedups
+from dragonfly.core.health import Health, VenueStatus
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotQueue
-from dragonfly.core.types import MergedBook, MergedLevel, Side, VenueBook
+from dragonfly.core.types import MergedBook, MergedLevel, Side, VenueBook, VenueState
 
 #: A consumer of merged books, called synchronously on the hot path.
 MergedSink = Callable[[MergedBook], None]
 
 _NAN = float("nan")
 _merged_book = partial(tuple.__new__, MergedBook)
+_venue_state = partial(tuple.__new__, VenueState)
+_LIVE = int(VenueStatus.LIVE)
+_STALE = int(VenueStatus.STALE)
+_OUTLIER = int(VenueStatus.OUTLIER)
+_UNKNOWN = int(VenueStatus.UNKNOWN)
+#: Default of the cross-venue sanity rule (see module doc): 10% from the others' median mid.
+MAX_DEVIATION = 0.10
 _by_price = attrgetter("price")
 _by_amount = attrgetter("amount")
 #: One venue's side as a merge input: ``(venue name, levels best first)``.
@@ -83,31 +111,49 @@ class Aggregator:
     """Consume venue books from a :class:`SlotQueue`, publish merged books to sinks.
 
     A venue whose slot is withdrawn (disconnected, untrusted) leaves the merge
-    at once and re-enters with its next fresh book. A merged book is published
-    only when its top N differs from the last one published.
+    at once and re-enters with its next fresh book; so does one whose
+    freshness has run out, or that the sanity rule leaves out (module doc).
+    A merged book is published when its top N differs from the last one
+    published, or when a venue entered or left the merge.
     """
 
     __slots__ = (
         "_ask_runs",
         "_bid_runs",
+        "_books",
+        "_flags",
+        "_health",
+        "_held",
         "_last_asks",
         "_last_bids",
+        "_last_members",
+        "_mids",
+        "_names",
+        "_outlier_log",
         "_rank",
         "_sequence",
         "_sink_errors",
         "_sinks",
+        "_watched",
         "depth",
         "instrument",
         "last",
+        "max_deviation",
         "producers",
         "queue",
     )
 
-    def __init__(self, instrument: str, venues: Sequence[str], depth: int = 10) -> None:
+    def __init__(
+        self, instrument: str, venues: Sequence[str], depth: int = 10, *, max_deviation: float = MAX_DEVIATION
+    ) -> None:
         if depth < 1:
             raise ValueError("depth must be at least 1")
+        if not max_deviation >= 0:
+            raise ValueError(f"max_deviation must be >= 0 (0: off), got {max_deviation!r}")
         self.instrument = instrument
         self.depth = depth
+        #: The sanity rule's bound, a fraction (0.1 = 10%); 0 turns the rule off.
+        self.max_deviation = max_deviation
         self.queue: SlotQueue[VenueBook] = SlotQueue(self.recompute)
         #: The producer handle of each venue's slot, for its feed listener.
         self.producers = {name: self.queue.producer(name) for name in venues}
@@ -115,15 +161,35 @@ class Aggregator:
         # _rank[slot] is a slot's place among them.
         order = sorted(range(len(venues)), key=lambda slot: venues[slot])
         self._rank = [order.index(slot) for slot in range(len(venues))]
+        self._names = [venues[slot] for slot in order]
         self._bid_runs: list[Run] = [(venues[slot], ()) for slot in order]
         self._ask_runs: list[Run] = [(venues[slot], ()) for slot in order]
+        # Per rank: the venue's last book (None: withdrawn), its mid (None:
+        # no book or a side empty) and its health record (None: none
+        # registered, the book counts as fresh). Bit masks by rank: the
+        # venues holding a book, and those the sanity rule flags.
+        self._books: list[VenueBook | None] = [None] * len(venues)
+        self._mids: list[float | None] = [None] * len(venues)
+        self._health: list[Health | None] = [None] * len(venues)
+        self._watched: list[tuple[int, Health]] = []
+        self._held = 0
+        self._flags = 0
         self._sinks: list[MergedSink] = []
         self._last_bids: tuple[MergedLevel, ...] = ()
         self._last_asks: tuple[MergedLevel, ...] = ()
+        self._last_members = 0
         self._sequence = 0
-        self._sink_errors = RateLimitedLog(logging.getLogger("dragonfly.aggregator"))
+        log = logging.getLogger("dragonfly.aggregator")
+        self._sink_errors = RateLimitedLog(log)
+        self._outlier_log = RateLimitedLog(log, interval=30.0)
         #: The last merged book published, or ``None``.
         self.last: MergedBook | None = None
+
+    def watch(self, venue: str, health: Health) -> None:
+        """Read ``venue``'s freshness and status from ``health`` (its listener's record)."""
+        rank = self._names.index(venue)
+        self._health[rank] = health
+        self._watched = [(r, h) for r, h in enumerate(self._health) if h is not None]
 
     def add_sink(self, sink: MergedSink) -> None:
         """Call ``sink`` with every merged book published from now on."""
@@ -134,33 +200,55 @@ class Aggregator:
         self._sinks.remove(sink)
 
     def recompute(self) -> None:
-        """Fold the changed venue slots into the merge and publish if the top N moved."""
+        """Fold the changed venue slots into the merge; publish if the top N or the members changed."""
         recv_ns = 0
         source: VenueBook | None = None
         names = self.queue.names
         bid_runs = self._bid_runs
         ask_runs = self._ask_runs
+        books = self._books
+        mids = self._mids
         for slot, book in self.queue.drain():
             rank = self._rank[slot]
+            books[rank] = book
             if book is None:
                 bid_runs[rank] = (names[slot], ())
                 ask_runs[rank] = (names[slot], ())
+                mids[rank] = None
+                self._held &= ~(1 << rank)
                 continue
             if book.recv_ns > recv_ns:
                 recv_ns = book.recv_ns
                 source = book
-            bid_runs[rank] = (names[slot], book.bids)
-            ask_runs[rank] = (names[slot], book.asks)
+            best_bids, best_asks = book.bids, book.asks
+            bid_runs[rank] = (names[slot], best_bids)
+            ask_runs[rank] = (names[slot], best_asks)
+            mids[rank] = (best_bids[0][0] + best_asks[0][0]) * 0.5 if best_bids and best_asks else None
+            self._held |= 1 << rank
+        now = time.time_ns()
+        # Bit masks by rank: the books left out (too old, or the sanity rule's).
+        excluded = 0
+        for rank, health in self._watched:
+            if now - health.data_ns > health.stale_after_ns:
+                excluded |= 1 << rank
+        excluded &= self._held
+        if self.max_deviation:
+            excluded = self._sanity(excluded)
+        members = (self._held & ~excluded) | self._flags << len(books)
+        if excluded:
+            # The rare path: merge without the books that may not be published.
+            bid_runs = [(run[0], ()) if excluded >> r & 1 else run for r, run in enumerate(bid_runs)]
+            ask_runs = [(run[0], ()) if excluded >> r & 1 else run for r, run in enumerate(ask_runs)]
         depth = self.depth
         bids = merge_side(bid_runs, depth, True, MergedLevel)
         asks = merge_side(ask_runs, depth, False, MergedLevel)
-        if bids == self._last_bids and asks == self._last_asks:
+        if bids == self._last_bids and asks == self._last_asks and members == self._last_members:
             return
         self._last_bids = bids
         self._last_asks = asks
+        self._last_members = members
         self._sequence += 1
         spread = asks[0][1] - bids[0][1] if bids and asks else _NAN
-        now = time.time_ns()
         book_out: MergedBook = _merged_book(
             (
                 self.instrument,
@@ -172,6 +260,7 @@ class Aggregator:
                 now,
                 source.venue if source is not None else "",
                 source.frame if source is not None else 0,
+                self._states(now, members),
             )
         )
         self.last = book_out
@@ -180,3 +269,81 @@ class Aggregator:
                 sink(book_out)
             except Exception:  # a consumer's bug must not stop the feeds
                 self._sink_errors.warning("merged-book sink %r failed", sink, exc_info=True)
+
+    def _sanity(self, excluded: int) -> int:
+        """Flag venues whose mid is far from the others' (module doc); return the exclusions mask."""
+        mids = self._mids
+        if not excluded:
+            # The common case, in C calls only: every mid is within the bound
+            # of any reference between the lowest and the highest.
+            values = [m for m in mids if m is not None]
+            if len(values) < 2 or max(values) - min(values) <= self.max_deviation * min(values):
+                self._flags = 0
+                return excluded
+        live = [(r, m) for r, m in enumerate(mids) if m is not None and not excluded >> r & 1]
+        bound = self.max_deviation
+        if len(live) < 2:
+            self._flags = 0
+            return excluded
+        low = min(m for _, m in live)
+        high = max(m for _, m in live)
+        if high - low <= bound * low:
+            self._flags = 0
+            return excluded
+        flags = 0
+        for rank, mid in live:
+            others = [m for r, m in live if r != rank]
+            ref = statistics.median(others)
+            off = abs(mid - ref) / ref if ref > 0 else 0.0
+            if off <= bound:
+                continue
+            flags |= 1 << rank
+            # Left out only when the others, two at least, agree among themselves.
+            agree = len(others) >= 2 and all(abs(m - ref) <= bound * ref for m in others)
+            if agree:
+                excluded |= 1 << rank
+            if not self._flags >> rank & 1:
+                self._outlier_log.warning(
+                    "%s: %s's mid %.10g is %.1f%% from the other venues' median %.10g: %s",
+                    self.instrument,
+                    self._names[rank],
+                    mid,
+                    off * 100,
+                    ref,
+                    "left out of the merge" if agree else "flagged (no majority says which venue is wrong)",
+                )
+        self._flags = flags
+        return excluded
+
+    def _states(self, now: int, members: int) -> tuple[VenueState, ...]:
+        """Every venue's state in this update, in name order."""
+        states = []
+        count = len(self._names)
+        for rank, name in enumerate(self._names):
+            in_merge = bool(members >> rank & 1)
+            flagged = bool(members >> (count + rank) & 1)
+            book = self._books[rank]
+            health = self._health[rank]
+            if health is None:
+                data_ns = book.recv_ns if book is not None else 0
+                status = _LIVE if book is not None else _UNKNOWN
+            else:
+                data_ns = health.data_ns
+                status = health.status  # an IntEnum: an int on the wire
+                if status == _LIVE and not in_merge and book is not None and not flagged:
+                    status = _STALE  # past its limit: the watchdog withdraws it next
+            if flagged:
+                status = _OUTLIER
+            states.append(
+                _venue_state(
+                    (
+                        name,
+                        in_merge,
+                        status,
+                        data_ns,
+                        now - data_ns if data_ns else 0,
+                        book.seq if book is not None else 0,
+                    )
+                )
+            )
+        return tuple(states)

@@ -18,7 +18,22 @@ A book that cannot be trusted (a gap, a checksum mismatch, a crossed book,
 an unreadable book frame) is withdrawn from the merge at once, so it is never
 published wrong, and resynchronised: a REST snapshot again (deltas are
 buffered meanwhile) or, for venues whose snapshot comes in-band, an
-unsubscribe and subscribe of that symbol.
+unsubscribe and subscribe of that symbol (the feed paces both).
+
+Freshness (:mod:`dragonfly.core.health`): each symbol's book is its own
+health record. An applied delta, a loaded snapshot, a venue keep-alive for
+the symbol (:class:`Alive`) or a venue heartbeat for the connection proves it
+current. A book that nothing proved current within ``stale_after`` leaves the
+merge (:meth:`DiffListener.check_stale`) and comes back with the next delta
+that can prove nothing was missed meanwhile: one that follows on by sequence
+number, or whose checksum verifies, or any delta on a channel whose decoder
+reports every lost message (``gapless``). A channel that can prove none of
+that (Bitstamp) resynchronises instead.
+
+A REST snapshot that is ahead of the stream makes every later delta look
+stale; if no delta has stitched onto it within :data:`STITCH_TIMEOUT`
+seconds, the snapshot cannot be trusted and the book resynchronises (it used
+to stay published, frozen, with every delta dropped).
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ import enum
 import logging
 import math
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -37,6 +53,7 @@ import msgspec
 
 from dragonfly.core.book import BIDS, BOTH, L2Book, Levels
 from dragonfly.core.errors import ParseError
+from dragonfly.core.health import DEFAULT_LIVENESS, Liveness, VenueStatus
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotProducer
 from dragonfly.core.types import Side, VenueBook, new_venue_book
@@ -83,7 +100,18 @@ class Reset(NamedTuple):
     reason: str
 
 
-Event = Snapshot | Delta | Reset
+class Alive(NamedTuple):
+    """The venue says ``symbol``'s book is unchanged at ``seq`` (a keep-alive, e.g. OKX's)."""
+
+    symbol: str
+    seq: int | None = None
+
+
+Event = Snapshot | Delta | Reset | Alive
+
+#: Seconds a REST snapshot may wait for the first delta that stitches onto it
+#: while later deltas are all dropped as older than it (see module doc).
+STITCH_TIMEOUT = 5.0
 
 #: A price or amount field for a numeric channel's msgspec decoder: a JSON
 #: number, or a string holding one (lax decoding converts it in C), finite
@@ -122,6 +150,11 @@ class DiffChannel:
             amount)`` levels, and books keep no venue strings (a numeric
             :class:`~dragonfly.core.book.L2Book`). Only for channels without a
             checksum, which is computed over the strings.
+        liveness: what proves a book current, and for how long (see
+            :mod:`dragonfly.core.health`).
+        gapless: the decoder reports every lost message as a :class:`Reset`
+            (a connection-wide sequence number, as Coinbase's), so any delta
+            applied after a silence proves nothing was missed.
     """
 
     subscribe: Callable[[Sequence[str]], Sequence[bytes]]
@@ -136,10 +169,17 @@ class DiffChannel:
     at_depth: Callable[[int], DiffChannel] | None = None
     verify_before_publish: bool = False
     numeric: bool = False
+    liveness: Liveness = DEFAULT_LIVENESS
+    gapless: bool = False
 
     def __post_init__(self) -> None:
         if self.numeric and self.checksum is not None:
             raise ValueError("a checksum is computed over the venue's strings: a numeric channel has none")
+
+    @property
+    def provable(self) -> bool:
+        """Whether a book that went silent can prove, when updates resume, that it missed nothing."""
+        return self.continuity or self.checksum is not None or self.gapless
 
 
 class FeedControl(Protocol):
@@ -160,6 +200,7 @@ class SyncState(enum.Enum):
 
 
 _SYNCED = SyncState.SYNCED  # a global read, not an enum attribute lookup, per delta
+_LIVE = VenueStatus.LIVE
 
 
 @dataclass
@@ -175,10 +216,14 @@ class SyncStats:
     checksums_bad: int = 0
     crossed: int = 0
     malformed: int = 0
+    stales: int = 0
 
 
 class SymbolSync:
-    """One symbol's book and sync state (owned by a :class:`DiffListener`)."""
+    """One symbol's book and sync state (owned by a :class:`DiffListener`).
+
+    It is also the book's :class:`~dragonfly.core.health.Health` record.
+    """
 
     __slots__ = (
         "after_rest",
@@ -186,20 +231,48 @@ class SymbolSync:
         "book",
         "bounds",
         "buffer",
+        "data_ns",
+        "detail",
+        "loaded_at",
         "newest",
         "out",
         "published",
         "requested",
         "snap_seq",
+        "stale",
+        "stale_after_ns",
         "state",
         "stats",
+        "status",
+        "stitched",
         "symbol",
         "touched",
+        "venue",
         "verified",
     )
 
-    def __init__(self, symbol: str, out: SlotProducer[VenueBook] | None, *, numeric: bool = False) -> None:
+    def __init__(
+        self,
+        symbol: str,
+        out: SlotProducer[VenueBook] | None,
+        *,
+        numeric: bool = False,
+        venue: str = "",
+        stale_after: float = DEFAULT_LIVENESS.stale_after,
+    ) -> None:
         self.symbol = symbol
+        self.venue = venue
+        #: Wall time of the newest proof that the book is current (0: none).
+        self.data_ns = 0
+        self.status = VenueStatus.SYNCING
+        #: Why the book is not live, when it is not.
+        self.detail = "subscribing"
+        self.stale_after_ns = round(stale_after * 1e9)
+        #: Withdrawn for silence; the next delta that proves continuity brings it back.
+        self.stale = False
+        #: Monotonic time the last snapshot was loaded, and whether a delta has followed on it since.
+        self.loaded_at = 0.0
+        self.stitched = True
         self.book = L2Book(numeric=numeric)
         #: The book's update for this channel's levels (strings or floats),
         #: chosen once here rather than per delta.
@@ -240,13 +313,19 @@ class DiffListener:
         outputs: Mapping[str, SlotProducer[VenueBook] | None],
         depth: int,
         control: FeedControl,
+        *,
+        stale_after: float | None = None,
     ) -> None:
         self.venue = venue
         self.channel = channel
         self.depth = depth
         self.control = control
+        self.stale_after = channel.liveness.stale_after if stale_after is None else stale_after
         self.syms = {
-            symbol: SymbolSync(symbol, out, numeric=channel.numeric) for symbol, out in outputs.items()
+            symbol: SymbolSync(
+                symbol, out, numeric=channel.numeric, venue=venue, stale_after=self.stale_after
+            )
+            for symbol, out in outputs.items()
         }
         self._decode = channel.make_decoder()
         # The channel is frozen: its rules read as plain attributes per delta.
@@ -265,8 +344,12 @@ class DiffListener:
 
     @property
     def has_book(self) -> bool:
-        """Whether any symbol holds a trusted book."""
-        return any(s.state is SyncState.SYNCED for s in self.syms.values())
+        """Whether any symbol's book is published (exact and fresh)."""
+        return any(s.status is VenueStatus.LIVE for s in self.syms.values())
+
+    def health(self, symbol: str) -> SymbolSync:
+        """Return the health record of ``symbol``'s book."""
+        return self.syms[symbol]
 
     def on_frame(self, payload: bytes, recv_ns: int, last_in_buffer: bool) -> bool:
         """Decode and apply one frame (hot path); ``False``: not a book frame."""
@@ -281,7 +364,7 @@ class DiffListener:
             for sync in self.syms.values():
                 if sync.state is SyncState.SYNCED:
                     sync.stats.malformed += 1
-                    self._resync(sync, f"unreadable book frame ({exc})")
+                    self._resync(sync, f"unreadable book frame ({exc})", VenueStatus.BAD_DATA)
             return True
         if events is None:
             return False
@@ -301,6 +384,8 @@ class DiffListener:
                 target = self.syms.get(event.symbol)
                 if target is not None:
                     self._load(target, event, from_rest=False)
+            elif type(event) is Alive:
+                self._on_alive(event)
             else:
                 self._on_reset(event)  # type: ignore[arg-type]
         if last_in_buffer:
@@ -324,8 +409,13 @@ class DiffListener:
         for sync in touched:
             sides = sync.touched
             sync.touched = 0
+            if sync.state is not _SYNCED or not sync.verified or sync.stale:
+                continue
+            if sync.status is not _LIVE:
+                sync.status = _LIVE
+                sync.detail = ""
             out = sync.out
-            if out is None or sync.state is not SyncState.SYNCED or not sync.verified:
+            if out is None:
                 continue
             # Re-read only the side(s) whose top N a change reached: the other
             # is the one published (a top-N read is ~1 µs a side).
@@ -343,13 +433,14 @@ class DiffListener:
                     bids[-1][0] if len(bids) >= depth else -math.inf,
                     asks[-1][0] if len(asks) >= depth else math.inf,
                 )
-                out.put(new_venue_book((self.venue, top[0], top[1], self._last_recv, self.frames)))
+                seq = sync.book.seq
+                out.put(new_venue_book((self.venue, bids, asks, self._last_recv, self.frames, seq or 0)))
                 outs.append(out)
         touched.clear()
         for out in outs:
             out.end_burst()
 
-    def withdraw(self) -> None:
+    def withdraw(self, status: VenueStatus = VenueStatus.CONNECTING, detail: str = "") -> None:
         """The connection dropped: every book restarts from a new snapshot."""
         # The decoder may track per-connection state (a sequence number).
         self._decode = self.channel.make_decoder()
@@ -359,6 +450,48 @@ class DiffListener:
             sync.buffer.clear()
             sync.state = SyncState.WAITING
             sync.requested = False
+            sync.stale = False
+            sync.status = status
+            sync.detail = detail
+
+    def check_stale(self, now_ns: int) -> int:
+        """Withdraw every published book that nothing proved current within ``stale_after``.
+
+        Return how many were withdrawn. A channel that can prove, when
+        updates resume, that nothing was missed keeps the book (unpublished)
+        and republishes it then; any other resynchronises.
+        """
+        count = 0
+        for sync in self.syms.values():
+            if sync.status is not _LIVE or now_ns - sync.data_ns <= sync.stale_after_ns:
+                continue
+            count += 1
+            age = (now_ns - sync.data_ns) / 1e9
+            sync.stats.stales += 1
+            self._warn.warning(
+                "%s %s: book withdrawn: nothing proved it current for %.1f s (stale after %g s)",
+                self.venue,
+                sync.symbol,
+                age,
+                sync.stale_after_ns / 1e9,
+            )
+            detail = f"nothing proved it current for {age:.1f} s"
+            if self.channel.provable:
+                sync.status = VenueStatus.STALE
+                sync.detail = detail
+                sync.stale = True
+                if not self.channel.continuity and not self.channel.gapless:
+                    sync.verified = False  # only a verified checksum proves it again
+                self._unpublish(sync)
+            else:
+                self._resync(sync, detail, VenueStatus.STALE, quiet=True)
+        return count
+
+    def prove_fresh(self, recv_ns: int) -> None:
+        """A venue heartbeat says every book of the connection is current (nothing pending)."""
+        for sync in self.syms.values():
+            if sync.state is SyncState.SYNCED:
+                sync.data_ns = recv_ns
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
         """A REST snapshot arrived (from the feed's request)."""
@@ -402,6 +535,9 @@ class DiffListener:
         sync.buffer.append(delta)
         if not sync.requested:
             sync.requested = True
+            if sync.status is VenueStatus.STALE:
+                sync.status = VenueStatus.SYNCING
+                sync.detail = "updates resumed: resynchronising"
             self.control.request_snapshot(sync.symbol)
 
     def _apply(self, sync: SymbolSync, delta: Delta) -> bool:
@@ -413,16 +549,19 @@ class DiffListener:
                 seq = book.seq
                 if seq is not None:
                     if last <= seq:
-                        sync.stats.stale += 1
-                        return True
+                        return self._older(sync)
                     first = delta.first if delta.first is not None else last
                     if first > seq + 1 or (not sync.after_rest and first != seq + 1):
                         sync.stats.gaps += 1
                         self._resync(sync, f"sequence gap: expected {seq + 1}, got {first}..{last}")
                         return False
             elif sync.snap_seq is not None and last <= sync.snap_seq:
-                sync.stats.stale += 1
-                return True
+                return self._older(sync)
+        elif self._continuity and sync.stale:
+            # A silent book of a sequenced channel that gets a delta without
+            # sequence numbers cannot prove it missed nothing.
+            self._resync(sync, "update without a sequence number after a silence")
+            return False
         # Whether a change reaches the published top N: a change beyond the
         # N-th level cannot move the top N (or cross the book), so the burst
         # then skips the top-N read and the publish (the incremental top N).
@@ -433,10 +572,30 @@ class DiffListener:
             self._resync(sync, f"bad level in update ({exc})")
             return False
         sync.after_rest = False
+        sync.stitched = True
         if last is not None:
             book.seq = last
         sync.stats.applied += 1
+        sync.data_ns = self._last_recv
+        if sync.stale and (self._continuity or self.channel.gapless):
+            # It followed on by sequence (or the decoder would have reset it):
+            # nothing was missed while it was silent. Publish it again.
+            sync.stale = False
+            hit = BOTH
         return self._validate(sync, delta.checksum, hit)
+
+    def _older(self, sync: SymbolSync) -> bool:
+        """Drop a delta the book already holds; resync a snapshot no delta stitches onto."""
+        sync.stats.stale += 1
+        if not sync.stitched and time.monotonic() - sync.loaded_at > STITCH_TIMEOUT:
+            sync.stats.gaps += 1
+            self._resync(
+                sync,
+                f"snapshot at {sync.snap_seq} is ahead of the stream: no update followed on it "
+                f"within {STITCH_TIMEOUT:g} s",
+            )
+            return False
+        return True
 
     def _validate(self, sync: SymbolSync, checksum: int | None, hit: int = BOTH) -> bool:
         book = sync.book
@@ -450,6 +609,7 @@ class DiffListener:
             sync.stats.checksums_ok += 1
             if not sync.verified:
                 sync.verified = True
+                sync.stale = False
                 hit = BOTH
         if not hit:
             return True
@@ -473,7 +633,13 @@ class DiffListener:
         sync.verified = not self.channel.verify_before_publish
         sync.snap_seq = snapshot.seq
         sync.state = SyncState.SYNCED
+        sync.stale = False
+        sync.data_ns = time.time_ns() if from_rest else self._last_recv
         sync.after_rest = from_rest and self.channel.continuity
+        # A REST snapshot must be followed on by a delta (see module doc);
+        # an in-band one is in the stream's own order.
+        sync.stitched = not from_rest
+        sync.loaded_at = time.monotonic()
         buffered, sync.buffer = sync.buffer, []
         if not self._validate(sync, None):
             return
@@ -487,6 +653,21 @@ class DiffListener:
             sync.stats.gaps += 1
             self._resync(sync, f"snapshot at {snapshot.seq} is older than update {newest} already seen")
 
+    def _on_alive(self, alive: Alive) -> None:
+        sync = self.syms.get(alive.symbol)
+        if sync is None or sync.state is not SyncState.SYNCED:
+            return
+        if alive.seq is not None and sync.book.seq is not None and alive.seq != sync.book.seq:
+            sync.stats.gaps += 1
+            self._resync(sync, f"keep-alive at {alive.seq}, book at {sync.book.seq}")
+            return
+        sync.data_ns = self._last_recv
+        if sync.stale and (self._continuity or self.channel.gapless):
+            sync.stale = False
+            if not sync.touched:
+                self._touched.append(sync)
+            sync.touched = BOTH
+
     def _on_reset(self, reset: Reset) -> None:
         targets = self.syms.values() if reset.symbol is None else [self.syms.get(reset.symbol)]
         for sync in targets:
@@ -494,13 +675,21 @@ class DiffListener:
                 sync.stats.gaps += 1
                 self._resync(sync, reset.reason)
 
-    def _resync(self, sync: SymbolSync, reason: str) -> None:
+    def _resync(
+        self, sync: SymbolSync, reason: str, status: VenueStatus = VenueStatus.SYNCING, *, quiet: bool = False
+    ) -> None:
         sync.stats.resyncs += 1
         self._unpublish(sync)
         sync.book.clear()
         sync.state = SyncState.WAITING
         sync.buffer.clear()
-        self._warn.warning("%s %s: book withdrawn and resynchronising: %s", self.venue, sync.symbol, reason)
+        sync.stale = False
+        sync.status = status
+        sync.detail = reason
+        if not quiet:
+            self._warn.warning(
+                "%s %s: book withdrawn and resynchronising: %s", self.venue, sync.symbol, reason
+            )
         if self.channel.rest_snapshot is None:
             self.control.resubscribe(sync.symbol)
         # REST venues: the next delta requests a snapshot (and is buffered).

@@ -25,10 +25,11 @@ import dataclasses
 import logging
 import re
 import ssl
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from dragonfly.core.aggregator import Aggregator
+from dragonfly.core.aggregator import MAX_DEVIATION, Aggregator
 from dragonfly.core.diff import DiffListener
 from dragonfly.core.errors import ConfigError, SubscribeError
 from dragonfly.core.fanout import FanOut, Subscription
@@ -73,6 +74,8 @@ class Engine:
         channels: Mapping[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         connect_timeout: float = 10.0,
+        stale_after: Mapping[str, float] | None = None,
+        max_deviation: float = MAX_DEVIATION,
     ) -> None:
         self.instrument = normalise_instrument(instrument)
         endpoints = [v if isinstance(v, VenueEndpoint) else VenueEndpoint(v) for v in venues]
@@ -100,11 +103,22 @@ class Engine:
                     f"depth {depth} is deeper than {e.spec.name}'s snapshot channel "
                     f"({snap.max_depth} levels); use its diff channel"
                 )
+        stale_after = dict(stale_after or {})
+        unknown = set(stale_after) - set(names)
+        if unknown:
+            raise ConfigError(f"stale_after is given for {', '.join(sorted(unknown))}, not among the venues")
+        for name, seconds in stale_after.items():
+            if not seconds > 0:
+                raise ConfigError(f"stale_after of {name} must be positive, got {seconds!r}")
+        if not max_deviation >= 0:
+            raise ConfigError(f"max_deviation must be >= 0 (0: off), got {max_deviation!r}")
         self.depth = depth
+        #: Per-venue overrides of the channels' ``stale_after`` (seconds).
+        self.stale_after = stale_after
         self._endpoints = endpoints
         self._ssl_context = ssl_context
         self._connect_timeout = connect_timeout
-        self.aggregator = Aggregator(self.instrument, names, depth)
+        self.aggregator = Aggregator(self.instrument, names, depth, max_deviation=max_deviation)
         self._fanout: FanOut[MergedBook] = FanOut(maxlen=1)
         self.aggregator.add_sink(self._fanout.publish)
         self.feeds: dict[str, Feed] = {}
@@ -151,7 +165,9 @@ class Engine:
                 rest_url=endpoint.rest_url,
                 ssl_context=endpoint.ssl_context or self._ssl_context,
                 connect_timeout=self._connect_timeout,
+                stale_after=self.stale_after.get(spec.name),
             )
+            self.aggregator.watch(spec.name, feed.health(feed.symbol))
             self.feeds[spec.name] = feed
             self._tasks.append(asyncio.create_task(feed.run(), name=f"feed-{spec.name}"))
         outcomes = [f.outcome for f in self.feeds.values()]
@@ -194,10 +210,14 @@ class Engine:
         out: dict[str, dict[str, object]] = {}
         for name, feed in self.feeds.items():
             lst = feed.listener
+            health = feed.health(feed.symbol)
             out[name] = {
                 "state": feed.state.value,
                 "channel": feed.kind,
                 "in_merge": lst.has_book,
+                "status": health.status.name.lower(),
+                "data_age_s": (time.time_ns() - health.data_ns) / 1e9 if health.data_ns else None,
+                "stale_after_s": health.stale_after_ns / 1e9,
                 "frames": lst.frames,
                 "malformed": lst.malformed,
                 "connects": feed.stats.connects,

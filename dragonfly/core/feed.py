@@ -10,28 +10,47 @@ application heartbeats if the venue wants them, and reads control frames
 (acks, rejections, reconnect requests). Book frames go straight to the
 listener. It knows no venue by name: everything venue-specific comes from
 the :class:`~dragonfly.core.venue.VenueSpec`.
+
+It also keeps the venue within bounds and its books honest:
+
+* a watchdog withdraws a book that nothing proved current within its
+  channel's ``stale_after`` (:mod:`dragonfly.core.health`), and venue
+  heartbeats prove books current where the channel says they do;
+* reconnects back off (full jitter, capped) and the backoff resets only once
+  a connection has carried a published book for :data:`HEALTHY_AFTER`
+  seconds, never at the ack (a venue that acks and drops was reconnected 156
+  times a minute); connection attempts keep to the venue's documented limit;
+* resyncs are paced the same way: a REST snapshot or a resubscribe of one
+  symbol backs off while it keeps failing, every frame sent keeps to the
+  venue's message limit, REST requests to its REST limit, and a
+  ``Retry-After`` holds every REST request of the venue off until then;
+* what can repeat (disconnects, failures) is logged at a bounded rate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import ssl
-from collections.abc import Mapping, Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from dragonfly.core.backoff import Backoff
-from dragonfly.core.diff import DiffChannel, DiffListener, SyncState
+from dragonfly.core.backoff import Backoff, RateLimit, RetryPacer
+from dragonfly.core.diff import DiffChannel, DiffListener
 from dragonfly.core.errors import HttpError, ParseError
-from dragonfly.core.http import HttpResponse, http_get
+from dragonfly.core.health import Health, LivenessKind, VenueStatus
+from dragonfly.core.http import HttpResponse, http_get, retry_after
 from dragonfly.core.listener import TopNListener
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotProducer
 from dragonfly.core.types import VenueBook
-from dragonfly.core.venue import ControlKind, VenueSpec
+from dragonfly.core.venue import ControlKind, Rate, VenueSpec
 from dragonfly.core.ws import WsConnection
 
 
@@ -56,6 +75,8 @@ class FeedStats:
     control_frames: int = 0
     venue_errors: int = 0
     snapshots: int = 0
+    resubscribes: int = 0
+    rest_throttled: int = 0
 
 
 class FeedTap(Protocol):
@@ -77,6 +98,17 @@ class FeedTap(Protocol):
 #: Seconds after the subscription ack before a diff symbol that has had no delta
 #: gets its REST snapshot anyway (others ask on their first delta).
 QUIET_SNAPSHOT_DELAY = 0.2
+#: Seconds a connection must carry a published book before its reconnect
+#: backoff (and its symbols' resync backoffs) start again from the base delay.
+HEALTHY_AFTER = 30.0
+#: Seconds after the ack without any published book before a warning says so.
+NO_DATA_WARNING = 10.0
+#: How long REST requests hold off after a 429 or 418 that names no Retry-After.
+DEFAULT_RETRY_AFTER = 30.0
+
+
+def _limit(rate: Rate | None) -> RateLimit | None:
+    return None if rate is None else RateLimit(rate.events, rate.per)
 
 
 def rest_base_for(ws_url: str) -> str:
@@ -112,6 +144,9 @@ class Feed:
         connect_timeout: float = 10.0,
         tap: FeedTap | None = None,
         book_depth: int | None = None,
+        stale_after: float | None = None,
+        connect_limit: RateLimit | None = None,
+        rest_limit: RateLimit | None = None,
     ) -> None:
         if not outputs:
             raise ValueError("a feed needs at least one symbol")
@@ -120,6 +155,9 @@ class Feed:
         self.symbols = list(outputs)
         self.symbol = self.symbols[0]
         self.instrument = instrument or self.symbol
+        self.liveness = spec.liveness(self.kind)
+        if stale_after is not None:
+            self.liveness = self.liveness.with_stale_after(stale_after)
         self.listener: TopNListener | DiffListener
         #: The diff channel in use (``spec.diff``, or its variant at ``book_depth``).
         self.diff: DiffChannel
@@ -131,7 +169,14 @@ class Feed:
             if out is None:
                 raise ValueError("a snapshot-channel feed needs an output slot")
             snap = spec.snapshot
-            self.listener = TopNListener(spec.name, snap.make_decoder(depth), out, snap.is_book)
+            self.listener = TopNListener(
+                spec.name,
+                snap.make_decoder(depth),
+                out,
+                snap.is_book,
+                make_decoder=functools.partial(snap.make_decoder, depth),
+                stale_after=self.liveness.stale_after,
+            )
         else:
             assert spec.diff is not None
             self.diff = spec.diff
@@ -139,7 +184,9 @@ class Feed:
                 if spec.diff.at_depth is None:
                     raise ValueError(f"{spec.name}'s diff channel has one depth only")
                 self.diff = spec.diff.at_depth(book_depth)
-            self.listener = DiffListener(spec.name, self.diff, outputs, depth, self)
+            self.listener = DiffListener(
+                spec.name, self.diff, outputs, depth, self, stale_after=self.liveness.stale_after
+            )
         self.ws_url = ws_url or spec.ws_url
         if rest_url is None:
             rest_url = rest_base_for(ws_url) if ws_url else spec.rest_url
@@ -155,13 +202,25 @@ class Feed:
             ssl_context=ssl_context,
             backoff=backoff,
             connect_timeout=connect_timeout,
+            max_message=spec.max_message,
+            connect_limit=connect_limit or _limit(spec.limits.connects),
         )
+        #: REST requests to the venue keep to this (shared by the venue's feeds when given).
+        self.rest_limit = rest_limit or _limit(spec.limits.rest)
         self._log = logging.getLogger(f"dragonfly.venue.{spec.name}")
         self._fail_log = RateLimitedLog(self._log, interval=30.0)
+        self._drop_log = RateLimitedLog(self._log, interval=10.0)
         self._on_book = self.listener.on_frame
         self._timers: list[asyncio.TimerHandle] = []
+        self._watchdog: asyncio.TimerHandle | None = None
         self._snapshot_tasks: dict[str, asyncio.Task[None]] = {}
-        self._snapshot_backoff: dict[str, Backoff] = {}
+        # Per symbol: the pace of its REST snapshots and of its resubscribes.
+        self._snapshot_pace: dict[str, RetryPacer] = {}
+        self._resub_pace: dict[str, RetryPacer] = {}
+        # Frames waiting for the connection's message budget, and that budget.
+        self._outbox: deque[bytes] = deque()
+        self._send_limit: RateLimit | None = None
+        self._drain: asyncio.TimerHandle | None = None
         self._stopped = False
         #: Observer of the raw traffic (a recorder), or ``None``.
         self.tap = tap
@@ -176,24 +235,53 @@ class Feed:
         """The venue name."""
         return self.spec.name
 
+    def health(self, symbol: str) -> Health:
+        """Return the health record of ``symbol``'s book (what the aggregator reads)."""
+        return self.listener.health(symbol)
+
     async def run(self) -> None:
         """Check the symbol where the venue needs it, then stay connected until stopped."""
         if self.spec.symbol_check is not None and not await self._symbol_listed():
             return
         self.state = FeedState.CONNECTING
-        await self.conn.run()
-        self.state = FeedState.STOPPED
+        self.listener.withdraw(VenueStatus.CONNECTING, "connecting")
+        self._arm_watchdog()
+        try:
+            await self.conn.run()
+        finally:
+            self.state = FeedState.STOPPED
 
     def stop(self) -> None:
         """Disconnect and stop reconnecting; the venue leaves the merge."""
         self._stopped = True
         self._cancel_timers()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         self.conn.close()
         for task in self._snapshot_tasks.values():
             task.cancel()
-        self.listener.withdraw()
+        if self.state is FeedState.REJECTED:
+            self.listener.withdraw(VenueStatus.REJECTED, self.last_error)
+        else:
+            self.listener.withdraw(VenueStatus.STOPPED, "stopped")
         if not self.outcome.done():
             self.outcome.set_result("stopped before the venue answered")
+
+    # -- freshness -----------------------------------------------------------
+
+    def _arm_watchdog(self) -> None:
+        # Check a few times per stale_after (within [50 ms, 1 s]); the
+        # aggregator also refuses, at publish time, a book older than its limit.
+        period = min(max(self.liveness.stale_after / 4, 0.05), 1.0)
+        self._watchdog = asyncio.get_running_loop().call_later(period, self._watch)
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        if self._stopped:
+            return
+        self.listener.check_stale(time.time_ns())
+        self._arm_watchdog()
 
     # -- FrameHandler ------------------------------------------------------
 
@@ -202,6 +290,9 @@ class Feed:
         if self.tap is not None:
             self.tap.opened(self.ws_url)
         self.state = FeedState.SUBSCRIBING
+        self.listener.withdraw(VenueStatus.SYNCING, "subscribing")
+        messages = self.spec.limits.messages
+        self._send_limit = _limit(messages)
         self._log.info(
             "%s: connected to %s, subscribing to %s (%s channel)",
             self.name,
@@ -211,10 +302,9 @@ class Feed:
         )
         for frame in self._subscribe_frames(self.symbols):
             self._send(frame)
-        loop = asyncio.get_running_loop()
-        self._timers.append(loop.call_later(self.spec.subscribe_timeout, self._ack_timeout))
+        self._later(self.spec.subscribe_timeout, self._ack_timeout)
         if self.spec.heartbeat is not None:
-            self._timers.append(loop.call_later(self.spec.heartbeat_interval, self._heartbeat))
+            self._later(self.spec.heartbeat_interval, self._heartbeat)
 
     def on_frame(self, payload: bytes, recv_ns: int, last_in_buffer: bool) -> None:
         if self.tap is not None:
@@ -223,19 +313,25 @@ class Feed:
             if self.state is not FeedState.LIVE:
                 self._subscribed()  # data before the ack counts as one
             return
-        self._on_control(payload)
+        self._on_control(payload, recv_ns)
         if last_in_buffer:
             self.listener.end_burst()
 
     def on_close(self, reason: str) -> None:
         self._cancel_timers()
+        self._outbox.clear()
         self.stats.disconnects += 1
-        self.listener.withdraw()
         if self._stopped or self.state is FeedState.REJECTED:
             return
+        self.listener.withdraw(VenueStatus.CONNECTING, reason)
         self.state = FeedState.CONNECTING
         self.last_error = reason
-        self._log.warning("%s: disconnected (%s); reconnecting", self.name, reason)
+        self._drop_log.warning(
+            "%s: disconnected (%s); book withdrawn, reconnecting within %.1f s",
+            self.name,
+            reason,
+            self.conn.backoff.ceiling(),
+        )
 
     def on_connect_failed(self, reason: str, retry_in: float) -> None:
         self.stats.connect_failures += 1
@@ -244,11 +340,14 @@ class Feed:
 
     # -- control path ------------------------------------------------------
 
-    def _on_control(self, payload: bytes) -> None:
+    def _on_control(self, payload: bytes, recv_ns: int) -> None:
         self.stats.control_frames += 1
         ctl = self.spec.control(payload)
         kind = ctl.kind
-        if kind is ControlKind.SUBSCRIBED:
+        if kind is ControlKind.HEARTBEAT:
+            if self.liveness.kind is LivenessKind.HEARTBEAT:
+                self.listener.prove_fresh(recv_ns)
+        elif kind is ControlKind.SUBSCRIBED:
             self._subscribed()
         elif kind is ControlKind.REJECTED:
             if ctl.symbol is not None and len(self.symbols) > 1 and ctl.symbol in self.symbols:
@@ -259,8 +358,8 @@ class Feed:
             else:
                 self._reject(ctl.detail)
         elif kind is ControlKind.RECONNECT:
-            self._log.info("%s: venue asked to reconnect", self.name)
-            self.conn.drop("venue requested reconnect")
+            self._log.info("%s: venue asked to reconnect (%s)", self.name, ctl.detail or "no reason given")
+            self.conn.drop(f"venue asked to reconnect ({ctl.detail or 'no reason given'})")
         elif kind is ControlKind.ERROR:
             self.stats.venue_errors += 1
             self._fail_log.warning("%s: venue error: %s", self.name, ctl.detail)
@@ -270,13 +369,37 @@ class Feed:
             return
         if isinstance(self.listener, DiffListener):
             # Symbols whose first delta is slow to come still get their snapshot.
-            loop = asyncio.get_running_loop()
-            self._timers.append(loop.call_later(QUIET_SNAPSHOT_DELAY, self.listener.request_quiet))
+            self._later(QUIET_SNAPSHOT_DELAY, self.listener.request_quiet)
         self.state = FeedState.LIVE
-        self.conn.backoff.reset()
-        self._log.info("%s: subscribed to %s", self.name, self.symbol)
+        # Not a reset of the reconnect backoff: only a connection that carries
+        # books for a while earns that (see module doc).
+        self._later(HEALTHY_AFTER, self._healthy_check, self.conn.connects)
+        self._later(NO_DATA_WARNING, self._data_check, self.conn.connects)
+        self._log.info("%s: subscribed to %s", self.name, ", ".join(self.symbols))
         if not self.outcome.done():
             self.outcome.set_result(None)
+
+    def _healthy_check(self, connection: int) -> None:
+        if connection != self.conn.connects or not self.conn.connected:
+            return
+        if self.listener.has_book:
+            self.conn.backoff.reset()
+        else:
+            self._later(HEALTHY_AFTER, self._healthy_check, connection)
+
+    def _data_check(self, connection: int) -> None:
+        if connection == self.conn.connects and self.conn.connected and not self.listener.has_book:
+            self._fail_log.warning(
+                "%s: subscribed to %s %.0f s ago, but no book is in the merge yet (%s)",
+                self.name,
+                ", ".join(self.symbols),
+                NO_DATA_WARNING,
+                ", ".join(
+                    f"{s}: {self.listener.health(s).status.name.lower()}"
+                    + (f" ({d})" if (d := self.listener.health(s).detail) else "")
+                    for s in self.symbols
+                ),
+            )
 
     def _reject(self, detail: str) -> None:
         reason = f"{self.name} rejected instrument {self.instrument!r} ({', '.join(self.symbols)}): {detail}"
@@ -303,17 +426,49 @@ class Feed:
         if heartbeat is None or self._stopped:
             return
         self._send(heartbeat)
-        loop = asyncio.get_running_loop()
-        self._timers = [t for t in self._timers if not t.cancelled()]
-        self._timers.append(loop.call_later(self.spec.heartbeat_interval, self._heartbeat))
+        self._later(self.spec.heartbeat_interval, self._heartbeat)
 
     def _send(self, frame: bytes) -> None:
+        """Send ``frame`` now if the connection's message budget allows, else queue it."""
+        if self._outbox or (self._send_limit is not None and not self._send_limit.try_acquire()):
+            self._outbox.append(frame)
+            self._schedule_drain()
+            return
+        self._write(frame)
+
+    def _write(self, frame: bytes) -> None:
         self.conn.send(frame)
         if self.tap is not None:
             self.tap.sent(self.ws_url, frame)
 
+    def _schedule_drain(self) -> None:
+        if self._drain is None and self._send_limit is not None:
+            delay = self._send_limit.delay()
+            self._drain = asyncio.get_running_loop().call_later(delay, self._drain_outbox)
+
+    def _drain_outbox(self) -> None:
+        self._drain = None
+        limit = self._send_limit
+        while self._outbox and (limit is None or limit.try_acquire()):
+            self._write(self._outbox.popleft())
+        if self._outbox:
+            self._schedule_drain()
+
     async def _http_get(self, url: str) -> HttpResponse:
+        limit = self.rest_limit
+        if limit is not None:
+            await limit.acquire()
         resp = await http_get(url, ssl_context=self.ssl_context)
+        if resp.status in (429, 418, 503):
+            wait = retry_after(resp)
+            if wait is None and resp.status != 503:
+                wait = DEFAULT_RETRY_AFTER
+            if wait is not None and limit is not None:
+                self.stats.rest_throttled += 1
+                limit.hold_until(time.monotonic() + wait)
+                self._fail_log.warning(
+                    "%s: REST answered %d; no REST request for %.0f s", self.name, resp.status, wait
+                )
         if self.tap is not None and resp.status == 200:
             self.tap.rest(url, resp.body)
         return resp
@@ -327,7 +482,24 @@ class Feed:
     # -- FeedControl (resynchronisation of diff books) -----------------------
 
     def resubscribe(self, symbol: str) -> None:
-        """Unsubscribe and subscribe ``symbol`` again, for a fresh in-band snapshot."""
+        """Unsubscribe and subscribe ``symbol`` again, for a fresh in-band snapshot.
+
+        Paced: the first of a run goes at once, each further one while the
+        book keeps failing waits longer (full jitter, up to 30 s), and a
+        minute without one starts a new run; the frames keep to the
+        connection's message budget.
+        """
+        pace = self._resub_pace.setdefault(symbol, RetryPacer(base=0.2, cap=30.0, forgive=60.0))
+        self._later(pace.next_delay(), self._resubscribe_now, symbol, self.conn.connects)
+
+    def _resubscribe_now(self, symbol: str, connection: int) -> None:
+        # A reconnect since the resync was asked for subscribes afresh anyway.
+        if self._stopped or connection != self.conn.connects or symbol not in self.symbols:
+            return
+        sync = self.listener.health(symbol)
+        if sync.status is VenueStatus.LIVE:
+            return  # it recovered meanwhile
+        self.stats.resubscribes += 1
         for frame in (*self.diff.unsubscribe([symbol]), *self.diff.subscribe([symbol])):
             self._send(frame)
 
@@ -342,11 +514,13 @@ class Feed:
         diff = self.diff
         assert diff.rest_snapshot is not None and diff.parse_rest_snapshot is not None
         assert isinstance(self.listener, DiffListener)
-        # The first request goes at once; after a failure, or a snapshot that
-        # did not yield a synced book, requests back off (REST rate limits).
-        backoff = self._snapshot_backoff.get(symbol)
-        if backoff is not None:
-            await asyncio.sleep(backoff.next_delay())
+        # The first request of a run goes at once; while the book keeps
+        # needing new ones (failed requests, snapshots that do not stitch),
+        # they back off (REST rate limits); see RetryPacer.
+        pace = self._snapshot_pace.setdefault(symbol, RetryPacer(base=0.2, cap=10.0, forgive=30.0))
+        delay = pace.next_delay()
+        if delay > 0:
+            await asyncio.sleep(delay)
         url = (self.rest_url or "").rstrip("/") + diff.rest_snapshot.format(symbol=symbol)
         try:
             resp = await self._http_get(url)
@@ -355,21 +529,26 @@ class Feed:
             snapshot = diff.parse_rest_snapshot(symbol, resp.body)
         except (HttpError, ParseError) as exc:
             self._fail_log.warning("%s: snapshot of %s failed: %s", self.name, symbol, exc)
-            self._snapshot_backoff.setdefault(symbol, Backoff(base=0.2, cap=10.0))
             self.listener.snapshot_failed(symbol)
             return
         self.stats.snapshots += 1
         self.listener.on_snapshot(snapshot)
-        sync = self.listener.syms.get(symbol)
-        if sync is not None and sync.state is SyncState.SYNCED:
-            self._snapshot_backoff.pop(symbol, None)
-        else:
-            self._snapshot_backoff.setdefault(symbol, Backoff(base=0.2, cap=10.0))
+
+    def _later(self, delay: float, callback: Callable[..., None], *args: object) -> None:
+        """Run ``callback(*args)`` in ``delay`` s unless the connection ends first."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        # Forget timers that have fired, so the list stays as short as what is pending.
+        self._timers = [t for t in self._timers if t.when() > now and not t.cancelled()]
+        self._timers.append(loop.call_later(delay, callback, *args))
 
     def _cancel_timers(self) -> None:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
+        if self._drain is not None:
+            self._drain.cancel()
+            self._drain = None
 
     async def _symbol_listed(self) -> bool:
         check = self.spec.symbol_check

@@ -2,6 +2,13 @@
 
 This is the hot path: one synchronous call per frame, no awaits, no logging
 per message (bad frames are counted and logged at a bounded rate).
+
+Trust rules (see :mod:`dragonfly.core.health`): every book frame that decodes
+and passes the check proves the book current (``data_ns``); a frame that does
+not (unreadable, unsound, older than the one before) withdraws the book from
+the merge at once, since the venue's current book is then unknown, and the
+next good frame brings it back; so does the feed's watchdog when no proof
+came within the channel's ``stale_after``.
 """
 
 from __future__ import annotations
@@ -13,10 +20,13 @@ from collections.abc import Callable
 
 from dragonfly.accel import speedups
 from dragonfly.core.errors import ParseError
+from dragonfly.core.health import VenueStatus
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotProducer
 from dragonfly.core.types import Side, VenueBook, new_venue_book
 from dragonfly.core.venue import Decoder
+
+_LIVE = VenueStatus.LIVE
 
 
 def check_book_py(bids: Side, asks: Side) -> str | None:
@@ -57,7 +67,13 @@ class TopNListener:
     rejected as malformed and counted) and ``False`` when it is not a book
     frame, so the feed subscriber can read it as a control frame.
     Change detection compares levels (tuples of floats), not raw bytes: a
-    venue resending the same top N with a new update id forwards nothing.
+    venue resending the same top N with a new update id forwards nothing,
+    but still proves the book current.
+
+    The listener is the book's :class:`~dragonfly.core.health.Health` record
+    (``data_ns``, ``status``, ``stale_after_ns``). ``make_decoder`` makes a
+    fresh decoder for each connection (a decoder remembers the last update
+    id it saw, to refuse frames that go back in time).
     """
 
     __slots__ = (
@@ -70,12 +86,19 @@ class TopNListener:
         "_held_frame",
         "_held_ns",
         "_is_book",
+        "_make_decoder",
         "_out",
         "books",
         "changes",
         "conflated",
+        "data_ns",
+        "detail",
         "frames",
         "malformed",
+        "seq",
+        "stale_after_ns",
+        "stales",
+        "status",
         "venue",
     )
 
@@ -85,11 +108,24 @@ class TopNListener:
         decode: Decoder,
         out: SlotProducer[VenueBook],
         is_book: Callable[[bytes], bool] | None = None,
+        *,
+        make_decoder: Callable[[], Decoder] | None = None,
+        stale_after: float = 60.0,
     ) -> None:
         self.venue = venue
         self._decode = decode
+        self._make_decoder = make_decoder
         self._out = out
         self._is_book = is_book
+        #: Wall time of the newest frame that proved the book current (0: none).
+        self.data_ns = 0
+        #: The venue's position (update id) of the book held.
+        self.seq = 0
+        self.status = VenueStatus.SYNCING
+        #: Why the book is not live, when it is not (for logs and status()).
+        self.detail = ""
+        self.stale_after_ns = round(stale_after * 1e9)
+        self.stales = 0  #: times the book was withdrawn as stale
         self._held: bytes | None = None
         self._held_ns = 0
         self._held_frame = 0
@@ -107,6 +143,10 @@ class TopNListener:
     def has_book(self) -> bool:
         """Whether a book is currently held (and so in the merge)."""
         return self._bids is not None
+
+    def health(self, symbol: str) -> TopNListener:
+        """Return the health record of ``symbol``'s book: this listener (one symbol)."""
+        return self
 
     def on_frame(self, payload: bytes, recv_ns: int, last_in_buffer: bool) -> bool:
         """Handle one frame (hot path); see the class doc for the return value."""
@@ -148,7 +188,7 @@ class TopNListener:
         if book is None:
             return False
         self.books += 1
-        bids, asks = book
+        bids, asks, seq = book
         if bids != self._bids or asks != self._asks:
             problem = check_book(bids, asks)
             if problem is not None:
@@ -157,7 +197,13 @@ class TopNListener:
             self._bids = bids
             self._asks = asks
             self.changes += 1
-            self._out.put(new_venue_book((self.venue, bids, asks, recv_ns, frame)))
+            self._out.put(new_venue_book((self.venue, bids, asks, recv_ns, frame, seq)))
+            if self.status is not _LIVE:
+                self.status = _LIVE
+                self.detail = ""
+        # Changed or not, a sound frame proves the book current.
+        self.data_ns = recv_ns
+        self.seq = seq
         return True
 
     def _defer_flush(self) -> None:
@@ -177,18 +223,55 @@ class TopNListener:
             self._consume(held, self._held_ns, self._held_frame)
         self._out.end_burst()
 
-    def withdraw(self) -> None:
-        """Drop the book (disconnect, resubscribe): the venue leaves the merge now."""
+    def withdraw(self, status: VenueStatus = VenueStatus.CONNECTING, detail: str = "") -> None:
+        """Drop the book (the connection ended): the venue leaves the merge now.
+
+        The next connection starts with a fresh decoder.
+        """
         self._held = None
+        self._drop(status, detail)
+        if self._make_decoder is not None:
+            self._decode = self._make_decoder()
+
+    def check_stale(self, now_ns: int) -> bool:
+        """Withdraw a live book that nothing proved current within ``stale_after``; say if it was."""
+        if self.status is not _LIVE or now_ns - self.data_ns <= self.stale_after_ns:
+            return False
+        age = (now_ns - self.data_ns) / 1e9
+        self.stales += 1
+        self._drop(VenueStatus.STALE, f"no book for {age:.1f} s")
+        self._bad_log.warning(
+            "%s: book withdrawn: no book frame for %.1f s (stale after %g s); it returns with the next one",
+            self.venue,
+            age,
+            self.stale_after_ns / 1e9,
+        )
+        return True
+
+    def prove_fresh(self, recv_ns: int) -> None:
+        """A venue heartbeat says the book is current (nothing pending on the connection)."""
+        if self.status is _LIVE:
+            self.data_ns = recv_ns
+
+    def _drop(self, status: VenueStatus, detail: str) -> None:
         self._bids = None
         self._asks = None
+        self.status = status
+        self.detail = detail
         self._out.withdraw()
 
     def _reject(self, payload: bytes, why: str) -> None:
-        # A bad frame changes nothing: the previous book stays, as received.
+        # The venue sent a book we cannot use: its current book is unknown, so
+        # the last good one is not published any longer. The next good frame
+        # brings the venue back.
         self.malformed += 1
+        if self._bids is not None:
+            self._drop(VenueStatus.BAD_DATA, why)
+        else:
+            self.status = VenueStatus.BAD_DATA
+            self.detail = why
         self._bad_log.warning(
-            "%s: dropped a malformed frame (%s; %d so far): %.200r",
+            "%s: dropped a malformed frame, book withdrawn until a good one (%s; %d so far): %.200r",
             self.venue,
             why,
             self.malformed,

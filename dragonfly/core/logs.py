@@ -22,7 +22,7 @@ class RateLimitedLog:
         self._next = 0.0
         self._suppressed = 0
 
-    def warning(self, msg: str, *args: object, exc_info: bool = False) -> None:
+    def warning(self, msg: str, *args: object, exc_info: bool | BaseException = False) -> None:
         """Log a warning unless one was logged less than ``interval`` ago."""
         now = time.monotonic()
         if now < self._next:
@@ -34,3 +34,30 @@ class RateLimitedLog:
             args = (*args, self._suppressed)
             self._suppressed = 0
         self._logger.warning(msg, *args, exc_info=exc_info)
+
+
+class RateLimitFilter(logging.Filter):
+    """A logging filter that lets each message template through at most once per ``interval`` s.
+
+    For loggers we do not write to ourselves (picows logs one line per
+    protocol error, per connection): a venue that misbehaves on every
+    connection cannot flood the log. Templates are few, so the table stays
+    small; it is cleared if it ever grows past ``max_keys``.
+    """
+
+    def __init__(self, interval: float = 30.0, max_keys: int = 256) -> None:
+        super().__init__()
+        self._interval = interval
+        self._max_keys = max_keys
+        self._next: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Return whether ``record`` may be emitted now."""
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        if now < self._next.get(key, 0.0):
+            return False
+        if len(self._next) >= self._max_keys:
+            self._next.clear()
+        self._next[key] = now + self._interval
+        return True

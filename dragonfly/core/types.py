@@ -27,7 +27,9 @@ class VenueBook(NamedTuple):
     is ``time.perf_counter_ns()``-free wall time (``time.time_ns()``) at which
     the frame that produced this book was received, and ``frame`` that frame's
     ordinal on its connection; they travel with the book so the latency of every
-    published update can be traced to the venue message behind it.
+    published update can be traced to the venue message behind it. ``seq`` is
+    the venue's own position of the book (Binance ``lastUpdateId``/``u``,
+    Bitstamp ``microtimestamp``, OKX ``seqId``, Bybit ``u``; 0 where it has none).
     """
 
     venue: str
@@ -35,11 +37,14 @@ class VenueBook(NamedTuple):
     asks: Side
     recv_ns: int
     frame: int = 0
+    seq: int = 0
 
 
-#: Build a :class:`VenueBook` from all five fields in one C call (hot path; the
+#: Build a :class:`VenueBook` from all six fields in one C call (hot path; the
 #: NamedTuple constructor is Python code: ~300 ns here, against ~130 ns).
-new_venue_book: Callable[[tuple[str, Side, Side, int, int]], VenueBook] = partial(tuple.__new__, VenueBook)
+new_venue_book: Callable[[tuple[str, Side, Side, int, int, int]], VenueBook] = partial(
+    tuple.__new__, VenueBook
+)
 
 
 class MergedLevel(NamedTuple):
@@ -48,6 +53,24 @@ class MergedLevel(NamedTuple):
     exchange: str
     price: float
     amount: float
+
+
+class VenueState(NamedTuple):
+    """One venue's place in a merged update (the wire's ``VenueState``).
+
+    ``in_merge``: its levels are in this update; ``status`` says why not when
+    they are not (a :class:`~dragonfly.core.health.VenueStatus` value);
+    ``data_ns``: wall time of the newest proof that its book is current (0:
+    none yet); ``age_ns``: how old that proof was when the update was made;
+    ``seq``: the venue's own position of the book shown (0: none).
+    """
+
+    venue: str
+    in_merge: bool
+    status: int
+    data_ns: int
+    age_ns: int
+    seq: int
 
 
 class MergedBook(NamedTuple):
@@ -60,7 +83,9 @@ class MergedBook(NamedTuple):
     ``recv_ns`` is the receive time of the newest frame that went into this
     update; ``publish_ns`` is when the aggregator produced it (both
     ``time.time_ns()``). ``source_venue`` and ``source_frame`` name the frame
-    behind ``recv_ns`` (see :class:`VenueBook`).
+    behind ``recv_ns`` (see :class:`VenueBook`). ``venues`` says, for every
+    venue of the aggregator in name order, whether it is in this update and
+    how fresh its data is (:class:`VenueState`).
     """
 
     instrument: str
@@ -72,3 +97,4 @@ class MergedBook(NamedTuple):
     publish_ns: int
     source_venue: str = ""
     source_frame: int = 0
+    venues: tuple[VenueState, ...] = ()

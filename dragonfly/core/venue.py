@@ -9,11 +9,14 @@ a venue's name.
 Two functions carry a venue's frames:
 
 * ``make_decoder(depth)`` returns the hot-path decoder for one connection: it
-  turns a book frame into ``(bids, asks)`` (top ``depth`` levels, best first,
-  floats) and returns ``None`` for a frame that is not a book (an ack, an
+  turns a book frame into ``(bids, asks, seq)`` (top ``depth`` levels, best
+  first, floats; ``seq`` the venue's update id of the book, 0 if it sends
+  none) and returns ``None`` for a frame that is not a book (an ack, an
   error, a heartbeat), which then goes to ``control``. It raises
-  :class:`~dragonfly.core.errors.ParseError` for a frame it cannot read. The
-  decoder is built once per connection so any parser state is reused.
+  :class:`~dragonfly.core.errors.ParseError` for a frame it cannot read: one
+  that is not valid JSON as a whole (even past the levels it reads), whose
+  levels are not numbers, or whose update id goes back. The decoder is built
+  once per connection so any parser state is reused.
 * ``control(payload)`` classifies a non-book frame into a :class:`Control`.
   It is off the hot path and written for clarity.
 """
@@ -28,10 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from dragonfly.core.diff import DiffChannel
+from dragonfly.core.health import DEFAULT_LIVENESS, Liveness
 from dragonfly.core.types import Side
 
-#: Hot-path decoder: payload -> ``(bids, asks)``, or ``None`` for a non-book frame.
-Decoder = Callable[[bytes], "tuple[Side, Side] | None"]
+#: Hot-path decoder: payload -> ``(bids, asks, seq)``, or ``None`` for a non-book frame.
+Decoder = Callable[[bytes], "tuple[Side, Side, int] | None"]
 
 
 class ControlKind(enum.Enum):
@@ -39,7 +43,8 @@ class ControlKind(enum.Enum):
 
     SUBSCRIBED = "subscribed"  #: the venue accepted the subscription
     REJECTED = "rejected"  #: the venue refused the subscription (e.g. unknown instrument)
-    HEARTBEAT = "heartbeat"  #: keep-alive traffic; nothing to do
+    HEARTBEAT = "heartbeat"  #: a venue heartbeat; proves the books current where the channel says so
+    PONG = "pong"  #: the answer to our own keep-alive: proves the connection, not the books
     RECONNECT = "reconnect"  #: the venue asks the client to reconnect
     ERROR = "error"  #: the venue reports an error that is not a rejection
     IGNORED = "ignored"  #: a frame this adapter does not use
@@ -74,6 +79,29 @@ def json_control(classify: Callable[[dict[str, Any]], Control]) -> Callable[[byt
     return control
 
 
+class Rate(NamedTuple):
+    """At most ``events`` events per ``per`` seconds."""
+
+    events: int
+    per: float
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits a venue documents, which the client keeps to (the venue module cites them).
+
+    Attributes:
+        connects: connection attempts per IP (shared by every connection of the venue).
+        messages: frames the client sends on one connection (subscribe,
+            unsubscribe, application pings), where the venue limits them.
+        rest: REST requests to the venue (snapshots, symbol checks).
+    """
+
+    connects: Rate | None = None
+    messages: Rate | None = None
+    rest: Rate | None = None
+
+
 class SymbolCheck(NamedTuple):
     """How to ask a venue's REST API whether it lists a symbol.
 
@@ -97,12 +125,15 @@ class SnapshotChannel:
         is_book: a cheap test (no parsing) that a frame is a book frame, so a
             book frame followed by another in the same read is never decoded;
             it must never say yes to a control frame. ``None``: decode all.
+        liveness: what proves the book current, and for how long (see
+            :mod:`dragonfly.core.health`).
     """
 
     subscribe: Callable[[str], Sequence[bytes]]
     make_decoder: Callable[[int], Decoder]
     max_depth: int
     is_book: Callable[[bytes], bool] | None = None
+    liveness: Liveness = DEFAULT_LIVENESS
 
 
 @dataclass(frozen=True)
@@ -125,6 +156,9 @@ class VenueSpec:
             a symbol (for venues that accept unknown symbols silently).
         subscribe_timeout: seconds to wait for the subscription ack.
         overrides: instrument -> venue symbol, where the rule gets it wrong.
+        limits: the connection, message and REST limits the venue documents.
+        max_message: the largest message accepted from the venue (bytes); a
+            bigger one ends the connection.
     """
 
     name: str
@@ -140,6 +174,8 @@ class VenueSpec:
     symbol_check: SymbolCheck | None = None
     subscribe_timeout: float = 10.0
     overrides: dict[str, str] = field(default_factory=dict)
+    limits: Limits = Limits()
+    max_message: int = 4 * 1024 * 1024
 
     def venue_symbol(self, instrument: str) -> str:
         """Map a normalised instrument (``ethbtc``) to this venue's symbol."""
@@ -153,3 +189,10 @@ class VenueSpec:
         if (self.snapshot if kind == "snapshot" else self.diff) is None:
             raise ValueError(f"{self.name} has no {kind} channel")
         return kind
+
+    def liveness(self, kind: str) -> Liveness:
+        """Return the liveness rule of channel ``kind`` (``"snapshot"`` or ``"diff"``)."""
+        channel = self.snapshot if kind == "snapshot" else self.diff
+        if channel is None:
+            raise ValueError(f"{self.name} has no {kind} channel")
+        return channel.liveness

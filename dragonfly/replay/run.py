@@ -18,6 +18,7 @@ from dragonfly.core.diff import DiffListener, SymbolSync, SyncState
 from dragonfly.core.errors import ConfigError
 from dragonfly.core.feed import Feed
 from dragonfly.sim.replay import ReplaySimulator
+from dragonfly.sim.replay.base import ReplayConnection
 from dragonfly.venues import get_venue
 
 
@@ -68,6 +69,7 @@ async def replay(
     async with ReplaySimulator(directory, venues=wanted, pace=pace) as sim:
         errors = [str(e) for e in getattr(sim, "errors", [])]
         feeds: list[Feed] = []
+        served: list[tuple[ReplayConnection, Feed]] = []
         tasks: list[asyncio.Task[None]] = []
         for conn in sim.connections:
             if not conn.symbols:
@@ -83,9 +85,10 @@ async def replay(
                 book_depth=conn.book_depth,
             )
             feeds.append(feed)
+            served.append((conn, feed))
             tasks.append(asyncio.create_task(feed.run(), name=f"replay-{conn.name}"))
         try:
-            finished = await asyncio.wait_for(_drained(sim, feeds, idle), timeout)
+            finished = await asyncio.wait_for(_drained(served, idle), timeout)
             # Up to the last frame or snapshot handled, not the idle wait after it.
             seconds = finished - started
             # Read the books before closing: a closed feed withdraws its books.
@@ -130,12 +133,19 @@ def _collect(feeds: list[Feed]) -> tuple[list[tuple[str, SymbolSync]], dict[str,
     return books, summaries
 
 
-async def _drained(sim: ReplaySimulator, feeds: list[Feed], idle: float) -> float:
+async def _drained(served: list[tuple[ReplayConnection, Feed]], idle: float) -> float:
     """Wait until every recorded frame was sent and nothing moved for ``idle`` seconds.
 
     Returns the ``time.monotonic()`` of the last movement seen.
     """
-    await asyncio.gather(*(conn.done.wait() for conn in sim.connections if conn.symbols))
+    feeds = [feed for _, feed in served]
+    # A connection is drained once every symbol its feed subscribes has been
+    # streamed: wait for all of them to be subscribed first (a feed's
+    # subscribe frames keep to the venue's message limit, so they may come
+    # over a few seconds), or the first ones would be mistaken for all.
+    while any(conn.subscribers(symbol) == 0 for conn, feed in served for symbol in feed.symbols):
+        await asyncio.sleep(0.01)
+    await asyncio.gather(*(conn.done.wait() for conn, _ in served))
     last = -1
     quiet_since = time.monotonic()
     while True:

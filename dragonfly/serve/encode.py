@@ -31,6 +31,13 @@ levels of each update are new) the chain frame -> queued got ~12% slower
 (41.7 -> 46.7 µs median, old and new interleaved in one process), so the
 levels are packed each time, one C call per level.
 
+The venue states (field 11, one ``VenueState`` per venue of the book) are the
+last field: they are encoded here, in Python, and appended to the C twin's
+bytes too, so both give the official encoding. Their numbers are fixed-width
+on the wire, so a state is one ``struct`` pack of its numbers behind a cached
+prefix (its name, membership and status): ~0.4 µs a venue here, against
+~1.7 µs with varints packed one by one.
+
 :func:`encode_summary_queued` stamps ``publish_ns`` while encoding; it used
 to be appended as a second field 7 to the encoded message, which cost one
 varint and one copy of the message more. Interleaved in one process, 15 rounds, this
@@ -46,7 +53,7 @@ from collections.abc import Callable
 from functools import partial
 
 from dragonfly.accel import speedups
-from dragonfly.core.types import MergedBook, MergedLevel
+from dragonfly.core.types import MergedBook, MergedLevel, VenueState
 from dragonfly.serve import orderbook_pb2
 
 __all__ = [
@@ -67,6 +74,13 @@ _SUMMARY_PUBLISH_NS = b"\x38"  # 7, int64
 _SUMMARY_SEND_NS = b"\x40"  # 8, int64
 _SUMMARY_SOURCE_VENUE = 0x4A  # 9, string
 _SUMMARY_SOURCE_FRAME = b"\x50"  # 10, uint64
+_SUMMARY_VENUES = 0x5A  # 11, VenueState
+_STATE_VENUE = 0x0A  # 1, string
+_STATE_IN_MERGE = b"\x10\x01"  # 2, bool (true; false is omitted)
+_STATE_STATUS = 0x18  # 3, enum
+_STATE_DATA_NS = 0x21  # 4, sfixed64
+_STATE_AGE_NS = 0x29  # 5, sfixed64
+_STATE_SEQ = 0x31  # 6, fixed64
 _LEVEL_EXCHANGE = 0x0A  # 1, string
 _LEVEL_PRICE = 0x11  # 2, double
 _LEVEL_AMOUNT = 0x19  # 3, double
@@ -214,11 +228,65 @@ def _tail(parts: list[bytes], book: MergedBook, publish_ns: int, send_ns: int) -
     return b"".join(parts)
 
 
+#: The numbers of a state: (its bit in ``present``, its key, its struct code).
+_STATE_NUMBERS = ((1, _STATE_DATA_NS, "q"), (2, _STATE_AGE_NS, "q"), (4, _STATE_SEQ, "Q"))
+# (venue, in merge, status, which numbers are non-zero) -> the packer of a whole
+# state field; proto3 omits a zero number, so each combination has its own.
+_StatePacker = Callable[..., bytes]
+_state_packers: dict[tuple[str, bool, int, int], _StatePacker] = {}
+
+
+def _state_packer(venue: str, in_merge: bool, status: int, present: int) -> _StatePacker:
+    """Build the packer of one state's field; ``present`` bits: data_ns 1, age_ns 2, seq 4."""
+    head = _string_field(_STATE_VENUE, venue) if venue else b""
+    if in_merge:
+        head += _STATE_IN_MERGE
+    if status:
+        head += _BYTE[_STATE_STATUS] + _uvarint(status)
+    # Each number present: a key byte and 8 bytes (sfixed64 q, fixed64 Q).
+    fields = [(key, code) for bit, key, code in _STATE_NUMBERS if present & bit]
+    keys = [key for key, _ in fields]
+    prefix = _BYTE[_SUMMARY_VENUES] + _uvarint(len(head) + 9 * len(fields)) + head
+    pack = struct.Struct(f"<{len(prefix)}s" + "".join("B" + code for _, code in fields)).pack
+    if len(keys) == 3:
+        k1, k2, k3 = keys
+        return lambda a, b, c: pack(prefix, k1, a, k2, b, k3, c)
+    return partial(_pack_some, pack, prefix, keys)
+
+
+def _pack_some(pack: Callable[..., bytes], prefix: bytes, keys: list[int], *values: int) -> bytes:
+    """Pack the non-zero ``values`` (those the packer has keys for, in order)."""
+    args: list[object] = [prefix]
+    for key, value in zip(keys, [v for v in values if v], strict=True):
+        args += (key, value)
+    return pack(*args)
+
+
+def _venue_states(states: tuple[VenueState, ...]) -> bytes:
+    """Return field 11 (one ``VenueState`` per venue) of a Summary."""
+    parts: list[bytes] = []
+    for venue, in_merge, status, data_ns, age_ns, seq in states:
+        present = (1 if data_ns else 0) | (2 if age_ns else 0) | (4 if seq else 0)
+        key = (venue, in_merge, status, present)
+        pack = _state_packers.get(key)
+        if pack is None:
+            if len(_state_packers) >= _MAX_CACHED:
+                _state_packers.clear()
+            pack = _state_packers[key] = _state_packer(venue, in_merge, status, present)
+        try:
+            parts.append(pack(data_ns, age_ns, seq))
+        except struct.error:
+            raise ValueError(f"VenueState number out of range: {data_ns}, {age_ns}, {seq}") from None
+    return b"".join(parts)
+
+
 def encode_summary(book: MergedBook, send_ns: int = 0) -> bytes:
     """Return ``book`` serialized as an ``orderbook.Summary`` (official bytes)."""
     if speedups is not None:
-        return speedups.encode_summary(book, send_ns, None)  # type: ignore[no-any-return]
-    return _tail(_head(book), book, book.publish_ns, send_ns)
+        head: bytes = speedups.encode_summary(book, send_ns, None)
+    else:
+        head = _tail(_head(book), book, book.publish_ns, send_ns)
+    return head + _venue_states(book.venues) if book.venues else head
 
 
 def encode_summary_queued(book: MergedBook, clock: Callable[[], int]) -> bytes:
@@ -230,9 +298,10 @@ def encode_summary_queued(book: MergedBook, clock: Callable[[], int]) -> bytes:
     field 7 (and the copy of the message) that appending the stamp would cost.
     """
     if speedups is not None:
-        return speedups.encode_summary(book, 0, clock)  # type: ignore[no-any-return]
-    parts = _head(book)
-    return _tail(parts, book, clock(), 0)
+        head: bytes = speedups.encode_summary(book, 0, clock)
+    else:
+        head = _tail(_head(book), book, clock(), 0)
+    return head + _venue_states(book.venues) if book.venues else head
 
 
 def append_send_ns(payload: bytes, send_ns: int) -> bytes:
@@ -240,8 +309,9 @@ def append_send_ns(payload: bytes, send_ns: int) -> bytes:
 
     Protobuf parsers keep the last occurrence of a scalar field, so appending
     field 8 overrides any ``send_ns`` already in ``payload``; when there was
-    none and no source fields (9, 10) follow, the result is also the official
-    encoding byte for byte (field order aside, it always decodes the same).
+    none and no later fields (9 to 11) precede it, the result is also the
+    official encoding byte for byte (field order aside, it always decodes the
+    same).
     """
     if not send_ns:
         return payload
@@ -262,4 +332,15 @@ def encode_summary_pb(book: MergedBook, send_ns: int = 0) -> bytes:
         send_ns=send_ns,
         source_venue=book.source_venue,
         source_frame=book.source_frame,
+        venues=[
+            orderbook_pb2.VenueState(
+                venue=v.venue,
+                in_merge=v.in_merge,
+                status=orderbook_pb2.VenueStatus.ValueType(v.status),
+                data_ns=v.data_ns,
+                age_ns=v.age_ns,
+                seq=v.seq,
+            )
+            for v in book.venues
+        ],
     ).SerializeToString()

@@ -26,19 +26,23 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0forderbook.proto\x12\torderbook\"\x07\n\x05\x45mpty\"\xe1\x01\n\x07Summary\x12\x0e\n\x06spread\x18\x01 \x01(\x01\x12\x1e\n\x04\x62ids\x18\x02 \x03(\x0b\x32\x10.orderbook.Level\x12\x1e\n\x04\x61sks\x18\x03 \x03(\x0b\x32\x10.orderbook.Level\x12\x12\n\ninstrument\x18\x04 \x01(\t\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12\x0f\n\x07recv_ns\x18\x06 \x01(\x03\x12\x12\n\npublish_ns\x18\x07 \x01(\x03\x12\x0f\n\x07send_ns\x18\x08 \x01(\x03\x12\x14\n\x0csource_venue\x18\t \x01(\t\x12\x14\n\x0csource_frame\x18\n \x01(\x04\"8\n\x05Level\x12\x10\n\x08\x65xchange\x18\x01 \x01(\t\x12\r\n\x05price\x18\x02 \x01(\x01\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x01\x32L\n\x13OrderbookAggregator\x12\x35\n\x0b\x42ookSummary\x12\x10.orderbook.Empty\x1a\x12.orderbook.Summary0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0forderbook.proto\x12\torderbook\"\x07\n\x05\x45mpty\"\x88\x02\n\x07Summary\x12\x0e\n\x06spread\x18\x01 \x01(\x01\x12\x1e\n\x04\x62ids\x18\x02 \x03(\x0b\x32\x10.orderbook.Level\x12\x1e\n\x04\x61sks\x18\x03 \x03(\x0b\x32\x10.orderbook.Level\x12\x12\n\ninstrument\x18\x04 \x01(\t\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12\x0f\n\x07recv_ns\x18\x06 \x01(\x03\x12\x12\n\npublish_ns\x18\x07 \x01(\x03\x12\x0f\n\x07send_ns\x18\x08 \x01(\x03\x12\x14\n\x0csource_venue\x18\t \x01(\t\x12\x14\n\x0csource_frame\x18\n \x01(\x04\x12%\n\x06venues\x18\x0b \x03(\x0b\x32\x15.orderbook.VenueState\"\x83\x01\n\nVenueState\x12\r\n\x05venue\x18\x01 \x01(\t\x12\x10\n\x08in_merge\x18\x02 \x01(\x08\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.orderbook.VenueStatus\x12\x0f\n\x07\x64\x61ta_ns\x18\x04 \x01(\x10\x12\x0e\n\x06\x61ge_ns\x18\x05 \x01(\x10\x12\x0b\n\x03seq\x18\x06 \x01(\x06\"8\n\x05Level\x12\x10\n\x08\x65xchange\x18\x01 \x01(\t\x12\r\n\x05price\x18\x02 \x01(\x01\x12\x0e\n\x06\x61mount\x18\x03 \x01(\x01*\xf7\x01\n\x0bVenueStatus\x12\x18\n\x14VENUE_STATUS_UNKNOWN\x10\x00\x12\x15\n\x11VENUE_STATUS_LIVE\x10\x01\x12\x1b\n\x17VENUE_STATUS_CONNECTING\x10\x02\x12\x18\n\x14VENUE_STATUS_SYNCING\x10\x03\x12\x16\n\x12VENUE_STATUS_STALE\x10\x04\x12\x19\n\x15VENUE_STATUS_BAD_DATA\x10\x05\x12\x18\n\x14VENUE_STATUS_OUTLIER\x10\x06\x12\x19\n\x15VENUE_STATUS_REJECTED\x10\x07\x12\x18\n\x14VENUE_STATUS_STOPPED\x10\x08\x32L\n\x13OrderbookAggregator\x12\x35\n\x0b\x42ookSummary\x12\x10.orderbook.Empty\x1a\x12.orderbook.Summary0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'orderbook_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_VENUESTATUS']._serialized_start=499
+  _globals['_VENUESTATUS']._serialized_end=746
   _globals['_EMPTY']._serialized_start=30
   _globals['_EMPTY']._serialized_end=37
   _globals['_SUMMARY']._serialized_start=40
-  _globals['_SUMMARY']._serialized_end=265
-  _globals['_LEVEL']._serialized_start=267
-  _globals['_LEVEL']._serialized_end=323
-  _globals['_ORDERBOOKAGGREGATOR']._serialized_start=325
-  _globals['_ORDERBOOKAGGREGATOR']._serialized_end=401
+  _globals['_SUMMARY']._serialized_end=304
+  _globals['_VENUESTATE']._serialized_start=307
+  _globals['_VENUESTATE']._serialized_end=438
+  _globals['_LEVEL']._serialized_start=440
+  _globals['_LEVEL']._serialized_end=496
+  _globals['_ORDERBOOKAGGREGATOR']._serialized_start=748
+  _globals['_ORDERBOOKAGGREGATOR']._serialized_end=824
 # @@protoc_insertion_point(module_scope)

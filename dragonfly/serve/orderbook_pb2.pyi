@@ -14,6 +14,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -24,6 +25,58 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _VenueStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VenueStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_VenueStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VENUE_STATUS_UNKNOWN: _VenueStatus.ValueType  # 0
+    """Nothing known yet."""
+    VENUE_STATUS_LIVE: _VenueStatus.ValueType  # 1
+    """Exact and fresh: in the merge."""
+    VENUE_STATUS_CONNECTING: _VenueStatus.ValueType  # 2
+    """No connection: connecting, or waiting to reconnect."""
+    VENUE_STATUS_SYNCING: _VenueStatus.ValueType  # 3
+    """Connected, but no trusted book yet: subscribing, or resynchronising."""
+    VENUE_STATUS_STALE: _VenueStatus.ValueType  # 4
+    """Nothing proved its book current within its channel's freshness limit."""
+    VENUE_STATUS_BAD_DATA: _VenueStatus.ValueType  # 5
+    """Its frames are unreadable or unsound."""
+    VENUE_STATUS_OUTLIER: _VenueStatus.ValueType  # 6
+    """Its mid price is far from the other venues'. Left out of the merge when
+    the other venues agree among themselves; otherwise kept, and flagged.
+    """
+    VENUE_STATUS_REJECTED: _VenueStatus.ValueType  # 7
+    """The venue does not list the instrument."""
+    VENUE_STATUS_STOPPED: _VenueStatus.ValueType  # 8
+    """The feed was stopped."""
+
+class VenueStatus(_VenueStatus, metaclass=_VenueStatusEnumTypeWrapper):
+    """Why a venue's book is or is not in the merge."""
+
+VENUE_STATUS_UNKNOWN: VenueStatus.ValueType  # 0
+"""Nothing known yet."""
+VENUE_STATUS_LIVE: VenueStatus.ValueType  # 1
+"""Exact and fresh: in the merge."""
+VENUE_STATUS_CONNECTING: VenueStatus.ValueType  # 2
+"""No connection: connecting, or waiting to reconnect."""
+VENUE_STATUS_SYNCING: VenueStatus.ValueType  # 3
+"""Connected, but no trusted book yet: subscribing, or resynchronising."""
+VENUE_STATUS_STALE: VenueStatus.ValueType  # 4
+"""Nothing proved its book current within its channel's freshness limit."""
+VENUE_STATUS_BAD_DATA: VenueStatus.ValueType  # 5
+"""Its frames are unreadable or unsound."""
+VENUE_STATUS_OUTLIER: VenueStatus.ValueType  # 6
+"""Its mid price is far from the other venues'. Left out of the merge when
+the other venues agree among themselves; otherwise kept, and flagged.
+"""
+VENUE_STATUS_REJECTED: VenueStatus.ValueType  # 7
+"""The venue does not list the instrument."""
+VENUE_STATUS_STOPPED: VenueStatus.ValueType  # 8
+"""The feed was stopped."""
+Global___VenueStatus: _TypeAlias = VenueStatus  # noqa: Y015
 
 @_typing.final
 class Empty(_message.Message):
@@ -58,6 +111,7 @@ class Summary(_message.Message):
     SEND_NS_FIELD_NUMBER: _builtins.int
     SOURCE_VENUE_FIELD_NUMBER: _builtins.int
     SOURCE_FRAME_FIELD_NUMBER: _builtins.int
+    VENUES_FIELD_NUMBER: _builtins.int
     spread: _builtins.float
     """Best ask price minus best bid price across all venues. Zero or negative
     when venues are locked or crossed against each other; NaN when either side
@@ -99,6 +153,15 @@ class Summary(_message.Message):
     def asks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Level]:
         """The best asks across venues, best (lowest price) first."""
 
+    @_builtins.property
+    def venues(self) -> _containers.RepeatedCompositeFieldContainer[Global___VenueState]:
+        """Every venue of this book, in name order: whether its levels are in this
+        update, and how fresh its data is. A venue whose book cannot be trusted
+        (disconnected, stale, resynchronising, sending bad data, far off the
+        others) is not in the merge, and its status says why. A venue in the
+        merge is never older than its channel's freshness limit.
+        """
+
     def __init__(
         self,
         *,
@@ -112,14 +175,62 @@ class Summary(_message.Message):
         send_ns: _builtins.int = ...,
         source_venue: _builtins.str = ...,
         source_frame: _builtins.int = ...,
+        venues: _abc.Iterable[Global___VenueState] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["asks", b"asks", "bids", b"bids", "instrument", b"instrument", "publish_ns", b"publish_ns", "recv_ns", b"recv_ns", "send_ns", b"send_ns", "sequence", b"sequence", "source_frame", b"source_frame", "source_venue", b"source_venue", "spread", b"spread"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asks", b"asks", "bids", b"bids", "instrument", b"instrument", "publish_ns", b"publish_ns", "recv_ns", b"recv_ns", "send_ns", b"send_ns", "sequence", b"sequence", "source_frame", b"source_frame", "source_venue", b"source_venue", "spread", b"spread", "venues", b"venues"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Summary: _TypeAlias = Summary  # noqa: Y015
+
+@_typing.final
+class VenueState(_message.Message):
+    """Where one venue's book stands in an update."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VENUE_FIELD_NUMBER: _builtins.int
+    IN_MERGE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    DATA_NS_FIELD_NUMBER: _builtins.int
+    AGE_NS_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    venue: _builtins.str
+    """The venue, e.g. "binance"."""
+    in_merge: _builtins.bool
+    """Whether its levels are in this update (the merge)."""
+    status: Global___VenueStatus.ValueType
+    """Its status; LIVE when in the merge (or OUTLIER, flagged but kept)."""
+    data_ns: _builtins.int
+    """Unix time in ns of the newest message that proved its book current (a
+    book frame, an update, a venue heartbeat); 0 before the first.
+    (Fixed-width fields here: the server packs a state in one call.)
+    """
+    age_ns: _builtins.int
+    """How old that proof was when this update was made, in ns; 0 without one."""
+    seq: _builtins.int
+    """The venue's own position of the book shown (an update id, sequence
+    number or timestamp, by venue); 0 where the venue sends none.
+    """
+    def __init__(
+        self,
+        *,
+        venue: _builtins.str = ...,
+        in_merge: _builtins.bool = ...,
+        status: Global___VenueStatus.ValueType = ...,
+        data_ns: _builtins.int = ...,
+        age_ns: _builtins.int = ...,
+        seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["age_ns", b"age_ns", "data_ns", b"data_ns", "in_merge", b"in_merge", "seq", b"seq", "status", b"status", "venue", b"venue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VenueState: _TypeAlias = VenueState  # noqa: Y015
 
 @_typing.final
 class Level(_message.Message):

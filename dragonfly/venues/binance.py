@@ -15,8 +15,33 @@ plus ``float()`` on the top 10 costs ~17 µs (timeit side by side; the chosen
 parser is benchmarked in ``python -m latency.bench_hotpath``), so this venue
 uses msgspec. With the C speedups (:mod:`dragonfly.accel`) their
 ``read_levels`` reads only the top N of each side of a compact frame, and
-anything it cannot read takes the msgspec decode, which names the error; the
-trade-off is the Bitstamp scan's: the levels after the top N are not parsed.
+anything it cannot read takes the msgspec decode, which names the error.
+Reading only the top N must not mean trusting the rest unread: the whole
+frame is first parsed by simdjson (its JSON syntax checked end to end, and
+``lastUpdateId`` a non-negative integer). Measured side by side (timeit, a
+20+20-level frame, this VM): that check ~0.55 µs (a msgspec decode into a
+shape with the sides left raw: ~0.75 µs) plus the C read ~1.7 µs, against
+~2.9 µs for the full typed decode of all 40 levels.
+A frame whose ``lastUpdateId`` is lower than the last one on the connection
+is refused (an older book must never replace a newer one).
+
+Liveness: the partial book depth stream is pushed at a fixed cadence (100 ms;
+docs: "Top bids and asks, pushed every ... 100ms"), so a book frame missing
+for 3 s (30 pushes) means the feed is dead: the book leaves the merge. The
+diff stream pushes only what changed, and only WebSocket pings (the server
+pings every 20 s and drops a client that has not answered within a minute)
+prove a silent one alive: a silent diff book leaves the merge after 60 s.
+
+Limits (Binance spot "WebSocket Streams" and "LIMITS" docs): 300 connection
+attempts per 5 minutes per IP; 5 incoming messages per second per
+connection, pings and pongs included (over it the connection is closed, and
+an IP closed repeatedly is banned), so our own frames are kept to 3 a
+second; 1024 streams per connection; a connection lasts at most 24 hours.
+REST: 6000 request weight per minute per IP, ``/api/v3/depth`` at
+``limit=1000`` weighs 50: snapshots are kept to 40 a minute (a third of the
+budget, which other users of the IP share). A 429 or 418 carries
+``Retry-After``, which is honoured. The ``serverShutdown`` event
+(``{"e":"serverShutdown","E":...}``) asks the client to reconnect.
 
 Diff channel: ``<symbol>@depth@100ms`` events with ``U``/``u`` update ids,
 stitched to a REST ``/api/v3/depth`` snapshot by Binance's documented rule
@@ -31,18 +56,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+import simdjson
 
 from dragonfly import accel
 from dragonfly.core.diff import DiffChannel, DiffDecoder, Event, NumericLevel, Snapshot, new_delta
 from dragonfly.core.errors import ParseError
+from dragonfly.core.health import Liveness, LivenessKind
 from dragonfly.core.types import Side
 from dragonfly.core.venue import (
     Control,
     ControlKind,
     Decoder,
+    Limits,
+    Rate,
     SnapshotChannel,
     SymbolCheck,
     VenueSpec,
@@ -54,10 +83,20 @@ CHANNEL_DEPTH = 20
 SUBSCRIBE_ID = 1
 
 
+#: An update id: a JSON integer, not negative.
+_UpdateId = Annotated[int, msgspec.Meta(ge=0)]
+
+
 class _Depth(msgspec.Struct):
-    lastUpdateId: int  # noqa: N815 (the venue's field name)
+    lastUpdateId: _UpdateId  # noqa: N815 (the venue's field name)
     bids: list[tuple[float, float]]
     asks: list[tuple[float, float]]
+
+
+class _DepthShape(msgspec.Struct):
+    """A depth frame's update id, read strictly (a JSON integer, not negative)."""
+
+    lastUpdateId: _UpdateId  # noqa: N815
 
 
 def stream_name(symbol: str) -> str:
@@ -72,27 +111,58 @@ def subscribe(symbol: str) -> Sequence[bytes]:
 
 
 def make_decoder(depth: int) -> Decoder:
-    """Build the msgspec decoder of depth frames for one connection."""
+    """Build the decoder of depth frames for one connection (see the module doc)."""
     decode_depth = msgspec.json.Decoder(_Depth, strict=False).decode
+    decode_shape = msgspec.json.Decoder(_DepthShape).decode
     read = accel.speedups.read_levels if accel.speedups is not None else None
+    parser = simdjson.Parser()
+    last_id = -1
 
-    def decode(payload: bytes) -> tuple[Side, Side] | None:
-        if read is not None and payload.startswith(b'{"lastUpdateId":'):
-            # Compact frames: the top N of each side, read in C (module doc).
-            bids_at = payload.find(b'"bids":[')
-            asks_at = payload.find(b'"asks":[', bids_at)
-            if bids_at > 0 and asks_at > 0:
-                bids = read(payload, bids_at + 7, depth)
-                asks = read(payload, asks_at + 7, depth)
-                if bids is not None and asks is not None:
-                    return bids, asks
+    def newer(update_id: int) -> int:
+        nonlocal last_id
+        if update_id < last_id:
+            raise ParseError(f"lastUpdateId went back: {update_id} after {last_id}")
+        last_id = update_id
+        return update_id
+
+    def checked_id(payload: bytes) -> int | None:
+        """Parse the whole frame; return its update id if it is valid JSON with a sound one."""
+        nonlocal parser
         try:
+            doc: Any = parser.parse(payload)
+        except RuntimeError:  # a proxy of an earlier document is still referenced: a fresh parser
+            parser = simdjson.Parser()
+            return None
+        except ValueError:
+            return None
+        update_id = doc.get("lastUpdateId") if isinstance(doc, simdjson.Object) else None
+        del doc  # before the parser is used again
+        return update_id if type(update_id) is int and update_id >= 0 else None
+
+    def decode(payload: bytes) -> tuple[Side, Side, int] | None:
+        if read is not None and payload.startswith(b'{"lastUpdateId":'):
+            # Compact frames: the whole frame checked, then the top N of each
+            # side read in C (module doc). Anything else takes the typed
+            # decode, which names what is wrong.
+            update_id = checked_id(payload)
+            if update_id is not None:
+                bids_at = payload.find(b'"bids":[')
+                asks_at = payload.find(b'"asks":[', bids_at)
+                if bids_at > 0 and asks_at > 0:
+                    bids = read(payload, bids_at + 7, depth)
+                    asks = read(payload, asks_at + 7, depth)
+                    if bids is not None and asks is not None:
+                        return bids, asks, newer(update_id)
+        try:
+            # Strict first, for the update id (the lax decode would take "2"
+            # for 2); lax for the levels, whose numbers are strings.
+            decode_shape(payload)
             msg = decode_depth(payload)
         except msgspec.DecodeError as exc:
             if b'"lastUpdateId"' in payload or b'"bids"' in payload:
                 raise ParseError(f"bad depth frame: {exc}") from None
             return None  # an ack or an error: a control frame
-        return tuple(msg.bids[:depth]), tuple(msg.asks[:depth])
+        return tuple(msg.bids[:depth]), tuple(msg.asks[:depth]), newer(msg.lastUpdateId)
 
     return decode
 
@@ -104,7 +174,10 @@ def is_book(payload: bytes) -> bool:
 
 @json_control
 def control(msg: dict[str, Any]) -> Control:
-    """Classify a non-depth frame: a request's result or error."""
+    """Classify a non-depth frame: a request's result or error, a shutdown notice."""
+    event = msg.get("data") if "stream" in msg else msg.get("event", msg)
+    if isinstance(event, dict) and event.get("e") == "serverShutdown":
+        return Control(ControlKind.RECONNECT, "serverShutdown")
     if "error" in msg:
         err = msg["error"]
         detail = f"{err.get('msg', err)} (code {err.get('code')})" if isinstance(err, dict) else str(err)
@@ -203,7 +276,13 @@ SPEC = VenueSpec(
     rest_url="https://api.binance.com",
     symbol=str.upper,
     control=control,
-    snapshot=SnapshotChannel(subscribe, make_decoder, CHANNEL_DEPTH, is_book),
+    snapshot=SnapshotChannel(
+        subscribe,
+        make_decoder,
+        CHANNEL_DEPTH,
+        is_book,
+        Liveness(LivenessKind.CADENCE, 3.0, "depth20@100ms is pushed every 100 ms"),
+    ),
     diff=DiffChannel(
         subscribe=diff_subscribe,
         unsubscribe=diff_unsubscribe,
@@ -212,7 +291,9 @@ SPEC = VenueSpec(
         parse_rest_snapshot=parse_rest_snapshot,
         continuity=True,
         numeric=True,
+        liveness=Liveness(LivenessKind.PINGS, 60.0, "diffs only on change; the server pings every 20 s"),
     ),
     default_channel="snapshot",
     symbol_check=SymbolCheck("/api/v3/exchangeInfo?symbol={symbol}", symbol_rejected),
+    limits=Limits(connects=Rate(300, 300.0), messages=Rate(3, 1.0), rest=Rate(40, 60.0)),
 )

@@ -14,6 +14,16 @@ must be the previous ``u + 1`` (the shared sync machinery with
 ``continuity=True``, first = last = ``u``); a gap resubscribes the symbol for a
 fresh snapshot. Size "0" removes a level, and the book is cut to :data:`DEPTH`
 after every update, as Bybit keeps it.
+
+Liveness: ``orderbook.50`` pushes only on change (every 20 ms at most) and has
+no keep-alive (Bybit re-sends snapshots every 3 s on ``orderbook.1`` only),
+so only our pings prove a silent connection: a book nothing proved current
+for 60 s leaves the merge.
+
+Limits (Bybit v5 "Connect" and "Rate limit"): at most 500 connections in 5
+minutes per domain; 10 topics per subscribe request; no message rate is
+published ("too frequent requests" is error 20003), so our frames keep to 5
+a second.
 """
 
 from __future__ import annotations
@@ -27,7 +37,8 @@ import msgspec
 
 from dragonfly.core.diff import DiffChannel, DiffDecoder, Event, Snapshot, new_delta
 from dragonfly.core.errors import ParseError
-from dragonfly.core.venue import Control, ControlKind, VenueSpec, json_control
+from dragonfly.core.health import Liveness, LivenessKind
+from dragonfly.core.venue import Control, ControlKind, Limits, Rate, VenueSpec, json_control
 
 #: Book depth subscribed. Spot serves 1, 50, 200 (and, in the current docs, 1000)
 #: levels; depth 1 sends snapshots only. 50 is pushed every 20 ms, 200 every 200 ms.
@@ -104,7 +115,7 @@ def control(msg: dict[str, Any]) -> Control:
     op = msg.get("op")
     detail = str(msg.get("ret_msg") or "")
     if op in ("ping", "pong") or detail == "pong":
-        return Control(ControlKind.HEARTBEAT)
+        return Control(ControlKind.PONG)
     if msg.get("success") is True:
         return Control(ControlKind.SUBSCRIBED if op == "subscribe" else ControlKind.IGNORED)
     if msg.get("success") is False:
@@ -127,8 +138,10 @@ SPEC = VenueSpec(
         make_decoder=make_decoder,
         continuity=True,
         truncate=DEPTH,
+        liveness=Liveness(LivenessKind.PINGS, 60.0, "updates only on change; no keep-alive on orderbook.50"),
     ),
     default_channel="diff",
     heartbeat=b'{"op":"ping"}',
     heartbeat_interval=20.0,
+    limits=Limits(connects=Rate(500, 300.0), messages=Rate(5, 1.0)),
 )

@@ -23,6 +23,16 @@ merge immediately. Error frames (``{"type":"error",...}``) carry no sequence.
 
 An unknown product is answered ``{"type":"error","message":"failure to subscribe"}``;
 the message does not name the product.
+
+Liveness: ``heartbeats`` come every second on the connection and share its
+gap-checked ``sequence_num`` (the docs: the heartbeat counter "verifies that
+no messages were missed"), so each one proves the connection's books
+current; a book nothing proved current for 5 s leaves the merge. Since every
+lost message shows as a gap, a delta after a silence proves the book again.
+
+Limits (Advanced Trade WebSocket rate limits): 8 connections a second per
+IP and 8 unauthenticated messages a second per IP (another page says 750
+connections; we keep to 8 a second, and to 4 frames a second).
 """
 
 from __future__ import annotations
@@ -37,8 +47,9 @@ import msgspec
 from dragonfly.core.book import TextLevel
 from dragonfly.core.diff import Delta, DiffChannel, DiffDecoder, Event, Reset, Snapshot
 from dragonfly.core.errors import ParseError
+from dragonfly.core.health import Liveness, LivenessKind
 from dragonfly.core.symbols import joined
-from dragonfly.core.venue import Control, ControlKind, VenueSpec, json_control
+from dragonfly.core.venue import Control, ControlKind, Limits, Rate, VenueSpec, json_control
 
 _PRODUCT = re.compile(r"\b[A-Z0-9]{2,}-[A-Z0-9]{2,}\b")
 
@@ -173,8 +184,11 @@ SPEC = VenueSpec(
         unsubscribe=unsubscribe,
         make_decoder=make_decoder,
         continuity=False,
+        gapless=True,
+        liveness=Liveness(LivenessKind.HEARTBEAT, 5.0, "heartbeats every second, sequence-checked"),
     ),
     default_channel="diff",
+    limits=Limits(connects=Rate(8, 1.0), messages=Rate(4, 1.0)),
     # The rule gets this right with the table above; a shared table that also
     # holds ``tusd`` would split it ``USD-TUSD``.
 )

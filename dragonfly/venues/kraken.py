@@ -17,6 +17,18 @@ the checksum (and the crossed-book check) sees the whole message at once.
 Parsing: a book frame is a JSON array of mixed types, decoded by one typed
 msgspec decoder per connection, which checks in C that every level is an array
 of strings. The levels are kept as the venue's strings, which the checksum needs.
+
+Liveness (Kraken "heartbeat" doc): the server sends ``{"event":"heartbeat"}``
+when a connection has had no subscription traffic for about a second, so
+every heartbeat proves the connection's books current; Kraken's own
+reconnection guide closes a connection silent for 5 s, and so a book nothing
+proved current for 5 s leaves the merge. A book that went silent comes back
+once an update's checksum verifies it.
+
+Limits (Kraken WebSocket docs): about 150 connection attempts per rolling 10
+minutes per IP (more bans the IP for 10 minutes), so we keep to 100; the
+message rate limit is dynamic and unpublished, so our frames keep to 5 a
+second. No REST is used. ``systemStatus`` other than ``online`` is logged.
 """
 
 from __future__ import annotations
@@ -32,8 +44,9 @@ import msgspec
 from dragonfly.core.book import L2Book, TextLevel
 from dragonfly.core.diff import Delta, DiffChannel, DiffDecoder, Event, Snapshot
 from dragonfly.core.errors import ParseError
+from dragonfly.core.health import Liveness, LivenessKind
 from dragonfly.core.symbols import joined
-from dragonfly.core.venue import Control, ControlKind, VenueSpec, json_control
+from dragonfly.core.venue import Control, ControlKind, Limits, Rate, VenueSpec, json_control
 
 #: Subscribed book depth (Kraken serves 10, 25, 100, 500 or 1000). Deeper costs a
 #: bigger snapshot and more updates; 100 covers any top N we publish with room for
@@ -82,6 +95,7 @@ def book_channel(depth: int = DEPTH) -> DiffChannel:
         at_depth=book_channel,
         # Snapshots carry no checksum: publish once an update has verified one.
         verify_before_publish=True,
+        liveness=Liveness(LivenessKind.HEARTBEAT, 5.0, "a heartbeat after ~1 s without traffic"),
     )
 
 
@@ -171,8 +185,10 @@ def control(msg: dict[str, Any]) -> Control:
             benign = any(text in detail.lower() for text in ("already subscribed", "not found"))
             return Control(ControlKind.ERROR if benign else ControlKind.REJECTED, detail, pair)
         return Control(ControlKind.IGNORED, str(status), pair)  # unsubscribed
-    if event in ("heartbeat", "pong"):
+    if event == "heartbeat":
         return Control(ControlKind.HEARTBEAT)
+    if event == "pong":
+        return Control(ControlKind.PONG)
     if event == "systemStatus":
         status = str(msg.get("status"))
         # "maintenance" or "cancel_only": the venue is up but its books may not move.
@@ -192,4 +208,5 @@ SPEC = VenueSpec(
     default_channel="diff",
     heartbeat=b'{"event":"ping"}',
     heartbeat_interval=20.0,
+    limits=Limits(connects=Rate(100, 600.0), messages=Rate(5, 1.0)),
 )

@@ -12,7 +12,8 @@ carries ``prevSeqId`` (the previous message's ``seqId``; -1 on a snapshot) and
 ``last = seqId``. Two documented exceptions are handled here:
 
 * a keep-alive message with ``seqId == prevSeqId`` and no levels changes
-  nothing and yields no event;
+  nothing: it yields :class:`~dragonfly.core.diff.Alive`, which proves the
+  book at that ``seqId`` current (OKX sends one after ~60 s without a change);
 * a sequence reset (``seqId < prevSeqId``, after a maintenance) cannot be
   expressed as a range, so the decoder reports a :class:`Reset` and the symbol
   is resubscribed (a fresh snapshot).
@@ -21,8 +22,22 @@ Messages recorded before mid-2022 carry no sequence ids; then only the checksum
 guards the book. The checksum (when non-zero: OKX may send 0, meaning none) is
 verified after every update and after the snapshot itself.
 
+Since 2026-06-23 OKX sends ``checksum`` 0 on ``books`` (deprecated): the
+sequence ids are then the only guard, which the continuity rule applies.
+
 Parsing: one typed msgspec decoder per connection; levels stay the venue's
 strings, which the checksum needs.
+
+Liveness: updates come only on change (every 100 ms at most) and the
+per-instrument keep-alive after ~60 s of none: a book nothing proved current
+for 75 s leaves the merge (the connection itself is proved by our ``ping``
+every 20 s, and OKX drops a connection without data for 30 s).
+
+Limits (OKX v5 "Connect" and "Rate limits"): 3 connection requests per second
+per IP; subscribe, unsubscribe and login requests 480 an hour per connection,
+so a resync (unsubscribe + subscribe) is paced, and all our frames, our
+pings (180 an hour) included, keep to 400 an hour. The ``64008`` notice comes 60 s before a
+service upgrade closes the connection; we reconnect at once.
 """
 
 from __future__ import annotations
@@ -36,10 +51,11 @@ from typing import Any
 import msgspec
 
 from dragonfly.core.book import L2Book, TextLevel
-from dragonfly.core.diff import Delta, DiffChannel, DiffDecoder, Event, Reset, Snapshot
+from dragonfly.core.diff import Alive, Delta, DiffChannel, DiffDecoder, Event, Reset, Snapshot
 from dragonfly.core.errors import ParseError
+from dragonfly.core.health import Liveness, LivenessKind
 from dragonfly.core.symbols import joined
-from dragonfly.core.venue import Control, ControlKind, VenueSpec, json_control
+from dragonfly.core.venue import Control, ControlKind, Limits, Rate, VenueSpec, json_control
 
 CHANNEL = "books"
 #: The depth OKX maintains on ``books``. OKX itself removes levels leaving the
@@ -116,7 +132,7 @@ def _events(inst: str, action: str, book: _Book) -> list[Event]:
     if seq is None or prev is None:
         return [Delta(inst, bids, asks, None, None, checksum)]
     if seq == prev and not bids and not asks:
-        return []  # keep-alive: no change
+        return [Alive(inst, seq)]  # keep-alive: no change, the book at seq is current
     if seq < prev:
         return [Reset(inst, f"sequence reset: seqId {seq} after {prev}")]
     return [Delta(inst, bids, asks, prev + 1, seq, checksum)]
@@ -163,7 +179,7 @@ _INST_ID = re.compile(r"instId:([A-Za-z0-9_.-]+)")
 def control(payload: bytes) -> Control:
     """Classify a non-book frame: ``pong``, a subscription ack, an error or a notice."""
     if payload.strip() == b"pong":
-        return Control(ControlKind.HEARTBEAT)
+        return Control(ControlKind.PONG)
     return _control_event(payload)
 
 
@@ -200,8 +216,10 @@ SPEC = VenueSpec(
         continuity=True,
         checksum=checksum,
         truncate=BOOK_DEPTH,
+        liveness=Liveness(LivenessKind.PINGS, 75.0, "updates on change; a keep-alive after ~60 s without"),
     ),
     default_channel="diff",
     heartbeat=b"ping",
     heartbeat_interval=20.0,
+    limits=Limits(connects=Rate(3, 1.0), messages=Rate(400, 3600.0)),
 )

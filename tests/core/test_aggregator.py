@@ -92,15 +92,22 @@ def test_withdrawn_venue_leaves_the_merge_and_returns() -> None:
     assert out[-1].bids == (MergedLevel("b", 99.0, 1.0),)
 
 
-def test_publishes_only_when_the_merged_top_n_changes() -> None:
+def test_publishes_only_when_the_top_n_or_the_members_change() -> None:
     agg = Aggregator("ethbtc", ["a", "b"], depth=1)
     out = collect(agg)
     feed(agg, "a", [(100.0, 1.0), (99.0, 1.0)], [(101.0, 1.0)])
-    feed(agg, "b", [(90.0, 1.0)], [(110.0, 1.0)])  # below a's top 1 on both sides
+    assert [v.in_merge for v in out[-1].venues] == [True, False]
+    # Below a's top 1 on both sides: the levels stay, but b entered the merge.
+    feed(agg, "b", [(90.0, 1.0)], [(110.0, 1.0)])
+    assert len(out) == 2 and [v.in_merge for v in out[-1].venues] == [True, True]
     feed(agg, "a", [(100.0, 1.0), (98.0, 1.0)], [(101.0, 1.0)])  # change below the top 1
-    assert len(out) == 1
+    feed(agg, "b", [(91.0, 1.0)], [(110.0, 1.0)])
+    assert len(out) == 2
     feed(agg, "a", [(100.0, 2.0)], [(101.0, 1.0)])
-    assert len(out) == 2 and out[-1].sequence == 2
+    assert len(out) == 3 and out[-1].sequence == 3
+    agg.producers["b"].withdraw()  # b leaves: published, though the top 1 is a's
+    assert len(out) == 4 and [v.in_merge for v in out[-1].venues] == [True, False]
+    assert out[-1].bids == out[-2].bids
 
 
 def test_burst_is_one_recompute() -> None:

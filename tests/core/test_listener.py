@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -20,11 +21,20 @@ def depth_frame(bids: list[tuple[str, str]], asks: list[tuple[str, str]], update
 pytestmark = pytest.mark.usefixtures("both_hot_paths")
 
 
-def make(depth: int = 2) -> tuple[TopNListener, list[MergedBook]]:
+def make(depth: int = 2, *, watch: bool = False) -> tuple[TopNListener, list[MergedBook]]:
+    """A listener feeding an aggregator; ``watch``: the aggregator reads its health (give wall times)."""
     agg = Aggregator("ethbtc", ["binance"], depth=depth)
     out: list[MergedBook] = []
     agg.add_sink(out.append)
-    return TopNListener("binance", binance.make_decoder(depth), agg.producers["binance"]), out
+    lst = TopNListener(
+        "binance",
+        binance.make_decoder(depth),
+        agg.producers["binance"],
+        make_decoder=lambda: binance.make_decoder(depth),
+    )
+    if watch:
+        agg.watch("binance", lst)
+    return lst, out
 
 
 def test_forwards_only_when_top_n_levels_change() -> None:
@@ -49,25 +59,82 @@ def test_non_book_frame_is_handed_back() -> None:
     assert out == [] and lst.malformed == 0
 
 
-def test_malformed_frames_are_counted_and_keep_the_book() -> None:
+BAD_FRAMES = [
+    b'{"lastUpdateId":2,"bids":[["x","1"]],"asks":[]}',  # not a number
+    b'{"lastUpdateId":2,"bids":[["10"]],"asks":[]}',  # short level
+    b'{"lastUpdateId":2,"bids":',  # truncated
+    b'{"lastUpdateId":"2","bids":[["10","1"]],"asks":[["11","1"]]}',  # the id is not a number
+    b'{"lastUpdateId":-2,"bids":[["10","1"]],"asks":[["11","1"]]}',  # nor a valid one
+    depth_frame([("12", "1")], [("11", "1")]),  # crossed venue book
+    depth_frame([("9", "1"), ("10", "1")], [("11", "1")]),  # bids out of order
+    depth_frame([("10", "-1")], [("11", "1")]),  # negative amount
+    depth_frame([("nan", "1")], [("11", "1")]),  # not finite
+    depth_frame([("1e999", "1")], [("11", "1")]),  # not finite either
+    depth_frame([("10", "1")], [("11", "1")], update_id=0),  # older than the book held
+]
+
+
+@pytest.mark.parametrize("bad", BAD_FRAMES)
+def test_a_bad_frame_withdraws_the_book_until_a_good_one(bad: bytes) -> None:
+    from dragonfly.core.health import VenueStatus
+
+    lst, out = make(watch=True)
+    now = time.time_ns()
+    lst.on_frame(depth_frame([("10", "1")], [("11", "1")]), now, True)
+    assert out[-1].bids and lst.status is VenueStatus.LIVE
+    assert lst.on_frame(bad, now + 1, True)
+    # The venue's current book is unknown now: the last good one is not published.
+    assert lst.malformed == 1 and not lst.has_book and lst.status is VenueStatus.BAD_DATA
+    assert out[-1].bids == () and out[-1].venues[0].in_merge is False
+    assert out[-1].venues[0].status == VenueStatus.BAD_DATA
+    published = len(out)
+    assert lst.on_frame(bad, now + 2, True) and len(out) == published  # more of them publish nothing
+    lst.on_frame(depth_frame([("10", "3")], [("11", "1")], update_id=2), now + 3, True)
+    assert out[-1].bids[0].amount == 3.0 and lst.status is VenueStatus.LIVE
+    assert out[-1].venues[0].in_merge and out[-1].venues[0].seq == 2
+
+
+def test_broken_json_past_the_levels_read_is_refused() -> None:
+    lst, out = make(depth=2)
+    levels = [(f"{100 - i}", "1") for i in range(20)]
+    frame = depth_frame(levels, [(f"{101 + i}", "1") for i in range(20)])
+    assert lst.on_frame(frame, 1, True) and lst.malformed == 0
+    at = frame.index(b'["85"')  # the 16th bid: far past the top 2
+    for broken in (frame[:at] + b"[}" + frame[at + 2 :], frame[:at] + b'["85",{}],' + frame[at:], frame[:-1]):
+        assert lst.on_frame(broken, 2, True)
+    assert lst.malformed == 3 and out[-1].bids == ()
+
+
+def test_equal_update_ids_pass_and_a_new_connection_may_start_lower() -> None:
     lst, out = make()
-    lst.on_frame(depth_frame([("10", "1")], [("11", "1")]), 1, True)
-    before = out[-1]
-    bad = [
-        b'{"lastUpdateId":2,"bids":[["x","1"]],"asks":[]}',  # not a number
-        b'{"lastUpdateId":2,"bids":[["10"]],"asks":[]}',  # short level
-        b'{"lastUpdateId":2,"bids":',  # truncated
-        depth_frame([("12", "1")], [("11", "1")]),  # crossed venue book
-        depth_frame([("9", "1"), ("10", "1")], [("11", "1")]),  # bids out of order
-        depth_frame([("10", "-1")], [("11", "1")]),  # negative amount
-        depth_frame([("nan", "1")], [("11", "1")]),  # not finite
-    ]
-    for frame in bad:
-        assert lst.on_frame(frame, 2, True)
-    assert lst.malformed == len(bad)
-    assert out[-1] is before
-    lst.on_frame(depth_frame([("10", "3")], [("11", "1")]), 3, True)
-    assert out[-1].bids[0].amount == 3.0
+    lst.on_frame(depth_frame([("10", "1")], [("11", "1")], update_id=7), 1, True)
+    lst.on_frame(depth_frame([("10", "2")], [("11", "1")], update_id=7), 2, True)
+    assert lst.malformed == 0 and out[-1].bids[0].amount == 2.0
+    lst.withdraw()  # a new connection: its decoder remembers nothing
+    lst.on_frame(depth_frame([("10", "3")], [("11", "1")], update_id=1), 3, True)
+    assert lst.malformed == 0 and out[-1].bids[0].amount == 3.0
+
+
+def test_a_book_nothing_proves_current_is_withdrawn_and_returns() -> None:
+    from dragonfly.core.health import VenueStatus
+
+    agg = Aggregator("ethbtc", ["binance"], depth=2)
+    out: list[MergedBook] = []
+    agg.add_sink(out.append)
+    lst = TopNListener("binance", binance.make_decoder(2), agg.producers["binance"], stale_after=1.0)
+    agg.watch("binance", lst)
+    frame = depth_frame([("10", "1")], [("11", "1")])
+    t0 = time.time_ns()
+    lst.on_frame(frame, t0, True)
+    assert not lst.check_stale(t0 + 900_000_000)
+    lst.on_frame(frame, t0 + 800_000_000, True)  # unchanged, but it proves the book current
+    assert len(out) == 1 and lst.data_ns == t0 + 800_000_000
+    assert not lst.check_stale(t0 + 1_700_000_000)
+    assert lst.check_stale(t0 + 1_900_000_000)
+    assert lst.status is VenueStatus.STALE and out[-1].bids == ()
+    assert out[-1].venues[0].status == VenueStatus.STALE
+    lst.on_frame(frame, time.time_ns(), True)
+    assert lst.status is VenueStatus.LIVE and out[-1].bids[0].price == 10.0
 
 
 def test_withdraw_removes_the_venue() -> None:

@@ -63,6 +63,9 @@ async def test_malformed_frames_are_counted_and_harmless(sim: Simulator, engine:
     sim.inject("bitstamp", b'{"event":"data","channel":"order_book_ethbtc","data":{"bids":[["1"]]}}')
     await wait_until(lambda: engine.feeds["binance"].listener.malformed >= 1, what="malformed counted")
     await wait_until(lambda: engine.feeds["bitstamp"].listener.malformed >= 1, what="malformed counted")
+    # A bad frame withdraws its venue's book; the next good one brings it back.
+    for venue in ("binance", "bitstamp"):
+        await wait_until(lambda v=venue: engine.feeds[v].listener.has_book, what=f"{venue} back")
     book = await quiesce(sim, engine)
     sent = {v: sim.last_sent(v, "ethbtc") for v in ("binance", "bitstamp")}
     bids, asks = reference_merge({v: s for v, s in sent.items() if s is not None}, 10)

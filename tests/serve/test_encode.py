@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from dragonfly.core.types import MergedBook, MergedLevel
+from dragonfly.core.types import MergedBook, MergedLevel, VenueState
 from dragonfly.serve import orderbook_pb2
 from dragonfly.serve.encode import append_send_ns, encode_summary, encode_summary_pb, encode_summary_queued
 
@@ -27,6 +27,15 @@ int64s = st.one_of(
     st.integers(-(2**63), 2**63 - 1),
 )
 uint64s = st.one_of(st.sampled_from([0, 1, 127, 128, 2**56, 2**63, 2**64 - 1]), st.integers(0, 2**64 - 1))
+states = st.builds(
+    VenueState,
+    venue=venues,
+    in_merge=st.booleans(),
+    status=st.integers(0, 8),
+    data_ns=int64s,
+    age_ns=int64s,
+    seq=uint64s,
+)
 books = st.builds(
     MergedBook,
     instrument=st.one_of(st.just("ETHBTC"), texts),
@@ -38,6 +47,7 @@ books = st.builds(
     publish_ns=int64s,
     source_venue=st.one_of(st.just(""), venues),
     source_frame=uint64s,
+    venues=st.lists(states, max_size=7).map(tuple),
 )
 
 EMPTY = MergedBook("", 0.0, (), (), 0, 0, 0)
@@ -105,7 +115,7 @@ def test_typical_book() -> None:
 @settings(max_examples=100, deadline=None)
 def test_append_send_ns(book: MergedBook, send_ns: int) -> None:
     appended = append_send_ns(encode_summary(book), send_ns)
-    if not book.source_venue and not book.source_frame:
+    if not book.source_venue and not book.source_frame and not book.venues:
         # Field 8 is then the last field: the bytes are the official encoding.
         assert appended == encode_summary(book, send_ns)
     decoded = orderbook_pb2.Summary.FromString(appended)
@@ -122,6 +132,8 @@ def test_append_send_ns(book: MergedBook, send_ns: int) -> None:
         EMPTY._replace(sequence=2**64),
         EMPTY._replace(recv_ns=2**63),
         EMPTY._replace(publish_ns=-(2**63) - 1),
+        EMPTY._replace(venues=(VenueState("a", True, 1, 2**63, 0, 0),)),
+        EMPTY._replace(venues=(VenueState("a", True, 1, 0, 0, -1),)),
     ],
 )
 def test_out_of_range_integers_raise(book: MergedBook) -> None:

@@ -134,10 +134,10 @@ def test_control_classification() -> None:
     )
     vague = ctl(b'{"success":false,"ret_msg":"args invalid","op":"subscribe"}')
     assert vague.kind is ControlKind.REJECTED and vague.symbol is None
-    assert ctl(b'{"success":true,"ret_msg":"pong","conn_id":"c1","op":"ping"}').kind is ControlKind.HEARTBEAT
+    # Answers to our own pings: they prove the connection, not the books.
+    assert ctl(b'{"success":true,"ret_msg":"pong","conn_id":"c1","op":"ping"}').kind is ControlKind.PONG
     assert (
-        ctl(b'{"req_id":"x","op":"pong","args":["1675418560633"],"conn_id":"c1"}').kind
-        is ControlKind.HEARTBEAT
+        ctl(b'{"req_id":"x","op":"pong","args":["1675418560633"],"conn_id":"c1"}').kind is ControlKind.PONG
     )
     assert ctl(b'{"success":true,"ret_msg":"","op":"unsubscribe","req_id":"2"}').kind is ControlKind.IGNORED
     # A failed unsubscribe (during a resync) is an error, not a rejection of the instrument.

@@ -168,8 +168,8 @@ def test_control() -> None:
     again = kraken.control((status % "Already subscribed").encode())
     assert again[::2] == (ControlKind.ERROR, "ETH/XBT")  # a resync race, not a refusal
     assert kraken.control((status % "Subscription Not Found").encode()).kind is ControlKind.ERROR
-    assert kraken.control(b'{"event":"heartbeat"}').kind is ControlKind.HEARTBEAT
-    assert kraken.control(b'{"event":"pong","reqid":1}').kind is ControlKind.HEARTBEAT
+    assert kraken.control(b'{"event":"heartbeat"}').kind is ControlKind.HEARTBEAT  # proves the books
+    assert kraken.control(b'{"event":"pong","reqid":1}').kind is ControlKind.PONG  # proves the connection
     online = b'{"connectionID":1,"event":"systemStatus","status":"online","version":"1.8.3"}'
     assert kraken.control(online).kind is ControlKind.IGNORED
     maintenance = b'{"connectionID":1,"event":"systemStatus","status":"maintenance","version":"1.8.3"}'

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dragonfly.core.book import L2Book
-from dragonfly.core.diff import Delta, DiffListener, Reset, Snapshot, SyncState
+from dragonfly.core.diff import Alive, Delta, DiffListener, Reset, Snapshot, SyncState
 from dragonfly.core.errors import ParseError
 from dragonfly.core.slots import SlotProducer, SlotQueue
 from dragonfly.core.types import VenueBook
@@ -98,7 +98,7 @@ def test_decode_updates() -> None:
     no_checksum = push("update", [], [lvl("1", "1")], checksum=0, prevSeqId=123, seqId=124)
     assert decode(no_checksum) == [Delta("BTC-USDT", [], [("1", "1")], 124, 124, None)]
     keep_alive = push("update", [], [], checksum=5, prevSeqId=124, seqId=124)
-    assert decode(keep_alive) == []
+    assert decode(keep_alive) == [Alive("BTC-USDT", 124)]  # nothing changed: the book at 124 is current
     reset = push("update", [lvl("1", "1")], [], checksum=5, prevSeqId=124, seqId=3)
     (event,) = decode(reset) or ()
     assert type(event) is Reset and event.symbol == "BTC-USDT"
@@ -138,7 +138,7 @@ def test_malformed_book_frames_raise(frame: bytes) -> None:
 
 
 def test_control() -> None:
-    assert okx.control(b"pong").kind is ControlKind.HEARTBEAT
+    assert okx.control(b"pong").kind is ControlKind.PONG  # the answer to our ping: not book proof
     ack = b'{"event":"subscribe","arg":{"channel":"books","instId":"ETH-BTC"},"connId":"a4d3ae55"}'
     assert okx.control(ack) == (ControlKind.SUBSCRIBED, "", "ETH-BTC")
     missing = (
@@ -312,7 +312,7 @@ def test_fuzz_decoder_parses_or_raises_parse_error(payload: bytes) -> None:
     except ParseError:
         events = None
     for event in events or ():
-        assert isinstance(event, Snapshot | Delta | Reset)
-        if not isinstance(event, Reset):
+        assert isinstance(event, Snapshot | Delta | Reset | Alive)
+        if isinstance(event, Snapshot | Delta):
             assert all(type(p) is str and type(a) is str for p, a in [*event.bids, *event.asks])
     okx.control(payload)  # never raises

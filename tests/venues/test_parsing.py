@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dragonfly.core.diff import Delta, Reset, Snapshot
+from dragonfly.core.diff import Alive, Delta, Reset, Snapshot
 from dragonfly.core.errors import ConfigError, ParseError
 from dragonfly.core.venue import ControlKind
 from dragonfly.venues import VENUES, binance, bitstamp, get_venue
@@ -39,14 +39,14 @@ BITSTAMP_DOC = json.dumps(
 
 def test_binance_documented_depth_message() -> None:
     decode = binance.make_decoder(10)
-    assert decode(BINANCE_DOC) == (((0.0024, 10.0),), ((0.0026, 100.0),))
+    assert decode(BINANCE_DOC) == (((0.0024, 10.0),), ((0.0026, 100.0),), 160)
 
 
 def test_binance_reads_only_top_n() -> None:
     levels = [[f"{1 - i / 100:.8f}", "1.00000000"] for i in range(20)]
     frame = json.dumps({"lastUpdateId": 1, "bids": levels, "asks": []}).encode()
-    bids, asks = binance.make_decoder(5)(frame) or ((), ())
-    assert len(bids) == 5 and bids[0] == (1.0, 1.0) and asks == ()
+    bids, asks, seq = binance.make_decoder(5)(frame) or ((), (), 0)
+    assert len(bids) == 5 and bids[0] == (1.0, 1.0) and asks == () and seq == 1
 
 
 # The diff depth event as documented by Binance (spot, "Diff. Depth Stream").
@@ -108,9 +108,10 @@ def test_binance_symbol_check() -> None:
 
 
 def test_bitstamp_documented_order_book_message() -> None:
-    bids, asks = bitstamp.make_decoder(2)(BITSTAMP_DOC) or ((), ())
+    bids, asks, seq = bitstamp.make_decoder(2)(BITSTAMP_DOC) or ((), (), 0)
     assert bids == ((0.07131, 1.5), (0.0713, 0.25))
     assert asks == ((0.0714, 2.0), (0.0715, 0.1))
+    assert seq == 1641343691123456  # the microtimestamp
 
 
 def test_bitstamp_subscribe_and_control() -> None:
@@ -127,7 +128,7 @@ def test_bitstamp_subscribe_and_control() -> None:
         is ControlKind.RECONNECT
     )
     hb = b'{"event":"bts:heartbeat","channel":"","data":{"status":"success"}}'
-    assert bitstamp.control(hb).kind is ControlKind.HEARTBEAT
+    assert bitstamp.control(hb).kind is ControlKind.PONG  # the answer to our own heartbeat
     assert bitstamp.SPEC.heartbeat is not None and json.loads(bitstamp.SPEC.heartbeat) == {
         "event": "bts:heartbeat"
     }
@@ -160,7 +161,7 @@ def test_bitstamp_byte_scan_reads_what_simdjson_reads(
 ) -> None:
     """The compact frames Bitstamp sends take the byte scan; any other layout takes simdjson."""
     event = {
-        "data": {"timestamp": "1", "bids": bids, "asks": asks},
+        "data": {"timestamp": "1", "microtimestamp": "1000001", "bids": bids, "asks": asks},
         "channel": "order_book_ethbtc",
         "event": "data",
     }
@@ -172,6 +173,7 @@ def test_bitstamp_byte_scan_reads_what_simdjson_reads(
     want = (
         tuple((float(p), float(a)) for p, a in bids[:depth]),
         tuple((float(p), float(a)) for p, a in asks[:depth]),
+        1000001,
     )
     assert decode(compact) == decode(spaced) == want
 
@@ -244,13 +246,14 @@ def test_fuzz_decoders_parse_or_raise_parse_error(payload: bytes) -> None:
             except ParseError:
                 result = None
             if result is not None:
-                bids, asks = result
+                bids, asks, seq = result
                 assert all(isinstance(p, float) and isinstance(a, float) for p, a in bids + asks)
+                assert isinstance(seq, int) and seq >= 0
         if spec.diff is not None:
             try:
                 events = spec.diff.make_decoder()(payload)
             except ParseError:
                 events = None
             for event in events or ():
-                assert isinstance(event, (Snapshot, Delta, Reset))
+                assert isinstance(event, (Snapshot, Delta, Reset, Alive))
         spec.control(payload)  # never raises

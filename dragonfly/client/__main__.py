@@ -1,8 +1,9 @@
 """Print a dragonfly server's merged book: ``python -m dragonfly.client``.
 
 Exit status: 0 after ``--count`` updates, when the server ends the stream, on
-Ctrl-C or a closed stdout pipe; 1 when the server cannot be reached or the
-stream fails; 2 on bad arguments.
+Ctrl-C or a closed stdout pipe; 1 when the server cannot be reached, refuses
+the stream (token, stream caps), the TLS handshake fails or the stream fails;
+2 on bad arguments, including an unusable ``--ca-file`` or token.
 """
 
 from __future__ import annotations
@@ -15,12 +16,22 @@ import re
 import sys
 from collections.abc import Callable
 
+if __name__ == "__main__":
+    # grpc's core prints lines of its own on stderr (a failed TLS handshake,
+    # for one), while this client reports every failure in one line: quiet it
+    # unless the user asks for it. grpc reads the variable once, when it is
+    # imported (below); importing this module elsewhere changes nothing.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 from dragonfly.client.format import format_summary, summary_to_json
 from dragonfly.client.stream import (
     DEFAULT_TARGET,
     DEFAULT_WINDOW_BYTES,
+    TOKEN_ENV,
     ClientError,
+    CredentialsError,
     channel_options,
+    load_token,
     stream_summaries,
 )
 
@@ -99,12 +110,36 @@ def _parser() -> argparse.ArgumentParser:
         help=f"HTTP/2 window: at most N bytes of updates wait unread, so a slow reader reads recent books "
         f"(default {DEFAULT_WINDOW_BYTES}, ~3 updates; 'grpc': grpc's auto-tuned window, MiBs)",
     )
+    parser.add_argument(
+        "--tls", action="store_true", help="connect with TLS, verifying the server against the system's CAs"
+    )
+    parser.add_argument(
+        "--ca-file", metavar="PEM", help="verify the server against this CA certificate only (implies --tls)"
+    )
+    parser.add_argument(
+        "--tls-server-name",
+        metavar="NAME",
+        help="the name the server's certificate must carry, when not HOST (implies --tls)",
+    )
+    parser.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help=f"send the bearer token in this file (or set {TOKEN_ENV}; the file wins if both are given)",
+    )
     return parser
 
 
-async def _run(args: argparse.Namespace) -> int:
+async def _run(args: argparse.Namespace, token: str | None) -> int:
     received = 0
-    summaries_of = stream_summaries(args.server, timeout=args.timeout, window_bytes=args.window_bytes)
+    summaries_of = stream_summaries(
+        args.server,
+        timeout=args.timeout,
+        window_bytes=args.window_bytes,
+        tls=args.tls,
+        ca_file=args.ca_file,
+        server_name=args.tls_server_name,
+        token=token,
+    )
     async with contextlib.aclosing(summaries_of) as summaries:
         async for summary in summaries:
             text = summary_to_json(summary) if args.json else format_summary(summary, args.depth) + "\n"
@@ -121,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the client; return the exit status."""
     args = _parser().parse_args(argv)
     try:
-        return asyncio.run(_run(args))
+        token = load_token(args.token_file)
+        return asyncio.run(_run(args, token))
+    except CredentialsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

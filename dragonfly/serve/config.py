@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import os
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from dragonfly.core.aggregator import MAX_DEVIATION
 from dragonfly.core.engine import normalise_instrument
 from dragonfly.core.errors import ConfigError
+from dragonfly.serve.errors import ServeError
+from dragonfly.serve.grpc_service import (
+    DEFAULT_HOST,
+    Limits,
+    TlsKeyPair,
+    check_token,
+    load_tls_key_pair,
+    read_token_file,
+)
 from dragonfly.venues import VENUES, get_venue
 
 DEFAULT_VENUES = ("binance", "bitstamp")
 DEFAULT_QUEUE = 64
 DEFAULT_MAX_LAG_MS = 1.0
+#: The environment variable that holds the bearer token (``--token-file`` wins over it).
+TOKEN_ENV = "DRAGONFLY_TOKEN"
+_LIMITS = Limits()
 
 
 @dataclass
@@ -22,7 +37,7 @@ class ServeConfig:
 
     instrument: str
     venues: list[str]
-    host: str = "0.0.0.0"
+    host: str = DEFAULT_HOST
     port: int = 50051
     depth: int = 10
     sim: bool = False
@@ -37,6 +52,34 @@ class ServeConfig:
     #: once a newer one is queued (see :class:`~dragonfly.core.fanout.Subscription`).
     queue: int = DEFAULT_QUEUE
     max_lag_ms: float = DEFAULT_MAX_LAG_MS
+    #: Per-venue overrides of the channels' freshness limits, seconds (dragonfly.core.health).
+    stale_after: dict[str, float] = field(default_factory=dict)
+    #: The cross-venue sanity bound, a fraction (0: off); see dragonfly.core.aggregator.
+    max_deviation: float = MAX_DEVIATION
+    #: Lock-down (docs/serving.md). ``tls`` and ``token`` are what the files
+    #: (or DRAGONFLY_TOKEN) held when parsed; SIGHUP re-reads the files.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls: TlsKeyPair | None = field(default=None, repr=False)
+    token_file: str | None = None
+    token: str | None = field(default=None, repr=False)
+    #: Where ``token`` came from, for the log: "--token-file PATH" or "DRAGONFLY_TOKEN".
+    token_source: str | None = None
+    max_streams: int = _LIMITS.max_streams
+    max_streams_per_connection: int = _LIMITS.max_streams_per_connection
+    write_timeout: float = _LIMITS.write_timeout
+    handshake_timeout: float = _LIMITS.handshake_timeout
+    idle_timeout: float = _LIMITS.idle_timeout
+
+    def limits(self) -> Limits:
+        """The stream caps and timeouts of the gRPC service."""
+        return Limits(
+            max_streams=self.max_streams,
+            max_streams_per_connection=self.max_streams_per_connection,
+            write_timeout=self.write_timeout,
+            handshake_timeout=self.handshake_timeout,
+            idle_timeout=self.idle_timeout,
+        )
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """A client TLS context trusting ``ca_file`` in addition to nothing else, if given."""
@@ -58,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("instrument", help="instrument, e.g. ethbtc (also ETH/BTC, eth-btc)")
-    p.add_argument("--host", default="0.0.0.0", help="gRPC listen address (default 0.0.0.0)")
+    p.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"gRPC listen address (default {DEFAULT_HOST}; 0.0.0.0 or :: for every interface)",
+    )
     p.add_argument("--port", type=int, default=50051, help="gRPC listen port (default 50051)")
     p.add_argument(
         "--venues",
@@ -127,6 +174,70 @@ def build_parser() -> argparse.ArgumentParser:
         f"skips ahead to updates at most MS old (default {DEFAULT_MAX_LAG_MS:g})",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    trust = p.add_argument_group("freshness and sanity (see the README: 'Trust')")
+    trust.add_argument(
+        "--stale-after",
+        action="append",
+        default=[],
+        metavar="[VENUE=]S",
+        help="a venue's book leaves the merge once nothing proved it current for S seconds; for every "
+        "venue, or VENUE=S for one; repeatable (default: each channel's own, from the venue's docs)",
+    )
+    trust.add_argument(
+        "--max-deviation",
+        type=float,
+        default=MAX_DEVIATION * 100,
+        metavar="PCT",
+        help="flag a venue whose mid is more than PCT%% from the venues' median, and leave it out when "
+        f"two venues agree (default {MAX_DEVIATION * 100:g}; 0: off)",
+    )
+    lock = p.add_argument_group("lock-down (see docs/serving.md; SIGHUP re-reads the TLS and token files)")
+    lock.add_argument("--tls-cert", default=None, metavar="PEM", help="serve TLS with this certificate chain")
+    lock.add_argument("--tls-key", default=None, metavar="PEM", help="the private key of --tls-cert")
+    lock.add_argument(
+        "--token-file",
+        default=None,
+        metavar="PATH",
+        help=f"require the bearer token in this file on every call (or set {TOKEN_ENV}; "
+        "the file wins if both are given)",
+    )
+    lock.add_argument(
+        "--max-streams",
+        type=int,
+        default=_LIMITS.max_streams,
+        metavar="N",
+        help=f"open streams at most, all clients together (default {_LIMITS.max_streams})",
+    )
+    lock.add_argument(
+        "--max-streams-per-connection",
+        type=int,
+        default=_LIMITS.max_streams_per_connection,
+        metavar="N",
+        help=f"open streams at most on one client connection (default {_LIMITS.max_streams_per_connection})",
+    )
+    lock.add_argument(
+        "--write-timeout",
+        type=float,
+        default=_LIMITS.write_timeout,
+        metavar="S",
+        help="end a stream with DEADLINE_EXCEEDED when its client has not read for S seconds "
+        f"(default {_LIMITS.write_timeout:g})",
+    )
+    lock.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=_LIMITS.handshake_timeout,
+        metavar="S",
+        help="close a connection that has not completed its TLS/HTTP/2 handshake in S seconds "
+        f"(default {_LIMITS.handshake_timeout:g})",
+    )
+    lock.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=_LIMITS.idle_timeout,
+        metavar="S",
+        help=f"close a connection without any stream for S seconds (default {_LIMITS.idle_timeout:g})",
+    )
     return p
 
 
@@ -148,8 +259,31 @@ def _pairs(values: list[str], option: str, schemes: tuple[str, ...]) -> dict[str
     return out
 
 
-def parse_config(argv: list[str] | None = None) -> ServeConfig:
-    """Parse and validate ``argv``; raise :class:`ConfigError` with one clear line."""
+def _credentials(
+    args: argparse.Namespace, environ: Mapping[str, str]
+) -> tuple[TlsKeyPair | None, str | None, str | None]:
+    """Load the TLS key pair and the token; return them and where the token came from."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ConfigError("--tls-cert and --tls-key go together: give both or neither")
+    env_token = environ.get(TOKEN_ENV)
+    try:
+        tls = load_tls_key_pair(args.tls_cert, args.tls_key) if args.tls_cert is not None else None
+        if args.token_file is not None:
+            ignored = f" ({TOKEN_ENV} ignored)" if env_token is not None else ""
+            return tls, read_token_file(args.token_file), f"--token-file {args.token_file}{ignored}"
+        if env_token is not None:
+            return tls, check_token(env_token, TOKEN_ENV), TOKEN_ENV
+    except ServeError as exc:
+        raise ConfigError(str(exc)) from None
+    return tls, None, None
+
+
+def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> ServeConfig:
+    """Parse and validate ``argv``; raise :class:`ConfigError` with one clear line.
+
+    The bearer token comes from ``--token-file``, else from ``environ``'s
+    DRAGONFLY_TOKEN (default: the process environment); files are read here.
+    """
     args = build_parser().parse_args(argv)
     venues = [get_venue(v).name for v in args.venues.split(",") if v.strip()]
     if not venues:
@@ -188,6 +322,28 @@ def parse_config(argv: list[str] | None = None) -> ServeConfig:
         raise ConfigError(f"--queue must be at least 1, got {args.queue}")
     if not args.max_lag_ms >= 0:  # also refuses nan
         raise ConfigError(f"--max-lag-ms must be >= 0, got {args.max_lag_ms}")
+    for option in ("max_streams", "max_streams_per_connection"):
+        if getattr(args, option) < 1:
+            raise ConfigError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
+    for option in ("write_timeout", "handshake_timeout", "idle_timeout"):
+        if not getattr(args, option) > 0:  # also refuses nan
+            raise ConfigError(f"--{option.replace('_', '-')} must be > 0, got {getattr(args, option)}")
+    tls, token, token_source = _credentials(args, os.environ if environ is None else environ)
+    stale_after: dict[str, float] = {}
+    for value in args.stale_after:
+        venue, sep, seconds = value.rpartition("=")
+        try:
+            limit = float(seconds)
+        except ValueError:
+            limit = float("nan")
+        if not 0 < limit < 86400:  # also refuses nan
+            raise ConfigError(f"--stale-after expects seconds in (0, 86400), or VENUE=S, got {value!r}")
+        for name in [get_venue(venue).name] if sep else venues:
+            if name not in venues:
+                raise ConfigError(f"--stale-after is given for {name}, which is not in --venues")
+            stale_after[name] = limit
+    if not 0 <= args.max_deviation < 10000:
+        raise ConfigError(f"--max-deviation must be a percentage >= 0 (0: off), got {args.max_deviation}")
     return ServeConfig(
         instrument=normalise_instrument(args.instrument),
         venues=venues,
@@ -204,4 +360,17 @@ def parse_config(argv: list[str] | None = None) -> ServeConfig:
         start_timeout=args.start_timeout,
         queue=args.queue,
         max_lag_ms=args.max_lag_ms,
+        stale_after=stale_after,
+        max_deviation=args.max_deviation / 100,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls=tls,
+        token_file=args.token_file,
+        token=token,
+        token_source=token_source,
+        max_streams=args.max_streams,
+        max_streams_per_connection=args.max_streams_per_connection,
+        write_timeout=args.write_timeout,
+        handshake_timeout=args.handshake_timeout,
+        idle_timeout=args.idle_timeout,
     )

@@ -29,13 +29,13 @@ published with a book older than its limit, even between two runs of the
 feed's watchdog.
 
 The cross-venue sanity rule (``max_deviation``, default 10%): a venue whose
-mid price is further than that from the median mid of the other venues in
-the merge is flagged ``OUTLIER`` and logged. When at least two other venues
-agree with each other (within the same bound), the outlier is also left out
-of the merge: a majority says its book is wrong (a price 1000x off, a wrong
+mid price is further than that from the median mid of the venues in the
+merge is flagged ``OUTLIER`` and logged. When at least two venues are within
+the bound (they agree on the price), the flagged ones are also left out of
+the merge: a majority says their books are wrong (a price 1000x off, a wrong
 instrument). With two venues there is no majority: both stay in, flagged,
-and a client sees the flag. Real crossed or locked markets across venues are
-a few basis points, far inside the bound, and are published as they are.
+and a client sees the flags. Real crossed or locked markets across venues
+are a few basis points, far inside the bound, and are published as they are.
 Every published update lists every venue's state (:class:`VenueState`), and
 an update is published whenever a venue enters or leaves the merge, even if
 the top N did not change.
@@ -285,32 +285,28 @@ class Aggregator:
         if len(live) < 2:
             self._flags = 0
             return excluded
-        low = min(m for _, m in live)
-        high = max(m for _, m in live)
-        if high - low <= bound * low:
-            self._flags = 0
-            return excluded
+        ref = statistics.median(m for _, m in live)
         flags = 0
+        offs: dict[int, float] = {}
         for rank, mid in live:
-            others = [m for r, m in live if r != rank]
-            ref = statistics.median(others)
             off = abs(mid - ref) / ref if ref > 0 else 0.0
-            if off <= bound:
-                continue
-            flags |= 1 << rank
-            # Left out only when the others, two at least, agree among themselves.
-            agree = len(others) >= 2 and all(abs(m - ref) <= bound * ref for m in others)
-            if agree:
+            if off > bound:
+                flags |= 1 << rank
+                offs[rank] = off
+        # Left out only when two venues at least agree on the price (unflagged).
+        majority = len(live) - len(offs) >= 2
+        for rank, off in offs.items():
+            if majority:
                 excluded |= 1 << rank
             if not self._flags >> rank & 1:
                 self._outlier_log.warning(
-                    "%s: %s's mid %.10g is %.1f%% from the other venues' median %.10g: %s",
+                    "%s: %s's mid %.10g is %.1f%% from the venues' median %.10g: %s",
                     self.instrument,
                     self._names[rank],
-                    mid,
+                    mids[rank],
                     off * 100,
                     ref,
-                    "left out of the merge" if agree else "flagged (no majority says which venue is wrong)",
+                    "left out of the merge" if majority else "flagged (no majority says which is wrong)",
                 )
         self._flags = flags
         return excluded

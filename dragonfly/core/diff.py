@@ -357,14 +357,8 @@ class DiffListener:
         try:
             events = self._decode(payload)
         except ParseError as exc:
-            self.malformed += 1
             self._warn.warning("%s: unreadable book frame (%s): %.200r", self.venue, exc, payload)
-            # An unreadable book frame may have carried a change: no book of
-            # this connection can be trusted until it is resynchronised.
-            for sync in self.syms.values():
-                if sync.state is SyncState.SYNCED:
-                    sync.stats.malformed += 1
-                    self._resync(sync, f"unreadable book frame ({exc})", VenueStatus.BAD_DATA)
+            self.unreadable(f"unreadable book frame ({exc})")
             return True
         if events is None:
             return False
@@ -486,6 +480,14 @@ class DiffListener:
             else:
                 self._resync(sync, detail, VenueStatus.STALE, quiet=True)
         return count
+
+    def unreadable(self, why: str) -> None:
+        """A frame we cannot read arrived: it may have carried a change, so resync every book."""
+        self.malformed += 1
+        for sync in self.syms.values():
+            if sync.state is SyncState.SYNCED:
+                sync.stats.malformed += 1
+                self._resync(sync, why, VenueStatus.BAD_DATA)
 
     def prove_fresh(self, recv_ns: int) -> None:
         """A venue heartbeat says every book of the connection is current (nothing pending)."""

@@ -63,7 +63,14 @@ class VenueEndpoint:
 
 
 class Engine:
-    """Keep the merged top-N book of ``instrument`` across ``venues`` (see module doc)."""
+    """Keep the merged top-N book of ``instrument`` across ``venues`` (see module doc).
+
+    ``stale_after`` overrides, per venue name, how many seconds a book may go
+    without proof that it is current before it leaves the merge (each
+    channel's default is in its venue module); ``max_deviation`` is the
+    aggregator's cross-venue sanity bound (0: off); ``ping_idle`` and
+    ``ping_reply`` time the WebSocket pings that find a silent connection.
+    """
 
     def __init__(
         self,
@@ -76,6 +83,8 @@ class Engine:
         connect_timeout: float = 10.0,
         stale_after: Mapping[str, float] | None = None,
         max_deviation: float = MAX_DEVIATION,
+        ping_idle: float = 20.0,
+        ping_reply: float = 10.0,
     ) -> None:
         self.instrument = normalise_instrument(instrument)
         endpoints = [v if isinstance(v, VenueEndpoint) else VenueEndpoint(v) for v in venues]
@@ -118,6 +127,9 @@ class Engine:
         self._endpoints = endpoints
         self._ssl_context = ssl_context
         self._connect_timeout = connect_timeout
+        if not (0 < ping_reply <= ping_idle):
+            raise ConfigError(f"need 0 < ping_reply <= ping_idle, got {ping_reply!r} and {ping_idle!r}")
+        self._ping = (ping_idle, ping_reply)
         self.aggregator = Aggregator(self.instrument, names, depth, max_deviation=max_deviation)
         self._fanout: FanOut[MergedBook] = FanOut(maxlen=1)
         self.aggregator.add_sink(self._fanout.publish)
@@ -165,6 +177,8 @@ class Engine:
                 rest_url=endpoint.rest_url,
                 ssl_context=endpoint.ssl_context or self._ssl_context,
                 connect_timeout=self._connect_timeout,
+                ping_idle=self._ping[0],
+                ping_reply=self._ping[1],
                 stale_after=self.stale_after.get(spec.name),
             )
             self.aggregator.watch(spec.name, feed.health(feed.symbol))

@@ -142,6 +142,8 @@ class Feed:
         ssl_context: ssl.SSLContext | None = None,
         backoff: Backoff | None = None,
         connect_timeout: float = 10.0,
+        ping_idle: float = 20.0,
+        ping_reply: float = 10.0,
         tap: FeedTap | None = None,
         book_depth: int | None = None,
         stale_after: float | None = None,
@@ -202,6 +204,8 @@ class Feed:
             ssl_context=ssl_context,
             backoff=backoff,
             connect_timeout=connect_timeout,
+            ping_idle=ping_idle,
+            ping_reply=ping_reply,
             max_message=spec.max_message,
             connect_limit=connect_limit or _limit(spec.limits.connects),
         )
@@ -363,6 +367,10 @@ class Feed:
         elif kind is ControlKind.ERROR:
             self.stats.venue_errors += 1
             self._fail_log.warning("%s: venue error: %s", self.name, ctl.detail)
+        elif kind is ControlKind.UNREADABLE:
+            # Garbage where the venue sends JSON may have been a book frame:
+            # no book of the connection can be trusted until the next good one.
+            self.listener.unreadable(ctl.detail)
 
     def _subscribed(self) -> None:
         if self.state is FeedState.LIVE:

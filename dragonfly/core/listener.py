@@ -248,6 +248,10 @@ class TopNListener:
         )
         return True
 
+    def unreadable(self, why: str) -> None:
+        """A frame that is not the venue's protocol at all arrived: it may have been a book."""
+        self._reject(b"", why)
+
     def prove_fresh(self, recv_ns: int) -> None:
         """A venue heartbeat says the book is current (nothing pending on the connection)."""
         if self.status is _LIVE:
@@ -271,9 +275,9 @@ class TopNListener:
             self.status = VenueStatus.BAD_DATA
             self.detail = why
         self._bad_log.warning(
-            "%s: dropped a malformed frame, book withdrawn until a good one (%s; %d so far): %.200r",
+            "%s: dropped a malformed frame, book withdrawn until a good one (%s; %d so far)%s",
             self.venue,
             why,
             self.malformed,
-            payload,
+            f": {payload[:200]!r}" if payload else "",
         )

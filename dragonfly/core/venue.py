@@ -47,6 +47,7 @@ class ControlKind(enum.Enum):
     PONG = "pong"  #: the answer to our own keep-alive: proves the connection, not the books
     RECONNECT = "reconnect"  #: the venue asks the client to reconnect
     ERROR = "error"  #: the venue reports an error that is not a rejection
+    UNREADABLE = "unreadable"  #: not the venue's protocol at all (it may have been a lost book frame)
     IGNORED = "ignored"  #: a frame this adapter does not use
 
 
@@ -61,9 +62,9 @@ class Control(NamedTuple):
 def json_control(classify: Callable[[dict[str, Any]], Control]) -> Callable[[bytes], Control]:
     """Make a venue's control classifier from one that reads a JSON object.
 
-    The returned function parses the frame; an unreadable frame is a venue
-    ``ERROR``, JSON that is not an object is ``IGNORED``, and every object goes
-    to ``classify``.
+    The returned function parses the frame; an unreadable frame is
+    ``UNREADABLE``, JSON that is not an object is ``IGNORED``, and every
+    object goes to ``classify``.
     """
 
     @functools.wraps(classify)
@@ -71,7 +72,7 @@ def json_control(classify: Callable[[dict[str, Any]], Control]) -> Callable[[byt
         try:
             msg = json.loads(payload)
         except ValueError:
-            return Control(ControlKind.ERROR, f"unreadable frame {payload[:100]!r}")
+            return Control(ControlKind.UNREADABLE, f"unreadable frame {payload[:100]!r}")
         if not isinstance(msg, dict):
             return Control(ControlKind.IGNORED)
         return classify(msg)

@@ -115,6 +115,9 @@ class _Listener(WSListener):
         self._fragments: bytearray | None = None
 
     def on_ws_connected(self, transport: WSTransport) -> None:
+        # Counted here, not when ws_connect returns: frames (the ack) may be
+        # handled before the connecting coroutine resumes.
+        self._conn.connects += 1
         self._conn._transport = transport
         self._handler.on_open(self._conn)
 
@@ -281,7 +284,6 @@ class WsConnection:
                 _bug_log.warning("%s: connecting failed unexpectedly", self.url, exc_info=True)
                 await self._retry(f"unexpected error: {type(exc).__name__}: {exc}")
                 continue
-            self.connects += 1
             reason = await self._until_disconnected(transport)
             if self._closing.is_set():
                 self.handler.on_close("closed")

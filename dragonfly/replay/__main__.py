@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from dragonfly.core.errors import DragonflyError
-from dragonfly.replay.run import ReplayResult, replay
+from dragonfly.replay.run import ReplayError, ReplayResult, replay
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = uvloop.run(replay(args.directory, venues=args.venue or None, depth=args.depth, pace=pace))
+    except ReplayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except DragonflyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

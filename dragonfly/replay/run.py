@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dragonfly.core.diff import DiffListener, SymbolSync, SyncState
-from dragonfly.core.errors import ConfigError
+from dragonfly.core.errors import ConfigError, DragonflyError
 from dragonfly.core.feed import Feed
 from dragonfly.sim.replay import ReplaySimulator
 from dragonfly.sim.replay.base import ReplayConnection
@@ -133,19 +133,37 @@ def _collect(feeds: list[Feed]) -> tuple[list[tuple[str, SymbolSync]], dict[str,
     return books, summaries
 
 
+def _refused(feed: Feed) -> bool:
+    """Whether the venue refused the feed's subscription (its outcome is a reason)."""
+    return feed.outcome.done() and feed.outcome.result() is not None
+
+
+class ReplayError(DragonflyError):
+    """Nothing in the recording could be replayed (one line, for the command line)."""
+
+
 async def _drained(served: list[tuple[ReplayConnection, Feed]], idle: float) -> float:
     """Wait until every recorded frame was sent and nothing moved for ``idle`` seconds.
 
-    Returns the ``time.monotonic()`` of the last movement seen.
+    Returns the ``time.monotonic()`` of the last movement seen. Raises
+    :class:`ReplayError` when the venue refused every recorded book (a capture
+    of a channel the adapter does not subscribe, say).
     """
     feeds = [feed for _, feed in served]
     # A connection is drained once every symbol its feed subscribes has been
     # streamed: wait for all of them to be subscribed first (a feed's
     # subscribe frames keep to the venue's message limit, so they may come
-    # over a few seconds), or the first ones would be mistaken for all.
-    while any(conn.subscribers(symbol) == 0 for conn, feed in served for symbol in feed.symbols):
+    # over a few seconds), or the first ones would be mistaken for all. A
+    # feed whose symbols were all refused is done.
+    while True:
+        live = [(conn, feed) for conn, feed in served if not _refused(feed)]
+        if not live:
+            reasons = "; ".join(dict.fromkeys(feed.last_error for feed in feeds if feed.last_error))
+            raise ReplayError(f"the replay server refused every recorded book: {reasons}")
+        if all(conn.subscribers(symbol) > 0 for conn, feed in live for symbol in feed.symbols):
+            break
         await asyncio.sleep(0.01)
-    await asyncio.gather(*(conn.done.wait() for conn, _ in served))
+    await asyncio.gather(*(conn.done.wait() for conn, _ in live))
     last = -1
     quiet_since = time.monotonic()
     while True:

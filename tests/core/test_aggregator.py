@@ -136,3 +136,54 @@ def test_a_failing_sink_does_not_stop_the_others() -> None:
 def test_rejects_bad_depth() -> None:
     with pytest.raises(ValueError):
         Aggregator("ethbtc", ["a"], depth=0)
+
+
+def test_a_venue_far_from_the_others_is_flagged_and_left_out_by_a_majority() -> None:
+    from dragonfly.core.health import VenueStatus
+
+    agg = Aggregator("ethbtc", ["a", "b", "c"], depth=2)
+    out = collect(agg)
+    feed(agg, "a", [(99.0, 1.0)], [(101.0, 1.0)])
+    feed(agg, "b", [(99.5, 1.0)], [(100.5, 1.0)])
+    feed(agg, "c", [(99_000.0, 1.0)], [(101_000.0, 1.0)])  # 1000x: a wrong scale, or instrument
+    book = out[-1]
+    states = {s.venue: s for s in book.venues}
+    assert states["c"].status == VenueStatus.OUTLIER and not states["c"].in_merge
+    assert states["a"].status == states["b"].status == VenueStatus.LIVE
+    assert all(lv.exchange != "c" for lv in book.bids + book.asks) and book.spread == 1.0
+    feed(agg, "c", [(99.8, 1.0)], [(100.2, 1.0)])  # sane again: back in
+    assert {s.venue: s.in_merge for s in out[-1].venues} == {"a": True, "b": True, "c": True}
+    assert out[-1].asks[0].exchange == "c"
+
+
+def test_two_venues_far_apart_are_both_flagged_and_kept() -> None:
+    from dragonfly.core.health import VenueStatus
+
+    agg = Aggregator("ethbtc", ["a", "b"], depth=1)
+    out = collect(agg)
+    feed(agg, "a", [(99.0, 1.0)], [(101.0, 1.0)])
+    feed(agg, "b", [(99_000.0, 1.0)], [(101_000.0, 1.0)])
+    states = {s.venue: s for s in out[-1].venues}
+    assert states["a"].status == states["b"].status == VenueStatus.OUTLIER
+    assert states["a"].in_merge and states["b"].in_merge  # no majority to say which is wrong
+
+
+def test_a_real_crossed_market_is_published_as_it_is() -> None:
+    agg = Aggregator("ethbtc", ["a", "b", "c"], depth=1)
+    out = collect(agg)
+    feed(agg, "a", [(100.2, 1.0)], [(100.3, 1.0)])
+    feed(agg, "b", [(99.9, 1.0)], [(100.0, 1.0)])  # a's bid is above b's ask: crossed by 20 bps
+    feed(agg, "c", [(100.0, 1.0)], [(100.1, 1.0)])
+    book = out[-1]
+    assert book.spread == pytest.approx(-0.2) and all(s.in_merge and s.status == 1 for s in book.venues)
+
+
+def test_the_sanity_rule_can_be_turned_off() -> None:
+    agg = Aggregator("ethbtc", ["a", "b", "c"], depth=1, max_deviation=0)
+    out = collect(agg)
+    feed(agg, "a", [(99.0, 1.0)], [(101.0, 1.0)])
+    feed(agg, "b", [(99.5, 1.0)], [(100.5, 1.0)])
+    feed(agg, "c", [(99_000.0, 1.0)], [(101_000.0, 1.0)])
+    assert all(s.in_merge and s.status == 1 for s in out[-1].venues)
+    with pytest.raises(ValueError):
+        Aggregator("x", ["a"], max_deviation=-1)

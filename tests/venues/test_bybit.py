@@ -142,7 +142,7 @@ def test_control_classification() -> None:
     assert ctl(b'{"success":true,"ret_msg":"","op":"unsubscribe","req_id":"2"}').kind is ControlKind.IGNORED
     # A failed unsubscribe (during a resync) is an error, not a rejection of the instrument.
     assert ctl(b'{"success":false,"ret_msg":"not subscribed","op":"unsubscribe"}').kind is ControlKind.ERROR
-    assert ctl(b"garbage").kind is ControlKind.ERROR
+    assert ctl(b"garbage").kind is ControlKind.UNREADABLE
     assert ctl(b"[]").kind is ControlKind.IGNORED
 
 

@@ -218,7 +218,7 @@ def test_control_classification() -> None:
     assert named.kind is ControlKind.REJECTED and named.symbol == "ETH-XYZ"
     assert ctl(b'{"type":"error","message":"failure to unsubscribe"}').kind is ControlKind.ERROR
     assert ctl(b'{"type":"error","message":"rate limit exceeded"}').kind is ControlKind.ERROR
-    assert ctl(b"garbage").kind is ControlKind.ERROR
+    assert ctl(b"garbage").kind is ControlKind.UNREADABLE
     assert ctl(b"[1]").kind is ControlKind.IGNORED
     assert ctl(b'{"channel":"ticker","sequence_num":3,"events":[]}').kind is ControlKind.IGNORED
 

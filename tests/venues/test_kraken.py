@@ -176,7 +176,7 @@ def test_control() -> None:
     assert kraken.control(maintenance)[:2] == (ControlKind.ERROR, "system maintenance")
     assert kraken.control(b'{"errorMessage":"Malformed request","event":"error"}').kind is ControlKind.ERROR
     assert kraken.control(b"[1,2]").kind is ControlKind.IGNORED
-    assert kraken.control(b"{nope").kind is ControlKind.ERROR
+    assert kraken.control(b"{nope").kind is ControlKind.UNREADABLE
 
 
 def test_checksum_documented_example() -> None:

@@ -158,7 +158,7 @@ def test_control() -> None:
     assert okx.control(b'{"event":"unsubscribe","arg":{"channel":"books","instId":"ETH-BTC"}}').kind is (
         ControlKind.IGNORED
     )
-    assert okx.control(b"{nope").kind is ControlKind.ERROR
+    assert okx.control(b"{nope").kind is ControlKind.UNREADABLE
 
 
 @pytest.mark.parametrize("example", [DOC_EXAMPLE_1, DOC_EXAMPLE_2])

@@ -439,14 +439,14 @@ class DiffListener:
         # The decoder may track per-connection state (a sequence number).
         self._decode = self.channel.make_decoder()
         for sync in self.syms.values():
+            sync.status = status  # first: withdrawing publishes an update that says why
+            sync.detail = detail
             self._unpublish(sync)
             sync.book.clear()
             sync.buffer.clear()
             sync.state = SyncState.WAITING
             sync.requested = False
             sync.stale = False
-            sync.status = status
-            sync.detail = detail
 
     def check_stale(self, now_ns: int) -> int:
         """Withdraw every published book that nothing proved current within ``stale_after``.
@@ -523,6 +523,8 @@ class DiffListener:
         """Stop keeping ``symbol`` (the venue rejected it)."""
         sync = self.syms.pop(symbol, None)
         if sync is not None:
+            sync.status = VenueStatus.REJECTED
+            sync.detail = "the venue does not list it"
             self._unpublish(sync)
 
     # -- sync rules ------------------------------------------------------------
@@ -681,13 +683,14 @@ class DiffListener:
         self, sync: SymbolSync, reason: str, status: VenueStatus = VenueStatus.SYNCING, *, quiet: bool = False
     ) -> None:
         sync.stats.resyncs += 1
+        # The status first: withdrawing publishes an update that says why.
+        sync.status = status
+        sync.detail = reason
         self._unpublish(sync)
         sync.book.clear()
         sync.state = SyncState.WAITING
         sync.buffer.clear()
         sync.stale = False
-        sync.status = status
-        sync.detail = reason
         if not quiet:
             self._warn.warning(
                 "%s %s: book withdrawn and resynchronising: %s", self.venue, sync.symbol, reason

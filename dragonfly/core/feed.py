@@ -215,7 +215,8 @@ class Feed:
         self._fail_log = RateLimitedLog(self._log, interval=30.0)
         self._drop_log = RateLimitedLog(self._log, interval=10.0)
         self._on_book = self.listener.on_frame
-        self._timers: list[asyncio.TimerHandle] = []
+        # Callbacks pending until the connection ends: (loop time due, handle).
+        self._timers: list[tuple[float, asyncio.Handle]] = []
         self._watchdog: asyncio.TimerHandle | None = None
         self._snapshot_tasks: dict[str, asyncio.Task[None]] = {}
         # Per symbol: the pace of its REST snapshots and of its resubscribes.
@@ -547,11 +548,12 @@ class Feed:
         loop = asyncio.get_running_loop()
         now = loop.time()
         # Forget timers that have fired, so the list stays as short as what is pending.
-        self._timers = [t for t in self._timers if t.when() > now and not t.cancelled()]
-        self._timers.append(loop.call_later(delay, callback, *args))
+        # (uvloop's call_later(0) returns a plain Handle, without when(): keep our own.)
+        self._timers = [(due, t) for due, t in self._timers if due >= now and not t.cancelled()]
+        self._timers.append((now + delay, loop.call_later(delay, callback, *args)))
 
     def _cancel_timers(self) -> None:
-        for timer in self._timers:
+        for _, timer in self._timers:
             timer.cancel()
         self._timers.clear()
         if self._drain is not None:

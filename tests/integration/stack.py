@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -26,6 +29,7 @@ from dragonfly.core.engine import Engine, VenueEndpoint
 from dragonfly.core.fanout import FanOut
 from dragonfly.core.health import VenueStatus
 from dragonfly.core.types import MergedLevel
+from dragonfly.core.venue import VenueSpec
 from dragonfly.serve import orderbook_pb2, orderbook_pb2_grpc
 from dragonfly.serve.grpc_service import GrpcService
 from dragonfly.serve.server import summary_sink
@@ -62,7 +66,7 @@ class Received:
 
 @dataclass
 class Stack:
-    sim: Simulator
+    sim: Any  # a Simulator, or a ReplaySimulator
     engine: Engine
     service: GrpcService
     port: int
@@ -190,19 +194,22 @@ async def running_stack(
     channels: Mapping[str, str] | None = None,
     stale_after: float = STALE_AFTER,
     extra: Callable[[Simulator], Sequence[VenueEndpoint]] = lambda sim: (),
+    specs: Mapping[str, VenueSpec] | None = None,
     **engine_options: object,
 ) -> AsyncIterator[Stack]:
     """Run simulator, engine, service and client; stop them all on the way out.
 
     ``extra(sim)`` gives more venues for the engine (another name on a
-    simulated venue's protocol, say).
+    simulated venue's protocol, say); ``specs`` replaces venues' specs (a
+    shorter subscribe timeout, say).
     """
     sim = Simulator(venues=list(venues), instruments=["ethbtc"], seed=7, period_s=PERIOD_S)
     await sim.start()
     fanout: FanOut[bytes] = FanOut(maxlen=1)
     service = GrpcService(fanout, "127.0.0.1", 0, queue_len=64)
     port = await service.start()
-    endpoints = [VenueEndpoint(get_venue(v), sim.ws_url(v), sim.rest_url(v)) for v in venues]
+    chosen = specs or {}
+    endpoints = [VenueEndpoint(chosen.get(v) or get_venue(v), sim.ws_url(v), sim.rest_url(v)) for v in venues]
     endpoints += extra(sim)
     limits = {e.spec.name: stale_after for e in endpoints}
     engine = Engine(
@@ -224,6 +231,49 @@ async def running_stack(
         await engine.stop()
         await service.stop(grace=0.1)
         await sim.stop()
+
+
+def recordings_dir() -> Path | None:
+    """The recordings directory: ``$DRAGONFLY_RECORDINGS``, else ``../shared/recordings``."""
+    env = os.environ.get("DRAGONFLY_RECORDINGS")
+    beside = Path(__file__).resolve().parents[3] / "shared" / "recordings"
+    for candidate in ([Path(env)] if env else []) + [beside]:
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+@contextlib.asynccontextmanager
+async def running_replay_stack(
+    recordings: Path, venue: str, instrument: str, *, stale_after: float = 5.0
+) -> AsyncIterator[Stack]:
+    """The same chain on a venue's recorded traffic (the replay server), at the recorded pace."""
+    from dragonfly.sim.replay import ReplaySimulator
+
+    async with ReplaySimulator(recordings, venues=[venue], pace=1.0) as sim:
+        spec = get_venue(venue)
+        symbol = spec.venue_symbol(instrument)
+        (conn,) = [c for c in sim.connections_of(venue) if symbol in c.symbols]
+        fanout: FanOut[bytes] = FanOut(maxlen=1)
+        service = GrpcService(fanout, "127.0.0.1", 0, queue_len=64)
+        port = await service.start()
+        engine = Engine(
+            instrument, [VenueEndpoint(spec, conn.ws_url, conn.rest_url)], stale_after={venue: stale_after}
+        )
+        engine.add_sink(summary_sink(fanout))
+        stack = Stack(sim, engine, service, port, {venue: stale_after})
+        stack.reader = asyncio.create_task(_read(stack))
+        try:
+            await engine.start(wait=10)
+            await stack.until(lambda r: r.in_merge(venue), f"{venue} in the merge")
+            yield stack
+            stack.check_every_summary()
+        finally:
+            stack.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stack.reader
+            await engine.stop()
+            await service.stop(grace=0.1)
 
 
 async def quiet(stack: Stack, seconds: float = 0.3) -> None:

@@ -25,7 +25,7 @@ from dragonfly.core.health import VenueStatus
 from dragonfly.sim import Simulator
 from dragonfly.venues import binance
 
-from .stack import STALE_AFTER, Stack, quiet, running_stack
+from .stack import STALE_AFTER, Stack, quiet, recordings_dir, running_replay_stack, running_stack
 
 CONNECTING = VenueStatus.CONNECTING
 SYNCING = VenueStatus.SYNCING
@@ -62,6 +62,35 @@ async def test_a_connection_that_ends_withdraws_the_venue_and_reconnects(spec: s
         assert fault.applied >= 1
         assert not gone.levels_of("binance") and gone.in_merge("bitstamp")
         assert stack.engine.feeds["binance"].stats.connects >= 2
+        await quiet(stack)
+        stack.merged_equals_what_the_venues_sent()
+
+
+async def test_a_venue_that_refuses_connections_for_a_while_is_retried_until_it_answers() -> None:
+    async with running_stack() as stack:
+        stack.sim.fault("binance", "refuse,for=1.5")
+        stack.sim.fault("binance", "drop")
+        gone, back = await stack.withdrawn_then_back("binance", [CONNECTING])
+        assert back.at - gone.at >= 1.0
+        assert stack.engine.feeds["binance"].stats.connect_failures >= 1
+
+
+async def test_a_connection_that_stalls_after_the_upgrade_is_given_up_and_retried() -> None:
+    impatient = dataclasses.replace(binance.SPEC, subscribe_timeout=0.5)
+    async with running_stack(specs={"binance": impatient}) as stack:
+        stack.sim.fault("binance", "stall,count=1")
+        stack.sim.fault("binance", "drop")
+        await stack.withdrawn_then_back("binance", GONE)
+        feed = stack.engine.feeds["binance"]
+        assert feed.stats.connects >= 3  # the stalled connection was given up
+        assert feed.last_error == "subscription ack timed out"
+
+
+async def test_delayed_frames_keep_the_book_exact() -> None:
+    async with running_stack() as stack:
+        fault = stack.sim.fault("binance", "delay,ms=150,for=1")
+        await asyncio.sleep(1.5)
+        assert not fault.active
         await quiet(stack)
         stack.merged_equals_what_the_venues_sent()
 
@@ -333,6 +362,46 @@ async def test_retry_after_holds_every_rest_request_of_the_venue() -> None:
         assert fault.applied == 1
         assert asyncio.get_running_loop().time() - start >= 2.0
         assert stack.engine.feeds["binance"].stats.rest_throttled == 1
+
+
+# -- in-band venues, on their recorded traffic ------------------------------------------
+
+
+RECORDINGS = recordings_dir()
+needs_recordings = pytest.mark.skipif(
+    RECORDINGS is None,
+    reason="no recordings: set DRAGONFLY_RECORDINGS or put ../shared/recordings beside the repo",
+)
+
+
+@needs_recordings
+async def test_a_kraken_level_corrupted_under_its_checksum_withdraws_the_book() -> None:
+    assert RECORDINGS is not None
+    async with running_replay_stack(RECORDINGS, "kraken", "xmrusd") as stack:
+        fault = stack.sim.fault("kraken", "checksum")
+        await fault.wait_applied(1, timeout=30)
+        gone = await stack.until(lambda r: not r.in_merge("kraken"), "withdrawn")
+        assert gone.state("kraken").status == SYNCING
+        lst = stack.engine.feeds["kraken"].listener
+        assert isinstance(lst, DiffListener)
+        assert lst.syms["XMR/USD"].stats.checksums_bad == 1
+        # The corrupted book was never published: every update after is without it.
+        mark = stack.received.index(gone)
+        assert all(not r.in_merge("kraken") for r in stack.received[mark:])
+
+
+@needs_recordings
+async def test_an_okx_service_upgrade_notice_reconnects() -> None:
+    assert RECORDINGS is not None
+    async with running_replay_stack(RECORDINGS, "okx", "btcusdt") as stack:
+        stack.sim.fault("okx", "notice,grace=30")
+        await stack.until(lambda r: not r.in_merge("okx"), "withdrawn")
+        feed = stack.engine.feeds["okx"]
+        deadline = asyncio.get_running_loop().time() + 5
+        while feed.stats.connects < 2:  # at once, not after the 30 s grace
+            assert asyncio.get_running_loop().time() < deadline, feed.last_error
+            await asyncio.sleep(0.01)
+        assert "venue asked to reconnect" in feed.last_error
 
 
 # -- reconnect storms --------------------------------------------------------------------------

@@ -97,7 +97,7 @@ async def test_cli_prints_count_updates_as_json(running: Running, make_book: Mak
     lines = out.splitlines()
     assert len(lines) == 2
     first, second = (json.loads(line) for line in lines)
-    assert list(first) == ["instrument", "sequence", "spread", "bids", "asks"]
+    assert list(first) == ["instrument", "sequence", "spread", "bids", "asks", "venues"]
     assert first["instrument"] == "ETHBTC"
     assert 0 < first["sequence"] < second["sequence"]
     book = make_book(first["sequence"])
@@ -207,6 +207,7 @@ def test_json_has_null_for_nan() -> None:
         "spread": None,
         "bids": [],
         "asks": [{"exchange": "kraken", "price": 0.07, "amount": None}],
+        "venues": [],
     }
     assert "\n" not in line
     assert summary_to_dict(_summary(book))["spread"] is None
@@ -222,6 +223,27 @@ def test_table_aligns_decimal_points_and_fills_uneven_sides() -> None:
     assert first.endswith("kraken")
     assert second.rstrip().endswith("12.25")
     assert format_summary(orderbook_pb2.Summary()).splitlines()[-1] == "(empty book)"
+
+
+def test_venue_states_are_shown_and_in_json() -> None:
+    from dragonfly.core.types import VenueState
+
+    states = (
+        VenueState("binance", True, 1, 1_700_000_000_000_000_000, 12_000_000, 42),
+        VenueState("bitstamp", True, 6, 1_700_000_000_000_000_000, 1_500_000_000, 7),
+        VenueState("kraken", False, 4, 1_699_999_990_000_000_000, 6_200_000_000, 0),
+        VenueState("okx", False, 2, 0, 0, 0),
+    )
+    bids = (MergedLevel("binance", 1.0, 1.0),)
+    summary = _summary(MergedBook("X", 1.0, bids, bids, 1, 0, 0, venues=states))
+    line = format_summary(summary).splitlines()[1]
+    assert line == (
+        "in merge: binance 12 ms, bitstamp 1.5 s (outlier); out: kraken stale 6.2 s, okx connecting"
+    )
+    venues = summary_to_dict(summary)["venues"]
+    assert venues[0] == {"venue": "binance", "in_merge": True, "status": "live", "age_s": 0.012, "seq": 42}
+    assert venues[3] == {"venue": "okx", "in_merge": False, "status": "connecting", "age_s": None, "seq": 0}
+    assert [v["status"] for v in venues] == ["live", "outlier", "stale", "connecting"]
 
 
 def test_numbers_keep_venue_precision() -> None:

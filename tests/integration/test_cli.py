@@ -184,3 +184,18 @@ async def test_endpoint_override_with_sim_points_one_venue_elsewhere() -> None:
             assert "binance" in venues
         finally:
             assert await server.stop() == 0
+
+
+async def test_a_venue_that_acks_but_sends_no_book_is_not_listed_as_serving() -> None:
+    """The start-up line used to list a venue that acked and then sent nothing."""
+    async with Simulator(venues=["binance", "bitstamp"], instruments=["ethbtc"], period_s=0.02) as sim:
+        sim.fault("binance", "pause")  # acks, no data
+        server = await start_server(
+            *(f"--endpoint={v}={sim.ws_url(v)}" for v in ("binance", "bitstamp")),
+            *(f"--rest-endpoint={v}={sim.rest_url(v)}" for v in ("binance", "bitstamp")),
+        )
+        await server.wait_serving(timeout=30)
+        assert await server.stop() == 0
+    line = next(ln for ln in server.stderr.splitlines() if "serving ethbtc merged top" in ln)
+    assert " from bitstamp (live)" in line
+    assert "binance: subscribed, but no book yet" in server.stderr

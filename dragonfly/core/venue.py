@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from dragonfly.core.diff import DiffChannel
+from dragonfly.core.errors import ParseError
 from dragonfly.core.health import DEFAULT_LIVENESS, Liveness
 from dragonfly.core.types import Side
 
@@ -57,6 +58,25 @@ class Control(NamedTuple):
     kind: ControlKind
     detail: str = ""
     symbol: str | None = None
+
+
+def never_back(name: str) -> Callable[[int], int]:
+    """Return a check for one connection's update ids: each returned as is, or ParseError if it went back.
+
+    A snapshot channel's frame older than the one before it must never
+    replace it (``name`` is the venue's field, for the error). Equal ids
+    pass: a venue may resend an unchanged book.
+    """
+    last = -1
+
+    def newer(update_id: int) -> int:
+        nonlocal last
+        if update_id < last:
+            raise ParseError(f"{name} went back: {update_id} after {last}")
+        last = update_id
+        return update_id
+
+    return newer
 
 
 def json_control(classify: Callable[[dict[str, Any]], Control]) -> Callable[[bytes], Control]:

@@ -76,6 +76,7 @@ from dragonfly.core.venue import (
     SymbolCheck,
     VenueSpec,
     json_control,
+    never_back,
 )
 
 #: Binance serves 5, 10 or 20 levels on this channel; the issue asks for 20.
@@ -116,14 +117,7 @@ def make_decoder(depth: int) -> Decoder:
     decode_shape = msgspec.json.Decoder(_DepthShape).decode
     read = accel.speedups.read_levels if accel.speedups is not None else None
     parser = simdjson.Parser()
-    last_id = -1
-
-    def newer(update_id: int) -> int:
-        nonlocal last_id
-        if update_id < last_id:
-            raise ParseError(f"lastUpdateId went back: {update_id} after {last_id}")
-        last_id = update_id
-        return update_id
+    newer = never_back("lastUpdateId")
 
     def checked_id(payload: bytes) -> int | None:
         """Parse the whole frame; return its update id if it is valid JSON with a sound one."""

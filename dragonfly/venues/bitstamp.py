@@ -65,6 +65,7 @@ from dragonfly.core.venue import (
     SnapshotChannel,
     VenueSpec,
     json_control,
+    never_back,
 )
 
 CHANNEL_DEPTH = 100
@@ -171,14 +172,7 @@ def make_decoder(depth: int) -> Decoder:
     """Build the order book decoder for one connection: simdjson checks, a byte scan reads."""
     parser = simdjson.Parser()
     read: SideReader = accel.speedups.read_levels if accel.speedups is not None else _top_of_side
-    last = -1
-
-    def newer(stamp: int) -> int:
-        nonlocal last
-        if stamp < last:
-            raise ParseError(f"microtimestamp went back: {stamp} after {last}")
-        last = stamp
-        return stamp
+    newer = never_back("microtimestamp")
 
     def parse(payload: bytes) -> Any:
         nonlocal parser

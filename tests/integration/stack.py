@@ -28,13 +28,14 @@ import grpc.aio
 from dragonfly.core.engine import Engine, VenueEndpoint
 from dragonfly.core.fanout import FanOut
 from dragonfly.core.health import VenueStatus
-from dragonfly.core.types import MergedLevel
 from dragonfly.core.venue import VenueSpec
 from dragonfly.serve import orderbook_pb2, orderbook_pb2_grpc
 from dragonfly.serve.grpc_service import GrpcService
 from dragonfly.serve.server import summary_sink
 from dragonfly.sim import Simulator
 from dragonfly.venues import get_venue
+
+from .conftest import reference_merge
 
 #: Freshness limit of every venue in these tests (seconds): short, so tests are quick.
 STALE_AFTER = 0.5
@@ -163,21 +164,6 @@ def latest_in_merge(book: object, venue: str) -> bool:
     return any(s.venue == venue and s.in_merge for s in book.venues)  # type: ignore[attr-defined]
 
 
-def reference_merge(
-    books: Mapping[str, tuple[Sequence[tuple[float, float]], Sequence[tuple[float, float]]]], depth: int
-) -> tuple[list[MergedLevel], list[MergedLevel]]:
-    """The merge rule written out plainly."""
-    bids = [MergedLevel(v, p, a) for v, (b, _) in books.items() for p, a in b[:depth]]
-    asks = [MergedLevel(v, p, a) for v, (_, s) in books.items() for p, a in s[:depth]]
-    bids.sort(key=lambda lv: lv.exchange)
-    bids.sort(key=lambda lv: lv.amount, reverse=True)
-    bids.sort(key=lambda lv: lv.price, reverse=True)
-    asks.sort(key=lambda lv: lv.exchange)
-    asks.sort(key=lambda lv: lv.amount, reverse=True)
-    asks.sort(key=lambda lv: lv.price)
-    return bids[:depth], asks[:depth]
-
-
 async def _read(stack: Stack) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.port}") as channel:
         call = orderbook_pb2_grpc.OrderbookAggregatorStub(channel).BookSummary(orderbook_pb2.Empty())
@@ -188,33 +174,16 @@ async def _read(stack: Stack) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(
-    venues: Sequence[str] = ("binance", "bitstamp"),
-    *,
-    channels: Mapping[str, str] | None = None,
-    stale_after: float = STALE_AFTER,
-    extra: Callable[[Simulator], Sequence[VenueEndpoint]] = lambda sim: (),
-    specs: Mapping[str, VenueSpec] | None = None,
-    **engine_options: object,
+async def serving(
+    sim: Any, endpoints: Sequence[VenueEndpoint], stale_after: float, **engine_options: Any
 ) -> AsyncIterator[Stack]:
-    """Run simulator, engine, service and client; stop them all on the way out.
-
-    ``extra(sim)`` gives more venues for the engine (another name on a
-    simulated venue's protocol, say); ``specs`` replaces venues' specs (a
-    shorter subscribe timeout, say).
-    """
-    sim = Simulator(venues=list(venues), instruments=["ethbtc"], seed=7, period_s=PERIOD_S)
-    await sim.start()
+    """Run an engine on ``endpoints``, the gRPC service and a reading client, until every venue is in."""
     fanout: FanOut[bytes] = FanOut(maxlen=1)
     service = GrpcService(fanout, "127.0.0.1", 0, queue_len=64)
     port = await service.start()
-    chosen = specs or {}
-    endpoints = [VenueEndpoint(chosen.get(v) or get_venue(v), sim.ws_url(v), sim.rest_url(v)) for v in venues]
-    endpoints += extra(sim)
     limits = {e.spec.name: stale_after for e in endpoints}
-    engine = Engine(
-        "ethbtc", endpoints, depth=10, channels=channels, stale_after=limits, **engine_options  # type: ignore[arg-type]
-    )
+    instrument = engine_options.pop("instrument", "ethbtc")
+    engine = Engine(instrument, endpoints, depth=10, stale_after=limits, **engine_options)
     engine.add_sink(summary_sink(fanout))
     stack = Stack(sim, engine, service, port, limits)
     stack.reader = asyncio.create_task(_read(stack))
@@ -230,7 +199,30 @@ async def running_stack(
             await stack.reader
         await engine.stop()
         await service.stop(grace=0.1)
-        await sim.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    venues: Sequence[str] = ("binance", "bitstamp"),
+    *,
+    stale_after: float = STALE_AFTER,
+    extra: Callable[[Simulator], Sequence[VenueEndpoint]] = lambda sim: (),
+    specs: Mapping[str, VenueSpec] | None = None,
+    **engine_options: Any,
+) -> AsyncIterator[Stack]:
+    """Run simulator, engine, service and client; stop them all on the way out.
+
+    ``extra(sim)`` gives more venues for the engine (another name on a
+    simulated venue's protocol, say); ``specs`` replaces venues' specs (a
+    shorter subscribe timeout, say); the rest goes to the Engine.
+    """
+    chosen = specs or {}
+    async with Simulator(venues=list(venues), instruments=["ethbtc"], seed=7, period_s=PERIOD_S) as sim:
+        endpoints = [
+            VenueEndpoint(chosen.get(v) or get_venue(v), sim.ws_url(v), sim.rest_url(v)) for v in venues
+        ]
+        async with serving(sim, [*endpoints, *extra(sim)], stale_after, **engine_options) as stack:
+            yield stack
 
 
 def recordings_dir() -> Path | None:
@@ -252,28 +244,10 @@ async def running_replay_stack(
 
     async with ReplaySimulator(recordings, venues=[venue], pace=1.0) as sim:
         spec = get_venue(venue)
-        symbol = spec.venue_symbol(instrument)
-        (conn,) = [c for c in sim.connections_of(venue) if symbol in c.symbols]
-        fanout: FanOut[bytes] = FanOut(maxlen=1)
-        service = GrpcService(fanout, "127.0.0.1", 0, queue_len=64)
-        port = await service.start()
-        engine = Engine(
-            instrument, [VenueEndpoint(spec, conn.ws_url, conn.rest_url)], stale_after={venue: stale_after}
-        )
-        engine.add_sink(summary_sink(fanout))
-        stack = Stack(sim, engine, service, port, {venue: stale_after})
-        stack.reader = asyncio.create_task(_read(stack))
-        try:
-            await engine.start(wait=10)
-            await stack.until(lambda r: r.in_merge(venue), f"{venue} in the merge")
+        (conn,) = [c for c in sim.connections_of(venue) if spec.venue_symbol(instrument) in c.symbols]
+        endpoint = VenueEndpoint(spec, conn.ws_url, conn.rest_url)
+        async with serving(sim, [endpoint], stale_after, instrument=instrument) as stack:
             yield stack
-            stack.check_every_summary()
-        finally:
-            stack.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await stack.reader
-            await engine.stop()
-            await service.stop(grace=0.1)
 
 
 async def quiet(stack: Stack, seconds: float = 0.3) -> None:

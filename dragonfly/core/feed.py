@@ -99,7 +99,8 @@ class FeedTap(Protocol):
 #: gets its REST snapshot anyway (others ask on their first delta).
 QUIET_SNAPSHOT_DELAY = 0.2
 #: Seconds a connection must carry a published book before its reconnect
-#: backoff (and its symbols' resync backoffs) start again from the base delay.
+#: backoff starts again from the base delay. (A symbol's resync pace starts
+#: again after a minute without a resync: :class:`~dragonfly.core.backoff.RetryPacer`.)
 HEALTHY_AFTER = 30.0
 #: Seconds after the ack without any published book before a warning says so.
 NO_DATA_WARNING = 10.0

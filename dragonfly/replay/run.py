@@ -83,6 +83,10 @@ async def replay(
                 ws_url=conn.ws_url,
                 rest_url=conn.rest_url,
                 book_depth=conn.book_depth,
+                # A recording's silences are the recorded market's, not a dead
+                # feed's: nothing is published, so no book is withdrawn as stale
+                # (a resync would load a later recorded snapshot into it).
+                stale_after=REPLAY_STALE_AFTER,
             )
             feeds.append(feed)
             served.append((conn, feed))
@@ -131,6 +135,10 @@ def _collect(feeds: list[Feed]) -> tuple[list[tuple[str, SymbolSync]], dict[str,
             else:
                 summary.unsynced.append(sync.symbol)
     return books, summaries
+
+
+#: The freshness limit of replayed books: a day, so none is ever withdrawn as stale.
+REPLAY_STALE_AFTER = 86400.0
 
 
 def _refused(feed: Feed) -> bool:

@@ -34,6 +34,7 @@ from dragonfly.core.diff import DiffListener
 from dragonfly.core.errors import ConfigError, SubscribeError
 from dragonfly.core.fanout import FanOut, Subscription
 from dragonfly.core.feed import Feed
+from dragonfly.core.listener import TopNListener
 from dragonfly.core.types import MergedBook
 from dragonfly.core.venue import VenueSpec
 
@@ -237,8 +238,14 @@ class Engine:
                 "connects": feed.stats.connects,
                 "disconnects": feed.stats.disconnects,
                 "connect_failures": feed.stats.connect_failures,
+                "oversized": feed.conn.oversized,
+                "resubscribes": feed.stats.resubscribes,
+                "rest_failures": feed.stats.rest_failures,
+                "rest_throttled": feed.stats.rest_throttled,
                 "last_error": feed.last_error,
             }
+            if isinstance(lst, TopNListener):
+                out[name]["stales"] = lst.stales
             if isinstance(lst, DiffListener):
                 for sync in lst.syms.values():
                     out[name].update(sync=sync.state.value, **dataclasses.asdict(sync.stats))

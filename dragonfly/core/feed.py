@@ -77,6 +77,7 @@ class FeedStats:
     snapshots: int = 0
     resubscribes: int = 0
     rest_throttled: int = 0
+    rest_failures: int = 0
 
 
 class FeedTap(Protocol):
@@ -538,6 +539,7 @@ class Feed:
                 raise HttpError(f"GET {url}: HTTP {resp.status} {resp.body[:200]!r}")
             snapshot = diff.parse_rest_snapshot(symbol, resp.body)
         except (HttpError, ParseError) as exc:
+            self.stats.rest_failures += 1
             self._fail_log.warning("%s: snapshot of %s failed: %s", self.name, symbol, exc)
             self.listener.snapshot_failed(symbol)
             return

@@ -113,7 +113,9 @@ def test_a_capture_of_a_channel_the_adapter_does_not_use_ends_with_a_clear_error
     assert RECORDINGS is not None
     capture = (RECORDINGS / "OKX.ws.1.0").read_text().replace('"books"', '"books-l2-tbt"')
     (tmp_path / "OKX.ws.1.0").write_text(capture)
-    proc = subprocess.run([*REPLAY, str(tmp_path), "--final-books"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [*REPLAY, str(tmp_path), "--final-books"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 1, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: the replay server refused every recorded book: okx rejected")

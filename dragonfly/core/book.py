@@ -59,6 +59,7 @@ TextLevel = tuple[str, str]
 Levels = Iterable[TextLevel] | Iterable[Level]
 
 _dict_set = dict.__setitem__
+_INF = math.inf
 
 # The C twins of update_numeric's loops and of the top-N read, or None (the
 # Python code below runs). Module globals: tests swap them (both_hot_paths).
@@ -139,6 +140,8 @@ class L2Book:
         """Set a bid level (a zero amount removes it); return its price. ValueError on bad numbers."""
         qty = float(amount)
         value = float(price)
+        if not (0.0 < value < _INF and 0.0 <= qty < _INF):
+            raise ValueError(f"level out of range: price {price!r:.40}, amount {amount!r:.40}")
         side = self.bids
         key = -value
         if qty == 0.0:
@@ -157,6 +160,8 @@ class L2Book:
         """Set an ask level (a zero amount removes it); return its price. ValueError on bad numbers."""
         qty = float(amount)
         value = float(price)
+        if not (0.0 < value < _INF and 0.0 <= qty < _INF):
+            raise ValueError(f"level out of range: price {price!r:.40}, amount {amount!r:.40}")
         side = self.asks
         if qty == 0.0:
             if value in side:
@@ -189,6 +194,11 @@ class L2Book:
         for price, amount in bids:
             qty = float(amount)
             value = float(price)
+            # A price that is not positive and finite, or an amount that is
+            # negative or not finite (NaN fails both tests), is a bad level:
+            # applied, it would leave a level the venue meant to remove.
+            if not (0.0 < value < _INF and 0.0 <= qty < _INF):
+                raise ValueError(f"level out of range: price {price!r:.40}, amount {amount!r:.40}")
             key = -value
             if qty == 0.0:
                 if key in side:
@@ -207,6 +217,8 @@ class L2Book:
         for price, amount in asks:
             qty = float(amount)
             value = float(price)
+            if not (0.0 < value < _INF and 0.0 <= qty < _INF):
+                raise ValueError(f"level out of range: price {price!r:.40}, amount {amount!r:.40}")
             if qty == 0.0:
                 if value in side:
                     side.pop(value)

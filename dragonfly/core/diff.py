@@ -117,8 +117,10 @@ STITCH_TIMEOUT = 5.0
 #: number, or a string holding one (lax decoding converts it in C), finite
 #: and not negative; anything else fails to decode (a parse error, named).
 Number = Annotated[float, msgspec.Meta(ge=0.0, le=sys.float_info.max)]
+#: A price field of a numeric channel: as :data:`Number`, and above zero.
+Price = Annotated[float, msgspec.Meta(gt=0.0, le=sys.float_info.max)]
 #: A ``(price, amount)`` level of a numeric channel, as decoded.
-NumericLevel = tuple[Number, Number]
+NumericLevel = tuple[Price, Number]
 _UNBOUNDED = (-math.inf, math.inf)
 #: Hot-path decoder of a diff channel: payload -> events, or ``None`` for a non-book frame.
 DiffDecoder = Callable[[bytes], "Sequence[Event] | None"]
@@ -573,7 +575,7 @@ class DiffListener:
             hit = sync.apply(delta.bids, delta.asks, *sync.bounds)
         except (ValueError, TypeError) as exc:
             sync.stats.malformed += 1
-            self._resync(sync, f"bad level in update ({exc})")
+            self._resync(sync, f"bad level in update ({exc})", VenueStatus.BAD_DATA)
             return False
         sync.after_rest = False
         sync.stitched = True
@@ -631,7 +633,7 @@ class DiffListener:
             sync.book.load(snapshot.bids, snapshot.asks, snapshot.seq)
         except (ValueError, TypeError) as exc:
             sync.stats.malformed += 1
-            self._resync(sync, f"bad level in snapshot ({exc})")
+            self._resync(sync, f"bad level in snapshot ({exc})", VenueStatus.BAD_DATA)
             return
         sync.stats.snapshots += 1
         sync.verified = not self.channel.verify_before_publish

@@ -261,15 +261,15 @@ async def test_a_venue_1000x_off_is_left_out_when_the_others_agree() -> None:
 # -- diff books ---------------------------------------------------------------------------------
 
 
-async def stitched(stack: Stack) -> None:
-    """Wait until Binance's diff book has applied updates past its snapshot.
+async def stitched(stack: Stack, venue: str = "binance") -> None:
+    """Wait until a venue's diff book has applied updates past its snapshot.
 
-    A ``skip`` right after the snapshot may drop an event the snapshot already
-    holds, which is no gap at all.
+    A fault right after the snapshot may hit an update the snapshot already
+    holds, which the book rightly drops (a ``skip`` there is no gap at all).
     """
-    lst = stack.engine.feeds["binance"].listener
+    lst = stack.engine.feeds[venue].listener
     assert isinstance(lst, DiffListener)
-    sync = lst.syms["ETHBTC"]
+    (sync,) = lst.syms.values()
     start = sync.stats.applied
     while sync.stats.applied < start + 3:
         await asyncio.sleep(0.01)
@@ -282,6 +282,36 @@ async def test_a_lost_diff_resynchronises_the_book() -> None:
         await stack.withdrawn_then_back("binance", [SYNCING])
         lst = stack.engine.feeds["binance"].listener
         assert isinstance(lst, DiffListener) and lst.syms["ETHBTC"].stats.gaps >= 1
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "negative,field=price,side=bid,count=3",  # once left a level the venue removed: a wrong book
+        "negative,side=ask,count=3",
+        "nan,count=3",
+        "nan,field=amount,count=3",
+        "huge,count=3",
+        "wrong-types,as=object,count=3",
+        "crossed,count=1",
+        "malformed,count=1",
+    ],
+)
+@pytest.mark.parametrize("venue", ["binance", "bitstamp"])
+async def test_a_bad_level_in_a_diff_resynchronises_the_book(venue: str, spec: str) -> None:
+    async with running_stack(channels={venue: "diff"}, stale_after=5.0) as stack:
+        await stitched(stack, venue)
+        fault = stack.sim.fault(venue, spec)
+        await stack.withdrawn_then_back(venue, [BAD, SYNCING], timeout=15)
+        assert fault.applied >= 1
+        lst = stack.engine.feeds[venue].listener
+        assert isinstance(lst, DiffListener)
+        (sync,) = lst.syms.values()
+        stack.sim.pause_market()
+        await asyncio.sleep(0.4)
+        bids, asks = sync.book.top(len(sync.book))
+        truth = stack.sim.book(venue, "ethbtc")
+        assert (list(bids), list(asks)) == ([tuple(lv) for lv in truth[0]], [tuple(lv) for lv in truth[1]])
 
 
 async def test_a_repeated_diff_is_dropped_and_the_book_stays_exact() -> None:

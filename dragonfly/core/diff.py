@@ -647,6 +647,15 @@ class DiffListener:
         sync.stitched = not from_rest
         sync.loaded_at = time.monotonic()
         buffered, sync.buffer = sync.buffer, []
+        if from_rest and not self.channel.continuity and buffered and snapshot.seq is not None:
+            first = buffered[0].first
+            if first is not None and snapshot.seq < first:
+                # Without sequence numbers nothing shows what changed between
+                # this snapshot and the first update of this subscription: it
+                # must be at least as new as that update.
+                sync.stats.gaps += 1
+                self._resync(sync, f"snapshot at {snapshot.seq} is older than the first update, {first}")
+                return
         if not self._validate(sync, None):
             return
         for delta in buffered:

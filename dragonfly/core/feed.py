@@ -327,6 +327,11 @@ class Feed:
     def on_close(self, reason: str) -> None:
         self._cancel_timers()
         self._outbox.clear()
+        # A snapshot in flight belongs to this connection's stream: loaded into
+        # the next one's book it would miss every update between the two.
+        for task in self._snapshot_tasks.values():
+            task.cancel()
+        self._snapshot_tasks.clear()
         self.stats.disconnects += 1
         if self._stopped or self.state is FeedState.REJECTED:
             return
@@ -525,6 +530,7 @@ class Feed:
         diff = self.diff
         assert diff.rest_snapshot is not None and diff.parse_rest_snapshot is not None
         assert isinstance(self.listener, DiffListener)
+        connection = self.conn.connects
         # The first request of a run goes at once; while the book keeps
         # needing new ones (failed requests, snapshots that do not stitch),
         # they back off (REST rate limits); see RetryPacer.
@@ -543,6 +549,8 @@ class Feed:
             self._fail_log.warning("%s: snapshot of %s failed: %s", self.name, symbol, exc)
             self.listener.snapshot_failed(symbol)
             return
+        if connection != self.conn.connects or not self.conn.connected:
+            return  # for a connection that has ended (on_close cancels, this is the belt to it)
         self.stats.snapshots += 1
         self.listener.on_snapshot(snapshot)
 

@@ -113,8 +113,9 @@ async def test_fragments_that_never_end_are_cut_and_memory_stays_bounded() -> No
 
 
 async def test_a_venue_that_stops_answering_pings_is_reconnected() -> None:
-    async with running_stack(ping_idle=0.3, ping_reply=0.2) as stack:
-        stack.sim.fault("binance", "silence,for=1.5")
+    # The ping finds the silence after 0.6 + 0.4 s; the book is stale after 0.5 s.
+    async with running_stack(ping_idle=0.6, ping_reply=0.4) as stack:
+        stack.sim.fault("binance", "silence,for=2")
         # Silent first (no proof of freshness), then the ping timeout ends the connection.
         await stack.until(lambda r: r.state("binance").status == STALE, "stale")
         await stack.withdrawn_then_back("binance", GONE)
@@ -314,6 +315,32 @@ async def test_a_bad_level_in_a_diff_resynchronises_the_book(venue: str, spec: s
         assert (list(bids), list(asks)) == ([tuple(lv) for lv in truth[0]], [tuple(lv) for lv in truth[1]])
 
 
+async def test_a_snapshot_asked_for_on_a_connection_that_ended_is_not_loaded_on_the_next() -> None:
+    """The chaos run found it: Bitstamp's diffs carry no sequence, so an old snapshot
+    loaded on a new connection missed every change between the two, unseen."""
+    async with running_stack(channels={"bitstamp": "diff"}, stale_after=5.0) as stack:
+        await stitched(stack, "bitstamp")
+        feed = stack.engine.feeds["bitstamp"]
+        lst = feed.listener
+        assert isinstance(lst, DiffListener)
+        (sync,) = lst.syms.values()
+        slow = stack.sim.fault("bitstamp", "rest-slow,delay=2,count=1")
+        stack.sim.fault("bitstamp", "drop")  # reconnect: a snapshot is asked for, answered late
+        await slow.wait_applied(1)
+        stack.sim.fault("bitstamp", "drop")  # reconnect again while it is in flight
+        while feed.stats.connects < 3 or not feed.conn.connected:
+            await asyncio.sleep(0.01)
+        loaded = sync.stats.snapshots
+        while sync.stats.snapshots == loaded:  # the next snapshot loaded on this connection
+            await asyncio.sleep(0.005)
+        # Freeze the market at once, before later updates can paper over a gap.
+        stack.sim.pause_market()
+        await asyncio.sleep(0.4)
+        bids, asks = sync.book.top(len(sync.book))
+        truth = stack.sim.book("bitstamp", "ethbtc")
+        assert (list(bids), list(asks)) == ([tuple(lv) for lv in truth[0]], [tuple(lv) for lv in truth[1]])
+
+
 async def test_a_repeated_diff_is_dropped_and_the_book_stays_exact() -> None:
     async with running_stack(channels={"binance": "diff"}) as stack:
         fault = stack.sim.fault("binance", "repeat,count=5")
@@ -380,6 +407,26 @@ async def test_a_misbehaving_rest_snapshot_is_retried_and_the_book_recovers(spec
         stack.sim.fault("binance", "skip")
         await stack.withdrawn_then_back("binance", [SYNCING], timeout=15)
         assert fault.applied >= 1
+
+
+async def test_a_stale_snapshot_on_a_channel_without_sequence_numbers_is_refused() -> None:
+    """Bitstamp's diffs carry no sequence: a snapshot older than the first update of the
+    subscription cannot show what changed in between, so it must not be loaded."""
+    async with running_stack(channels={"bitstamp": "diff"}, stale_after=5.0) as stack:
+        await stitched(stack, "bitstamp")
+        stale = stack.sim.fault("bitstamp", "rest-stale,age=1,count=1")
+        stack.sim.fault("bitstamp", "drop")
+        await stack.withdrawn_then_back("bitstamp", GONE, timeout=15)
+        assert stale.applied == 1
+        lst = stack.engine.feeds["bitstamp"].listener
+        assert isinstance(lst, DiffListener)
+        (sync,) = lst.syms.values()
+        assert sync.stats.gaps >= 1  # the stale snapshot, refused
+        stack.sim.pause_market()
+        await asyncio.sleep(0.4)
+        bids, asks = sync.book.top(len(sync.book))
+        truth = stack.sim.book("bitstamp", "ethbtc")
+        assert (list(bids), list(asks)) == ([tuple(lv) for lv in truth[0]], [tuple(lv) for lv in truth[1]])
 
 
 async def test_retry_after_holds_every_rest_request_of_the_venue() -> None:

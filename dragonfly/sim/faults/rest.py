@@ -38,8 +38,11 @@ async def answer(faults: FaultSet, path: str, query: dict[str, str], plain: Plai
     fault = active.fault
     active.hit()
     if fault.kind == "rest-slow":
+        # The answer as of the request, delivered late (a slow link, a busy
+        # gateway): by the time it lands, the book has moved on.
+        reply = plain(path, query)
         await asyncio.sleep(float(fault.get("delay")))
-        return plain(path, query)
+        return reply
     if fault.kind == "rest-error":
         reply = faults.target.rest_error(int(fault.get("status")))
         retry = fault.get("retry_after")

@@ -3,6 +3,7 @@
     python -m latency [--quick] [--out results/] [--rates 500,1000,10000] [--subs 1,10,100]
     python -m latency --replay DIR [--pace X | --asap] [--replay-venues okx,kraken]
     python -m latency --soak            # RSS of the server over 10 minutes at 10k msg/s
+    python -m latency --chaos [--minutes 5] [--subs 10] [--fault-every 3] [--seed 1] [--stale-after 2]
 
 For every offered rate and subscriber count (the synthetic market), or every
 recorded venue of a recording directory (``--replay``), it runs dragonfly and
@@ -31,6 +32,9 @@ from dragonfly.recording import RecordedConnection, discover
 from dragonfly.sim.replay.simulator import CONNECTIONS
 from latency import capacity
 from latency.cell import CellSpec, run_cell
+from latency.chaos import LAYOUTS, ChaosSpec, run_chaos
+from latency.chaos import VENUES as CHAOS_VENUES
+from latency.chaos_report import headline
 from latency.peers import PeerResult, run_peers
 from latency.replay_source import ReplaySpec
 from latency.report import markdown, peers_rows, plot, ratios, text_table
@@ -110,7 +114,87 @@ def build_parser() -> argparse.ArgumentParser:
                    "and pool each system's samples (default 1)")
     p.add_argument("--soak", action="store_true", help="only a 10-minute RSS soak at 10k msg/s (not in CI)")
     p.add_argument("--soak-seconds", type=float, default=600.0)
+    chaos = p.add_argument_group(
+        "chaos (--chaos)",
+        "random venue faults while subscribers check every book against the simulator's truth "
+        "(latency/chaos.py); writes chaos.md to --out. --subs is then one count (default 10)",
+    )
+    chaos.add_argument("--chaos", action="store_true", help="only the chaos run (minutes long, not in CI)")
+    chaos.add_argument("--minutes", type=_positive_float, default=5.0, help="minutes of faults (default 5)")
+    chaos.add_argument("--fault-every", type=_positive_float, default=3.0, metavar="S",
+                       help="mean seconds between a fault's recovery and the venue's next fault (default 3)")
+    chaos.add_argument("--seed", type=int, default=1, help="seed of the market and the faults (default 1)")
+    chaos.add_argument("--stale-after", type=_positive_float, default=2.0, metavar="S",
+                       help="the server's --stale-after for every venue, seconds (default 2)")
+    chaos.add_argument("--tolerance", type=float, default=0.5, metavar="S",
+                       help="delivery allowance on top of stale_after when judging staleness (default 0.5)")
+    chaos.add_argument("--phases", type=_positive_count, default=2, metavar="N",
+                       help="phases, each a fresh server with the channel layout in turn: binance diff + "
+                       "bitstamp snapshot, then the other way round (default 2)")
+    chaos.add_argument("--layout", action="append", type=_layout, metavar="binance=KIND,bitstamp=KIND",
+                       help="the phases' channel layouts in turn, KIND snapshot or diff (repeatable; default "
+                       "binance=diff,bitstamp=snapshot then binance=snapshot,bitstamp=diff)")
+    chaos.add_argument("--fault-kinds", default="", metavar="K1,K2",
+                       help="only these fault kinds (default: every kind that applies to the channel)")
+    chaos.add_argument("--recover-timeout", type=_positive_float, default=30.0, metavar="S",
+                       help="longest wait for a venue's recovery before its next fault (default 30)")
     return p
+
+
+def _positive_float(text: str) -> float:
+    """A number > 0, for argparse."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _layout(text: str) -> dict[str, str]:
+    """``binance=diff,bitstamp=snapshot``, for argparse."""
+    layout = {}
+    for item in text.split(","):
+        venue, _, kind = item.partition("=")
+        if kind not in ("snapshot", "diff"):
+            raise argparse.ArgumentTypeError(f"expected VENUE=snapshot|diff, got {item!r}")
+        layout[venue.strip()] = kind
+    if set(layout) != set(CHAOS_VENUES):
+        raise argparse.ArgumentTypeError(f"give a channel to each of {', '.join(CHAOS_VENUES)}")
+    return layout
+
+
+def chaos_spec(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ChaosSpec:
+    """The chaos run the arguments ask for (``--subs`` is one count there, default 10)."""
+    subs_text = str(args.subs)
+    if subs_text == parser.get_default("subs"):
+        subs = 10
+    else:
+        try:
+            subs = int(subs_text)
+        except ValueError:
+            parser.error(f"--chaos: --subs is one count, got {subs_text!r}")
+        if subs < 1:
+            parser.error("--chaos: --subs must be at least 1")
+    try:
+        return ChaosSpec(
+            minutes=args.minutes, subs=subs, fault_every=args.fault_every, seed=args.seed,
+            stale_after=args.stale_after, tolerance=args.tolerance, phases=args.phases,
+            recover_timeout=args.recover_timeout, out=Path(args.out),
+            layouts=tuple(args.layout) if args.layout else LAYOUTS,
+            kinds=tuple(k.strip() for k in args.fault_kinds.split(",") if k.strip()),
+        )
+    except ValueError as exc:
+        parser.error(f"--chaos: {exc}")
+
+
+async def _chaos(spec: ChaosSpec) -> int:
+    report = await run_chaos(spec)
+    width = max(len(name) for name, _ in headline(report))
+    for name, value in headline(report):
+        print(f"{name:<{width}}  {value}")
+    return 0 if report.ok else 1
 
 
 def plan(args: argparse.Namespace) -> list[CellSpec]:
@@ -296,8 +380,12 @@ async def amain(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     import uvloop
+
+    if args.chaos:
+        return int(uvloop.run(_chaos(chaos_spec(args, parser))))
 
     return int(uvloop.run(amain(args)))
 

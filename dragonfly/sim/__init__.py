@@ -16,6 +16,14 @@ line; see ``dragonfly.sim.faults`` and ``docs/faults.md``:
 
         fault = sim.fault("binance", "silence,for=5")
 
+With ``truth_s`` the simulator records what every venue book was at every
+position its frames carry (``dragonfly.sim.truth``), so a client's book can
+be checked against the venue's real one, and when that stopped being true:
+
+    async with Simulator(["binance"], ["ethbtc"], truth_s=120) as sim:
+        state = sim.truth("binance", "ethbtc", last_update_id)   # TruthState | None
+        state.bids, state.asks, state.valid_from_ns, state.valid_until_ns
+
 Command line: ``python -m dragonfly.sim --help``.
 """
 

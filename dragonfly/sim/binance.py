@@ -225,6 +225,10 @@ class BinanceServer(VenueServer[BinanceSession]):
         """
         return server_shutdown()
 
+    def book_seq(self, book: SimBook) -> int:
+        """Return the update id: ``lastUpdateId`` of depth frames and snapshots, ``u`` of diff events."""
+        return book.update_id
+
     def skip_update(self, instrument: str) -> int:
         """Drop the next event of every diff stream of ``instrument``; return how many.
 

@@ -130,6 +130,10 @@ class BitstampServer(VenueServer[Session]):
         """Return ``bts:request_reconnect``."""
         return RECONNECT
 
+    def book_seq(self, book: SimBook) -> int:
+        """Return the ``microtimestamp`` every book frame, diff event and snapshot carries."""
+        return book.micros
+
     def _parse_channel(self, channel: object) -> tuple[str, str] | None:
         """Return (kind, pair) of a supported channel of a listed pair, or None."""
         if not isinstance(channel, str):

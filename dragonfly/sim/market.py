@@ -89,6 +89,9 @@ class SyntheticMarket:
         self._walks = {n: _Walk(i, self.venues, seed) for n, i in self.instruments.items()}
         self._rngs: dict[tuple[str, str], Random] = {}
         self._books: dict[tuple[str, str], SimBook] = {}
+        #: Called after every step with the step's wall time in ns (the clock
+        #: the books' ``micros`` come from), e.g. a truth record's observer.
+        self.observers: list[Callable[[int], None]] = []
         micros = clock_ns() // 1000
         for name, instrument in self.instruments.items():
             for venue in self.venues:
@@ -117,10 +120,13 @@ class SyntheticMarket:
 
     def step(self) -> None:
         """Advance every mid one step and move every venue book after it."""
-        micros = self._clock_ns() // 1000
+        now_ns = self._clock_ns()
+        micros = now_ns // 1000
         for name, walk in self._walks.items():
             walk.step(self.sigma_bps)
             for venue in self.venues:
                 book = self._books[venue, name]
                 book.step(walk.venue_mid(venue), self._rngs[venue, name], micros)
         self.steps += 1
+        for observer in self.observers:
+            observer(now_ns)

@@ -28,7 +28,7 @@ from picows import (
     WSUpgradeResponseWithListener,
 )
 
-from dragonfly.sim.book import FloatLevel, UnitLevel
+from dragonfly.sim.book import FloatLevel, SimBook, UnitLevel
 from dragonfly.sim.faults.active import ActiveFault
 from dragonfly.sim.faults.faultset import FaultSet
 from dragonfly.sim.faults.rest import Streamer, answer
@@ -215,6 +215,8 @@ class VenueServer(Generic[S]):
         #: Channel key -> subscribed sessions (ordered sets).
         self.channels: dict[str, dict[S, None]] = {}
         self.sent_count = 0
+        #: WebSocket connections accepted since start (stalled ones included).
+        self.opened = 0
         #: instrument -> (bids, asks, wall ns) of the last book frame sent.
         self.last_sent: dict[str, tuple[list[FloatLevel], list[FloatLevel], int]] = {}
         #: The faults in force on this venue.
@@ -249,6 +251,10 @@ class VenueServer(Generic[S]):
     def reconnect_frame(self) -> bytes | None:
         """Return the venue's "please reconnect" message, or None if it has none."""
         return None
+
+    def book_seq(self, book: SimBook) -> int:
+        """Return the venue's position of ``book`` as its frames carry it (a client's ``seq``)."""
+        raise NotImplementedError
 
     def notice_frame(self, peer: Peer) -> bytes | None:
         """Return the venue's notice that the connection will close (default: its reconnect request)."""
@@ -346,6 +352,7 @@ class VenueServer(Generic[S]):
     def attach(self, session: S) -> None:
         """Register a connected session (called by the session)."""
         self.sessions[session] = None
+        self.opened += 1
         interval = self.config.ping_interval_s
         if interval is not None:
             session.next_ping = time.monotonic() + interval

@@ -19,6 +19,7 @@ from dragonfly.sim.instruments import DEFAULT_INSTRUMENTS, VENUES
 from dragonfly.sim.market import SyntheticMarket
 from dragonfly.sim.plumbing import authority
 from dragonfly.sim.server import VenueConfig, VenueServer
+from dragonfly.sim.truth import DEFAULT_DEPTH, TruthRecord, TruthState
 
 #: Server class of each venue the simulator speaks.
 SERVERS: dict[str, type[VenueServer[Any]]] = {
@@ -71,6 +72,8 @@ class Simulator:
         pong_timeout_s: float | None = None,
         tick_s: float | None = None,
         configs: Mapping[str, VenueConfig] | None = None,
+        truth_s: float | None = None,
+        truth_depth: int = DEFAULT_DEPTH,
     ) -> None:
         """Build the market and one server per venue; nothing binds until start().
 
@@ -79,7 +82,10 @@ class Simulator:
         and ``pong_timeout_s`` override the PING timing of venues that PING;
         ``configs`` replaces a venue's whole config before those overrides.
         ``tick_s`` is the market step (default: the fastest cadence, at most
-        0.1 s). Raise ValueError for an unknown venue or a bad instrument name.
+        0.1 s). ``truth_s`` turns on the truth record (:meth:`truth`): every
+        state of every venue book, ``truth_depth`` levels a side, kept
+        ``truth_s`` seconds after it was replaced (default: off). Raise
+        ValueError for an unknown venue or a bad instrument name.
         """
         names = tuple(dict.fromkeys(venues))
         for venue in names:
@@ -105,6 +111,14 @@ class Simulator:
         self._ticker: asyncio.Task[None] | None = None
         #: While True the market does not step (books and update ids hold still).
         self.market_paused = False
+        #: What every venue book was, by the venue's position (None: not recorded).
+        self.truth_record: TruthRecord | None = None
+        if truth_s is not None:
+            self.truth_record = TruthRecord(
+                {venue: server.book_seq for venue, server in self._servers.items()},
+                keep_s=truth_s, depth=truth_depth,
+            )
+            self.truth_record.attach(self.market)
 
     @property
     def venues(self) -> tuple[str, ...]:
@@ -216,6 +230,26 @@ class Simulator:
             raise ValueError(f"instrument {instrument!r} is not listed") from None
         bids, asks = book.sorted_levels()
         return book.float_side(bids), book.float_side(asks)
+
+    def truth(self, venue: str, instrument: str, seq: int) -> TruthState | None:
+        """Return what ``venue``'s book of ``instrument`` was at the position ``seq`` its frames carry.
+
+        ``seq`` is Binance's update id (``lastUpdateId`` of a depth frame or
+        REST snapshot, ``u`` of a diff event) or Bitstamp's
+        ``microtimestamp`` (book and diff frames, REST snapshots): what an
+        engine shows as the venue's ``seq``. None if the venue's book never
+        stood at ``seq``, or that state was replaced longer ago than the
+        record keeps. RuntimeError unless built with ``truth_s``; ValueError
+        for a venue not served.
+        """
+        self.server(venue)
+        if self.truth_record is None:
+            raise RuntimeError("the truth record is off: build the Simulator with truth_s=SECONDS")
+        return self.truth_record.state(venue, instrument, seq)
+
+    def connections(self, venue: str) -> int:
+        """Return how many WebSocket connections ``venue`` has accepted since start."""
+        return self.server(venue).opened
 
     def last_sent_ns(self, venue: str, instrument: str) -> int | None:
         """Return the wall time (time.time_ns) just before that frame was sent."""

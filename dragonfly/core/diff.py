@@ -157,6 +157,9 @@ class DiffChannel:
         gapless: the decoder reports every lost message as a :class:`Reset`
             (a connection-wide sequence number, as Coinbase's), so any delta
             applied after a silence proves nothing was missed.
+        seq_ns: ns per unit of a delta's ``last`` and a snapshot's ``seq``
+            when they are the venue's clock (Bitstamp's microtimestamp: 1000),
+            else 0 (see :mod:`dragonfly.core.health`).
     """
 
     subscribe: Callable[[Sequence[str]], Sequence[bytes]]
@@ -173,6 +176,7 @@ class DiffChannel:
     numeric: bool = False
     liveness: Liveness = DEFAULT_LIVENESS
     gapless: bool = False
+    seq_ns: int = 0
 
     def __post_init__(self) -> None:
         if self.numeric and self.checksum is not None:
@@ -332,6 +336,7 @@ class DiffListener:
         self._decode = channel.make_decoder()
         # The channel is frozen: its rules read as plain attributes per delta.
         self._continuity = channel.continuity
+        self._seq_ns = channel.seq_ns
         self._truncate = channel.truncate
         self._checksum = channel.checksum
         self._touched: list[SymbolSync] = []
@@ -491,6 +496,10 @@ class DiffListener:
                 sync.stats.malformed += 1
                 self._resync(sync, why, VenueStatus.BAD_DATA)
 
+    def newest_proof_ns(self) -> int:
+        """Wall time of the newest proof that any book of the connection is current (0: none)."""
+        return max((sync.data_ns for sync in self.syms.values()), default=0)
+
     def prove_fresh(self, recv_ns: int) -> None:
         """A venue heartbeat says every book of the connection is current (nothing pending)."""
         for sync in self.syms.values():
@@ -582,7 +591,10 @@ class DiffListener:
         if last is not None:
             book.seq = last
         sync.stats.applied += 1
-        sync.data_ns = self._last_recv
+        # The proof's time: when the venue made the change, where its seq is
+        # its clock and that is older (a delay in transit); else the receipt.
+        sent_ns = last * self._seq_ns if last is not None else 0
+        sync.data_ns = sent_ns if 0 < sent_ns < self._last_recv else self._last_recv
         if sync.stale and (self._continuity or self.channel.gapless):
             # It followed on by sequence (or the decoder would have reset it):
             # nothing was missed while it was silent. Publish it again.
@@ -640,7 +652,9 @@ class DiffListener:
         sync.snap_seq = snapshot.seq
         sync.state = SyncState.SYNCED
         sync.stale = False
-        sync.data_ns = time.time_ns() if from_rest else self._last_recv
+        received = time.time_ns() if from_rest else self._last_recv
+        sent_ns = snapshot.seq * self._seq_ns if snapshot.seq is not None else 0
+        sync.data_ns = sent_ns if 0 < sent_ns < received else received
         sync.after_rest = from_rest and self.channel.continuity
         # A REST snapshot must be followed on by a delta (see module doc);
         # an in-band one is in the stream's own order.

@@ -24,6 +24,9 @@ It also keeps the venue within bounds and its books honest:
   symbol backs off while it keeps failing, every frame sent keeps to the
   venue's message limit, REST requests to its REST limit, and a
   ``Retry-After`` holds every REST request of the venue off until then;
+* a connection on which nothing has proved any book current for twice its
+  channel's ``stale_after`` (10 s at least) is wedged, whatever it answers to
+  pings: it is ended and made again;
 * what can repeat (disconnects, failures) is logged at a bounded rate.
 """
 
@@ -107,6 +110,12 @@ HEALTHY_AFTER = 30.0
 NO_DATA_WARNING = 10.0
 #: How long REST requests hold off after a 429 or 418 that names no Retry-After.
 DEFAULT_RETRY_AFTER = 30.0
+#: A connection on which nothing has proved any book current for this many
+#: times its channel's stale_after (and at least WEDGED_MIN seconds) is ended
+#: and made again: its books are stale already, and a stream that stalls
+#: while the socket answers pings does not come back by itself.
+WEDGED_AFTER = 2.0
+WEDGED_MIN = 10.0
 
 
 def _limit(rate: Rate | None) -> RateLimit | None:
@@ -180,6 +189,7 @@ class Feed:
                 snap.is_book,
                 make_decoder=functools.partial(snap.make_decoder, depth),
                 stale_after=self.liveness.stale_after,
+                seq_ns=snap.seq_ns,
             )
         else:
             assert spec.diff is not None
@@ -229,6 +239,7 @@ class Feed:
         self._send_limit: RateLimit | None = None
         self._drain: asyncio.TimerHandle | None = None
         self._stopped = False
+        self._opened_ns = 0  # wall time the current connection opened
         #: Observer of the raw traffic (a recorder), or ``None``.
         self.tap = tap
 
@@ -287,7 +298,16 @@ class Feed:
         self._watchdog = None
         if self._stopped:
             return
-        self.listener.check_stale(time.time_ns())
+        now = time.time_ns()
+        self.listener.check_stale(now)
+        if self.conn.connected and self.state is FeedState.LIVE:
+            # A connection that proves nothing for long is wedged, however well
+            # it answers pings (a message that never ends, a stream the venue
+            # forgot): end it, and the reconnect resubscribes.
+            since = max(self.listener.newest_proof_ns(), self._opened_ns)
+            limit = max(WEDGED_AFTER * self.liveness.stale_after, WEDGED_MIN)
+            if now - since > limit * 1e9:
+                self.conn.drop(f"nothing proved a book current for {(now - since) / 1e9:.0f} s")
         self._arm_watchdog()
 
     # -- FrameHandler ------------------------------------------------------
@@ -297,6 +317,7 @@ class Feed:
         if self.tap is not None:
             self.tap.opened(self.ws_url)
         self.state = FeedState.SUBSCRIBING
+        self._opened_ns = time.time_ns()
         self.listener.withdraw(VenueStatus.SYNCING, "subscribing")
         messages = self.spec.limits.messages
         self._send_limit = _limit(messages)
@@ -404,7 +425,9 @@ class Feed:
             self._later(HEALTHY_AFTER, self._healthy_check, connection)
 
     def _data_check(self, connection: int) -> None:
-        if connection == self.conn.connects and self.conn.connected and not self.listener.has_book:
+        # Only a connection that never had a book: one whose book went stale says so itself.
+        had_data = self.listener.newest_proof_ns() >= self._opened_ns
+        if connection == self.conn.connects and self.conn.connected and not had_data:
             self._fail_log.warning(
                 "%s: subscribed to %s %.0f s ago, but no book is in the merge yet (%s)",
                 self.name,

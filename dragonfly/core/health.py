@@ -17,6 +17,13 @@ is the channel's :class:`Liveness`:
   gets a longer ``stale_after``, and the book leaves the merge once it has
   been silent that long (it comes back with the next update it can prove).
 
+A proof's time is when it was received, or, where the venue stamps its
+frames with its own clock (Bitstamp's ``microtimestamp``: a channel's
+``seq_ns``) and that stamp is older, the stamp: a feed delayed in transit
+shows its true age. (A venue clock behind ours makes its books look older,
+never fresher.) Binance's depth frames carry no time: a Binance feed delayed
+in transit cannot be told from a timely one.
+
 The listeners (layer 3) own one health record per venue book (the
 :class:`Health` protocol) and keep ``data_ns`` and ``status`` current; the
 feed's watchdog withdraws a book whose proof has aged past ``stale_after``;

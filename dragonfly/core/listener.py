@@ -88,6 +88,7 @@ class TopNListener:
         "_is_book",
         "_make_decoder",
         "_out",
+        "_seq_ns",
         "books",
         "changes",
         "conflated",
@@ -111,8 +112,11 @@ class TopNListener:
         *,
         make_decoder: Callable[[], Decoder] | None = None,
         stale_after: float = 60.0,
+        seq_ns: int = 0,
     ) -> None:
         self.venue = venue
+        # ns per unit of the frames' seq when it is the venue's clock, else 0.
+        self._seq_ns = seq_ns
         self._decode = decode
         self._make_decoder = make_decoder
         self._out = out
@@ -201,8 +205,11 @@ class TopNListener:
             if self.status is not _LIVE:
                 self.status = _LIVE
                 self.detail = ""
-        # Changed or not, a sound frame proves the book current.
-        self.data_ns = recv_ns
+        # Changed or not, a sound frame proves the book current: as of when
+        # the venue sent it, where its seq is the venue's clock and older than
+        # the receipt (a delay in transit must not pass for fresh data).
+        sent_ns = seq * self._seq_ns
+        self.data_ns = sent_ns if 0 < sent_ns < recv_ns else recv_ns
         self.seq = seq
         return True
 
@@ -256,6 +263,10 @@ class TopNListener:
         """A venue heartbeat says the book is current (nothing pending on the connection)."""
         if self.status is _LIVE:
             self.data_ns = recv_ns
+
+    def newest_proof_ns(self) -> int:
+        """Wall time of the newest proof that the book is current (0: none yet)."""
+        return self.data_ns
 
     def _drop(self, status: VenueStatus, detail: str) -> None:
         self._bids = None

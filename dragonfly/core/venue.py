@@ -148,6 +148,8 @@ class SnapshotChannel:
             it must never say yes to a control frame. ``None``: decode all.
         liveness: what proves the book current, and for how long (see
             :mod:`dragonfly.core.health`).
+        seq_ns: ns per unit of the frames' ``seq`` when it is the venue's clock
+            (Bitstamp's microtimestamp: 1000), else 0.
     """
 
     subscribe: Callable[[str], Sequence[bytes]]
@@ -155,6 +157,7 @@ class SnapshotChannel:
     max_depth: int
     is_book: Callable[[bytes], bool] | None = None
     liveness: Liveness = DEFAULT_LIVENESS
+    seq_ns: int = 0
 
 
 @dataclass(frozen=True)

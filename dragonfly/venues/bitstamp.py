@@ -31,7 +31,9 @@ must never replace a newer one).
 Liveness: both channels push only on change ("every order book change") and
 the venue sends no heartbeat of its own (``bts:heartbeat`` is the answer to
 ours), so only silence tells; quiet books were seen silent for ~50 s. A
-silent book leaves the merge after 60 s. Bitstamp publishes no connection or
+silent book leaves the merge after 60 s. Every frame carries the venue's
+``microtimestamp``: a book's age counts from it when it is older than the
+frame's receipt, so frames delayed in transit do not pass for fresh ones. Bitstamp publishes no connection or
 message limit; we keep to a conservative 10 connection attempts a minute and
 5 frames a second, and to 60 REST requests a minute (docs: 400 a second,
 10,000 per 10 minutes). ``bts:request_reconnect`` is honoured at once.
@@ -321,7 +323,7 @@ SPEC = VenueSpec(
     rest_url="https://www.bitstamp.net",
     symbol=str.lower,
     control=control,
-    snapshot=SnapshotChannel(subscribe, make_decoder, CHANNEL_DEPTH, is_book, _LIVENESS),
+    snapshot=SnapshotChannel(subscribe, make_decoder, CHANNEL_DEPTH, is_book, _LIVENESS, seq_ns=1000),
     diff=DiffChannel(
         subscribe=diff_subscribe,
         unsubscribe=diff_unsubscribe,
@@ -330,6 +332,7 @@ SPEC = VenueSpec(
         parse_rest_snapshot=parse_rest_snapshot,
         continuity=False,
         liveness=_LIVENESS,
+        seq_ns=1000,  # microtimestamp: a book's age is counted from the venue's stamp
     ),
     default_channel="snapshot",
     heartbeat=b'{"event":"bts:heartbeat"}',

@@ -95,6 +95,20 @@ async def test_delayed_frames_keep_the_book_exact() -> None:
         stack.merged_equals_what_the_venues_sent()
 
 
+@pytest.mark.parametrize("channel", ["snapshot", "diff"])
+async def test_frames_delayed_past_the_limit_do_not_pass_for_fresh_where_the_venue_stamps_them(
+    channel: str,
+) -> None:
+    """Bitstamp stamps every frame with its clock: a book a second late is a second old."""
+    async with running_stack(channels={"bitstamp": channel}) as stack:
+        await asyncio.sleep(0.2)
+        stack.sim.fault("bitstamp", "delay,ms=1000,for=2")
+        gone, back = await stack.withdrawn_then_back("bitstamp", [STALE])
+        assert gone.state("bitstamp").age_ns > STALE_AFTER * 1e9
+        # Every update that kept it in the merge said an age under the limit (the
+        # stack checks it), and the delayed books never passed for fresh ones.
+
+
 async def test_bitstamp_reconnect_request_is_honoured() -> None:
     async with running_stack() as stack:
         stack.sim.fault("bitstamp", "notice,grace=5")
@@ -110,6 +124,22 @@ async def test_fragments_that_never_end_are_cut_and_memory_stays_bounded() -> No
         grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
         assert grown_mb < 64, f"peak RSS grew {grown_mb:.0f} MB"  # the message cap is 4 MiB
         assert stack.engine.feeds["binance"].conn.oversized >= 1
+
+
+async def test_a_message_that_never_ends_under_the_size_limit_does_not_wedge_the_venue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The chaos run found it: fragments that stop short of the size limit, while the
+    venue answers pings, left the venue out of the merge for good."""
+    from dragonfly.core import feed
+
+    monkeypatch.setattr(feed, "WEDGED_MIN", 1.0)
+    async with running_stack() as stack:
+        stack.sim.fault("binance", "fragments,bytes=262144")
+        gone, back = await stack.withdrawn_then_back("binance", [STALE])
+        binance = stack.engine.feeds["binance"]
+        assert binance.stats.connects == 2 and binance.last_error.startswith("nothing proved a book current")
+        assert back.at - gone.at < 3.0
 
 
 async def test_a_venue_that_stops_answering_pings_is_reconnected() -> None:

@@ -103,7 +103,7 @@ async def test_frames_delayed_past_the_limit_do_not_pass_for_fresh_where_the_ven
     async with running_stack(channels={"bitstamp": channel}) as stack:
         await asyncio.sleep(0.2)
         stack.sim.fault("bitstamp", "delay,ms=1000,for=2")
-        gone, back = await stack.withdrawn_then_back("bitstamp", [STALE])
+        gone, _back = await stack.withdrawn_then_back("bitstamp", [STALE])
         assert gone.state("bitstamp").age_ns > STALE_AFTER * 1e9
         # Every update that kept it in the merge said an age under the limit (the
         # stack checks it), and the delayed books never passed for fresh ones.

@@ -31,7 +31,7 @@ CASE = {case.venue: case for case in CASES}
 async def replay(request: pytest.FixtureRequest) -> AsyncIterator[ReplaySimulator]:
     """The replay server of the venue named by the test's ``replay`` parameter."""
     assert RECORDINGS is not None
-    simulator = ReplaySimulator(RECORDINGS, venues=[request.param])
+    simulator = ReplaySimulator(RECORDINGS, venues=[request.param], recorded_clock=True)
     await simulator.start()
     yield simulator
     await simulator.stop()

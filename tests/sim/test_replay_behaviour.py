@@ -24,7 +24,7 @@ BITSTAMP_URL = "wss://ws.bitstamp.net/"
 
 
 def bitstamp_event(pair: str, n: int) -> bytes:
-    return (b'{"data":{"timestamp":"1","microtimestamp":"%d","bids":[["1.0","%d.5"]],"asks":[]},'
+    return (b'{"data":{"timestamp":"0","microtimestamp":"%d","bids":[["1.0","%d.5"]],"asks":[]},'
             b'"channel":"diff_order_book_%s","event":"data"}' % (n, n, pair.encode()))
 
 
@@ -52,7 +52,7 @@ async def bts(probe: Probe, event: str, pair: str = "abcusd") -> None:
 async def test_resubscribe_continues_from_the_current_position(tmp_path: Path) -> None:
     # Three frames at once, then (pace 1000) three more 0.4 s later.
     events = write_bitstamp(tmp_path, [1.0, 1.001, 1.002, 400.0, 400.001, 400.002])
-    async with ReplaySimulator(tmp_path, pace=1000) as replay:
+    async with ReplaySimulator(tmp_path, recorded_clock=True, pace=1000) as replay:
         conn = replay.connection("bitstamp")
         assert conn.symbols == ["abcusd"]
         probe = await connect(conn.ws_url)
@@ -68,7 +68,7 @@ async def test_resubscribe_continues_from_the_current_position(tmp_path: Path) -
 
 async def test_a_reconnecting_client_continues_where_the_replay_is(tmp_path: Path) -> None:
     events = write_bitstamp(tmp_path, [1.0, 1.001, 1.002, 400.0, 400.001, 400.002])
-    async with ReplaySimulator(tmp_path, pace=1000) as replay:
+    async with ReplaySimulator(tmp_path, recorded_clock=True, pace=1000) as replay:
         conn = replay.connection("bitstamp")
         first = await connect(conn.ws_url)
         await bts(first, "subscribe")
@@ -82,7 +82,7 @@ async def test_a_reconnecting_client_continues_where_the_replay_is(tmp_path: Pat
 
 async def test_pace_follows_the_recorded_gaps(tmp_path: Path) -> None:
     events = write_bitstamp(tmp_path, [10.0, 10.5, 11.0])
-    async with ReplaySimulator(tmp_path, pace=5.0) as replay:  # 0.1 s apart
+    async with ReplaySimulator(tmp_path, recorded_clock=True, pace=5.0) as replay:  # 0.1 s apart
         probe = await connect(replay.connection("bitstamp").ws_url)
         await bts(probe, "subscribe")
         arrivals = []
@@ -92,7 +92,7 @@ async def test_pace_follows_the_recorded_gaps(tmp_path: Path) -> None:
         gaps = [b - a for a, b in itertools.pairwise(arrivals)]
         assert all(0.07 < gap < 0.3 for gap in gaps), gaps
         await probe.close()
-    async with ReplaySimulator(tmp_path) as replay:  # as fast as possible
+    async with ReplaySimulator(tmp_path, recorded_clock=True) as replay:  # as fast as possible
         probe = await connect(replay.connection("bitstamp").ws_url)
         await bts(probe, "subscribe")
         start = time.monotonic()
@@ -206,7 +206,7 @@ async def test_okx_and_bitstamp_keepalives(tmp_path: Path) -> None:
         writer.opened(okx_url, 1.0)
         writer.received(2.0, b'{"arg":{"channel":"books","instId":"A-B"},"action":"snapshot",'
                         b'"data":[{"asks":[],"bids":[],"ts":"1","checksum":0}]}')
-    async with ReplaySimulator(tmp_path, venues=["okx", "bitstamp"]) as replay:
+    async with ReplaySimulator(tmp_path, recorded_clock=True, venues=["okx", "bitstamp"]) as replay:
         okx = await connect(replay.connection("okx").ws_url)
         okx.send("ping")
         assert await okx.recv() == b"pong"
@@ -224,7 +224,7 @@ async def test_a_bad_line_is_reported_and_the_rest_replayed(tmp_path: Path) -> N
     path = tmp_path / "BITSTAMP.ws.1.0"
     path.write_bytes(path.read_bytes() + b"garbage line\n3.0: {not json, \"diff_order_book_abcusd\"}\n")
     (tmp_path / "FTX.ws.1.0").write_bytes(b"")
-    replay = ReplaySimulator(tmp_path)
+    replay = ReplaySimulator(tmp_path, recorded_clock=True)
     async with replay:
         assert [str(e) for e in replay.errors] == [
             f"{tmp_path / 'FTX.ws.1.0'}: unknown venue 'FTX' (expected one of BINANCE, BITSTAMP, KRAKEN, "
@@ -283,3 +283,36 @@ def test_cli_serves_until_interrupted(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("recorded_clock", [False, True])
+async def test_bitstamp_stamps_read_as_now_unless_the_recorded_clock_is_asked_for(
+        tmp_path: Path, recorded_clock: bool) -> None:
+    # A client dates Bitstamp's data by microtimestamp (a 2022 capture would
+    # read as years stale): the replay moves the stamps to its present, one
+    # shift for frames and snapshots alike; --recorded-clock keeps every byte.
+    events = write_bitstamp(tmp_path, [1.0, 1.5])
+    args = [sys.executable, "-m", "dragonfly.sim.replay", str(tmp_path)]
+    if recorded_clock:
+        args.append("--recorded-clock")
+    proc = await asyncio.create_subprocess_exec(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+        ws_url = line.split("ws ", 1)[1].split()[0]
+        probe = await connect(ws_url)
+        await bts(probe, "subscribe")
+        got = [await probe.recv(), await probe.recv()]
+        if recorded_clock:
+            assert got == events
+        else:
+            stamps = [json.loads(frame)["data"] for frame in got]
+            micros = [int(stamp["microtimestamp"]) for stamp in stamps]
+            assert abs(micros[0] / 1e6 - time.time()) < 30 and micros[1] - micros[0] == 1
+            assert [int(stamp["timestamp"]) for stamp in stamps] == [m // 1_000_000 for m in micros]
+            bids = [json.loads(frame)["data"]["bids"] for frame in got]
+            assert bids == [[["1.0", "0.5"]], [["1.0", "1.5"]]]
+        await probe.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 10)

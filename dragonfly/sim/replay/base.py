@@ -166,12 +166,14 @@ class ReplayConnection:
     def __init__(self, name: str, track: Track, *, snapshots: Snapshots | None = None,
                  header: Sequence[Rest] = (), host: str = "127.0.0.1", port: int = 0,
                  ssl_context: ssl.SSLContext | None = None, pace: float | None = None,
-                 rest_port: int = 0) -> None:
+                 rest_port: int = 0, recorded_clock: bool = False) -> None:
         """Prepare to serve ``track``; nothing binds until start().
 
         ``snapshots`` are the venue's recorded REST snapshots by symbol,
         ``header`` the venue's recorded session header responses. REST is
         served on ``rest_port`` (0: a free one) and on the WebSocket port.
+        ``recorded_clock`` keeps the venue's own stamps as recorded (see
+        :meth:`clock_shift_us`).
         """
         if pace is not None and not pace > 0:
             raise ValueError("pace must be positive or None")
@@ -184,6 +186,7 @@ class ReplayConnection:
         self.port = port
         self.ssl_context = ssl_context
         self.pace = pace
+        self.recorded_clock = recorded_clock
         #: Set once every recorded frame of every subscribed symbol has been sent.
         self.done = asyncio.Event()
         #: Recorded frames sent so far (each counted once, whatever the number of clients).
@@ -204,6 +207,7 @@ class ReplayConnection:
                 self.symbols.append(symbol)
         self._pos = dict.fromkeys(self._index, 0)
         self._last_ts: dict[str, float] = {}
+        self._clock_shift_us: int | None = None
         self._subscribers: dict[str, dict[ReplaySession, None]] = {}
         # (frame index, symbol) of subscribed symbols' next frames; stale entries are skipped.
         self._heap: list[tuple[int, str]] = []
@@ -403,14 +407,34 @@ class ReplayConnection:
         position = self._last_ts.get(symbol)
         if age > 0:
             cutoff = (recorded[0][0] if position is None else position) - age
-            older = [body for ts, body in recorded if ts <= cutoff]
-            return older[-1] if older else recorded[0][1]
-        if position is None:
-            return recorded[0][1]
-        for ts, body in recorded:
-            if ts >= position:
-                return body
-        return recorded[-1][1]
+            older = [entry for entry in recorded if entry[0] <= cutoff]
+            return self.served_snapshot(*(older[-1] if older else recorded[0]))
+        if position is not None:
+            for ts, body in recorded:
+                if ts >= position:
+                    return self.served_snapshot(ts, body)
+            return self.served_snapshot(*recorded[-1])
+        return self.served_snapshot(*recorded[0])
+
+    def served_snapshot(self, ts: float, body: bytes) -> bytes:
+        """Return the bytes to serve of the snapshot recorded at ``ts`` (the venue's hook)."""
+        return body
+
+    def clock_shift_us(self, stamp_us: int) -> int:
+        """Return the microseconds that move the venue's recorded clock to now.
+
+        For a venue that stamps its frames and snapshots with its own clock
+        (Bitstamp's ``microtimestamp``), which a client may read to date its
+        data. Fixed at the first frame or snapshot served (its stamp
+        ``stamp_us`` made now) and the same for every later one, so the stamps
+        keep their recorded order and spacing: a replay at its recorded pace
+        reads as live, one faster than recorded as stamped ahead of its
+        receipt, one slower, or stalled by a fault, as late as it is. With
+        ``recorded_clock`` it is 0: the recorded bytes are served unchanged.
+        """
+        if self._clock_shift_us is None:
+            self._clock_shift_us = 0 if self.recorded_clock else time.time_ns() // 1000 - stamp_us
+        return self._clock_shift_us
 
     # -- lifecycle ----------------------------------------------------------------
 

@@ -44,6 +44,7 @@ _BOOK_PATH = re.compile(r"^/api/v2/order_book/([a-z0-9]+)/?$")
 HEARTBEAT = b'{"event":"bts:heartbeat","channel":"","data":{"status":"success"}}'
 RECONNECT = b'{"event":"bts:request_reconnect","channel":"","data":""}'
 _MICROS = re.compile(rb'"microtimestamp": ?"(\d+)"')
+_SECONDS = re.compile(rb'"timestamp": ?"(\d+)"')
 
 
 def translate(records: Sequence[Record], report: Report) -> Track:
@@ -92,9 +93,38 @@ class BitstampReplay(ReplayConnection):
 
     def restamp(self, body: bytes, ahead: int) -> bytes:
         """Move ``microtimestamp`` ``ahead`` microseconds on."""
-        def later(match: re.Match[bytes]) -> bytes:
-            return match.group(0).replace(match.group(1), b"%d" % (int(match.group(1)) + ahead))
-        return _MICROS.sub(later, body, 1)
+        return _add(_MICROS, body, ahead)
+
+    _last_frame: Frame | None = None
+    _last_bytes = b""
+
+    def encode(self, session: ReplaySession, frame: Frame) -> bytes:
+        """Return the recorded event with its stamps moved to the replay's clock."""
+        if frame is not self._last_frame:  # once per frame, whatever the number of clients
+            self._last_frame = frame
+            self._last_bytes = self._shifted(frame.data)
+        return self._last_bytes
+
+    def served_snapshot(self, ts: float, body: bytes) -> bytes:
+        """Return the recorded snapshot with its stamps moved to the replay's clock."""
+        return self._shifted(body)
+
+    def _shifted(self, body: bytes) -> bytes:
+        """Move the first ``microtimestamp`` of ``body`` to the replay's clock, and ``timestamp`` with it.
+
+        ``timestamp`` (seconds) moves by as many whole seconds as the microsecond
+        stamp's second changed, so a recorded ``timestamp == microtimestamp // 10**6``
+        still holds.
+        """
+        match = _MICROS.search(body)
+        if match is None:
+            return body
+        micros = int(match.group(1))
+        shift = self.clock_shift_us(micros)
+        if not shift:
+            return body
+        body = _add(_MICROS, body, shift)
+        return _add(_SECONDS, body, (micros + shift) // 1_000_000 - micros // 1_000_000)
 
     def rest_error(self, status: int) -> HttpReply:
         """Return the venue's error body for ``status``."""
@@ -143,6 +173,15 @@ class BitstampReplay(ReplayConnection):
             return json_reply({"status": "error", "reason": "Invalid currency pair."}, 404,
                               compact=False)
         return HttpReply(200, body)
+
+
+def _add(stamp: re.Pattern[bytes], body: bytes, amount: int) -> bytes:
+    """Add ``amount`` to the number of the first match of ``stamp``, keeping the rest byte for byte."""
+    match = stamp.search(body)
+    if match is None:
+        return body
+    start, end = match.span(1)
+    return b"%s%d%s" % (body[:start], int(match.group(1)) + amount, body[end:])
 
 
 def _error(message: str) -> bytes:

@@ -1,6 +1,6 @@
 """Command line: replay a recordings directory until Ctrl-C or SIGTERM.
 
-    python -m dragonfly.sim.replay DIR [--venues binance,kraken] [--pace X]
+    python -m dragonfly.sim.replay DIR [--venues binance,kraken] [--pace X] [--recorded-clock]
         [--host 127.0.0.1] [--tls-cert F --tls-key F]
         [--fault VENUE[@SECONDS]:SPEC]... [--fault-script FILE]
 
@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"comma-separated venues (default: all of {','.join(CONNECTIONS)})")
     parser.add_argument("--pace", type=_pace, default=None,
                         help="1 = recorded pace, k = k times faster (default: as fast as possible)")
+    parser.add_argument("--recorded-clock", action="store_true",
+                        help="serve the venues' own time stamps as recorded (default: Bitstamp's "
+                             "microtimestamps are moved on to now, so a client reads them as live)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     add_tls_args(parser)
     add_fault_args(parser)
@@ -90,7 +93,7 @@ async def _serve(args: argparse.Namespace) -> int:
     if not loaded:
         return 2
     replay = ReplaySimulator(args.directory, venues=args.venues, pace=args.pace, host=args.host,
-                             ssl_context=ssl_context)
+                             ssl_context=ssl_context, recorded_clock=args.recorded_clock)
     try:
         replay.load()
     except RecordingError as exc:

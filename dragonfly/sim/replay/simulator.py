@@ -55,7 +55,10 @@ class ReplaySimulator:
             await conn.done.wait()
 
     ``pace=None`` replays as fast as possible, ``pace=1.0`` at the recorded
-    pace, ``pace=k`` k times faster. Problems in the recordings (malformed
+    pace, ``pace=k`` k times faster. A venue that stamps its data with its
+    own clock (Bitstamp) has its stamps moved on to the replay's present, as
+    a client that dates data by them expects of a live feed; with
+    ``recorded_clock=True`` every byte is served as recorded. Problems in the recordings (malformed
     lines, unknown venues, untranslatable frames) are collected in
     ``errors`` (and logged); the rest of the replay goes on. See
     ``dragonfly.sim.replay.base`` for the streaming model (per-connection
@@ -64,7 +67,7 @@ class ReplaySimulator:
 
     def __init__(self, directory: str | Path, *, venues: Iterable[str] | None = None,
                  pace: float | None = None, host: str = "127.0.0.1",
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, recorded_clock: bool = False) -> None:
         """Check the arguments; nothing is read or bound until load() / start()."""
         chosen = tuple(dict.fromkeys(v.lower() for v in venues)) if venues is not None else tuple(CONNECTIONS)
         for venue in chosen:
@@ -75,6 +78,7 @@ class ReplaySimulator:
         self.directory = Path(directory)
         self.venues = chosen
         self.pace = pace
+        self.recorded_clock = recorded_clock
         self.host = host
         self.ssl_context = ssl_context
         #: Problems found in the recordings; each also logged as a warning.
@@ -191,7 +195,7 @@ class ReplaySimulator:
 
         return CONNECTIONS[file.venue].from_records(
             file.name, records, report, snapshots=snapshots, header=header, host=self.host,
-            ssl_context=self.ssl_context, pace=self.pace)
+            ssl_context=self.ssl_context, pace=self.pace, recorded_clock=self.recorded_clock)
 
     # -- lifecycle -----------------------------------------------------------------
 

@@ -4,6 +4,12 @@
     python3 dev.py demo [CLIENT ARGS]   server on the simulated venues + a client printing the stream
     python3 dev.py test [PYTEST ARGS]   lint, type-check and run the test suite
     python3 dev.py setup                only create .venv and install
+    python3 dev.py sanitize [PYTEST ARGS]
+                                        the C speedups built with ASan and UBSan, under the
+                                        tests that drive them (or the tests ARGS name)
+    python3 dev.py fuzz [--seconds S] [--seed N] [--case I]
+                                        that build fuzzed against the Python twins
+                                        (scripts/fuzz_speedups.py; non-zero on any finding)
 
 Each command creates ``.venv`` beside this file and installs the project into
 it when needed (again whenever ``pyproject.toml``, ``setup.py`` or the C speedups change).
@@ -11,14 +17,18 @@ it when needed (again whenever ``pyproject.toml``, ``setup.py`` or the C speedup
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import venv
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -92,7 +102,7 @@ def test(args: list[str]) -> int:
     """Lint, type-check, then run pytest; non-zero if any step fails."""
     steps = [
         ("ruff", [str(PY), "-m", "ruff", "check", "."]),
-        ("mypy", [str(PY), "-m", "mypy", "dragonfly", "latency"]),
+        ("mypy", [str(PY), "-m", "mypy", "dragonfly", "latency", "scripts", "dev.py"]),
         ("pytest", [str(PY), "-m", "pytest", *args]),
     ]
     failed = []
@@ -106,8 +116,111 @@ def test(args: list[str]) -> int:
     return 0
 
 
+#: Every test that runs the C speedups: their fuzz tests against the Python twins
+#: (tests/core/test_accel.py), the hot-path tests run on both twins, and the
+#: venues' decoders on the recordings.
+SANITIZE_TESTS = ["tests/core", "tests/serve/test_encode.py", "tests/venues", "tests/replay"]
+SANITIZE_FLAGS = "-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1"
+
+
+@contextlib.contextmanager
+def sanitized_tree() -> Iterator[tuple[Path, dict[str, str]] | None]:
+    """A copy of the tree with the C speedups built with ASan and UBSan, and the environment to run it.
+
+    Yields ``None`` after saying why when that cannot be done. In the
+    environment any sanitizer report aborts the process (non-zero status).
+    Leak detection is off: CPython keeps its interned objects until exit, by
+    design.
+    """
+    runtimes = []
+    for lib in ("libasan.so", "libubsan.so"):
+        found = subprocess.run(["gcc", f"-print-file-name={lib}"], capture_output=True, text=True)
+        path = found.stdout.strip()
+        if not os.path.isabs(path):
+            print(f"error: gcc has no {lib} (install gcc's sanitizer runtimes)", file=sys.stderr)
+            yield None
+            return
+        runtimes.append(path)
+    with tempfile.TemporaryDirectory(prefix="dragonfly-sanitize-") as tmp:
+        tree = Path(tmp) / "tree"
+        junk = (".venv", ".git", "build", "results", "*.so", "__pycache__", ".*_cache", "*.egg-info")
+        shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(*junk))
+        build_env = {**os.environ, "CFLAGS": SANITIZE_FLAGS, "LDFLAGS": SANITIZE_FLAGS}
+        print("== build: dragonfly/_speedups.c with " + SANITIZE_FLAGS, flush=True)
+        built = subprocess.run([str(PY), "setup.py", "-q", "build_ext", "--inplace"], cwd=tree,
+                               env=build_env, capture_output=True, text=True)
+        if built.returncode != 0 or not list((tree / "dragonfly").glob("_speedups*.so")):
+            print(built.stdout + built.stderr, file=sys.stderr)
+            print("error: the sanitized build failed", file=sys.stderr)
+            yield None
+            return
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(tree),  # ahead of the editable install: the sanitized module
+            "LD_PRELOAD": " ".join(runtimes),
+            "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1:strict_string_checks=1",
+            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+            "PYTHONMALLOC": "malloc",  # so ASan sees the objects' memory, not pymalloc's arenas
+        }
+        env.pop("DRAGONFLY_PURE_PYTHON", None)
+        recordings = ROOT.parent / "shared" / "recordings"
+        if "DRAGONFLY_RECORDINGS" not in env and recordings.is_dir():
+            env["DRAGONFLY_RECORDINGS"] = str(recordings)  # the copy is not beside ../shared
+        check = ("import dragonfly.accel as a, sys; m = a.speedups; "
+                 f"sys.exit(0 if m is not None and m.__file__.startswith({str(tree)!r}) else 1)")
+        if subprocess.call([str(PY), "-c", check], cwd=tree, env=env) != 0:
+            print("error: the sanitized module does not load", file=sys.stderr)
+            yield None
+            return
+        yield tree, env
+
+
+def sanitize(args: list[str]) -> int:
+    """Run the tests that drive the C speedups on an ASan and UBSan build of them."""
+    setup()
+    with sanitized_tree() as built:
+        if built is None:
+            return 2
+        tree, env = built
+        print("== pytest on the sanitized speedups", flush=True)
+        # The tests that drive the C functions, unless ARGS name tests of their own.
+        named = any((tree / arg.split("::")[0]).exists() for arg in args if not arg.startswith("-"))
+        tests = [] if named else SANITIZE_TESTS
+        # --capture=sys: a sanitizer's report goes to fd 2 just before it aborts; keep it visible.
+        return subprocess.call([str(PY), "-m", "pytest", "-p", "no:cacheprovider", "--capture=sys",
+                                *args, *tests], cwd=tree, env=env)
+
+
+def fuzz(args: list[str]) -> int:
+    """Run scripts/fuzz_speedups.py (ARGS: its own) on an ASan and UBSan build of the C speedups."""
+    setup()
+    with sanitized_tree() as built:
+        if built is None:
+            return 2
+        tree, env = built
+        progress = tree / "fuzz.case"
+        given = [a.split("=", 1)[1] if "=" in a else b for a, b in zip(args, [*args[1:], ""], strict=True)
+                 if a == "--seed" or a.startswith("--seed=")]
+        seed = given[-1] if given else str(int(time.time() * 1000) % 10**9)
+        if not given:  # chosen here, so that a crash can be replayed
+            args = [*args, "--seed", seed]
+        print("== scripts/fuzz_speedups.py on the sanitized speedups", flush=True)
+        status = subprocess.call([str(PY), "scripts/fuzz_speedups.py", "--progress", str(progress), *args],
+                                 cwd=tree, env=env)
+        if status not in (0, 1, 2) and progress.exists():
+            # A sanitizer (or a signal) ended it mid-case: say which case to replay.
+            case = progress.read_text().strip()
+            if case == "regressions":
+                where, replay = "the reproducers run first", "--seconds 0"
+            else:
+                where, replay = f"case {case}", f"--seed {seed} --case {case}"
+            print(f"fuzzing died (status {status}) in {where}: replay it with\n"
+                  f"  python3 dev.py fuzz {replay}", file=sys.stderr)
+        return status
+
+
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test", "setup"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test", "setup", "sanitize", "fuzz"):
         print(__doc__, file=sys.stderr)
         return 2
     command, rest = sys.argv[1], sys.argv[2:]
@@ -116,6 +229,10 @@ def main() -> int:
         return demo(rest)
     if command == "test":
         return test(rest)
+    if command == "sanitize":
+        return sanitize(rest)
+    if command == "fuzz":
+        return fuzz(rest)
     return 0
 
 

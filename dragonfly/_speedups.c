@@ -12,13 +12,18 @@
  *     VenueBook holds). Returns the best `depth` levels across the runs as
  *     `level_type` tuples (exchange, price, amount): by price (descending if
  *     `descending`), then larger amount, then earlier run. The price and
- *     amount objects are the runs' own (no new floats).
+ *     amount objects are the runs' own (no new floats). `level_type` is
+ *     tuple or a class derived from it by a class statement (a NamedTuple);
+ *     anything else (a struct sequence such as time.struct_time) TypeError.
  *
  * encode_summary(book, send_ns, clock) -> bytes
  *     A MergedBook as an orderbook.Summary: the bytes the official serializer
  *     writes (fields in number order; proto3 omits the empty string, integer
  *     0 and a double whose bits are all zero, +0.0 only). Levels are Level
  *     messages {exchange = 1: string, price = 2: double, amount = 3: double}.
+ *
+ * Every function here is run by scripts/fuzz_speedups.py under ASan and
+ * UBSan (python3 dev.py fuzz), against its Python twin; a new one must be too.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -28,26 +33,44 @@
 #include <stdint.h>
 #include <string.h>
 
+/*
+ * References. Every call into Python (a level's __float__, a key's __hash__
+ * or __eq__, a SortedDict method, the clock, or the garbage collector that
+ * any allocation may start) can change a list the caller passed us and free
+ * what it held. So nothing is borrowed across such a call unless its owner is
+ * held: a tuple we hold a reference to (immutable, so its items live as long
+ * as it does), or an object we hold ourselves. A list is indexed only after
+ * its current size is read, with no call into Python in between.
+ */
 typedef struct {
-    PyObject *name;
-    PyObject *seq;  /* PySequence_Fast of the side (a new reference) */
+    PyObject *pair;  /* the (name, side) tuple (a new reference): owns name */
+    PyObject *name;  /* borrowed from pair */
+    PyObject *seq;   /* PySequence_Fast of the side (a new reference) */
     Py_ssize_t pos;
-    Py_ssize_t len;
-    PyObject *price; /* the head level's objects (borrowed from seq) */
+    Py_ssize_t len;  /* pos == len: exhausted */
+    PyObject *level; /* the head level (a new reference): owns price and amount */
+    PyObject *price;
     PyObject *amount;
     double p;
     double a;
 } Run;
 
-/* Load run->pos's level into the run's head; -1 with an exception set. */
+/* Load run->pos's level into the run's head, or mark the run exhausted when
+ * its side has no level there any more; -1 with an exception set. */
 static int
 load_head(Run *run)
 {
+    if (run->pos >= PySequence_Fast_GET_SIZE(run->seq)) {
+        run->len = run->pos; /* the side shrank under us (a list changed by Python code) */
+        Py_CLEAR(run->level);
+        return 0;
+    }
     PyObject *level = PySequence_Fast_GET_ITEM(run->seq, run->pos);
     if (!PyTuple_Check(level) || PyTuple_GET_SIZE(level) != 2) {
         PyErr_SetString(PyExc_TypeError, "a level must be a (price, amount) tuple");
         return -1;
     }
+    Py_XSETREF(run->level, Py_NewRef(level));
     run->price = PyTuple_GET_ITEM(level, 0);
     run->amount = PyTuple_GET_ITEM(level, 1);
     run->p = PyFloat_AsDouble(run->price);
@@ -59,6 +82,76 @@ load_head(Run *run)
         return -1;
     }
     return 0;
+}
+
+/* The type tuple subclasses made by a class statement deallocate with (the
+ * interpreter's subtype_dealloc), read from a probe class once. */
+static destructor subclass_dealloc = NULL;
+
+/*
+ * Whether `type` makes 3-tuples safely from tp_alloc(type, 3): tuple itself,
+ * or classes derived from it by class statements (a NamedTuple), whose
+ * instances are laid out as a tuple's. Not a struct sequence
+ * (time.struct_time, os.stat_result): those hold hidden fields past the
+ * visible ones, which their dealloc reads whatever size was allocated.
+ */
+static int
+plain_tuple_type(PyTypeObject *type)
+{
+    if (subclass_dealloc == NULL) {
+        PyObject *probe = PyObject_CallFunction((PyObject *)&PyType_Type, "s(O){s:()}", "probe",
+                                                (PyObject *)&PyTuple_Type, "__slots__");
+        if (probe == NULL) {
+            return -1;
+        }
+        subclass_dealloc = ((PyTypeObject *)probe)->tp_dealloc;
+        Py_DECREF(probe);
+    }
+    for (PyTypeObject *t = type; t != &PyTuple_Type; t = t->tp_base) {
+        if (t == NULL || !(t->tp_flags & Py_TPFLAGS_HEAPTYPE) || t->tp_dealloc != subclass_dealloc ||
+            t->tp_itemsize != PyTuple_Type.tp_itemsize || t->tp_alloc != PyType_GenericAlloc) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
+ * `seq` as a tuple (a new reference): a tuple itself, else a copy. Not
+ * PySequence_Tuple: on Python 3.11 it sizes the copy, allocates it (which can
+ * collect garbage, whose finalizers can empty the list) and then copies the
+ * list's old item array. Here the size is read again after the allocation,
+ * with nothing in between that runs Python.
+ */
+static PyObject *
+tuple_snapshot(PyObject *seq, const char *message)
+{
+    if (PyTuple_Check(seq)) {
+        return Py_NewRef(seq); /* immutable: its items live as long as it does */
+    }
+    PyObject *fast = PySequence_Fast(seq, message); /* a list: seq's own, or a new one */
+    if (fast == NULL) {
+        return NULL;
+    }
+    for (int tries = 0; tries < 100; tries++) {
+        Py_ssize_t n = PyList_GET_SIZE(fast);
+        PyObject *copy = PyTuple_New(n);
+        if (copy == NULL) {
+            Py_DECREF(fast);
+            return NULL;
+        }
+        if (PyList_GET_SIZE(fast) == n) {
+            for (Py_ssize_t i = 0; i < n; i++) {
+                PyTuple_SET_ITEM(copy, i, Py_NewRef(PyList_GET_ITEM(fast, i)));
+            }
+            Py_DECREF(fast);
+            return copy;
+        }
+        Py_DECREF(copy); /* the list changed while the copy was allocated */
+    }
+    Py_DECREF(fast);
+    PyErr_SetString(PyExc_RuntimeError, "a sequence kept changing while it was read");
+    return NULL;
 }
 
 #define SMALL_RUNS 16
@@ -89,6 +182,15 @@ merge_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyTypeObject *level_type = (PyTypeObject *)type_obj;
+    int plain = plain_tuple_type(level_type);
+    if (plain <= 0) {
+        if (plain == 0) {
+            PyErr_SetString(PyExc_TypeError,
+                            "level_type must be tuple or a class derived from it (a NamedTuple), "
+                            "not a struct sequence or a C subclass");
+        }
+        return NULL;
+    }
 
     PyObject *runs_seq = PySequence_Fast(args[0], "runs must be a sequence");
     if (runs_seq == NULL) {
@@ -112,20 +214,30 @@ merge_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t n = 0;
     Py_ssize_t total = 0;
 
-    for (Py_ssize_t i = 0; i < k; i++) {
-        PyObject *pair = PySequence_Fast_GET_ITEM(runs_seq, i);
+    /* k stays the size of `runs` (what done: releases); a runs list that
+     * shrinks while a side is read (an iterable side runs Python) ends the
+     * loop at its new size. */
+    Py_ssize_t used = 0;
+    for (; used < k && used < PySequence_Fast_GET_SIZE(runs_seq); used++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(runs_seq, used);
         if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
             PyErr_SetString(PyExc_TypeError, "a run must be a (name, side) tuple");
             goto done;
         }
-        runs[i].name = PyTuple_GET_ITEM(pair, 0);
-        runs[i].seq = PySequence_Fast(PyTuple_GET_ITEM(pair, 1), "a side must be a sequence");
-        if (runs[i].seq == NULL) {
+        Run *run = &runs[used];
+        run->pair = Py_NewRef(pair);
+        run->name = PyTuple_GET_ITEM(pair, 0);
+        run->seq = PySequence_Fast(PyTuple_GET_ITEM(pair, 1), "a side must be a sequence");
+        if (run->seq == NULL) {
             goto done;
         }
-        runs[i].len = PySequence_Fast_GET_SIZE(runs[i].seq);
-        total += runs[i].len;
-        if (runs[i].len > 0 && load_head(&runs[i]) < 0) {
+        run->len = PySequence_Fast_GET_SIZE(run->seq);
+        if (run->len > PY_SSIZE_T_MAX - total) {
+            PyErr_SetString(PyExc_OverflowError, "too many levels");
+            goto done;
+        }
+        total += run->len;
+        if (run->len > 0 && load_head(run) < 0) {
             goto done;
         }
     }
@@ -138,7 +250,7 @@ merge_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     for (n = 0; n < depth; n++) {
         Run *best = NULL;
-        for (Py_ssize_t i = 0; i < k; i++) {
+        for (Py_ssize_t i = 0; i < used; i++) {
             Run *run = &runs[i];
             if (run->pos >= run->len) {
                 continue;
@@ -156,20 +268,27 @@ merge_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 best = run;
             }
         }
-        /* total >= depth, so some run still has a level. */
+        if (best == NULL) {
+            break; /* fewer levels than counted: a side shrank while it was read */
+        }
+        /* tp_alloc may collect garbage (and so run Python code): the head's
+         * objects are owned by best->level, which only load_head replaces. */
         PyObject *level = level_type->tp_alloc(level_type, 3);
         if (level == NULL) {
             goto done;
         }
-        Py_INCREF(best->name);
-        Py_INCREF(best->price);
-        Py_INCREF(best->amount);
-        PyTuple_SET_ITEM(level, 0, best->name);
-        PyTuple_SET_ITEM(level, 1, best->price);
-        PyTuple_SET_ITEM(level, 2, best->amount);
+        PyTuple_SET_ITEM(level, 0, Py_NewRef(best->name));
+        PyTuple_SET_ITEM(level, 1, Py_NewRef(best->price));
+        PyTuple_SET_ITEM(level, 2, Py_NewRef(best->amount));
         PyTuple_SET_ITEM(result, n, level);
         best->pos++;
         if (best->pos < best->len && load_head(best) < 0) {
+            goto done;
+        }
+    }
+    if (n < depth) {
+        Py_SETREF(result, PyTuple_GetSlice(result, 0, n));
+        if (result == NULL) {
             goto done;
         }
     }
@@ -178,6 +297,8 @@ merge_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 done:
     for (Py_ssize_t i = 0; i < k; i++) {
         Py_XDECREF(runs[i].seq);
+        Py_XDECREF(runs[i].level);
+        Py_XDECREF(runs[i].pair);
     }
     if (runs != small) {
         PyMem_Free(runs);
@@ -232,7 +353,8 @@ typedef struct {
 
 /* One side's levels, read and sized before they are written. */
 typedef struct {
-    PyObject *seq; /* PySequence_Fast of the levels (a new reference) */
+    PyObject *seq; /* the levels as a tuple (a new reference): owns each level, so
+                    * each name's UTF-8 stays valid past the clock's call */
     Py_ssize_t count;
     LevelParts small[SMALL_LEVELS];
     LevelParts *parts;
@@ -255,11 +377,11 @@ levels_prepare(Levels *lv, PyObject *levels)
 {
     lv->parts = NULL;
     lv->size = 0;
-    lv->seq = PySequence_Fast(levels, "levels must be a sequence");
+    lv->seq = tuple_snapshot(levels, "levels must be a sequence"); /* a MergedBook's tuple: not copied */
     if (lv->seq == NULL) {
         return -1;
     }
-    lv->count = PySequence_Fast_GET_SIZE(lv->seq);
+    lv->count = PyTuple_GET_SIZE(lv->seq);
     lv->parts = lv->small;
     if (lv->count > SMALL_LEVELS) {
         lv->parts = PyMem_Malloc((size_t)lv->count * sizeof(LevelParts));
@@ -269,7 +391,7 @@ levels_prepare(Levels *lv, PyObject *levels)
         }
     }
     for (Py_ssize_t i = 0; i < lv->count; i++) {
-        PyObject *level = PySequence_Fast_GET_ITEM(lv->seq, i);
+        PyObject *level = PyTuple_GET_ITEM(lv->seq, i);
         if (!PyTuple_Check(level) || PyTuple_GET_SIZE(level) != 3) {
             PyErr_SetString(PyExc_TypeError, "a level must be an (exchange, price, amount) tuple");
             return -1;
@@ -693,9 +815,17 @@ read_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_RETURN_NONE;
     }
     const char *p = data + start + 1;
+    /* A level takes 9 bytes at least (["1","2"]), so the payload holds fewer
+     * than this many: a larger depth reads exactly what this one reads, and
+     * the buffers stay within ~2x the payload whatever depth the caller asks. */
+    Py_ssize_t fits = (end - p) / 9 + 1;
+    if (depth > fits) {
+        depth = fits;
+    }
     double prices[256], amounts[256];
     double *price = prices, *amount = amounts;
     if (depth > 256) {
+        /* depth <= PY_SSIZE_T_MAX / 9 + 1: the size cannot wrap. */
         price = PyMem_Malloc((size_t)depth * 2 * sizeof(double));
         if (price == NULL) {
             return PyErr_NoMemory();
@@ -774,15 +904,17 @@ done:
 static int
 check_side(PyObject *side, int bids, const char **problem, double *best)
 {
-    PyObject *seq = PySequence_Fast(side, "a side must be a sequence");
+    /* A tuple (what the decoders give) is not copied; a list is, so that a
+     * level's __float__ cannot free the levels still to be read. */
+    PyObject *seq = tuple_snapshot(side, "a side must be a sequence");
     if (seq == NULL) {
         return -1;
     }
     double prev = bids ? INFINITY : 0.0;
     *best = NAN;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_ssize_t n = PyTuple_GET_SIZE(seq);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *level = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *level = PyTuple_GET_ITEM(seq, i);
         if (!PyTuple_Check(level) || PyTuple_GET_SIZE(level) != 2) {
             PyErr_SetString(PyExc_TypeError, "a level must be a (price, amount) tuple");
             Py_DECREF(seq);
@@ -897,32 +1029,36 @@ apply_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     int hit = 0;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *level = PySequence_Fast_GET_ITEM(seq, i);
+    /* The SortedDict's methods, a key's __hash__ and a level's __float__ are
+     * Python code that may change a `levels` list: its size is read at each
+     * step, and the level in hand is held (it owns its price and amount). */
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *level = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
+        PyObject *key = NULL;
+        int rc = -1;
         if (!PyTuple_Check(level) || PyTuple_GET_SIZE(level) != 2) {
             PyErr_SetString(PyExc_TypeError, "a level must be a (price, amount) tuple");
-            goto error;
+            goto next;
         }
         PyObject *price = PyTuple_GET_ITEM(level, 0);
         double value = PyFloat_AsDouble(price);
         if (value == -1.0 && PyErr_Occurred()) {
-            goto error;
+            goto next;
         }
         double qty = PyFloat_AsDouble(PyTuple_GET_ITEM(level, 1));
         if (qty == -1.0 && PyErr_Occurred()) {
-            goto error;
+            goto next;
         }
-        PyObject *key = bids ? PyFloat_FromDouble(-value) : Py_NewRef(price);
+        key = bids ? PyFloat_FromDouble(-value) : Py_NewRef(price);
         if (key == NULL) {
-            goto error;
+            goto next;
         }
         int present = PyDict_Contains(side, key);
-        int rc = 0;
         if (present < 0) {
-            rc = -1;
+            goto next;
         }
-        else if (qty == 0.0) {
+        if (qty == 0.0) {
+            rc = 0;
             if (present) {
                 PyObject *gone = PyObject_CallMethodOneArg(side, pop, key);
                 rc = gone == NULL ? -1 : 0;
@@ -935,19 +1071,19 @@ apply_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         else {
             rc = PyObject_SetItem(side, key, level);
         }
-        Py_DECREF(key);
-        if (rc < 0) {
-            goto error;
-        }
-        if (bids ? value >= bound : value <= bound) {
+        if (rc == 0 && (bids ? value >= bound : value <= bound)) {
             hit = 1;
+        }
+    next:
+        Py_XDECREF(key);
+        Py_DECREF(level);
+        if (rc < 0) {
+            Py_DECREF(seq);
+            return NULL;
         }
     }
     Py_DECREF(seq);
     return PyBool_FromLong(hit);
-error:
-    Py_DECREF(seq);
-    return NULL;
 }
 
 static PyObject *
@@ -996,25 +1132,33 @@ top_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (out == NULL) {
         goto done;
     }
+    /* A key's __hash__ or __eq__ is Python code that may change the key
+     * lists: the sizes are read at each step, and the list and key in hand
+     * are held. */
     Py_ssize_t got = 0;
     for (Py_ssize_t j = 0; j < PyList_GET_SIZE(lists) && got < k; j++) {
-        PyObject *keys = PyList_GET_ITEM(lists, j);
+        PyObject *keys = Py_NewRef(PyList_GET_ITEM(lists, j));
         if (!PyList_Check(keys)) {
+            Py_DECREF(keys);
             PyErr_SetString(PyExc_TypeError, "side must be a SortedDict");
             Py_CLEAR(out);
             goto done;
         }
         for (Py_ssize_t m = 0; m < PyList_GET_SIZE(keys) && got < k; m++) {
-            PyObject *value = PyDict_GetItemWithError(side, PyList_GET_ITEM(keys, m));
+            PyObject *key = Py_NewRef(PyList_GET_ITEM(keys, m));
+            PyObject *value = Py_XNewRef(PyDict_GetItemWithError(side, key));
+            Py_DECREF(key); /* after the value is held: a last key's __del__ is Python too */
             if (value == NULL) {
                 if (!PyErr_Occurred()) {
                     PyErr_SetString(PyExc_RuntimeError, "SortedDict keys and items disagree");
                 }
+                Py_DECREF(keys);
                 Py_CLEAR(out);
                 goto done;
             }
-            PyTuple_SET_ITEM(out, got++, Py_NewRef(value));
+            PyTuple_SET_ITEM(out, got++, value);
         }
+        Py_DECREF(keys);
     }
     if (got < k) {
         PyErr_SetString(PyExc_RuntimeError, "SortedDict keys and items disagree");

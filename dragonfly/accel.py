@@ -24,6 +24,10 @@ twin, ~1.7 µs and ~1.5 µs a frame).
 
 Venue decoders choose when they are made (``make_decoder``); the check, the
 merge and the encoder when they are imported.
+
+Every C function is fuzzed against its twin on an ASan and UBSan build by
+``python3 dev.py fuzz`` (``scripts/fuzz_speedups.py``), including callers that
+misbehave: a new function needs a target there.
 """
 
 from __future__ import annotations

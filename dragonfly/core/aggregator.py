@@ -54,7 +54,7 @@ from dragonfly.accel import speedups
 from dragonfly.core.health import Health, VenueStatus
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotQueue
-from dragonfly.core.types import MergedBook, MergedLevel, Side, VenueBook, VenueState
+from dragonfly.core.types import MergedBook, MergedLevel, Side, VenueBook, VenueState, check_depth
 
 #: A consumer of merged books, called synchronously on the hot path.
 MergedSink = Callable[[MergedBook], None]
@@ -146,8 +146,7 @@ class Aggregator:
     def __init__(
         self, instrument: str, venues: Sequence[str], depth: int = 10, *, max_deviation: float = MAX_DEVIATION
     ) -> None:
-        if depth < 1:
-            raise ValueError("depth must be at least 1")
+        check_depth(depth)
         if not max_deviation >= 0:
             raise ValueError(f"max_deviation must be >= 0 (0: off), got {max_deviation!r}")
         self.instrument = instrument

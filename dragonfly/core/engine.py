@@ -35,7 +35,7 @@ from dragonfly.core.errors import ConfigError, SubscribeError
 from dragonfly.core.fanout import FanOut, Subscription
 from dragonfly.core.feed import Feed
 from dragonfly.core.listener import TopNListener
-from dragonfly.core.types import MergedBook
+from dragonfly.core.types import MergedBook, check_depth
 from dragonfly.core.venue import VenueSpec
 
 log = logging.getLogger("dragonfly.engine")
@@ -94,8 +94,7 @@ class Engine:
         names = [e.spec.name for e in endpoints]
         if len(set(names)) != len(names):
             raise ConfigError(f"a venue is listed twice: {', '.join(names)}")
-        if depth < 1:
-            raise ConfigError(f"depth must be at least 1, got {depth}")
+        check_depth(depth)
         channels = dict(channels or {})
         unknown = set(channels) - set(names)
         if unknown:

@@ -7,8 +7,8 @@ class DragonflyError(Exception):
     """Base of every error dragonfly raises on purpose."""
 
 
-class ConfigError(DragonflyError):
-    """Bad user input: an unknown venue, a malformed endpoint, a bad depth."""
+class ConfigError(DragonflyError, ValueError):
+    """Bad user input: an unknown venue, a malformed endpoint, a bad depth (a ValueError too)."""
 
 
 class ConnectError(DragonflyError):

@@ -52,7 +52,7 @@ from dragonfly.core.http import HttpResponse, http_get, retry_after
 from dragonfly.core.listener import TopNListener
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotProducer
-from dragonfly.core.types import VenueBook
+from dragonfly.core.types import VenueBook, check_depth
 from dragonfly.core.venue import ControlKind, Rate, VenueSpec
 from dragonfly.core.ws import WsConnection
 
@@ -163,6 +163,9 @@ class Feed:
     ) -> None:
         if not outputs:
             raise ValueError("a feed needs at least one symbol")
+        check_depth(depth)
+        if book_depth is not None:
+            check_depth(book_depth, "book_depth")
         self.spec = spec
         self.kind = spec.channel(channel)
         self.symbols = list(outputs)

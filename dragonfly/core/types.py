@@ -14,6 +14,28 @@ from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
 
+from dragonfly.core.errors import ConfigError
+
+#: The deepest merged book, levels a side, that any part accepts. Binance's
+#: deepest REST snapshot is 5000 levels; a deeper "top N" is a full-book dump
+#: (>100 KB an update), not a view. The bound also keeps a depth that a user
+#: or client chooses far from sizes that could overflow a buffer computation.
+MAX_DEPTH = 5000
+
+
+def check_depth(depth: object, what: str = "depth") -> int:
+    """``depth`` if it is an int in ``[1, MAX_DEPTH]``, else :class:`ConfigError` naming ``what``.
+
+    Every place a depth enters (the command lines, the library API, the
+    aggregator, a feed's decoders; a topology file or a request parameter
+    later) checks it here, so no part sees a depth it was not built for.
+    """
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise ConfigError(f"{what} must be an integer, got {depth!r}")
+    if not 1 <= depth <= MAX_DEPTH:
+        raise ConfigError(f"{what} must be between 1 and {MAX_DEPTH}, got {depth}")
+    return depth
+
 #: One price level of one venue: ``(price, amount)``.
 Level = tuple[float, float]
 #: The levels of one side, best first.

@@ -14,7 +14,8 @@ import logging
 import sys
 from pathlib import Path
 
-from dragonfly.core.errors import DragonflyError
+from dragonfly.core.errors import ConfigError, DragonflyError
+from dragonfly.core.types import check_depth
 from dragonfly.replay.run import ReplayError, ReplayResult, replay
 
 
@@ -65,8 +66,10 @@ def print_result(result: ReplayResult, depth: int, final_books: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    if args.depth < 1:
-        print("error: --depth must be at least 1", file=sys.stderr)
+    try:
+        check_depth(args.depth, "--depth")
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     pace = 1.0 if args.recorded_pace else args.speed
     import uvloop

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from dragonfly.core.aggregator import MAX_DEVIATION
 from dragonfly.core.engine import normalise_instrument
 from dragonfly.core.errors import ConfigError
+from dragonfly.core.types import MAX_DEPTH, check_depth
 from dragonfly.serve.errors import ServeError
 from dragonfly.serve.grpc_service import (
     DEFAULT_HOST,
@@ -113,7 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated venues (default {','.join(DEFAULT_VENUES)}; "
         f"known: {','.join(sorted(VENUES))})",
     )
-    p.add_argument("--depth", type=int, default=10, help="levels per side in the merged book (default 10)")
+    p.add_argument(
+        "--depth",
+        type=int,
+        default=10,
+        help=f"levels per side in the merged book, 1 to {MAX_DEPTH} (default 10)",
+    )
     p.add_argument(
         "--sim",
         action="store_true",
@@ -318,6 +324,7 @@ def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | Non
         raise ConfigError(f"--port must be 0..65535, got {args.port}")
     if args.sim_period is not None and args.sim_period <= 0:
         raise ConfigError("--sim-period must be positive")
+    check_depth(args.depth, "--depth")
     if args.queue < 1:
         raise ConfigError(f"--queue must be at least 1, got {args.queue}")
     if not args.max_lag_ms >= 0:  # also refuses nan

@@ -1,0 +1,1028 @@
+"""Fuzz dragonfly's C speedups against their pure-Python twins, for a bounded time.
+
+Usage::
+
+    python3 dev.py fuzz [--seconds S] [--seed N] [--case I]   # under ASan and UBSan (the job)
+    python scripts/fuzz_speedups.py [--seconds S] [--seed N] [--case I]   # the build at hand
+
+``dev.py fuzz`` builds ``dragonfly/_speedups.c`` with AddressSanitizer and
+UndefinedBehaviorSanitizer and runs this script on it; any sanitizer report
+aborts the run with a non-zero status, and the runner prints the case to
+replay. Run directly, this script fuzzes whatever module is built (it refuses
+to run on pure Python: there would be nothing to fuzz).
+
+What it calls, for each of the module's functions in turn:
+
+* **venue bytes** (``read_levels``): frames from the shared recordings
+  (``$DRAGONFLY_RECORDINGS`` or ``../shared/recordings``; synthetic frames
+  when absent), mutated (bytes flipped, inserted, deleted, duplicated,
+  numbers swapped for extreme ones), and every truncation of some; starts at
+  each nested array and anywhere; depths from 0 to ``sys.maxsize``, and
+  values that are not depths at all;
+* **books** (``merge_side``, ``check_book``, ``apply_side``,
+  ``top_levels``, ``encode_summary``): random books with the recordings'
+  prices, extreme numbers (subnormals, 1e308, -0.0, infinities, NaN),
+  extreme depths and integers, and unicode names;
+* **misbehaving objects**: a ``__float__`` that empties the list being read
+  or raises, keys whose ``__hash__`` or ``__eq__`` clears the SortedDict's
+  key lists, a clock that empties the book's sides, garbage collection on
+  every allocation with finalizers that do the same, struct sequences and
+  other wrong types. These must only return or raise.
+
+Valid input must give the twin's result exactly: floats bit for bit, levels
+of the same type; invalid input the same exception class where the twin
+defines one. A mismatch ends the run with exit status 1 and the command that
+replays it.
+
+Case ``i`` of seed ``N`` draws everything from ``Random(f"{N}:{i}")``, so
+``--seed N --case I`` replays exactly one case. A function added to the C
+module without a fuzz target here fails the run at start (and the test suite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import math
+import os
+import re
+import struct
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from random import Random
+from typing import Any, NamedTuple
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sortedcontainers import SortedDict  # noqa: E402
+
+from dragonfly import accel  # noqa: E402
+from dragonfly.core import book as book_module  # noqa: E402
+from dragonfly.core.aggregator import merge_side_py  # noqa: E402
+from dragonfly.core.book import L2Book  # noqa: E402
+from dragonfly.core.listener import check_book_py  # noqa: E402
+from dragonfly.core.types import MergedBook, MergedLevel  # noqa: E402
+from dragonfly.recording import received_payloads, shared_recordings  # noqa: E402
+from dragonfly.serve.encode import encode_summary_pb  # noqa: E402
+from dragonfly.venues.bitstamp import _top_of_side  # noqa: E402
+
+
+class Counting:
+    """The C module, each call counted by function name."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(self.module, name)
+        calls = self.calls
+
+        def counted(*args: Any) -> Any:
+            calls[name] += 1
+            return fn(*args)
+
+        counted.__name__ = name
+        return counted
+
+
+C: Any = Counting(accel.speedups) if accel.speedups is not None else None
+
+
+class MismatchError(Exception):
+    """The C function and its twin disagree."""
+
+
+# -- outcomes -----------------------------------------------------------------
+
+
+def outcome(fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:
+    """``("ok", result)`` or ``("raise", exception class)``."""
+    try:
+        return "ok", fn(*args)
+    except Exception as exc:
+        return "raise", type(exc)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, with floats bit for bit and containers of the same type."""
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or struct.pack("<d", a) == struct.pack("<d", b)
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))
+    return type(a) is type(b) and bool(a == b)
+
+
+def expect_same(name: str, got: tuple[str, Any], want: tuple[str, Any], detail: str) -> None:
+    if got[0] != want[0] or not (same(got[1], want[1]) if got[0] == "ok" else got[1] is want[1]):
+        raise MismatchError(f"{name}: C gave {_short(got)}, the twin {_short(want)}; {detail}")
+
+
+def _short(x: object, limit: int = 300) -> str:
+    text = repr(x)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+def survives(fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:
+    """Run a hostile call: it may return or raise; a crash is the sanitizers' to report."""
+    return outcome(fn, *args)
+
+
+@contextlib.contextmanager
+def collecting_always() -> Iterator[None]:
+    """Garbage collection on every allocation (finalizers run at any allocation in C)."""
+    old = gc.get_threshold()
+    gc.set_threshold(1, 1, 1)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
+# -- the corpus -----------------------------------------------------------------
+
+
+_NUMBER_TEXT = re.compile(rb'"(-?[0-9]+(?:\.[0-9]+)?)"')
+# fmt: off
+EXTREME_TEXTS = [
+    b"0", b"-0", b"0.0", b"-0.0", b"1", b"5e-324", b"4.9e-324", b"2.2250738585072014e-308", b"1e308",
+    b"1.7976931348623157e308", b"1e309", b"-1e309", b"1e-400", b"9007199254740993", b"123456789012345",
+    b"1234567890123456", b"0." + b"0" * 21 + b"1", b"0." + b"0" * 22 + b"1", b"1" + b"0" * 22, b"9" * 63,
+    b"9" * 64, b"9" * 200, b"-" + b"9" * 62, b"1e5", b"1E+5", b"1.5e-7", b"0.1", b"2.675", b"NaN",
+    b"Infinity", b"-", b".", b"1.", b".5", b"01", b"1e", b"1e+", b"--1", b"+1", b"1_0", b" 1", b"\\u0031",
+    b"\xc3\xa9", b"\x00", b"",
+]
+TOKENS = [
+    b'"', b"[", b"]", b",", b'","', b'"],["', b"[[", b"]]", b'["1","2"]', b'["1","2"],', b"\\", b"\x00",
+    b"\xff", b" ", b"\n", b"e", b"-", b".", b"{", b"}", *EXTREME_TEXTS[:20],
+]
+# fmt: on
+
+
+@dataclass
+class Corpus:
+    frames: list[bytes] = field(default_factory=list)
+    prices: list[float] = field(default_factory=list)
+    source: str = ""
+
+
+def synthetic_frames(rng: Random) -> list[bytes]:
+    frames = []
+    for _ in range(60):
+        n = rng.randint(0, 60)
+        mid = rng.uniform(0.001, 60000)
+        bids = ",".join(f'["{mid - i * 0.01:.8f}","{rng.uniform(0.001, 10):.8f}"]' for i in range(n))
+        asks = ",".join(f'["{mid + (i + 1) * 0.01:.8f}","{rng.uniform(0.001, 10):.8f}"]' for i in range(n))
+        frames.append(f'{{"lastUpdateId":{rng.randint(1, 2**40)},"bids":[{bids}],"asks":[{asks}]}}'.encode())
+    return frames
+
+
+def load_corpus(per_file: int = 150) -> Corpus:
+    """Frames holding nested arrays from every recording, spread over each file."""
+    corpus = Corpus()
+    folder = shared_recordings()
+    if folder is not None:
+        for path in sorted(folder.iterdir()):
+            if ".ws." not in path.name and ".http." not in path.name:
+                continue
+            frames = [p for p in received_payloads(path) if b"[[" in p]
+            step = max(1, len(frames) // per_file)
+            corpus.frames += frames[::step][:per_file]
+        corpus.source = f"{len(corpus.frames)} frames of {folder}"
+    if not corpus.frames:
+        corpus.frames = synthetic_frames(Random(0))
+        corpus.source = f"{len(corpus.frames)} synthetic frames (no recordings found)"
+    seen: set[float] = set()
+    for frame in corpus.frames[::5]:
+        for text in _NUMBER_TEXT.findall(frame)[:40]:
+            value = float(text)
+            if 0 < value < math.inf:
+                seen.add(value)
+    corpus.prices = sorted(seen) or [0.5, 1.0, 2.0]
+    return corpus
+
+
+# -- values ---------------------------------------------------------------------
+
+
+HUGE_DEPTHS = [2**31, 2**32, 2**60, 2**61 + 8, 2**62, sys.maxsize, sys.maxsize - 1]
+BAD_DEPTHS: list[object] = [-1, -(2**63), 2**63, 2**64, 10**30, 1.5, "3", None, b"1", 3.0]
+
+
+def draw_depth(rng: Random) -> object:
+    r = rng.random()
+    if r < 0.7:
+        return rng.randint(0, 30)
+    if r < 0.8:
+        return rng.choice([63, 64, 65, 255, 256, 257, 512, 1000, 5000, True, False])
+    if r < 0.95:
+        return rng.choice(HUGE_DEPTHS) - rng.randrange(3)
+    return rng.choice(BAD_DEPTHS)
+
+
+# fmt: off
+SPECIAL_FLOATS = [
+    0.0, -0.0, 5e-324, 2.2250738585072014e-308, 1e-300, 1e308, 1.7976931348623157e308, math.inf, -math.inf,
+    -1.0, 1e-8, 1e8,
+]
+# fmt: on
+
+
+def draw_float(rng: Random, corpus: Corpus, special: float = 0.1) -> float:
+    if rng.random() < special:
+        return rng.choice(SPECIAL_FLOATS)
+    return rng.choice(corpus.prices)
+
+
+# fmt: off
+NAMES = [
+    "binance", "bitstamp", "kraken", "okx", "coinbase", "bybit", "", "é", "交易所", "\U0001f600", "a" * 300,
+]
+# fmt: on
+
+
+class Quote(NamedTuple):
+    exchange: str
+    price: float
+    amount: float
+
+
+class PlainLevel(tuple):  # type: ignore[type-arg]
+    __slots__ = ()
+
+
+class DictLevel(tuple):  # type: ignore[type-arg]
+    """A tuple subclass whose instances have a __dict__."""
+
+
+class SubQuote(Quote):
+    __slots__ = ()
+
+
+#: Level types the Python merge also takes (it reads .price and .amount).
+LEVEL_TYPES: list[type] = [MergedLevel, Quote, SubQuote]
+#: All the level types the C merge takes.
+ANY_LEVEL_TYPES: list[type] = [*LEVEL_TYPES, tuple, PlainLevel, DictLevel]
+BAD_LEVEL_TYPES: list[object] = [
+    time.struct_time,
+    os.stat_result,
+    type(sys.flags),
+    type(sys.float_info),
+    int,
+    dict,
+    list,
+    5,
+    None,
+    str,
+    type(os.times()),
+]
+
+
+# -- misbehaving objects ----------------------------------------------------------
+
+
+class Clearing:
+    """A number whose __float__ empties a list (or several) first."""
+
+    def __init__(self, value: float, *victims: list[Any] | SortedDict[Any, Any]) -> None:
+        self.value = value
+        self.victims = victims
+
+    def __float__(self) -> float:
+        for victim in self.victims:
+            victim.clear()
+        return self.value
+
+
+class LaterClearing(Clearing):
+    """A number whose __float__ leaves garbage that empties the lists when collected.
+
+    The collection comes at a later allocation inside the C function (with
+    collecting_always, the next one), where no Python code is expected.
+    """
+
+    def __float__(self) -> float:
+        value = self.value
+        Finalizer(*self.victims)  # garbage at once; nothing is allocated after it
+        return value
+
+
+class Raising:
+    def __float__(self) -> float:
+        raise ArithmeticError("no value")
+
+
+class NotFloat:
+    def __float__(self) -> Any:
+        return "1.0"
+
+
+class Indexing:
+    """A number only through __index__."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+class HashClearing(float):
+    """A price key whose __hash__ and __eq__ clear the SortedDict's key lists."""
+
+    side: Any = None
+
+    def __hash__(self) -> int:
+        side = HashClearing.side
+        if side is not None:
+            for keys in side._list._lists:
+                keys.clear()
+            side._list._lists.clear()
+        return float.__hash__(self)
+
+    def __eq__(self, other: object) -> bool:
+        side = HashClearing.side
+        if side is not None:
+            side._list._lists.clear()
+        return float.__eq__(self, other)
+
+
+class HashRaising(float):
+    def __hash__(self) -> int:
+        raise LookupError("no hash")
+
+    __eq__ = float.__eq__
+
+
+class Finalizer:
+    """Cyclic garbage that empties lists when the collector frees it."""
+
+    def __init__(self, *victims: list[Any]) -> None:
+        self.victims = victims
+        self.cycle = self
+
+    def __del__(self) -> None:
+        for victim in self.victims:
+            victim.clear()
+
+
+class Meddling(SortedDict):  # type: ignore[misc]
+    """A SortedDict whose methods empty a list (the levels being applied)."""
+
+    victim: list[Any] | None = None
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if self.victim is not None:
+            self.victim.clear()
+        super().__setitem__(key, value)
+
+    def pop(self, key: Any, default: Any = None) -> Any:
+        if self.victim is not None:
+            self.victim.clear()
+        return super().pop(key, default)
+
+
+def plant_finalizers(rng: Random, *victims: list[Any]) -> None:
+    for _ in range(rng.randint(1, 20)):
+        Finalizer(*victims)
+
+
+def hostile_number(rng: Random, value: float, victims: list[Any]) -> object:
+    makers: list[Callable[[], object]] = [
+        lambda: Clearing(value, *victims),
+        lambda: LaterClearing(value, *victims),
+        lambda: LaterClearing(value, *victims),
+        lambda: Raising(),
+        lambda: NotFloat(),
+        lambda: Indexing(int(value) if math.isfinite(value) else 1),
+        lambda: 10**400,
+        lambda: True,
+        lambda: int(value) if math.isfinite(value) else 7,
+        lambda: "1.5",
+        lambda: None,
+        lambda: float("nan"),
+    ]
+    return rng.choice(makers)()
+
+
+# -- read_levels ------------------------------------------------------------------
+
+
+_NUM = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_LEVEL = re.compile(rb'\["(' + _NUM + rb')","(' + _NUM + rb')"\]')
+_SSIZE = (-(2**63), 2**63 - 1)
+
+
+def _ssize(x: object) -> int:
+    if not isinstance(x, int):
+        raise TypeError("an integer is required")
+    if not _SSIZE[0] <= x <= _SSIZE[1]:
+        raise OverflowError("out of range")
+    return x
+
+
+def read_levels_twin(payload: object, start: object, depth: object) -> tuple[tuple[float, float], ...] | None:
+    """read_levels' contract, written plainly: the grammar of the C reader."""
+    if not isinstance(payload, bytes):
+        raise TypeError("payload must be bytes")
+    start, depth = _ssize(start), _ssize(depth)
+    if depth < 0:
+        raise ValueError("depth must not be negative")
+    if not 0 <= start < len(payload) or payload[start] != ord("["):
+        return None
+    p = start + 1
+    if depth == 0 or payload[p : p + 1] == b"]":
+        return ()
+    levels: list[tuple[float, float]] = []
+    while True:
+        m = _LEVEL.match(payload, p)
+        if m is None or len(m.group(1)) >= 64 or len(m.group(2)) >= 64:
+            return None
+        price, amount = float(m.group(1)), float(m.group(2))
+        if not (math.isfinite(price) and math.isfinite(amount)):
+            return None
+        levels.append((price, amount))
+        p = m.end()
+        after = payload[p : p + 1]
+        if after == b"]" or (len(levels) == depth and after == b","):
+            return tuple(levels)
+        if after != b"," or len(levels) == depth:
+            return None
+        p += 1
+
+
+def side_starts(payload: bytes) -> list[int]:
+    return [m.start() for m in re.finditer(rb"\[(?=\[|\])", payload)]
+
+
+def mutate(rng: Random, frame: bytes) -> bytes:
+    data = bytearray(frame)
+    for _ in range(rng.choice([0, 1, 1, 2, 3, 6])):
+        if not data:
+            data += rng.choice(TOKENS)
+            continue
+        at = rng.randrange(len(data) + 1)
+        kind = rng.randrange(7)
+        if kind == 0 and at < len(data):
+            data[at] = rng.randrange(256)
+        elif kind == 1 and at < len(data):
+            data[at] = rng.choice(b'[]",.-+eE0123456789 \x00\xff')
+        elif kind == 2:
+            data[at:at] = rng.choice(TOKENS)
+        elif kind == 3:
+            del data[at : at + rng.randint(1, 40)]
+        elif kind == 4:
+            chunk = data[at : at + rng.randint(1, 200)]
+            data[at:at] = chunk
+        elif kind == 5:
+            numbers = list(_NUMBER_TEXT.finditer(data))
+            if numbers:
+                m = rng.choice(numbers)
+                data[m.start(1) : m.end(1)] = rng.choice(EXTREME_TEXTS)
+        else:
+            del data[at:]
+    return bytes(data)
+
+
+def check_read(payload: Any, start: Any, depth: Any) -> None:
+    got = outcome(C.read_levels, payload, start, depth)
+    want = outcome(read_levels_twin, payload, start, depth)
+    where = f"payload={_short(payload, 160)} start={start!r} depth={depth!r}"
+    expect_same("read_levels", got, want, where)
+    if got[0] == "ok" and got[1] is not None and isinstance(depth, int) and 0 < depth <= 5000:
+        # The venues' own (laxer, msgspec) scan reads the same levels: equal
+        # as numbers (msgspec reads "-0" as +0.0; every check treats both alike).
+        scanned = outcome(_top_of_side, payload, start, depth)
+        if scanned != got:
+            raise MismatchError(
+                f"read_levels: C gave {_short(got)}, bitstamp._top_of_side {_short(scanned)}; {where}"
+            )
+
+
+#: How far past a side's "[" the truncation sweeps go (1000 levels of ~25 bytes).
+SWEEP = 32 * 1024
+
+
+def fuzz_read_levels(rng: Random, corpus: Corpus) -> None:
+    frame = rng.choice(corpus.frames)
+    if rng.random() < 0.08:
+        # Every truncation of a frame from one of its sides on (the first
+        # SWEEP bytes of it: no depth reads further in a REST snapshot).
+        starts = side_starts(frame) or [0]
+        first = rng.choice(starts)
+        depth = rng.choice([1, 10, 1000, sys.maxsize, 2**61 + 8])
+        for cut in range(first, min(len(frame), first + SWEEP) + 1):
+            check_read(frame[:cut], first, depth)
+        return
+    payload: Any = mutate(rng, frame) if rng.random() < 0.8 else frame
+    starts = side_starts(payload)
+    r = rng.random()
+    if starts and r < 0.8:
+        start: Any = rng.choice(starts)
+    elif r < 0.9:
+        start = rng.randrange(len(payload) + 1)
+    else:
+        start = rng.choice([-1, -(2**63), len(payload), len(payload) + 1, 2**62, 2**63, 0.0, None])
+    for _ in range(rng.randint(1, 4)):
+        check_read(payload, start, draw_depth(rng))
+    if rng.random() < 0.05:
+        wrong = rng.choice([bytearray(payload), memoryview(payload), payload.decode("latin-1"), None, 5])
+        check_read(wrong, start, 10)
+
+
+# -- merge_side ---------------------------------------------------------------------
+
+
+def draw_side(rng: Random, corpus: Corpus, descending: bool, n: int) -> list[tuple[float, float]]:
+    prices = {draw_float(rng, corpus, special=0.05) for _ in range(n)}
+    prices = {p for p in prices if not math.isnan(p)}
+    if 0.0 in prices:  # 0.0 and -0.0 are one price
+        prices.discard(-0.0)
+        prices.add(0.0)
+    amounts = [rng.choice([0.5, 1.0, 2.0]) if rng.random() < 0.5 else draw_float(rng, corpus) for _ in prices]
+    return list(zip(sorted(prices, reverse=descending), amounts, strict=True))
+
+
+def draw_runs(rng: Random, corpus: Corpus, descending: bool) -> list[tuple[str, Any]]:
+    k = rng.choice([0, 1, 2, 3, 6, rng.randint(0, 40)])
+    names = sorted(rng.sample(NAMES, min(k, len(NAMES)))) + [
+        f"v{i:02d}" for i in range(max(0, k - len(NAMES)))
+    ]
+    runs: list[tuple[str, Any]] = []
+    for name in names:
+        side = draw_side(rng, corpus, descending, rng.choice([0, 1, 5, 10, 20, rng.randint(0, 100)]))
+        runs.append((name, tuple(side) if rng.random() < 0.7 else side))
+    return runs
+
+
+def fuzz_merge_side(rng: Random, corpus: Corpus) -> None:
+    descending = rng.random() < 0.5
+    runs = draw_runs(rng, corpus, descending)
+    if rng.random() < 0.6:
+        for _ in range(rng.randint(1, 8)):  # depths and level types for the same runs
+            valid_type = rng.choice(LEVEL_TYPES)
+            depth = draw_depth(rng)
+            got = outcome(C.merge_side, runs, depth, descending, valid_type)
+            checked = outcome(_ssize, depth)  # the C function reads the depth first
+            if checked[0] == "raise":
+                want = checked
+            elif checked[1] < 0:
+                want = ("raise", ValueError)
+            else:
+                want = outcome(merge_side_py, runs, depth, descending, valid_type)
+            expect_same("merge_side", got, want, f"runs={_short(runs)} depth={depth!r} desc={descending}")
+        return
+    # Hostile: the same call with one thing broken.
+    runs_list: list[Any] = list(runs)
+    victims: list[Any] = [runs_list]
+    level_type: Any = rng.choice(ANY_LEVEL_TYPES)
+    kind = rng.randrange(6)
+    if kind == 0 and runs_list:  # a level whose number empties lists when read
+        i = rng.randrange(len(runs_list))
+        name, side = runs_list[i]
+        side = list(side)
+        victims.append(side)
+        if side:
+            j = rng.randrange(len(side))
+            p, a = side[j]
+            bad = hostile_number(rng, p, rng.sample(victims, rng.randint(1, len(victims))))
+            side[j] = (bad, a) if rng.random() < 0.5 else (p, bad)
+        runs_list[i] = (name, side)
+    elif kind == 1:  # wrong shapes
+        shapes = [
+            ("x", [[1.0, 2.0]]),
+            ("x", ((1.0,),)),
+            ("x",),
+            ["x", ()],
+            ("x", 5),
+            ("x", ((1.0, 2.0, 3.0),)),
+        ]
+        runs_list.insert(rng.randint(0, len(runs_list)), rng.choice(shapes))
+    elif kind == 2:  # a side that is an iterator, emptying the runs when walked
+
+        def walk() -> Iterator[tuple[float, float]]:
+            runs_list.clear()
+            yield (1.0, 1.0)
+
+        runs_list.insert(rng.randint(0, len(runs_list)), ("gen", walk()))
+    elif kind == 3:
+        level_type = rng.choice(BAD_LEVEL_TYPES)
+    elif kind == 4:
+        plant_finalizers(rng, *(list(s) if isinstance(s, tuple) else s for _, s in runs_list), runs_list)
+    else:
+        runs_arg: Any = rng.choice([iter(runs_list), None, 5, "ab", {"a": ()}])
+        survives(C.merge_side, runs_arg, 10, descending, level_type)
+        return
+    with collecting_always():
+        result = survives(C.merge_side, runs_list, draw_depth(rng), descending, level_type)
+    if result[0] == "ok" and not all(type(level) is level_type for level in result[1]):
+        raise MismatchError(f"merge_side: levels not of {level_type}: {_short(result[1])}")
+
+
+# -- check_book -----------------------------------------------------------------------
+
+
+def fuzz_check_book(rng: Random, corpus: Corpus) -> None:
+    def side(descending: bool) -> list[tuple[float, float]]:
+        levels = draw_side(rng, corpus, descending, rng.choice([0, 1, 3, 10, 25, 40]))
+        if levels and rng.random() < 0.3:  # out of order, or a bad number
+            i = rng.randrange(len(levels))
+            levels[i] = (
+                (rng.choice([*SPECIAL_FLOATS, math.nan]), levels[i][1])
+                if rng.random() < 0.5
+                else (levels[i][0], rng.choice([*SPECIAL_FLOATS, math.nan]))
+            )
+        if rng.random() < 0.1:
+            rng.shuffle(levels)
+        return levels
+
+    bids, asks = side(True), side(False)
+    if bids and asks and rng.random() < 0.3:  # cross the book
+        asks[0] = (bids[0][0] * rng.choice([0.5, 1.0]), asks[0][1])
+    if rng.random() < 0.7:
+        b: Any = tuple(bids) if rng.random() < 0.8 else bids
+        a: Any = tuple(asks) if rng.random() < 0.8 else asks
+        expect_same(
+            "check_book",
+            outcome(C.check_book, b, a),
+            outcome(check_book_py, b, a),
+            f"bids={_short(b)} asks={_short(a)}",
+        )
+        return
+    victims: list[Any] = [bids, asks]
+    target: list[Any] = bids if rng.random() < 0.5 or not asks else asks
+    if target:
+        j = rng.randrange(len(target))
+        p, q = target[j]
+        bad = hostile_number(rng, p, rng.sample(victims, rng.randint(1, 2)))
+        target[j] = (bad, q) if rng.random() < 0.5 else (p, bad)
+    if rng.random() < 0.2:
+        target.insert(0, rng.choice([[1.0, 1.0], (1.0,), 5, None]))
+    if rng.random() < 0.3:
+        plant_finalizers(rng, bids, asks)
+    with collecting_always():
+        survives(C.check_book, bids, asks)
+    if rng.random() < 0.05:
+        survives(C.check_book, iter(bids), 5)
+
+
+# -- apply_side / top_levels -------------------------------------------------------------
+
+
+def _changes(rng: Random, corpus: Corpus, grid: list[float], n: int) -> list[tuple[Any, Any]]:
+    return [(rng.choice(grid), rng.choice([0.0, 0.0, 1.0, 2.5, draw_float(rng, corpus)])) for _ in range(n)]
+
+
+def _twin_books(load: int) -> tuple[L2Book, L2Book]:
+    books = L2Book(numeric=True), L2Book(numeric=True)
+    for b in books:
+        b.bids._list._reset(load)
+        b.asks._list._reset(load)
+    return books
+
+
+def fuzz_apply_side(rng: Random, corpus: Corpus) -> None:
+    """apply_side and top_levels against L2Book's own Python loops, batch by batch."""
+    grid = sorted(rng.sample(corpus.prices, min(len(corpus.prices), rng.choice([5, 20, 200]))))
+    load = rng.choice([4, 5, 8, 1000])
+    c_book, py_book = _twin_books(load)
+    c_twins = C.apply_side, C.top_levels
+    for _ in range(rng.randint(1, 30)):
+        bids = _changes(rng, corpus, grid, rng.randint(0, 40))
+        asks = _changes(rng, corpus, grid, rng.randint(0, 40))
+        floor, ceiling = rng.choice(grid), rng.choice(grid)
+        book_module._apply_side, book_module._top_levels = c_twins
+        try:
+            c_hit = c_book.update_numeric(bids, asks, floor, ceiling)
+            ns = [rng.choice([0, 1, 10, load, 3 * load, 5000, sys.maxsize]) for _ in range(3)]
+            c_top = [c_book.top(n) for n in ns]
+        finally:
+            book_module._apply_side, book_module._top_levels = None, None
+        try:
+            py_hit = py_book.update_numeric(bids, asks, floor, ceiling)
+            py_top = [py_book.top(n) for n in ns]
+        finally:
+            book_module._apply_side, book_module._top_levels = c_twins  # as imported: C is built
+        where = f"bids={_short(bids)} asks={_short(asks)} load={load}"
+        expect_same("apply_side (hit)", ("ok", c_hit), ("ok", py_hit), where)
+        expect_same("top_levels", ("ok", tuple(c_top)), ("ok", tuple(py_top)), where)
+        if list(c_book.bids.items()) != list(py_book.bids.items()) or list(c_book.asks.items()) != list(
+            py_book.asks.items()
+        ):
+            raise MismatchError(f"apply_side: the books differ after {where}")
+
+
+def fuzz_top_levels(rng: Random, corpus: Corpus) -> None:
+    """Hostile books for apply_side and top_levels (their valid use is fuzz_apply_side's)."""
+    side: SortedDict[Any, Any] = SortedDict()
+    side._list._reset(rng.choice([4, 8, 1000]))
+    grid = sorted(rng.sample(corpus.prices, min(len(corpus.prices), 30)))
+    for price in grid:
+        side[price] = (price, 1.0)
+    kind = rng.randrange(7)
+    levels: list[Any]
+    with collecting_always():
+        if kind == 0:  # keys that clear the key lists when hashed or compared
+            HashClearing.side = side
+            try:
+                keys: list[Any] = [
+                    (HashClearing(rng.choice(grid)), rng.choice([0.0, 1.0]))
+                    for _ in range(rng.randint(1, 10))
+                ]
+                survives(C.apply_side, side, keys, False, rng.choice(grid))
+                side2: SortedDict[Any, Any] = SortedDict({HashClearing(p): (p, 1.0) for p in grid})
+                HashClearing.side = side2
+                survives(C.top_levels, side2, rng.choice([1, 5, 100]))
+            finally:
+                HashClearing.side = None
+        elif kind == 1:  # levels whose numbers empty the levels list or the book
+            levels = _changes(rng, corpus, grid, rng.randint(1, 20))
+            j = rng.randrange(len(levels))
+            p, q = levels[j]
+            bad = hostile_number(rng, p, [levels] if rng.random() < 0.5 else [levels, side])
+            levels[j] = (bad, q) if rng.random() < 0.5 else (p, bad)
+            survives(C.apply_side, side, levels, rng.random() < 0.5, rng.choice(grid))
+        elif kind == 2:  # keys that cannot be hashed
+            survives(C.apply_side, side, [(HashRaising(grid[0]), 1.0)], False, 0.0)
+        elif kind == 3:  # not a SortedDict, or one whose insides are wrong
+            plain: Any = rng.choice([{}, {1.0: (1.0, 1.0)}, [], None, SortedDict])
+            survives(C.apply_side, plain, _changes(rng, corpus, grid, 5), True, 0.0)
+            survives(C.top_levels, plain, 5)
+            broken = SortedDict(side)
+            broken._list._lists = rng.choice([None, (), [None], [(1.0,)], [[HashRaising(1.0)]], [[2.0**70]]])
+            survives(C.top_levels, broken, rng.choice([1, 5, 100]))
+        elif kind == 4:  # finalizers that empty the levels list mid-call
+            levels = _changes(rng, corpus, grid, rng.randint(5, 40))
+            plant_finalizers(rng, levels, *side._list._lists)
+            survives(C.apply_side, side, levels, rng.random() < 0.5, rng.choice(grid))
+            plant_finalizers(rng, *side._list._lists, side._list._lists)
+            survives(C.top_levels, side, rng.choice([1, 5, 100]))
+        elif kind == 5:  # wrong arguments
+            survives(
+                C.apply_side,
+                side,
+                rng.choice([None, 5, [[1.0, 1.0]], [(1.0,)], iter([(1.0, 0.0)])]),
+                rng.choice([True, None, Raising()]),
+                rng.choice([0.0, "x", Raising()]),
+            )
+            survives(C.top_levels, side, rng.choice([-1, 2**63, 1.5, None, Indexing(3), True]))
+        else:  # the levels list shrinks under the SortedDict's own methods
+            meddling = Meddling(side)
+            levels = _changes(rng, corpus, grid + [g * 1.5 for g in grid], rng.randint(1, 20))
+            meddling.victim = levels
+            survives(C.apply_side, meddling, levels, rng.random() < 0.5, 0.0)
+            survives(C.top_levels, meddling, 10)
+
+
+# -- encode_summary ----------------------------------------------------------------------
+
+
+INT_EDGES = [0, 1, 127, 128, 2**32, 2**53 + 1, 2**63 - 1, 2**64 - 1, -1, -(2**63), 2**63, 2**64, -(2**63) - 1]
+
+
+SIGNED_EDGES = [v for v in INT_EDGES if -(2**63) <= v < 2**63]
+UNSIGNED_EDGES = [v for v in INT_EDGES if 0 <= v < 2**64]
+
+
+def draw_int(rng: Random, signed: bool) -> int:
+    """An int64 (signed) or uint64 value, edges often."""
+    if rng.random() < 0.3:
+        return rng.choice(SIGNED_EDGES if signed else UNSIGNED_EDGES)
+    return rng.randrange(-(2**63), 2**63) if signed else rng.randrange(2**64)
+
+
+def draw_levels(rng: Random, corpus: Corpus) -> list[Any]:
+    n = rng.choice([0, 1, 10, 64, 65, rng.randint(0, 300)])
+    level: Callable[[str, float, float], Any] = rng.choice([MergedLevel, lambda e, p, a: (e, p, a)])
+    return [
+        level(rng.choice(NAMES), draw_float(rng, corpus, 0.3), draw_float(rng, corpus, 0.3)) for _ in range(n)
+    ]
+
+
+def draw_book(rng: Random, corpus: Corpus) -> MergedBook:
+    return MergedBook(
+        rng.choice(["ethbtc", "", "BTC/USDT", "é" * rng.randint(0, 200)]),
+        draw_float(rng, corpus, 0.5),
+        tuple(draw_levels(rng, corpus)),
+        tuple(draw_levels(rng, corpus)),
+        draw_int(rng, False),
+        draw_int(rng, True),
+        draw_int(rng, True),
+        rng.choice(NAMES),
+        draw_int(rng, False),
+    )
+
+
+def fuzz_encode_summary(rng: Random, corpus: Corpus) -> None:
+    book = draw_book(rng, corpus)
+    send_ns = draw_int(rng, True)
+    if rng.random() < 0.6:
+        if rng.random() < 0.5:
+            got = outcome(C.encode_summary, book, send_ns, None)
+            want = outcome(encode_summary_pb, book, send_ns)
+        else:
+            stamp = draw_int(rng, True)
+            got = outcome(C.encode_summary, book, send_ns, lambda: stamp)
+            want = outcome(encode_summary_pb, book._replace(publish_ns=stamp), send_ns)
+        expect_same("encode_summary", got, want, f"book={_short(book)} send_ns={send_ns}")
+        return
+    bids: list[Any] = list(book.bids)
+    asks: list[Any] = list(book.asks)
+    kind = rng.randrange(6)
+    clock: Any = None
+    fields: list[Any] = list(book)
+    if kind == 0:  # a clock that empties the sides it was given as lists
+
+        def clock() -> int:
+            bids.clear()
+            asks.clear()
+            gc.collect()
+            return 5
+
+        fields[2], fields[3] = bids, asks
+    elif kind == 1:  # numbers that empty the lists when read
+        fields[2], fields[3] = bids, asks
+        target = bids if bids else asks
+        if target:
+            j = rng.randrange(len(target))
+            e, p, a = target[j]
+            bad = hostile_number(rng, p, [bids, asks])
+            target[j] = (e, bad, a) if rng.random() < 0.5 else (e, p, bad)
+    elif kind == 2:  # fields out of range or of the wrong type
+        i = rng.randrange(len(fields))
+        fields[i] = rng.choice([2**64, -(2**63) - 1, -1, 1.5, None, b"x", "\ud800", Raising(), 10**400])
+    elif kind == 3:  # names and levels of the wrong shape
+        target = bids if bids or not asks else asks
+        target.insert(
+            rng.randint(0, len(target)),
+            rng.choice(
+                [
+                    ("\ud800", 1.0, 1.0),
+                    (b"x", 1.0, 1.0),
+                    ("x", 1.0),
+                    ("x", 1.0, 1.0, 1.0),
+                    ["x", 1.0, 1.0],
+                    None,
+                ]
+            ),
+        )
+        fields[2], fields[3] = tuple(bids), tuple(asks)
+    elif kind == 4:  # clocks that fail
+        clock = rng.choice(
+            [lambda: 1 // 0, lambda: 2**64, lambda: -(2**63) - 1, lambda: "5", lambda: None, 5]
+        )
+    else:  # not a book at all
+        fields = rng.choice([fields[:8], [*fields, (), ()], []])
+    value: Any = tuple(fields) if rng.random() < 0.9 else fields
+    with collecting_always():
+        survives(C.encode_summary, value, rng.choice([send_ns, 2**63, None]), clock)
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+TARGETS: dict[str, Callable[[Random, Corpus], None]] = {
+    "read_levels": fuzz_read_levels,
+    "merge_side": fuzz_merge_side,
+    "check_book": fuzz_check_book,
+    "apply_side": fuzz_apply_side,
+    "top_levels": fuzz_top_levels,
+    "encode_summary": fuzz_encode_summary,
+}
+#: Venue bytes reach read_levels: it gets three turns in each round.
+ROUND = [
+    "read_levels",
+    "merge_side",
+    "read_levels",
+    "check_book",
+    "apply_side",
+    "read_levels",
+    "top_levels",
+    "encode_summary",
+]
+
+
+def regressions() -> None:
+    """The reproducers of issue 16's findings: each returns or raises, and the values are right."""
+    side40 = b"[" + b",".join(b'["%d.5","%d"]' % (100 - i, i + 1) for i in range(40)) + b"]"
+    expect_same(
+        "read_levels", outcome(C.read_levels, b'[["1","2"]]', 0, 2**60), ("ok", ((1.0, 2.0),)), "2**60"
+    )
+    for depth in (2**61 + 8, 2**31, sys.maxsize):
+        expect_same(
+            "read_levels",
+            outcome(C.read_levels, side40, 0, depth),
+            outcome(read_levels_twin, side40, 0, 40),
+            f"depth {depth}",
+        )
+    levels: list[Any] = []
+    levels += [(Clearing(10.0, levels), 1.0), (9.0, 1.0), (8.0, 2.0)]
+    survives(C.merge_side, [("a", levels), ("b", [(9.5, 1.0)])], 10, True, MergedLevel)
+    levels = []
+    levels += [(Clearing(10.0, levels), 1.0), (9.0, 1.0), (8.0, 1.0)]
+    survives(C.check_book, levels, [])
+    levels = []
+    levels += [(Clearing(10.0, levels), 1.0), (9.0, 1.0), (8.0, 1.0)]
+    survives(C.apply_side, SortedDict(), levels, False, 5.0)
+    side: SortedDict[Any, Any] = SortedDict({HashClearing(p): (p, 1.0) for p in (1.0, 2.0, 3.0)})
+    HashClearing.side = side
+    try:
+        survives(C.top_levels, side, 3)
+    finally:
+        HashClearing.side = None
+    names = [("v" * 100, 1.0, 2.0)] * 3
+
+    def clock() -> int:
+        names.clear()
+        return 5
+
+    book = MergedBook("ethbtc", 0.1, names, (), 1, 2, 3, "x", 4)  # type: ignore[arg-type]
+    survives(C.encode_summary, book, 0, clock)
+    for bad in (time.struct_time, os.stat_result):
+        expect_same(
+            "merge_side",
+            outcome(C.merge_side, [("a", [(1.0, 1.0)])], 3, True, bad),
+            ("raise", TypeError),
+            f"level_type {bad}",
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--seconds", type=float, default=60.0, help="how long to fuzz (default 60; 0: the reproducers only)"
+    )
+    p.add_argument("--seed", type=int, default=None, help="the run's seed (default: from the clock, printed)")
+    p.add_argument("--case", type=int, default=None, help="run only this case of the seed (a replay)")
+    p.add_argument(
+        "--progress",
+        type=Path,
+        default=None,
+        help="write each case's number here before it runs (the runner reads it after a crash)",
+    )
+    args = p.parse_args(argv)
+    if C is None:
+        print(
+            "error: dragonfly._speedups is not built (or DRAGONFLY_PURE_PYTHON is set): nothing to fuzz",
+            file=sys.stderr,
+        )
+        return 2
+    functions = sorted(n for n in dir(C.module) if not n.startswith("_") and callable(getattr(C.module, n)))
+    if functions != sorted(TARGETS):
+        print(
+            f"error: the C module has {functions}, the fuzzer targets {sorted(TARGETS)}: "
+            "give every C function a fuzz target",
+            file=sys.stderr,
+        )
+        return 2
+    seed = args.seed if args.seed is not None else int(time.time() * 1000) % 10**9
+    corpus = load_corpus()
+    print(
+        f"fuzzing {C.module.__file__}\n  seed {seed}, corpus: {corpus.source}, {len(corpus.prices)} prices",
+        flush=True,
+    )
+    progress = os.open(args.progress, os.O_WRONLY | os.O_CREAT | os.O_TRUNC) if args.progress else None
+    cases = dict.fromkeys(TARGETS, 0)
+    started = time.monotonic()
+    first, last = (args.case, args.case + 1) if args.case is not None else (0, None)
+    case = first
+    try:
+        if args.case is None:
+            if progress is not None:
+                os.pwrite(progress, b"regressions\n", 0)
+            case = -1
+            regressions()
+            case = first
+        while (last is None and time.monotonic() - started < args.seconds) or (
+            last is not None and case < last
+        ):
+            if progress is not None:
+                os.pwrite(progress, f"{case:<20d}\n".encode(), 0)
+            name = ROUND[case % len(ROUND)]
+            TARGETS[name](Random(f"{seed}:{case}"), corpus)
+            cases[name] += 1
+            case += 1
+    except MismatchError as exc:
+        if case < 0:
+            print(f"MISMATCH in the reproducers: {exc}", file=sys.stderr)
+            print("replay: python3 dev.py fuzz --seconds 0", file=sys.stderr)
+        else:
+            print(f"MISMATCH in case {case} of seed {seed}: {exc}", file=sys.stderr)
+            print(f"replay: python3 dev.py fuzz --seed {seed} --case {case}", file=sys.stderr)
+        return 1
+    elapsed = time.monotonic() - started
+    print(f"{case - first} cases, {sum(C.calls.values()):,} calls in {elapsed:.0f} s, no mismatch")
+    for name in TARGETS:
+        print(f"  {name:15s} {C.calls[name]:11,d} calls ({cases[name]:,} cases led by it)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1169,6 +1169,173 @@ done:
     return out;
 }
 
+/*
+ * crc32_digits(first, second) -> int
+ *     zlib.crc32 (unsigned) of the levels of `first` then `second`, each
+ *     level (price, amount) a pair of str, each string written without its
+ *     '.' and with its leading zeros stripped (Kraken's book checksum).
+ *
+ * crc32_interleaved(bids, asks) -> int
+ *     zlib.crc32 (unsigned) of "bid price:bid amount:ask price:ask amount:..."
+ *     for level 0, 1, ... of each side while it has one (OKX's).
+ *
+ * Both read the strings' UTF-8 as Python's str.encode() writes it, and call
+ * no Python code: each level in hand is held, each list indexed after its
+ * current size is read. The pure-Python twins are in
+ * dragonfly/core/checksum.py.
+ */
+static uint32_t crc_table[256];
+
+static void
+crc_table_init(void)
+{
+    if (crc_table[1] != 0) {
+        return;
+    }
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) {
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        }
+        crc_table[i] = c;
+    }
+}
+
+static inline uint32_t
+crc_byte(uint32_t crc, unsigned char byte)
+{
+    return crc_table[(crc ^ byte) & 0xFF] ^ (crc >> 8);
+}
+
+static uint32_t
+crc_bytes(uint32_t crc, const char *p, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        crc = crc_byte(crc, (unsigned char)p[i]);
+    }
+    return crc;
+}
+
+/* Level i of `seq` (a PySequence_Fast) as a held tuple of two str, its UTF-8
+ * in *text; NULL with an exception set. */
+static PyObject *
+text_level(PyObject *seq, Py_ssize_t i, const char *text[2], Py_ssize_t len[2])
+{
+    PyObject *level = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
+    if (!PyTuple_Check(level) || PyTuple_GET_SIZE(level) != 2) {
+        PyErr_SetString(PyExc_TypeError, "a level must be a (price, amount) tuple of str");
+        goto error;
+    }
+    for (int k = 0; k < 2; k++) {
+        PyObject *item = PyTuple_GET_ITEM(level, k);
+        if (!PyUnicode_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "a level must be a (price, amount) tuple of str");
+            goto error;
+        }
+        text[k] = PyUnicode_AsUTF8AndSize(item, &len[k]);
+        if (text[k] == NULL) {
+            goto error;
+        }
+    }
+    return level;
+error:
+    Py_DECREF(level);
+    return NULL;
+}
+
+static PyObject *
+crc32_digits(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "crc32_digits(first, second)");
+        return NULL;
+    }
+    crc_table_init();
+    uint32_t crc = 0xFFFFFFFFu;
+    for (int s = 0; s < 2; s++) {
+        PyObject *seq = PySequence_Fast(args[s], "a side must be a sequence");
+        if (seq == NULL) {
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+            const char *text[2];
+            Py_ssize_t len[2];
+            PyObject *level = text_level(seq, i, text, len);
+            if (level == NULL) {
+                Py_DECREF(seq);
+                return NULL;
+            }
+            for (int k = 0; k < 2; k++) {
+                int started = 0; /* past the leading zeros */
+                for (Py_ssize_t j = 0; j < len[k]; j++) {
+                    char c = text[k][j];
+                    if (c == '.' || (c == '0' && !started)) {
+                        continue;
+                    }
+                    started = 1;
+                    crc = crc_byte(crc, (unsigned char)c);
+                }
+            }
+            Py_DECREF(level);
+        }
+        Py_DECREF(seq);
+    }
+    return PyLong_FromUnsignedLong((unsigned long)(crc ^ 0xFFFFFFFFu));
+}
+
+static PyObject *
+crc32_interleaved(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "crc32_interleaved(bids, asks)");
+        return NULL;
+    }
+    crc_table_init();
+    PyObject *sides[2] = {NULL, NULL};
+    PyObject *result = NULL;
+    for (int s = 0; s < 2; s++) {
+        sides[s] = PySequence_Fast(args[s], "a side must be a sequence");
+        if (sides[s] == NULL) {
+            goto done;
+        }
+    }
+    uint32_t crc = 0xFFFFFFFFu;
+    int first = 1;
+    for (Py_ssize_t i = 0;; i++) {
+        int any = 0;
+        for (int s = 0; s < 2; s++) {
+            if (i >= PySequence_Fast_GET_SIZE(sides[s])) {
+                continue;
+            }
+            any = 1;
+            const char *text[2];
+            Py_ssize_t len[2];
+            PyObject *level = text_level(sides[s], i, text, len);
+            if (level == NULL) {
+                goto done;
+            }
+            if (!first) {
+                crc = crc_byte(crc, ':');
+            }
+            first = 0;
+            crc = crc_bytes(crc, text[0], len[0]);
+            crc = crc_byte(crc, ':');
+            crc = crc_bytes(crc, text[1], len[1]);
+            Py_DECREF(level);
+        }
+        if (!any) {
+            break;
+        }
+    }
+    result = PyLong_FromUnsignedLong((unsigned long)(crc ^ 0xFFFFFFFFu));
+done:
+    Py_XDECREF(sides[0]);
+    Py_XDECREF(sides[1]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"apply_side", (PyCFunction)(void (*)(void))apply_side, METH_FASTCALL,
      "apply_side(side, levels, bids, bound) -> bool: apply float levels to one side of a numeric book."},
@@ -1182,6 +1349,10 @@ static PyMethodDef methods[] = {
      "read_levels(payload, start, depth) -> tuple | None: the top levels of a compact JSON side."},
     {"encode_summary", (PyCFunction)(void (*)(void))encode_summary, METH_FASTCALL,
      "encode_summary(book, send_ns, clock) -> bytes: a MergedBook as an orderbook.Summary."},
+    {"crc32_digits", (PyCFunction)(void (*)(void))crc32_digits, METH_FASTCALL,
+     "crc32_digits(first, second) -> int: CRC32 of the levels' strings without '.' and leading zeros."},
+    {"crc32_interleaved", (PyCFunction)(void (*)(void))crc32_interleaved, METH_FASTCALL,
+     "crc32_interleaved(bids, asks) -> int: CRC32 of 'price:amount' levels, bid and ask alternating."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -67,6 +67,7 @@ from dragonfly import accel  # noqa: E402
 from dragonfly.core import book as book_module  # noqa: E402
 from dragonfly.core.aggregator import merge_side_py  # noqa: E402
 from dragonfly.core.book import L2Book  # noqa: E402
+from dragonfly.core.checksum import crc32_digits_py, crc32_interleaved_py  # noqa: E402
 from dragonfly.core.listener import check_book_py  # noqa: E402
 from dragonfly.core.types import MergedBook, MergedLevel  # noqa: E402
 from dragonfly.recording import received_payloads, shared_recordings  # noqa: E402
@@ -150,6 +151,7 @@ def collecting_always() -> Iterator[None]:
 
 
 _NUMBER_TEXT = re.compile(rb'"(-?[0-9]+(?:\.[0-9]+)?)"')
+_ANY_TEXT = re.compile(rb'"([^"\\]{0,40})"')
 # fmt: off
 EXTREME_TEXTS = [
     b"0", b"-0", b"0.0", b"-0.0", b"1", b"5e-324", b"4.9e-324", b"2.2250738585072014e-308", b"1e308",
@@ -170,6 +172,7 @@ TOKENS = [
 class Corpus:
     frames: list[bytes] = field(default_factory=list)
     prices: list[float] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
     source: str = ""
 
 
@@ -206,6 +209,10 @@ def load_corpus(per_file: int = 150) -> Corpus:
             if 0 < value < math.inf:
                 seen.add(value)
     corpus.prices = sorted(seen) or [0.5, 1.0, 2.0]
+    texts = {
+        m.decode("utf-8", "replace") for frame in corpus.frames[::5] for m in _ANY_TEXT.findall(frame)[:40]
+    }
+    corpus.texts = sorted(texts) or ["0.5", "1.0"]
     return corpus
 
 
@@ -885,6 +892,52 @@ def fuzz_encode_summary(rng: Random, corpus: Corpus) -> None:
         survives(C.encode_summary, value, rng.choice([send_ns, 2**63, None]), clock)
 
 
+# -- crc32_digits / crc32_interleaved ------------------------------------------------------
+
+
+def draw_text(rng: Random, corpus: Corpus) -> str:
+    r = rng.random()
+    if r < 0.6:
+        return rng.choice(corpus.texts)
+    if r < 0.8:  # the stripping rule's edges: zeros, points, nothing
+        return "".join(rng.choice("0.0.01") for _ in range(rng.randint(0, 12)))
+    return rng.choice(["", ".", "0", "00.000", "é", "交易所", "\U0001f600", "1" * 300, "-0.5", " 1", "1e5"])
+
+
+def draw_text_side(rng: Random, corpus: Corpus) -> list[tuple[str, str]]:
+    n = rng.choice([0, 1, 10, 25, rng.randint(0, 200)])
+    return [(draw_text(rng, corpus), draw_text(rng, corpus)) for _ in range(n)]
+
+
+def fuzz_checksums(rng: Random, corpus: Corpus) -> None:
+    """Both CRC32 rules against their Python twins, on the venues' own strings and worse."""
+    first, second = draw_text_side(rng, corpus), draw_text_side(rng, corpus)
+    if rng.random() < 0.7:
+        a: Any = tuple(first) if rng.random() < 0.5 else first
+        b: Any = tuple(second) if rng.random() < 0.5 else second
+        where = f"first={_short(a)} second={_short(b)}"
+        expect_same("crc32_digits", outcome(C.crc32_digits, a, b), outcome(crc32_digits_py, a, b), where)
+        expect_same(
+            "crc32_interleaved",
+            outcome(C.crc32_interleaved, a, b),
+            outcome(crc32_interleaved_py, a, b),
+            where,
+        )
+        return
+    target: list[Any] = first if first or not second else second
+    bad = rng.choice([("1", 2), ("1",), ("1", "2", "3"), ["1", "2"], 5, None, ("\ud800", "1"), (b"1", "2")])
+    target.insert(rng.randint(0, len(target)), bad)
+
+    def walk() -> Iterator[tuple[str, str]]:
+        second.clear()
+        yield ("1", "2")
+
+    side: Any = rng.choice([first, iter(first), walk(), None, 5, "ab"])
+    for fn in (C.crc32_digits, C.crc32_interleaved):
+        survives(fn, side, second)
+        survives(fn, second, side)
+
+
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -895,9 +948,13 @@ TARGETS: dict[str, Callable[[Random, Corpus], None]] = {
     "apply_side": fuzz_apply_side,
     "top_levels": fuzz_top_levels,
     "encode_summary": fuzz_encode_summary,
+    "crc32_digits": fuzz_checksums,
+    "crc32_interleaved": fuzz_checksums,
 }
 #: Venue bytes reach read_levels: it gets three turns in each round.
 ROUND = [
+    "crc32_digits",
+    "crc32_interleaved",
     "read_levels",
     "merge_side",
     "read_levels",

@@ -16,7 +16,9 @@ the checksum (and the crossed-book check) sees the whole message at once.
 
 Parsing: a book frame is a JSON array of mixed types, decoded by one typed
 msgspec decoder per connection, which checks in C that every level is an array
-of strings. The levels are kept as the venue's strings, which the checksum needs.
+of strings. The levels are kept as the venue's strings, which the checksum needs;
+the CRC32 runs over them in C (:mod:`dragonfly.core.checksum`): building the
+string in Python took ~4 of a ~11 µs update, measured side by side against cryptofeed.
 
 Liveness (Kraken "heartbeat" doc): the server sends ``{"event":"heartbeat"}``
 when a connection has had no subscription traffic for about a second, so
@@ -34,7 +36,6 @@ second. No REST is used. ``systemStatus`` other than ``online`` is logged.
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -42,6 +43,7 @@ from typing import Any
 import msgspec
 
 from dragonfly.core.book import L2Book, TextLevel
+from dragonfly.core.checksum import crc32_digits
 from dragonfly.core.diff import Delta, DiffChannel, DiffDecoder, Event, Snapshot
 from dragonfly.core.errors import ParseError
 from dragonfly.core.health import Liveness, LivenessKind
@@ -159,15 +161,11 @@ def make_diff_decoder() -> DiffDecoder:
     return decode
 
 
-def _digits(text: str) -> str:
-    return text.replace(".", "").lstrip("0")
-
-
 def checksum(book: L2Book) -> int:
-    """Kraken's CRC32 (unsigned) of the top 10 asks then top 10 bids, over the venue's strings."""
+    """Kraken's CRC32 (unsigned) of the top 10 asks then top 10 bids, over the venue's strings:
+    each price and amount without its ``.`` and leading zeros."""
     bids, asks = book.top_text(CHECKSUM_LEVELS)
-    text = "".join(_digits(price) + _digits(amount) for price, amount in asks + bids)
-    return zlib.crc32(text.encode())
+    return crc32_digits(asks, bids)
 
 
 @json_control

@@ -26,7 +26,7 @@ Since 2026-06-23 OKX sends ``checksum`` 0 on ``books`` (deprecated): the
 sequence ids are then the only guard, which the continuity rule applies.
 
 Parsing: one typed msgspec decoder per connection; levels stay the venue's
-strings, which the checksum needs.
+strings, which the checksum needs (a CRC32 in C: :mod:`dragonfly.core.checksum`).
 
 Liveness: updates come only on change (every 100 ms at most) and the
 per-instrument keep-alive after ~60 s of none: a book nothing proved current
@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import json
 import re
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
 from dragonfly.core.book import L2Book, TextLevel
+from dragonfly.core.checksum import crc32_interleaved
 from dragonfly.core.diff import Alive, Delta, DiffChannel, DiffDecoder, Event, Reset, Snapshot
 from dragonfly.core.errors import ParseError
 from dragonfly.core.health import Liveness, LivenessKind
@@ -163,13 +163,7 @@ def make_diff_decoder() -> DiffDecoder:
 def checksum(book: L2Book) -> int:
     """OKX's CRC32 (signed 32-bit) of the top 25 levels, bid and ask interleaved, as sent."""
     bids, asks = book.top_text(CHECKSUM_LEVELS)
-    parts: list[str] = []
-    for i in range(max(len(bids), len(asks))):
-        if i < len(bids):
-            parts.append(f"{bids[i][0]}:{bids[i][1]}")
-        if i < len(asks):
-            parts.append(f"{asks[i][0]}:{asks[i][1]}")
-    crc = zlib.crc32(":".join(parts).encode())
+    crc = crc32_interleaved(bids, asks)
     return crc - (1 << 32) if crc & 0x80000000 else crc
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 import struct
+import zlib
 from collections.abc import Sequence
 
 import pytest
@@ -20,6 +21,7 @@ from dragonfly import accel
 from dragonfly.core import book as book_module
 from dragonfly.core.aggregator import Run, merge_side_py
 from dragonfly.core.book import L2Book
+from dragonfly.core.checksum import crc32_digits_py, crc32_interleaved_py
 from dragonfly.core.listener import check_book_py
 from dragonfly.core.types import MergedBook, MergedLevel
 from dragonfly.serve.encode import encode_summary_pb
@@ -278,3 +280,48 @@ def test_apply_side_and_top_levels_refuse_what_is_not_a_book() -> None:
         top_levels(side, -1)
     with pytest.raises(TypeError):
         top_levels(5, 1)  # type: ignore[arg-type]
+
+
+# Venue strings: decimals with leading zeros and points in every place, and
+# any other text (the checksum covers whatever the venue wrote).
+_text = st.one_of(
+    st.from_regex(r"\A0*[0-9]{0,6}(\.[0-9]{0,8})?\Z"),
+    st.sampled_from(["", ".", "0", "00.000", "0.0105", "é"]),
+    st.text(max_size=8),
+)
+_text_side = st.lists(st.tuples(_text, _text), max_size=30)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_text_side, _text_side, st.booleans())
+def test_crc32_checksums_equal_the_python_twins(
+    first: list[tuple[str, str]], second: list[tuple[str, str]], as_tuples: bool
+) -> None:
+    assert accel.speedups is not None
+    a: Sequence[tuple[str, str]] = tuple(first) if as_tuples else first
+    assert accel.speedups.crc32_digits(a, second) == crc32_digits_py(a, second)
+    assert accel.speedups.crc32_interleaved(a, second) == crc32_interleaved_py(a, second)
+
+
+def test_crc32_checksums_match_the_documented_examples() -> None:
+    """Kraken's rule on its documented shape, OKX's on a hand-written string."""
+    assert accel.speedups is not None
+    asks = [("0.05005", "0.00000500"), ("0.05010", "0.00000500")]
+    bids = [("0.05000", "0.00000500")]
+    want = zlib.crc32(b"5005" + b"500" + b"5010" + b"500" + b"5000" + b"500")
+    assert accel.speedups.crc32_digits(asks, bids) == crc32_digits_py(asks, bids) == want
+    bids2 = [("3366.1", "7.0"), ("3366", "6.0")]
+    asks2 = [("3366.8", "9")]
+    want2 = zlib.crc32(b"3366.1:7.0:3366.8:9:3366:6.0")
+    assert accel.speedups.crc32_interleaved(bids2, asks2) == crc32_interleaved_py(bids2, asks2) == want2
+
+
+def test_crc32_checksums_refuse_what_is_not_text_levels() -> None:
+    assert accel.speedups is not None
+    for fn in (accel.speedups.crc32_digits, accel.speedups.crc32_interleaved):
+        for bad in ([("1", 2)], [("1",)], [5], [["1", "2"]], [(b"1", "2")], 5):
+            with pytest.raises(TypeError):
+                fn(bad, [])
+        with pytest.raises(UnicodeEncodeError):
+            fn([("\ud800", "1")], [])
+        assert fn((), []) == zlib.crc32(b"")

@@ -10,8 +10,8 @@ recorded venue of a recording directory (``--replay``), it runs dragonfly and
 the null relay one after the other (alternating which goes first), over loopback
 sockets, each in its own process, and reports HDR percentiles, throughput,
 CPU and RSS (:mod:`latency.cell`, :mod:`latency.stats`); then the per-message
-processing of real Binance diffs against cryptofeed and a naive baseline
-(:mod:`latency.peers`). Writes ``report.md``, ``latency.png`` and
+processing of every venue's recorded diffs against cryptofeed (and a naive
+baseline on Binance; :mod:`latency.peers`). Writes ``report.md``, ``latency.png`` and
 ``table.txt`` to ``--out``.
 """
 
@@ -35,7 +35,8 @@ from latency.cell import CellSpec, run_cell
 from latency.chaos import LAYOUTS, ChaosSpec, run_chaos
 from latency.chaos import VENUES as CHAOS_VENUES
 from latency.chaos_report import headline
-from latency.peers import PeerResult, run_peers
+from latency.peers import PeerResult, failures, run_peers
+from latency.peers import text_table as peers_table
 from latency.replay_source import ReplaySpec
 from latency.report import markdown, peers_rows, plot, ratios, text_table
 from latency.stats import CellStats, analyse, pool
@@ -90,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-subs-rate", type=float, default=10_000,
                    help="skip cells with more than 10 subscribers above this rate (grpc.aio cost)")
     p.add_argument("--peer-runs", type=_count, default=30,
-                   help="repetitions of the recorded diffs (default 30; 0 skips the peer comparison)")
+                   help="interleaved rounds of each venue's recorded diffs (default 30; 0 skips the peer "
+                   "comparison)")
     p.add_argument("--capacity-range", type=_rate_range, default=(250.0, 8000.0), metavar="LO,HI",
                    help="msg/s range of the capacity search (default 250,8000)")
     p.add_argument("--capacity-steps", type=_count, default=10, metavar="N",
@@ -353,7 +355,7 @@ async def amain(args: argparse.Namespace) -> int:
     peers: list[PeerResult] = []
     n_frames = 0
     if peer_runs:
-        print("peers: per-message processing of recorded Binance diffs", file=sys.stderr, flush=True)
+        print("peers: per-message processing of every venue's recorded diffs", file=sys.stderr, flush=True)
         # In a thread: cryptofeed's handler needs an event loop of its own.
         loop = asyncio.get_running_loop()
         peers, n_frames = await loop.run_in_executor(None, run_peers, peer_runs)
@@ -362,9 +364,9 @@ async def amain(args: argparse.Namespace) -> int:
     lines = [table, "", "dragonfly / relay: rate subs e2e-p50 e2e-p99 upd/s cpu/msg deliv%(d) deliv%(r)"]
     lines += ["  " + "  ".join(r) for r in ratio_rows]
     if peers:
-        head = f"per-message Binance diff processing ({n_frames} frames): name µs/msg x-dragonfly note"
-        lines += ["", head]
-        lines += ["  " + "  ".join(r) for r in peers_rows(peers)]
+        lines += ["", f"per-message diff processing, every venue ({n_frames} recorded update frames):"]
+        lines += ["  " + line for line in peers_table(peers_rows(peers)).splitlines()]
+        lines += ["  " + line for line in failures(peers)]  # final books that differ: never silent
     if capacity_md:
         lines += ["", capacity_md.split("\n\n")[0]]
     text = "\n".join(lines)

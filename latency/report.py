@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from latency.capacity import passes
-from latency.peers import PeerResult
+from latency.peers import TABLE_HEAD, PeerResult, caption, table_rows
 from latency.stats import CellStats, Summary
 
 COLUMNS = (
@@ -88,12 +88,9 @@ def grid_capacity(stats: Sequence[CellStats], system: str, subscribers: int = 10
 
 
 def peers_rows(peers: Sequence[PeerResult]) -> list[list[str]]:
-    """Per-message processing rows, with the ratio to dragonfly."""
-    base = next((p.us_per_msg for p in peers if p.name.startswith("dragonfly")), float("nan"))
-    return [
-        [p.name, _f(p.us_per_msg, 1), "-" if math.isnan(p.us_per_msg) else _f(p.us_per_msg / base, 2), p.note]
-        for p in peers
-    ]
+    """Per-message processing rows, venue by venue, with the per-round ratio to dragonfly
+    (columns: :data:`latency.peers.TABLE_HEAD`)."""
+    return table_rows(peers)
 
 
 #: Line style of each system in the plot: the floor dashed.
@@ -254,8 +251,9 @@ def markdown(
     if capacity:
         parts += ["", "## Capacity (search)", "", capacity]
     if peers:
-        parts += ["", f"## Per-message Binance diff processing ({n_frames} recorded depthUpdate frames)", ""]
-        parts.append(markdown_table(("implementation", "µs/msg", "x dragonfly", "note"), peers_rows(peers)))
+        parts += ["", f"## Per-message diff processing, every venue ({n_frames} recorded update frames)", ""]
+        parts.append(markdown_table(TABLE_HEAD, peers_rows(peers)))
+        parts += ["", *(f"- {line}" for line in caption())]
     if soak:
         parts += ["", "## Soak", "", soak]
     parts += ["", "![latency](latency.png)", ""]

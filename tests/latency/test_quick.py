@@ -29,7 +29,7 @@ def test_quick_run_writes_report_plot_and_table(tmp_path: Path) -> None:
     table = (tmp_path / "table.txt").read_text()
     assert png.startswith(b"\x89PNG")
     assert "dragonfly / relay" in report
-    assert "Per-message Binance diff processing" in report
+    assert "Per-message diff processing, every venue" in report
     rows = {}
     for line in table.splitlines():
         cols = line.split()

@@ -11,6 +11,14 @@ whole book, after each subscribe) or ``update`` (levels with their new absolute
 quantity; "0" removes). A side is ``bid`` or ``offer``. Levels carry no
 per-product sequence, so the channel has no continuity rule of its own.
 
+The channel is numeric: Coinbase sends no checksum, so msgspec converts the
+price and quantity strings to floats while decoding (and refuses a NaN, an
+infinity, a negative quantity or a price not above zero), and the books keep
+no strings. Against keeping the strings and converting them in the book, this
+took the per-message path on the recorded diffs from 6.1 to 4.8 µs (medians of
+21 interleaved rounds of the latency.peers harness, both in one process; the
+final books equal).
+
 Sequence rule: every message on the connection, of any channel, carries
 ``sequence_num``, one more than the message before. The decoder keeps the last
 one; any other step means messages were lost, on a channel it cannot tell, so
@@ -44,8 +52,17 @@ from typing import Any
 
 import msgspec
 
-from dragonfly.core.book import TextLevel
-from dragonfly.core.diff import Delta, DiffChannel, DiffDecoder, Event, Reset, Snapshot
+from dragonfly.core.diff import (
+    Delta,
+    DiffChannel,
+    DiffDecoder,
+    Event,
+    Number,
+    NumericLevel,
+    Price,
+    Reset,
+    Snapshot,
+)
 from dragonfly.core.errors import ParseError
 from dragonfly.core.health import Liveness, LivenessKind
 from dragonfly.core.symbols import joined
@@ -82,8 +99,8 @@ def unsubscribe(products: Sequence[str]) -> Sequence[bytes]:
 
 class _Level(msgspec.Struct):
     side: str
-    price_level: str
-    new_quantity: str
+    price_level: Price
+    new_quantity: Number
 
 
 class _BookEvent(msgspec.Struct):
@@ -103,7 +120,7 @@ class _Envelope(msgspec.Struct):
 
 def make_decoder() -> DiffDecoder:
     """Build the decoder of one connection (it keeps the connection's last ``sequence_num``)."""
-    decode_l2 = msgspec.json.Decoder(_L2Message).decode
+    decode_l2 = msgspec.json.Decoder(_L2Message, strict=False).decode
     decode_envelope = msgspec.json.Decoder(_Envelope).decode
     last: int | None = None
 
@@ -129,8 +146,8 @@ def make_decoder() -> DiffDecoder:
         reset = step(msg.sequence_num)
         events: list[Event] = [] if reset is None else [reset]
         for ev in msg.events:
-            bids: list[TextLevel] = []
-            asks: list[TextLevel] = []
+            bids: list[NumericLevel] = []
+            asks: list[NumericLevel] = []
             for level in ev.updates:
                 if level.side == "bid":
                     bids.append((level.price_level, level.new_quantity))
@@ -185,6 +202,7 @@ SPEC = VenueSpec(
         make_decoder=make_decoder,
         continuity=False,
         gapless=True,
+        numeric=True,
         liveness=Liveness(LivenessKind.HEARTBEAT, 5.0, "heartbeats every second, sequence-checked"),
     ),
     default_channel="diff",

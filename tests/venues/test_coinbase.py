@@ -129,16 +129,16 @@ def test_subscribe_and_unsubscribe_frames() -> None:
 def test_documented_snapshot_and_update() -> None:
     decode = coinbase.make_decoder()
     snap = l2(0, "snapshot", "ETH-BTC", level("bid", "0.0712", "1.5"), level("offer", "0.0713", "2"))
-    assert decode(snap) == [Snapshot("ETH-BTC", [("0.0712", "1.5")], [("0.0713", "2")], None)]
+    assert decode(snap) == [Snapshot("ETH-BTC", [(0.0712, 1.5)], [(0.0713, 2.0)], None)]
     update = l2(1, "update", "ETH-BTC", level("offer", "0.0713", "0"), level("bid", "0.07121", "0.3"))
-    assert decode(update) == [Delta("ETH-BTC", [("0.07121", "0.3")], [("0.0713", "0")])]
+    assert decode(update) == [Delta("ETH-BTC", [(0.07121, 0.3)], [(0.0713, 0.0)])]
 
 
 def test_several_events_in_one_message() -> None:
     msg = json.loads(l2(5, "update", "ETH-BTC", level("bid", "1", "1")))
     msg["events"].append({"type": "update", "product_id": "ETH-USD", "updates": [level("offer", "2", "3")]})
     events = coinbase.make_decoder()(json.dumps(msg).encode())
-    assert events == [Delta("ETH-BTC", [("1", "1")], []), Delta("ETH-USD", [], [("2", "3")])]
+    assert events == [Delta("ETH-BTC", [(1.0, 1.0)], []), Delta("ETH-USD", [], [(2.0, 3.0)])]
 
 
 def test_heartbeats_and_acks_are_not_book_frames_but_advance_the_sequence() -> None:
@@ -163,7 +163,7 @@ def test_sequence_gap_resets_before_the_message_events() -> None:
         and reset.symbol is None
         and "expected sequence_num 11, got 12" in reset.reason
     )
-    assert delta == Delta("ETH-BTC", [("1", "2")], [])
+    assert delta == Delta("ETH-BTC", [(1.0, 2.0)], [])
     # The count continues from the message that showed the gap.
     assert decode(l2(13, "update", "ETH-BTC")) == [Delta("ETH-BTC", [], [])]
 
@@ -257,9 +257,9 @@ def test_snapshot_and_updates_build_the_book() -> None:
     assert book_frames == [False, True, True, False, True, False, True, True]
     sync = lst.syms["ETH-BTC"]
     assert sync.state is SyncState.SYNCED and control.calls == []
-    assert sync.book.top_text(10) == (
-        [("0.07125", "0.5"), ("0.0712", "1.5"), ("0.0710", "4.5")],
-        [("0.0713", "0.25"), ("0.0715", "7")],
+    assert sync.book.top(10) == (
+        ((0.07125, 0.5), (0.0712, 1.5), (0.071, 4.5)),
+        ((0.0713, 0.25), (0.0715, 7.0)),
     )
     assert sync.book.top(1) == (((0.07125, 0.5),), ((0.0713, 0.25),))
 
@@ -285,7 +285,7 @@ def test_sequence_gap_withdraws_every_book_and_resubscribes() -> None:
     lst.on_frame(
         l2(5, "snapshot", "ETH-BTC", level("bid", "0.071", "2"), level("offer", "0.08", "1")), 0, True
     )
-    assert lst.syms["ETH-BTC"].book.top_text(5) == ([("0.071", "2")], [("0.08", "1")])
+    assert lst.syms["ETH-BTC"].book.top(5) == (((0.071, 2.0),), ((0.08, 1.0),))
 
 
 def test_gap_then_snapshot_in_the_same_message_keeps_the_snapshot() -> None:
@@ -296,7 +296,7 @@ def test_gap_then_snapshot_in_the_same_message_keeps_the_snapshot() -> None:
     # The reset came first (resubscribe asked), then the snapshot was loaded.
     assert control.calls == [("resubscribe", "ETH-BTC")]
     assert lst.syms["ETH-BTC"].state is SyncState.SYNCED
-    assert lst.syms["ETH-BTC"].book.top_text(5) == ([("0.06", "1")], [])
+    assert lst.syms["ETH-BTC"].book.top(5) == (((0.06, 1.0),), ())
 
 
 def test_reconnect_restarts_the_count_without_a_spurious_resync() -> None:
@@ -307,7 +307,7 @@ def test_reconnect_restarts_the_count_without_a_spurious_resync() -> None:
     lst.withdraw()  # the connection dropped
     lst.on_frame(l2(0, "snapshot", "ETH-BTC", level("bid", "0.06", "1")), 0, True)
     assert control.calls == [] and lst.syms["ETH-BTC"].state is SyncState.SYNCED
-    assert lst.syms["ETH-BTC"].book.top_text(5) == ([("0.06", "1")], [])
+    assert lst.syms["ETH-BTC"].book.top(5) == (((0.06, 1.0),), ())
 
 
 # -- a real client against a scripted local venue ------------------------------------

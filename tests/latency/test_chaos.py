@@ -48,7 +48,8 @@ async def test_bitstamp_diff_book_is_right_after_a_stale_rest_snapshot() -> None
     """A REST snapshot older than the diff stream is refused, not published (the chaos run found it)."""
     from latency.chaos_repro import bitstamp_rest_stale
 
-    assert await bitstamp_rest_stale(lambda line: None) == 0
+    said: list[str] = []  # what the repro saw, wrong books first: the message if it fails
+    assert await bitstamp_rest_stale(said.append) == 0, "\n".join(said)
 
 
 @pytest.mark.timeout(60)
@@ -56,4 +57,5 @@ async def test_bitstamp_diff_book_refuses_a_negative_amount() -> None:
     """A diff level with a negative amount resynchronises the book (the chaos run found it published)."""
     from latency.chaos_repro import bitstamp_diff_fault
 
-    assert await bitstamp_diff_fault("negative,field=amount,count=3", lambda line: None) == 0
+    said: list[str] = []
+    assert await bitstamp_diff_fault("negative,field=amount,count=3", said.append) == 0, "\n".join(said)

@@ -107,7 +107,8 @@ def _cpu(proc: psutil.Process) -> float:
     return 0.0
 
 
-async def _wait_for_text(path: Path, text: str, proc: asyncio.subprocess.Process, timeout: float) -> None:
+async def wait_for_text(path: Path, text: str, proc: asyncio.subprocess.Process, timeout: float) -> None:
+    """Return once ``path`` holds ``text``; RuntimeError with its tail if ``proc`` ends or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists() and text in path.read_text(errors="replace"):
@@ -116,7 +117,7 @@ async def _wait_for_text(path: Path, text: str, proc: asyncio.subprocess.Process
             break
         await asyncio.sleep(0.05)
     tail = path.read_text(errors="replace")[-2000:] if path.exists() else ""
-    raise RuntimeError(f"server did not print {text!r} within {timeout}s: {tail}")
+    raise RuntimeError(f"server did not print {text!r} within {timeout:g} s: {tail}")
 
 
 async def run_cell(spec: CellSpec, workdir: Path, *, soak_sample_s: float = 0.0) -> CellRaw:
@@ -142,7 +143,7 @@ async def run_cell(spec: CellSpec, workdir: Path, *, soak_sample_s: float = 0.0)
         )
     subs: asyncio.subprocess.Process | None = None
     try:
-        await _wait_for_text(log_path, "serving", server, 30)
+        await wait_for_text(log_path, "serving", server, 30)
         while gen.subscribed() < len(gen.venues):
             await asyncio.sleep(0.01)
         if spec.replay is None:

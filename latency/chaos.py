@@ -56,7 +56,7 @@ from dragonfly.serve import orderbook_pb2
 from dragonfly.sim import Simulator
 from dragonfly.sim.faults import parse_fault
 from dragonfly.sim.truth import DEFAULT_DEPTH
-from latency.cell import free_port
+from latency.cell import free_port, wait_for_text
 from latency.chaos_check import TruthChecker, Verdict
 from latency.chaos_faults import FaultDeck, FaultEvent, catalogue
 from latency.chaos_report import ChaosReport, analyse, markdown
@@ -301,18 +301,6 @@ async def _sample(result: PhaseResult, proc: psutil.Process, stop: asyncio.Event
                 result.rss_peak = max(result.rss_peak, proc.memory_info().rss)
 
 
-async def _wait_for_text(path: Path, text: str, proc: asyncio.subprocess.Process, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and text in path.read_text(errors="replace"):
-            return
-        if proc.returncode is not None:
-            break
-        await asyncio.sleep(0.05)
-    tail = path.read_text(errors="replace")[-2000:] if path.exists() else ""
-    raise RuntimeError(f"server did not print {text!r} within {timeout:g} s: {tail}")
-
-
 async def _wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -358,7 +346,7 @@ async def run_phase(index: int, sim: Simulator, spec: ChaosSpec, checker: TruthC
     tasks: list[asyncio.Task[None]] = []
     stop_sampling = asyncio.Event()
     try:
-        await _wait_for_text(result.log_path, "serving", server, 60)
+        await wait_for_text(result.log_path, "serving", server, 60)
         result.subscribers = [SubscriberStats() for _ in range(spec.subs)]
         opens = [asyncio.Event() for _ in result.subscribers]
         target = f"127.0.0.1:{port}"

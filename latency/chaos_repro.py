@@ -63,10 +63,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from dragonfly.core.engine import Engine, VenueEndpoint
@@ -106,9 +107,10 @@ def synced(sim: Simulator, books: list[MergedBook], venue: str) -> bool:
     return any(b.venues[0].in_merge and check(sim, b, venue) is None for b in books)
 
 
-async def bitstamp_rest_stale(say: Callable[[str], None]) -> int:
-    """See the module doc; return how many wrong books the engine published."""
-    async with Simulator(["bitstamp"], ["ethbtc"], seed=1, truth_s=60.0) as sim:
+@contextlib.asynccontextmanager
+async def bitstamp_diff_engine(seed: int) -> AsyncIterator[tuple[Simulator, Engine, list[MergedBook]]]:
+    """A simulated Bitstamp (truth on) and an engine on its diff channel, its book in the merge and right."""
+    async with Simulator(["bitstamp"], ["ethbtc"], seed=seed, truth_s=60.0) as sim:
         books: list[MergedBook] = []
         endpoint = VenueEndpoint(bitstamp.SPEC, sim.ws_url("bitstamp"), sim.rest_url("bitstamp"))
         engine = Engine("ethbtc", [endpoint], depth=DEPTH, channels={"bitstamp": "diff"},
@@ -117,23 +119,29 @@ async def bitstamp_rest_stale(say: Callable[[str], None]) -> int:
         await engine.start()
         try:
             await _until(lambda: synced(sim, books, "bitstamp"), "the book in the merge")
-            await asyncio.sleep(2.5)  # the market moves on: the sampled book 2 s old differs
-            wrong_before = sum(1 for b in books if check(sim, b, "bitstamp"))
-            say(f"synchronised: {len(books)} books published, {wrong_before} wrong")
-            stale = sim.fault("bitstamp", "rest-stale,age=2,count=1")
-            sim.fault("bitstamp", "malformed,count=1")  # one unreadable diff: the engine resynchronises
-            mark = len(books)
-            await stale.wait_applied(1, timeout=10)
-            say("resynchronising from a REST snapshot 2 s older than the stream")
-            await asyncio.sleep(3.0)
-            after = books[mark:]
-            wrong = [w for b in after if (w := check(sim, b, "bitstamp"))]
-            say(f"after the stale snapshot: {len(after)} books published, {len(wrong)} wrong")
-            for line in wrong[:5]:
-                say("  " + line)
-            return len(wrong)
+            yield sim, engine, books
         finally:
             await engine.stop()
+
+
+async def bitstamp_rest_stale(say: Callable[[str], None]) -> int:
+    """See the module doc; return how many wrong books the engine published."""
+    async with bitstamp_diff_engine(seed=1) as (sim, _, books):
+        await asyncio.sleep(2.5)  # the market moves on: the sampled book 2 s old differs
+        wrong_before = sum(1 for b in books if check(sim, b, "bitstamp"))
+        say(f"synchronised: {len(books)} books published, {wrong_before} wrong")
+        stale = sim.fault("bitstamp", "rest-stale,age=2,count=1")
+        sim.fault("bitstamp", "malformed,count=1")  # one unreadable diff: the engine resynchronises
+        mark = len(books)
+        await stale.wait_applied(1, timeout=10)
+        say("resynchronising from a REST snapshot 2 s older than the stream")
+        await asyncio.sleep(3.0)
+        after = books[mark:]
+        wrong = [w for b in after if (w := check(sim, b, "bitstamp"))]
+        say(f"after the stale snapshot: {len(after)} books published, {len(wrong)} wrong")
+        for line in wrong[:5]:
+            say("  " + line)
+        return len(wrong)
 
 
 #: The unsound diff levels of ``bitstamp-diff-unsound``, each in a fresh simulator and engine.
@@ -151,28 +159,18 @@ async def bitstamp_diff_unsound(say: Callable[[str], None]) -> int:
 
 async def bitstamp_diff_fault(spec: str, say: Callable[[str], None]) -> int:
     """Apply ``spec`` to a synchronised Bitstamp diff book; return how many wrong books followed in 2 s."""
-    async with Simulator(["bitstamp"], ["ethbtc"], seed=2, truth_s=60.0) as sim:
-        books: list[MergedBook] = []
-        endpoint = VenueEndpoint(bitstamp.SPEC, sim.ws_url("bitstamp"), sim.rest_url("bitstamp"))
-        engine = Engine("ethbtc", [endpoint], depth=DEPTH, channels={"bitstamp": "diff"},
-                        stale_after={"bitstamp": 2.0})
-        engine.add_sink(books.append)
-        await engine.start()
-        try:
-            await _until(lambda: synced(sim, books, "bitstamp"), "the book in the merge")
-            mark = len(books)
-            fault = sim.fault("bitstamp", spec)
-            await fault.wait_applied(3, timeout=10)
-            await asyncio.sleep(2.0)
-            after = books[mark:]
-            wrong = [w for b in after if (w := check(sim, b, "bitstamp"))]
-            resyncs = engine.status()["bitstamp"].get("resyncs")
-            say(f"{spec}: {len(after)} books published, {len(wrong)} wrong, resyncs {resyncs}")
-            for line in wrong[:2]:
-                say("  " + line)
-            return len(wrong)
-        finally:
-            await engine.stop()
+    async with bitstamp_diff_engine(seed=2) as (sim, engine, books):
+        mark = len(books)
+        fault = sim.fault("bitstamp", spec)
+        await fault.wait_applied(3, timeout=10)
+        await asyncio.sleep(2.0)
+        after = books[mark:]
+        wrong = [w for b in after if (w := check(sim, b, "bitstamp"))]
+        resyncs = engine.status()["bitstamp"].get("resyncs")
+        say(f"{spec}: {len(after)} books published, {len(wrong)} wrong, resyncs {resyncs}")
+        for line in wrong[:2]:
+            say("  " + line)
+        return len(wrong)
 
 
 async def binance_fragments_wedge(say: Callable[[str], None]) -> int:

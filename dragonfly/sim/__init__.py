@@ -1,9 +1,13 @@
 """Embedded venue simulator: loopback servers speaking real venue protocols.
 
-Each venue (Binance spot, Bitstamp) gets a local WebSocket + REST server on
-one port, fed by a seeded synthetic market, so feed clients run offline with
-only their address changed. Independent of the rest of dragonfly by design:
-it is the reference the clients are tested against.
+Each venue (Binance spot, Bitstamp, Kraken v1, OKX v5, Coinbase Advanced
+Trade, Bybit v5 spot) gets a local WebSocket + REST server on one port, fed
+by a seeded synthetic market, so feed clients run offline with only their
+address changed; one connection serves any number of instruments. Each venue's
+protocol (requests, answers, frames) is one module of
+``dragonfly.sim.protocols`` shared with the replay server where both speak it.
+Independent of the rest of dragonfly by design: it is the reference the clients
+are tested against.
 
     async with Simulator(["binance", "bitstamp"], ["ethbtc"], period_s=0.02) as sim:
         url = sim.ws_url("binance")          # ws://127.0.0.1:PORT/ws

@@ -32,6 +32,12 @@ def units_text(units: int, decimals: int) -> str:
     return f"{whole}.{frac:0{decimals}d}"
 
 
+def trimmed_text(units: int, decimals: int) -> str:
+    """Print ``units * 10**-decimals`` exactly, without trailing zeros (``"30261"``, ``"0.059"``)."""
+    text = units_text(units, decimals)
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 class BookChanges:
     """Prices whose amount changed (added, resized or removed) since the watcher last cleared.
 
@@ -98,7 +104,8 @@ class SimBook:
         spec = self.spec
         pd, ad = spec.price_decimals, spec.amount_decimals
         tu, lu = spec.tick_units, spec.lot_units
-        return [(units_text(p * tu, pd), units_text(a * lu, ad)) for p, a in levels]
+        text = trimmed_text if spec.trim else units_text
+        return [(text(p * tu, pd), text(a * lu, ad)) for p, a in levels]
 
     def float_side(self, levels: list[UnitLevel]) -> list[FloatLevel]:
         """Return levels as floats, equal to parsing their printed text."""

@@ -1,6 +1,6 @@
 """Command line: run the simulator until Ctrl-C or SIGTERM.
 
-    python -m dragonfly.sim [--venues binance,bitstamp] [--instruments ethbtc]
+    python -m dragonfly.sim [--venues binance,bitstamp,kraken,okx,coinbase,bybit] [--instruments ethbtc]
         [--host 127.0.0.1] [--port-base N] [--period S] [--seed N]
         [--tls-cert F --tls-key F] [--fault VENUE[@SECONDS]:SPEC]... [--fault-script FILE]
 
@@ -26,7 +26,7 @@ from dragonfly.sim.cliutil import (
 from dragonfly.sim.faults.script import add_fault_args, read_plan, schedule
 from dragonfly.sim.faults.spec import Fault
 from dragonfly.sim.faults.target import check_supported
-from dragonfly.sim.instruments import DEFAULT_INSTRUMENTS, VENUES, make_instrument
+from dragonfly.sim.instruments import DEFAULT_INSTRUMENTS, DEFAULT_VENUES, VENUES, make_instrument
 from dragonfly.sim.simulator import SERVERS, Simulator
 
 PROG = "python -m dragonfly.sim"
@@ -49,8 +49,9 @@ def _positive(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """Return the CLI's argument parser."""
     parser = OneLineParser(prog=PROG, description="Run loopback venue simulators.")
-    parser.add_argument("--venues", type=_csv, default=list(VENUES),
-                        help=f"comma-separated venues (default: {','.join(VENUES)})")
+    parser.add_argument("--venues", type=_csv, default=list(DEFAULT_VENUES),
+                        help=f"comma-separated venues of {','.join(VENUES)} "
+                        f"(default: {','.join(DEFAULT_VENUES)})")
     parser.add_argument("--instruments", type=_csv, default=list(DEFAULT_INSTRUMENTS),
                         help=f"comma-separated instruments (default: {','.join(DEFAULT_INSTRUMENTS)})")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")

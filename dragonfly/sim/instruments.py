@@ -13,7 +13,10 @@ import re
 from dataclasses import dataclass
 
 #: Venues the simulator can serve, in a fixed order.
-VENUES: tuple[str, ...] = ("binance", "bitstamp")
+VENUES: tuple[str, ...] = ("binance", "bitstamp", "kraken", "okx", "coinbase", "bybit")
+
+#: Venues served when none are named (the Simulator's and the CLI's default).
+DEFAULT_VENUES: tuple[str, ...] = ("binance", "bitstamp")
 
 #: Instruments listed when none are given.
 DEFAULT_INSTRUMENTS: tuple[str, ...] = ("ethbtc", "btcusdt", "ethusdt")
@@ -41,6 +44,39 @@ class VenueStyle:
 STYLES: dict[str, VenueStyle] = {
     "binance": VenueStyle(bias_bps=0.0, noise_bps=0.25, spread_bps=0.2, gap_bps=0.3),
     "bitstamp": VenueStyle(bias_bps=0.4, noise_bps=0.25, spread_bps=1.5, gap_bps=0.8),
+    "kraken": VenueStyle(bias_bps=-0.3, noise_bps=0.3, spread_bps=1.0, gap_bps=0.6),
+    "okx": VenueStyle(bias_bps=0.1, noise_bps=0.25, spread_bps=0.3, gap_bps=0.4),
+    "coinbase": VenueStyle(bias_bps=-0.2, noise_bps=0.3, spread_bps=0.8, gap_bps=0.5),
+    "bybit": VenueStyle(bias_bps=0.2, noise_bps=0.25, spread_bps=0.4, gap_bps=0.4),
+}
+
+
+@dataclass(frozen=True)
+class SymbolStyle:
+    """How a venue spells an instrument: ``BASE<sep>QUOTE``, upper case, some assets renamed."""
+
+    sep: str
+    aliases: tuple[tuple[str, str], ...] = ()
+    lower: bool = False
+
+    def spell(self, base: str, quote: str) -> str:
+        """Return the venue's symbol of ``base``/``quote`` (upper-case assets given)."""
+        names = dict(self.aliases)
+        text = f"{names.get(base, base)}{self.sep}{names.get(quote, quote)}"
+        return text.lower() if self.lower else text
+
+
+#: Each venue's symbol spelling, as its WebSocket book channel names an instrument
+#: (the client's ``VenueSpec.symbol``): Binance ``ETHBTC`` (``ethbtc`` in stream
+#: names), Bitstamp ``ethbtc``, Kraken v1 ``ETH/XBT``, OKX and Coinbase ``ETH-BTC``,
+#: Bybit ``ETHBTC``.
+SYMBOLS: dict[str, SymbolStyle] = {
+    "binance": SymbolStyle(""),
+    "bitstamp": SymbolStyle("", lower=True),
+    "kraken": SymbolStyle("/", (("BTC", "XBT"), ("DOGE", "XDG"))),
+    "okx": SymbolStyle("-"),
+    "coinbase": SymbolStyle("-"),
+    "bybit": SymbolStyle(""),
 }
 
 
@@ -58,6 +94,9 @@ class VenueSpec:
     lot_units: int
     spread_ticks: int
     gap_ticks: int
+    #: Print values without trailing zeros (OKX: ``"30261"``, ``"0.059"``), else with
+    #: every decimal (``"0.05000000"``).
+    trim: bool = False
 
     @property
     def tick(self) -> float:
@@ -87,18 +126,23 @@ _Quoting = tuple[int, float, int, float]
 _BUILTIN: dict[str, tuple[str, str, float, float, dict[str, _Quoting]]] = {
     "ethbtc": (
         "ETH", "BTC", 0.05, 2.0,
-        {"binance": (8, 1e-5, 8, 1e-4), "bitstamp": (8, 1e-8, 8, 1e-8)},
+        {"binance": (8, 1e-5, 8, 1e-4), "bitstamp": (8, 1e-8, 8, 1e-8), "kraken": (5, 1e-5, 8, 1e-8),
+         "okx": (5, 1e-5, 6, 1e-6), "coinbase": (5, 1e-5, 8, 1e-8), "bybit": (6, 1e-6, 4, 1e-4)},
     ),
     "btcusdt": (
         "BTC", "USDT", 60000.0, 0.3,
-        {"binance": (8, 1e-2, 8, 1e-5), "bitstamp": (2, 1e-2, 8, 1e-8)},
+        {"binance": (8, 1e-2, 8, 1e-5), "bitstamp": (2, 1e-2, 8, 1e-8), "kraken": (1, 1e-1, 8, 1e-8),
+         "okx": (1, 1e-1, 8, 1e-8), "coinbase": (2, 1e-2, 8, 1e-8), "bybit": (2, 1e-2, 6, 1e-6)},
     ),
     "ethusdt": (
         "ETH", "USDT", 3000.0, 3.0,
-        {"binance": (8, 1e-2, 8, 1e-4), "bitstamp": (2, 1e-2, 8, 1e-8)},
+        {"binance": (8, 1e-2, 8, 1e-4), "bitstamp": (2, 1e-2, 8, 1e-8), "kraken": (2, 1e-2, 8, 1e-8),
+         "okx": (2, 1e-2, 6, 1e-6), "coinbase": (2, 1e-2, 8, 1e-8), "bybit": (2, 1e-2, 5, 1e-5)},
     ),
 }
 _FALLBACK_MID: dict[str, float] = {"btc": 0.001, "eth": 0.01}
+#: Venues that print prices and amounts without trailing zeros.
+_TRIMMED = frozenset({"okx"})
 
 
 def _units(value: float, decimals: int) -> int:
@@ -115,7 +159,8 @@ def _spec(venue: str, mid: float, quoting: _Quoting) -> VenueSpec:
     spread = max(1, round(mid * style.spread_bps * 1e-4 / real_tick))
     gap = max(1, round(mid * style.gap_bps * 1e-4 / real_tick))
     return VenueSpec(
-        price_decimals, tick_units, amount_decimals, _units(step, amount_decimals), spread, gap
+        price_decimals, tick_units, amount_decimals, _units(step, amount_decimals), spread, gap,
+        trim=venue in _TRIMMED,
     )
 
 
@@ -156,3 +201,8 @@ def make_instrument(name: str) -> Instrument:
     mid = _FALLBACK_MID.get(quote_l, 100.0)
     specs = {venue: _spec(venue, mid, _fallback_quoting(venue, mid)) for venue in VENUES}
     return Instrument(name, base_l.upper(), quote_l.upper(), mid, 1.0, specs)
+
+
+def venue_symbol(venue: str, instrument: Instrument) -> str:
+    """Return ``instrument`` as ``venue`` spells it in its book channel (see :data:`SYMBOLS`)."""
+    return SYMBOLS[venue].spell(instrument.base, instrument.quote)

@@ -19,6 +19,7 @@ from random import Random
 from dragonfly.sim.book import SimBook
 from dragonfly.sim.instruments import (
     DEFAULT_INSTRUMENTS,
+    DEFAULT_VENUES,
     STYLES,
     VENUES,
     Instrument,
@@ -67,7 +68,7 @@ class SyntheticMarket:
     def __init__(
         self,
         instruments: Iterable[str] = DEFAULT_INSTRUMENTS,
-        venues: Iterable[str] = VENUES,
+        venues: Iterable[str] = DEFAULT_VENUES,
         seed: int = 0,
         *,
         sigma_bps: float = SIGMA_BPS,

@@ -13,10 +13,14 @@ from typing import Any
 from dragonfly.sim.binance import BinanceServer
 from dragonfly.sim.bitstamp import BitstampServer
 from dragonfly.sim.book import FloatLevel
+from dragonfly.sim.bybit import BybitServer
+from dragonfly.sim.coinbase import CoinbaseServer
 from dragonfly.sim.faults.active import ActiveFault
 from dragonfly.sim.faults.spec import Fault
-from dragonfly.sim.instruments import DEFAULT_INSTRUMENTS, VENUES
+from dragonfly.sim.instruments import DEFAULT_INSTRUMENTS, DEFAULT_VENUES
+from dragonfly.sim.kraken import KrakenServer
 from dragonfly.sim.market import SyntheticMarket
+from dragonfly.sim.okx import OkxServer
 from dragonfly.sim.plumbing import authority
 from dragonfly.sim.server import VenueConfig, VenueServer
 from dragonfly.sim.truth import DEFAULT_DEPTH, TruthRecord, TruthState
@@ -25,6 +29,10 @@ from dragonfly.sim.truth import DEFAULT_DEPTH, TruthRecord, TruthState
 SERVERS: dict[str, type[VenueServer[Any]]] = {
     "binance": BinanceServer,
     "bitstamp": BitstampServer,
+    "kraken": KrakenServer,
+    "okx": OkxServer,
+    "coinbase": CoinbaseServer,
+    "bybit": BybitServer,
 }
 #: Longest market step; the market also steps at least as often as any venue publishes.
 MAX_TICK_S = 0.1
@@ -59,7 +67,7 @@ class Simulator:
 
     def __init__(
         self,
-        venues: Iterable[str] = VENUES,
+        venues: Iterable[str] = DEFAULT_VENUES,
         instruments: Iterable[str] = DEFAULT_INSTRUMENTS,
         host: str = "127.0.0.1",
         seed: int = 0,
@@ -235,9 +243,12 @@ class Simulator:
         """Return what ``venue``'s book of ``instrument`` was at the position ``seq`` its frames carry.
 
         ``seq`` is Binance's update id (``lastUpdateId`` of a depth frame or
-        REST snapshot, ``u`` of a diff event) or Bitstamp's
-        ``microtimestamp`` (book and diff frames, REST snapshots): what an
-        engine shows as the venue's ``seq``. None if the venue's book never
+        REST snapshot, ``u`` of a diff event), Bitstamp's
+        ``microtimestamp`` (book and diff frames, REST snapshots), OKX's
+        ``seqId`` or Bybit's ``u``: what an engine shows as the venue's
+        ``seq``. Kraken and Coinbase frames carry no position (an engine
+        shows 0): theirs is the book's last change time in µs, the level
+        ``ts`` (Kraken) or ``event_time`` (Coinbase) of their frames. None if the venue's book never
         stood at ``seq``, or that state was replaced longer ago than the
         record keeps. RuntimeError unless built with ``truth_s``; ValueError
         for a venue not served.
@@ -270,7 +281,8 @@ class Simulator:
         """Apply a fault (``"silence,for=30"``) to ``venue`` now; see ``docs/faults.md``.
 
         ValueError for a venue not served, a bad spec, or a fault the venue
-        cannot show (``skip`` on Bitstamp, ``checksum`` anywhere here).
+        cannot show (``skip`` on Bitstamp or Kraken, ``checksum`` but on
+        Kraken and OKX, ``notice`` on Binance, Bitstamp and OKX only).
         """
         return self.server(venue).fault(spec)
 
@@ -310,9 +322,10 @@ class Simulator:
         """Make ``venue`` drop the next diff event of ``instrument``, as if lost in transit.
 
         The event after it starts past the dropped range (Binance: its ``U``
-        jumps), so a client must resynchronise. Return how many diff streams
-        were affected (0 if none is subscribed). ValueError for a venue whose
-        diff events carry no update ids (Bitstamp).
+        jumps; OKX ``prevSeqId``, Bybit ``u``, Coinbase ``sequence_num``), so a
+        client must resynchronise. Return how many diff streams were affected
+        (0 if none is subscribed). ValueError for a venue whose diff events
+        carry no update ids (Bitstamp, Kraken).
         """
         return self.server(venue).skip_update(instrument.lower())
 

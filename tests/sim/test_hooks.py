@@ -94,7 +94,7 @@ async def test_tls_serves_wss_and_https_verified(cert_files: tuple[Path, Path]) 
 
 def test_constructor_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError):
-        Simulator(["kraken"])
+        Simulator(["ftx"])
     with pytest.raises(ValueError):
         Simulator(instruments=["ETH/BTC"])
     with pytest.raises(ValueError):
@@ -102,7 +102,7 @@ def test_constructor_rejects_bad_arguments() -> None:
 
 
 def test_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["--venues", "kraken"], ["--period", "0"], ["--tls-cert", "x.pem"]):
+    for argv in (["--venues", "ftx"], ["--period", "0"], ["--tls-cert", "x.pem"]):
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 2

@@ -98,4 +98,4 @@ def test_instrument_table_and_fallback() -> None:
         with pytest.raises(ValueError):
             make_instrument(bad)
     with pytest.raises(ValueError):
-        SyntheticMarket(["ethbtc"], venues=["kraken"])
+        SyntheticMarket(["ethbtc"], venues=["ftx"])

@@ -69,6 +69,7 @@ from dragonfly.sim.plumbing import (
     route,
     wait_server_closed,
 )
+from dragonfly.sim.protocols import compact as compact
 from dragonfly.sim.restport import RestPort
 
 log = logging.getLogger("dragonfly.sim.replay")
@@ -80,11 +81,6 @@ YIELD_EVERY = 256
 Report = Callable[[int, str], None]
 #: symbol -> [(recorded time, response body)], sorted by time.
 Snapshots = Mapping[str, Sequence[tuple[float, bytes]]]
-
-
-def compact(obj: object) -> bytes:
-    """Encode ``obj`` as compact JSON (no spaces), like most venues print it."""
-    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def loads(payload: bytes, report: Report, line: int) -> Any:

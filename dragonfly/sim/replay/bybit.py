@@ -43,6 +43,8 @@ from typing import Any
 
 from dragonfly.recording import Received, Record, Sent
 from dragonfly.sim.faults.target import Capabilities
+from dragonfly.sim.protocols import bybit
+from dragonfly.sim.protocols.bybit import topic
 from dragonfly.sim.replay.base import (
     Frame,
     ReplayConnection,
@@ -54,13 +56,7 @@ from dragonfly.sim.replay.base import (
 )
 
 OLD_TOPIC = "orderBookL2_25."
-DEPTH = 50
 SIDES = {"Buy": "b", "Sell": "a"}
-
-
-def topic(symbol: str) -> str:
-    """Return the v5 book topic of ``symbol``."""
-    return f"orderbook.{DEPTH}.{symbol}"
 
 
 def _text(value: object) -> str | None:
@@ -213,55 +209,18 @@ class BybitReplay(ReplayConnection):
 
     def open_session(self, path: str, query: dict[str, str]) -> ReplaySession | None:
         """Accept the v5 public spot, linear and inverse endpoints."""
-        if path.rstrip("/") in ("/v5/public/spot", "/v5/public/linear", "/v5/public/inverse"):
+        if path.rstrip("/") in bybit.PATHS:
             return BybitSession(self)
         return None
 
     def on_message(self, session: ReplaySession, payload: bytes) -> None:
-        """Answer ping and (un)subscribe requests."""
+        """Answer ping and (un)subscribe requests (:func:`dragonfly.sim.protocols.bybit.answer`)."""
         assert isinstance(session, BybitSession)
-        try:
-            message = json.loads(payload)
-        except ValueError:
-            session.send(compact({"success": False, "ret_msg": "Invalid request: not JSON",
-                                  "conn_id": session.conn_id}))
-            return
-        if not isinstance(message, dict):
-            message = {}
-        op = message.get("op")
-        reply: dict[str, Any] = {"success": True, "ret_msg": "", "conn_id": session.conn_id}
-        if "req_id" in message:
-            reply["req_id"] = message["req_id"]
-        reply["op"] = op
-        if op == "ping":
-            reply["ret_msg"] = "pong"
-        elif op in ("subscribe", "unsubscribe"):
-            args = message.get("args")
-            symbols = self._symbols(args)
-            if symbols is None:
-                bad = [a for a in args or () if not isinstance(a, str) or self._symbol(a) is None] \
-                    if isinstance(args, list) else [args]
-                reply["success"] = False
-                reply["ret_msg"] = f"Invalid symbol :[{','.join(str(a) for a in bad)}]"
+
+        def on_symbol(op: str, symbol: str) -> None:
+            if op == "subscribe":
+                self.subscribe(session, symbol)
             else:
-                for symbol in symbols:
-                    if op == "subscribe":
-                        self.subscribe(session, symbol)
-                    else:
-                        self.unsubscribe(session, symbol)
-                reply["ret_msg"] = op if op == "subscribe" else ""
-        else:
-            reply["success"] = False
-            reply["ret_msg"] = f"Invalid op: {op}"
-        session.send(compact(reply))
+                self.unsubscribe(session, symbol)
 
-    def _symbol(self, name: str) -> str | None:
-        prefix = f"orderbook.{DEPTH}."
-        symbol = name[len(prefix):] if name.startswith(prefix) else None
-        return symbol if symbol is not None and self.knows(symbol) else None
-
-    def _symbols(self, args: object) -> list[str] | None:
-        if not isinstance(args, list) or not args:
-            return None
-        symbols = [self._symbol(a) if isinstance(a, str) else None for a in args]
-        return None if any(s is None for s in symbols) else [s for s in symbols if s is not None]
+        session.send(bybit.answer(payload, session.conn_id, self.knows, on_symbol))

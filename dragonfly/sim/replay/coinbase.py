@@ -27,37 +27,23 @@ unknown product -> an error and nothing subscribed; channel ``heartbeats``
 
 from __future__ import annotations
 
-import datetime
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from dragonfly.recording import Received, Record, Sent
 from dragonfly.sim.faults.target import Capabilities
+from dragonfly.sim.protocols import coinbase
+from dragonfly.sim.protocols.coinbase import CHANNEL, Numbering, iso, message_parts
 from dragonfly.sim.replay.base import (
     Frame,
     ReplayConnection,
     ReplaySession,
     Report,
     Track,
-    compact,
     loads,
 )
 
 SIDES = {"buy": "bid", "sell": "offer"}
-CHANNEL = "level2"
-
-
-def iso(ts: float) -> str:
-    """Return unix time ``ts`` as ISO 8601 UTC with microseconds (``...T16:43:37.077736Z``)."""
-    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def message_parts(channel: str, ts: float, events: list[dict[str, Any]]) -> tuple[bytes, bytes]:
-    """Return a message split around its ``sequence_num`` value: (head, tail)."""
-    head = b'{"channel":"%s","client_id":"","timestamp":"%s","sequence_num":' % (
-        channel.encode(), iso(ts).encode())
-    return head, b',"events":%s}' % compact(events)
 
 
 def _subscribed(request: object) -> list[str]:
@@ -125,20 +111,12 @@ def translate(records: Sequence[Record], report: Report) -> Track:
 
 
 class CoinbaseSession(ReplaySession):
-    """An Advanced Trade client: its message count and heartbeat subscription."""
+    """An Advanced Trade client: its message numbering and heartbeat subscription."""
 
     def __init__(self, conn: ReplayConnection) -> None:
         """Bind to ``conn``."""
         super().__init__(conn)
-        self.seq = 0
-        self.heartbeats = False
-        self.heartbeat_counter = 0
-
-    def send_numbered(self, head: bytes, tail: bytes) -> bool:
-        """Send a message numbered with this client's next ``sequence_num``."""
-        seq = self.seq
-        self.seq = seq + 1
-        return self.send(b"%s%d%s" % (head, seq, tail))
+        self.numbering = Numbering()
 
 
 class CoinbaseReplay(ReplayConnection):
@@ -159,60 +137,25 @@ class CoinbaseReplay(ReplayConnection):
     def encode(self, session: ReplaySession, frame: Frame) -> bytes:
         """Splice the client's next ``sequence_num`` into the pre-encoded message."""
         assert isinstance(session, CoinbaseSession) and frame.alt is not None
-        seq = session.seq
-        session.seq = seq + 1
-        return b"%s%d%s" % (frame.data, seq, frame.alt)
+        return session.numbering.number(frame.data, frame.alt)
 
     def heartbeat(self, session: ReplaySession) -> None:
         """Send a heartbeats message to a client subscribed to them."""
         assert isinstance(session, CoinbaseSession)
-        if session.heartbeats:
-            now = datetime.datetime.now(datetime.UTC).timestamp()
-            session.heartbeat_counter += 1
-            session.send_numbered(*message_parts("heartbeats", now, [
-                {"current_time": iso(now), "heartbeat_counter": session.heartbeat_counter}]))
+        message = session.numbering.heartbeat()
+        if message is not None:
+            session.send(message)
 
     def on_message(self, session: ReplaySession, payload: bytes) -> None:
-        """Answer (un)subscribe requests for ``level2`` and ``heartbeats``."""
+        """Answer (un)subscribe requests (:func:`dragonfly.sim.protocols.coinbase.answer`)."""
         assert isinstance(session, CoinbaseSession)
-        try:
-            message = json.loads(payload)
-        except ValueError:
-            session.send(_error("Failed to parse request: invalid JSON"))
-            return
-        kind = message.get("type") if isinstance(message, dict) else None
-        if kind not in ("subscribe", "unsubscribe"):
-            session.send(_error(f"Failed to parse request: unknown type {kind!r}"))
-            return
-        assert isinstance(message, dict)
-        channel = message.get("channel")
-        if channel == "heartbeats":
-            session.heartbeats = kind == "subscribe"
-        elif channel == CHANNEL:
-            products = message.get("product_ids")
-            if not isinstance(products, list) or not products:
-                session.send(_error(f"Failed to {kind}: product_ids required for {CHANNEL}"))
-                return
-            unknown = [p for p in products if not isinstance(p, str) or not self.knows(p)]
-            if unknown:
-                session.send(_error(f"Failed to {kind}: unknown product_ids {unknown}"))
-                return
-            for product in products:
-                if kind == "subscribe":
-                    self.subscribe(session, product)
-                else:
-                    self.unsubscribe(session, product)
-        else:
-            session.send(_error(f"Failed to {kind}: unsupported channel {channel!r}"))
-            return
-        subscriptions: dict[str, list[str]] = {}
-        if session.subs:
-            subscriptions[CHANNEL] = list(session.subs)
-        if session.heartbeats:
-            subscriptions["heartbeats"] = ["heartbeats"]
-        now = datetime.datetime.now(datetime.UTC).timestamp()
-        session.send_numbered(*message_parts("subscriptions", now, [{"subscriptions": subscriptions}]))
 
+        def on_product(kind: str, product: str) -> None:
+            if kind == "subscribe":
+                self.subscribe(session, product)
+            else:
+                self.unsubscribe(session, product)
 
-def _error(message: str) -> bytes:
-    return compact({"type": "error", "message": message})
+        for reply in coinbase.answer(payload, session.numbering, self.knows, on_product,
+                                     lambda: list(session.subs)):
+            session.send(reply)

@@ -8,7 +8,9 @@ Recorded: ``wss://ws.kraken.com``, one ``subscribe`` of several pairs to
 the recorded bytes (checksums included) are sent unchanged.
 
 Served on ``/``: a ``systemStatus`` on connect; ``subscribe`` /
-``unsubscribe`` of ``book`` for recorded pairs -> one ``subscriptionStatus``
+``unsubscribe`` of ``book`` for recorded pairs (answered by the protocol
+module shared with the synthetic server, :mod:`dragonfly.sim.protocols.kraken`)
+-> one ``subscriptionStatus``
 per pair carrying the recorded ``channelID``, ``channelName`` and depth.
 Any depth Kraken serves (10, 25, 100, 500, 1000) is accepted, but the frames
 are the recorded depth's (``book-1000`` here) and the ack says so: a client
@@ -22,28 +24,22 @@ recorded acks, status and heartbeats are not replayed.
 
 from __future__ import annotations
 
-import json
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from dragonfly.recording import Received, Record, Sent
 from dragonfly.sim.faults.target import Capabilities
+from dragonfly.sim.protocols import kraken
+from dragonfly.sim.protocols.kraken import DEFAULT_DEPTH, HEARTBEAT
 from dragonfly.sim.replay.base import (
     Frame,
     ReplayConnection,
     ReplaySession,
     Report,
     Track,
-    compact,
     loads,
 )
-
-DEFAULT_DEPTH = 10
-#: The book depths Kraken serves.
-DEPTHS = (10, 25, 100, 500, 1000)
-HEARTBEAT = b'{"event":"heartbeat"}'
 
 
 @dataclass
@@ -126,8 +122,7 @@ class KrakenReplay(ReplayConnection):
 
     def on_open(self, session: ReplaySession) -> None:
         """Send the systemStatus a live connection starts with."""
-        session.send(compact({"connectionID": random.getrandbits(63), "event": "systemStatus",
-                              "status": "online", "version": "1.9.0"}))
+        session.send(kraken.system_status())
 
     def heartbeat(self, session: ReplaySession) -> None:
         """Heartbeat a subscribed client."""
@@ -135,76 +130,19 @@ class KrakenReplay(ReplayConnection):
             session.send(HEARTBEAT)
 
     def on_message(self, session: ReplaySession, payload: bytes) -> None:
-        """Answer one client request."""
-        try:
-            message = json.loads(payload)
-        except ValueError:
-            session.send(compact({"errorMessage": "Malformed request", "event": "error",
-                                  "status": "error"}))
-            return
-        if not isinstance(message, dict):
-            session.send(compact({"errorMessage": "Malformed request", "event": "error",
-                                  "status": "error"}))
-            return
-        event = message.get("event")
-        reqid = message.get("reqid")
-        if event == "ping":
-            session.send(compact(_with_reqid({"event": "pong"}, reqid)))
-        elif event in ("subscribe", "unsubscribe"):
-            self._subscription(session, event, message, reqid)
-        else:
-            session.send(compact(_with_reqid({"errorMessage": f"Unsupported event {event}",
-                                              "event": "error", "status": "error"}, reqid)))
+        """Answer one client request (:func:`dragonfly.sim.protocols.kraken.answer`)."""
 
-    def _subscription(self, session: ReplaySession, event: str, message: dict[str, Any],
-                      reqid: object) -> None:
-        sub = message.get("subscription")
-        pairs = message.get("pair")
-        if not isinstance(sub, dict) or sub.get("name") != "book":
-            name = sub.get("name") if isinstance(sub, dict) else None
-            reason = ("Subscription name invalid" if name is not None
-                      else "Subscription field must be an object")
-            session.send(compact(_with_reqid({"errorMessage": reason, "event": "subscriptionStatus",
-                                              "status": "error", "subscription": sub}, reqid)))
-            return
-        if not isinstance(pairs, list) or not pairs:
-            session.send(compact(_with_reqid({"errorMessage": "Pair field must be an array",
-                                              "event": "subscriptionStatus", "status": "error",
-                                              "subscription": sub}, reqid)))
-            return
-        depth = sub.get("depth", DEFAULT_DEPTH)
-        for pair in pairs:
-            recorded = self.depths.get(pair) if isinstance(pair, str) else None
-            if not isinstance(pair, str) or not self.knows(pair):
-                error = f"Currency pair not supported {pair}"
-            elif event == "subscribe" and depth not in DEPTHS:
-                error = "Subscription depth not supported"
-            else:
-                error = None
-            if error is not None:
-                session.send(compact(_with_reqid(
-                    {"errorMessage": error, "event": "subscriptionStatus", "pair": pair,
-                     "status": "error", "subscription": {"depth": depth, "name": "book"}}, reqid)))
-                continue
-            assert isinstance(pair, str)
+        def on_pair(event: str, pair: str, depth: int) -> tuple[int, int]:
             if event == "subscribe":
                 self.subscribe(session, pair)
-                status = "subscribed"
             else:
                 self.unsubscribe(session, pair)
-                status = "unsubscribed"
             chan = self.channel_ids.get(pair)
             if chan is None:
                 chan = self.channel_ids[pair] = self._next_id
                 self._next_id += 1
-            shown = recorded if recorded is not None else depth
-            session.send(compact(_with_reqid(
-                {"channelID": chan, "channelName": f"book-{shown}", "event": "subscriptionStatus",
-                 "pair": pair, "status": status, "subscription": {"depth": shown, "name": "book"}},
-                reqid)))
+            recorded = self.depths.get(pair)
+            return chan, recorded if recorded is not None else depth
 
-
-def _with_reqid(body: dict[str, Any], reqid: object) -> dict[str, Any]:
-    if reqid is not None:
-        body["reqid"] = reqid
-    return body
+        for reply in kraken.answer(payload, self.knows, on_pair):
+            session.send(reply)

@@ -15,7 +15,6 @@ trades and the recorded acks are not replayed.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,17 +23,16 @@ from typing import Any
 from dragonfly.recording import Received, Record, Sent
 from dragonfly.sim.faults.target import Capabilities
 from dragonfly.sim.peer import Peer
+from dragonfly.sim.protocols import okx
 from dragonfly.sim.replay.base import (
     Frame,
     ReplayConnection,
     ReplaySession,
     Report,
     Track,
-    compact,
     loads,
 )
 
-NOTICE = "The connection will soon be closed for a service upgrade. Please reconnect."
 #: Order book channels of the v5 public API.
 BOOK_CHANNELS = frozenset({"books", "books5", "books-l2-tbt", "books50-l2-tbt", "bbo-tbt"})
 
@@ -93,7 +91,7 @@ class OkxReplay(ReplayConnection):
     # This capture predates seqId/prevSeqId; a CRC32 of the top 25 levels per side.
     capabilities = Capabilities("okx", checksum_depth=25, notice=True)
     # The notice comes 30 seconds before a service upgrade closes the connection.
-    notice_grace_s = 30.0
+    notice_grace_s = okx.NOTICE_GRACE_S
 
     def __init__(self, name: str, track: OkxTrack, **kwargs: Any) -> None:
         """Keep the recorded channel of each instrument."""
@@ -109,39 +107,20 @@ class OkxReplay(ReplayConnection):
     def notice_frame(self, peer: Peer) -> bytes:
         """Return the service-upgrade notice (code 64008) with the client's connection id."""
         assert isinstance(peer, OkxSession)
-        return compact({"event": "notice", "code": "64008", "msg": NOTICE, "connId": peer.conn_id})
+        return okx.notice(peer.conn_id)
 
     def on_message(self, session: ReplaySession, payload: bytes) -> None:
-        """Answer ``ping`` and (un)subscribe requests."""
+        """Answer ``ping`` and (un)subscribe requests (:func:`dragonfly.sim.protocols.okx.answer`)."""
         assert isinstance(session, OkxSession)
-        if payload == b"ping":
-            session.send(b"pong")
-            return
-        try:
-            message = json.loads(payload)
-        except ValueError:
-            self._error(session, "60012", f"Invalid request: {payload.decode('utf-8', 'replace')}")
-            return
-        op = message.get("op") if isinstance(message, dict) else None
-        args = message.get("args") if isinstance(message, dict) else None
-        if op not in ("subscribe", "unsubscribe") or not isinstance(args, list):
-            self._error(session, "60012", f"Invalid request: {payload.decode('utf-8', 'replace')}")
-            return
-        for arg in args:
-            channel = arg.get("channel") if isinstance(arg, dict) else None
-            inst_id = arg.get("instId") if isinstance(arg, dict) else None
-            known = isinstance(inst_id, str) and self.channels.get(inst_id) == channel
-            if not known or not isinstance(inst_id, str):
-                self._error(session, "60018",
-                            f"Wrong URL or channel:{channel},instId:{inst_id} doesn't exist.")
-                continue
+
+        def knows(channel: str, inst_id: str) -> bool:
+            return self.channels.get(inst_id) == channel  # only the recorded channel
+
+        def on_arg(op: str, channel: str, inst_id: str) -> None:
             if op == "subscribe":
                 self.subscribe(session, inst_id)
             else:
                 self.unsubscribe(session, inst_id)
-            session.send(compact({"event": op, "arg": {"channel": channel, "instId": inst_id},
-                                  "connId": session.conn_id}))
 
-    @staticmethod
-    def _error(session: OkxSession, code: str, msg: str) -> None:
-        session.send(compact({"event": "error", "code": code, "msg": msg, "connId": session.conn_id}))
+        for reply in okx.answer(payload, session.conn_id, knows, on_arg):
+            session.send(reply)

@@ -333,6 +333,8 @@ class DiffListener:
             )
             for symbol, out in outputs.items()
         }
+        #: Symbols the venue refused: their health records, no longer kept.
+        self.dropped: dict[str, SymbolSync] = {}
         self._decode = channel.make_decoder()
         # The channel is frozen: its rules read as plain attributes per delta.
         self._continuity = channel.continuity
@@ -355,8 +357,9 @@ class DiffListener:
         return any(s.status is VenueStatus.LIVE for s in self.syms.values())
 
     def health(self, symbol: str) -> SymbolSync:
-        """Return the health record of ``symbol``'s book."""
-        return self.syms[symbol]
+        """Return the health record of ``symbol``'s book (a dropped symbol's too)."""
+        sync = self.syms.get(symbol)
+        return sync if sync is not None else self.dropped[symbol]
 
     def on_frame(self, payload: bytes, recv_ns: int, last_in_buffer: bool) -> bool:
         """Decode and apply one frame (hot path); ``False``: not a book frame."""
@@ -530,12 +533,13 @@ class DiffListener:
         if sync is not None:
             sync.requested = False
 
-    def drop_symbol(self, symbol: str) -> None:
-        """Stop keeping ``symbol`` (the venue rejected it)."""
+    def drop_symbol(self, symbol: str, detail: str = "the venue does not list it") -> None:
+        """Stop keeping ``symbol`` (the venue rejected it); its health record stays, ``REJECTED``."""
         sync = self.syms.pop(symbol, None)
         if sync is not None:
+            self.dropped[symbol] = sync
             sync.status = VenueStatus.REJECTED
-            sync.detail = "the venue does not list it"
+            sync.detail = detail
             self._unpublish(sync)
 
     # -- sync rules ------------------------------------------------------------

@@ -2,9 +2,13 @@
 
 A :class:`Feed` owns a :class:`~dragonfly.core.ws.WsConnection` (layer 1)
 and the listener (layer 3) of its channel: a
-:class:`~dragonfly.core.listener.TopNListener` for a snapshot channel (one
-symbol), a :class:`~dragonfly.core.diff.DiffListener` for a diff channel (one
-or more symbols, which it resynchronises through the feed). On every
+:class:`~dragonfly.core.listener.TopNListener` for a snapshot channel of one
+symbol, a :class:`~dragonfly.core.listener.SnapshotRouter` (one TopNListener
+per symbol) for a snapshot channel of several, a
+:class:`~dragonfly.core.diff.DiffListener` for a diff channel (one or more
+symbols, which it resynchronises through the feed). A feed carries at most
+the venue's ``Limits.symbols_per_connection`` symbols; a topology makes one
+feed per group. On every
 (re)connect it sends the venue's subscribe frames, waits for the ack, sends
 application heartbeats if the venue wants them, and reads control frames
 (acks, rejections, reconnect requests). Book frames go straight to the
@@ -28,6 +32,18 @@ It also keeps the venue within bounds and its books honest:
   channel's ``stale_after`` (10 s at least) is wedged, whatever it answers to
   pings: it is ended and made again;
 * what can repeat (disconnects, failures) is logged at a bounded rate.
+
+Each symbol is accepted or refused on its own (:attr:`Feed.outcomes`): a
+venue refusing one symbol withdraws that book as ``REJECTED`` (its detail the
+reason, logged once) and the connection carries on with the others; the
+symbol is never subscribed again by this feed. A refusal is pinned on a
+symbol by the venue's control parser (``Control.symbol``); one that names
+none goes to the only symbol left, or, where the venue answers each
+subscribe frame in order (``VenueSpec.answers_in_order``), to the oldest
+symbol not answered yet, and otherwise to every symbol not yet accepted on
+this connection (the venue refused the request as a whole). An ack that names
+no symbol accepts every symbol not answered yet (the oldest only, where the
+venue answers in order).
 """
 
 from __future__ import annotations
@@ -49,7 +65,7 @@ from dragonfly.core.diff import DiffChannel, DiffListener
 from dragonfly.core.errors import HttpError, ParseError
 from dragonfly.core.health import Health, LivenessKind, VenueStatus
 from dragonfly.core.http import HttpResponse, http_get, retry_after
-from dragonfly.core.listener import TopNListener
+from dragonfly.core.listener import SnapshotRouter, TopNListener
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotProducer
 from dragonfly.core.types import VenueBook, check_depth
@@ -134,9 +150,11 @@ class Feed:
 
     ``outputs`` maps each venue symbol to the slot its top ``depth`` levels are
     published to (``None``: keep the book unpublished, diff channel only).
-    :attr:`outcome` resolves once: to ``None`` when the venue first accepts
-    the subscription, or to a one-line reason when it rejects the instrument.
-    Connection failures do not resolve it; they are retried with backoff and
+    :attr:`outcomes` holds one future per symbol, resolved once: to ``None``
+    when the venue accepts the symbol, or to a one-line reason when it refuses
+    it. :attr:`outcome` is the answer for the feed as a whole: ``None`` once
+    any symbol is accepted, a reason only when every symbol was refused.
+    Connection failures resolve neither; they are retried with backoff and
     reported through the log and :attr:`last_error`.
     """
 
@@ -163,6 +181,12 @@ class Feed:
     ) -> None:
         if not outputs:
             raise ValueError("a feed needs at least one symbol")
+        most = spec.limits.symbols_per_connection
+        if most is not None and len(outputs) > most:
+            raise ValueError(
+                f"{spec.name} allows {most} symbols a connection, not {len(outputs)}: "
+                "split them over several feeds"
+            )
         check_depth(depth)
         if book_depth is not None:
             check_depth(book_depth, "book_depth")
@@ -174,26 +198,34 @@ class Feed:
         self.liveness = spec.liveness(self.kind)
         if stale_after is not None:
             self.liveness = self.liveness.with_stale_after(stale_after)
-        self.listener: TopNListener | DiffListener
+        self.listener: TopNListener | SnapshotRouter | DiffListener
         #: The diff channel in use (``spec.diff``, or its variant at ``book_depth``).
         self.diff: DiffChannel
         if self.kind == "snapshot":
             assert spec.snapshot is not None
-            if len(outputs) != 1:
-                raise ValueError("a snapshot-channel feed carries exactly one symbol")
-            out = outputs[self.symbol]
-            if out is None:
-                raise ValueError("a snapshot-channel feed needs an output slot")
             snap = spec.snapshot
-            self.listener = TopNListener(
-                spec.name,
-                snap.make_decoder(depth),
-                out,
-                snap.is_book,
-                make_decoder=functools.partial(snap.make_decoder, depth),
-                stale_after=self.liveness.stale_after,
-                seq_ns=snap.seq_ns,
-            )
+            if len(outputs) > 1 and (snap.route is None or snap.route_key is None):
+                raise ValueError(f"{spec.name}'s snapshot channel carries one symbol a connection")
+            books: dict[str, TopNListener] = {}
+            for symbol, out in outputs.items():
+                if out is None:
+                    raise ValueError("a snapshot-channel feed needs an output slot for every symbol")
+                books[symbol] = TopNListener(
+                    spec.name,
+                    snap.make_decoder(depth),
+                    out,
+                    snap.is_book,
+                    make_decoder=functools.partial(snap.make_decoder, depth),
+                    stale_after=self.liveness.stale_after,
+                    seq_ns=snap.seq_ns,
+                    symbol=symbol if len(outputs) > 1 else "",
+                )
+            if len(books) == 1:
+                # One symbol: the listener takes the frames itself, no routing on the hot path.
+                self.listener = books[self.symbol]
+            else:
+                assert snap.route is not None and snap.route_key is not None
+                self.listener = SnapshotRouter(spec.name, books, snap.route, snap.route_key)
         else:
             assert spec.diff is not None
             self.diff = spec.diff
@@ -212,7 +244,14 @@ class Feed:
         self.state = FeedState.STARTING
         self.stats = FeedStats()
         self.last_error = ""
-        self.outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.outcome: asyncio.Future[str | None] = loop.create_future()
+        #: Per symbol: ``None`` once the venue accepted it, or why it refused it.
+        self.outcomes: dict[str, asyncio.Future[str | None]] = {s: loop.create_future() for s in self.symbols}
+        #: Symbols the venue refused -> the reason (they are out of :attr:`symbols`).
+        self.rejected: dict[str, str] = {}
+        # Symbols subscribed on this connection that the venue has not answered yet, in order.
+        self._unanswered: list[str] = []
         self.conn = WsConnection(
             self.ws_url,
             self,
@@ -261,8 +300,8 @@ class Feed:
         return self.listener.health(symbol)
 
     async def run(self) -> None:
-        """Check the symbol where the venue needs it, then stay connected until stopped."""
-        if self.spec.symbol_check is not None and not await self._symbol_listed():
+        """Check the symbols where the venue needs it, then stay connected until stopped."""
+        if self.spec.symbol_check is not None and not await self._symbols_listed():
             return
         self.state = FeedState.CONNECTING
         self.listener.withdraw(VenueStatus.CONNECTING, "connecting")
@@ -270,7 +309,8 @@ class Feed:
         try:
             await self.conn.run()
         finally:
-            self.state = FeedState.STOPPED
+            if self.state is not FeedState.REJECTED:
+                self.state = FeedState.STOPPED
 
     def stop(self) -> None:
         """Disconnect and stop reconnecting; the venue leaves the merge."""
@@ -286,8 +326,9 @@ class Feed:
             self.listener.withdraw(VenueStatus.REJECTED, self.last_error)
         else:
             self.listener.withdraw(VenueStatus.STOPPED, "stopped")
-        if not self.outcome.done():
-            self.outcome.set_result("stopped before the venue answered")
+        for fut in (*self.outcomes.values(), self.outcome):
+            if not fut.done():
+                fut.set_result("stopped before the venue answered")
 
     # -- freshness -----------------------------------------------------------
 
@@ -322,6 +363,7 @@ class Feed:
         self.state = FeedState.SUBSCRIBING
         self._opened_ns = time.time_ns()
         self.listener.withdraw(VenueStatus.SYNCING, "subscribing")
+        self._unanswered = list(self.symbols)
         messages = self.spec.limits.messages
         self._send_limit = _limit(messages)
         self._log.info(
@@ -384,15 +426,22 @@ class Feed:
             if self.liveness.kind is LivenessKind.HEARTBEAT:
                 self.listener.prove_fresh(recv_ns)
         elif kind is ControlKind.SUBSCRIBED:
+            self._accepted(ctl.symbol)
             self._subscribed()
         elif kind is ControlKind.REJECTED:
-            if ctl.symbol is not None and len(self.symbols) > 1 and ctl.symbol in self.symbols:
-                self._log.error("%s rejected %s: %s", self.name, ctl.symbol, ctl.detail)
-                self.symbols.remove(ctl.symbol)
-                if isinstance(self.listener, DiffListener):
-                    self.listener.drop_symbol(ctl.symbol)
-            else:
-                self._reject(ctl.detail)
+            if ctl.symbol is not None and ctl.symbol in self.rejected:
+                return  # refused already: one line, one withdrawal
+            named = ctl.symbol if ctl.symbol in self.symbols else None
+            targets = [named] if named is not None else self._unattributed()
+            if not targets:
+                self.stats.venue_errors += 1
+                self._fail_log.warning(
+                    "%s: venue refused a subscription naming no symbol, after all were accepted: %s",
+                    self.name,
+                    ctl.detail,
+                )
+            for symbol in targets:
+                self._reject_symbol(symbol, ctl.detail)
         elif kind is ControlKind.RECONNECT:
             self._log.info("%s: venue asked to reconnect (%s)", self.name, ctl.detail or "no reason given")
             self.conn.drop(f"venue asked to reconnect ({ctl.detail or 'no reason given'})")
@@ -419,6 +468,49 @@ class Feed:
         if not self.outcome.done():
             self.outcome.set_result(None)
 
+    def _accepted(self, named: str | None) -> None:
+        """Resolve the symbols an ack accepts (see the module doc)."""
+        if named is not None and named in self.outcomes:
+            symbols = [named]
+        elif self.spec.answers_in_order:
+            symbols = self._unanswered[:1]
+        else:
+            symbols = list(self._unanswered)
+        for symbol in symbols:
+            if symbol in self._unanswered:
+                self._unanswered.remove(symbol)
+            fut = self.outcomes[symbol]
+            if not fut.done():
+                fut.set_result(None)
+
+    def _unattributed(self) -> list[str]:
+        """The symbols a refusal that names none is about (see the module doc)."""
+        if len(self.symbols) == 1:
+            return list(self.symbols)
+        if self.spec.answers_in_order:
+            return self._unanswered[:1]
+        return list(self._unanswered)
+
+    def _reject_symbol(self, symbol: str, detail: str) -> None:
+        """The venue refused ``symbol``: withdraw its book as REJECTED; the others carry on."""
+        if symbol not in self.symbols:
+            return
+        if len(self.outcomes) == 1:
+            reason = f"{self.name} rejected instrument {self.instrument!r} ({symbol}): {detail}"
+        else:
+            reason = f"{self.name} rejected {symbol}: {detail}"
+        self.symbols.remove(symbol)
+        if symbol in self._unanswered:
+            self._unanswered.remove(symbol)
+        self.rejected[symbol] = reason
+        self._log.error("%s", reason)
+        self.listener.drop_symbol(symbol, reason)
+        fut = self.outcomes[symbol]
+        if not fut.done():
+            fut.set_result(reason)
+        if not self.symbols:
+            self._reject("; ".join(self.rejected.values()))
+
     def _healthy_check(self, connection: int) -> None:
         if connection != self.conn.connects or not self.conn.connected:
             return
@@ -443,11 +535,12 @@ class Feed:
                 ),
             )
 
-    def _reject(self, detail: str) -> None:
-        reason = f"{self.name} rejected instrument {self.instrument!r} ({', '.join(self.symbols)}): {detail}"
+    def _reject(self, reason: str) -> None:
+        """Every symbol was refused: the feed stops."""
         self.state = FeedState.REJECTED
         self.last_error = reason
-        self._log.error("%s", reason)
+        if len(self.outcomes) > 1:
+            self._log.error("%s: every symbol of the connection was refused; feed stopped", self.name)
         if not self.outcome.done():
             self.outcome.set_result(reason)
         self.stop()
@@ -518,7 +611,10 @@ class Feed:
     def _subscribe_frames(self, symbols: Sequence[str]) -> Sequence[bytes]:
         if self.kind == "snapshot":
             assert self.spec.snapshot is not None
-            return self.spec.snapshot.subscribe(symbols[0])
+            frames = self.spec.snapshot.subscribe(symbols)
+            if isinstance(self.listener, SnapshotRouter):
+                return (*self.spec.snapshot.route_setup, *frames)
+            return frames
         return self.diff.subscribe(symbols)
 
     # -- FeedControl (resynchronisation of diff books) -----------------------
@@ -597,23 +693,29 @@ class Feed:
             self._drain.cancel()
             self._drain = None
 
-    async def _symbol_listed(self) -> bool:
+    async def _symbols_listed(self) -> bool:
+        """Check every symbol with the venue's REST probe; ``False`` if none is left."""
+        for symbol in list(self.symbols):
+            await self._symbol_listed(symbol)
+            if self._stopped:
+                return False
+        return bool(self.symbols)
+
+    async def _symbol_listed(self, symbol: str) -> None:
         check = self.spec.symbol_check
         assert check is not None
         if not self.rest_url:
-            return True
-        url = self.rest_url.rstrip("/") + check.path.format(symbol=self.symbol)
+            return
+        url = self.rest_url.rstrip("/") + check.path.format(symbol=symbol)
         try:
             resp = await self._http_get(url)
         except HttpError as exc:
-            self._log.warning(
-                "%s: cannot verify symbol %s (%s); subscribing anyway", self.name, self.symbol, exc
-            )
-            return True
+            self._log.warning("%s: cannot verify symbol %s (%s); subscribing anyway", self.name, symbol, exc)
+            return
         reason = check.rejects(resp.status, resp.body)
         if reason is not None:
-            self._reject(reason)
-            return False
+            self._reject_symbol(symbol, reason)
+            return
         if resp.status != 200:
             self._log.warning(
                 "%s: symbol check %s answered HTTP %d; subscribing anyway: %.200s",
@@ -622,5 +724,4 @@ class Feed:
                 resp.status,
                 resp.body.decode("utf-8", "replace"),
             )
-        return True
 

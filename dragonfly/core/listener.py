@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from dragonfly.accel import speedups
 from dragonfly.core.errors import ParseError
@@ -24,7 +24,7 @@ from dragonfly.core.health import VenueStatus
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotProducer
 from dragonfly.core.types import Side, VenueBook, new_venue_book
-from dragonfly.core.venue import Decoder
+from dragonfly.core.venue import Decoder, Router
 
 _LIVE = VenueStatus.LIVE
 
@@ -95,6 +95,7 @@ class TopNListener:
         "data_ns",
         "detail",
         "frames",
+        "label",
         "malformed",
         "seq",
         "stale_after_ns",
@@ -113,8 +114,11 @@ class TopNListener:
         make_decoder: Callable[[], Decoder] | None = None,
         stale_after: float = 60.0,
         seq_ns: int = 0,
+        symbol: str = "",
     ) -> None:
         self.venue = venue
+        #: How logs name this book: the venue, and the symbol where a connection carries several.
+        self.label = f"{venue} {symbol}" if symbol else venue
         # ns per unit of the frames' seq when it is the venue's clock, else 0.
         self._seq_ns = seq_ns
         self._decode = decode
@@ -249,7 +253,7 @@ class TopNListener:
         self._drop(VenueStatus.STALE, f"no book for {age:.1f} s")
         self._bad_log.warning(
             "%s: book withdrawn: no book frame for %.1f s (stale after %g s); it returns with the next one",
-            self.venue,
+            self.label,
             age,
             self.stale_after_ns / 1e9,
         )
@@ -267,6 +271,10 @@ class TopNListener:
     def newest_proof_ns(self) -> int:
         """Wall time of the newest proof that the book is current (0: none yet)."""
         return self.data_ns
+
+    def drop_symbol(self, symbol: str, detail: str) -> None:
+        """The venue refused the symbol: withdraw the book as ``REJECTED`` for good."""
+        self.withdraw(VenueStatus.REJECTED, detail)
 
     def _drop(self, status: VenueStatus, detail: str) -> None:
         self._bids = None
@@ -287,8 +295,143 @@ class TopNListener:
             self.detail = why
         self._bad_log.warning(
             "%s: dropped a malformed frame, book withdrawn until a good one (%s; %d so far)%s",
-            self.venue,
+            self.label,
             why,
             self.malformed,
             f": {payload[:200]!r}" if payload else "",
         )
+
+
+class SnapshotRouter:
+    """Keep the top N of several symbols that share one snapshot-channel connection.
+
+    Each symbol has its own :class:`TopNListener` (its own decoder, health
+    record, held frame and counters); ``route`` tells a frame's symbol from
+    its bytes (the channel's :attr:`~dragonfly.core.venue.SnapshotChannel.route`)
+    and the frame goes to that symbol's listener. A frame whose key is no
+    symbol of the connection (one the venue refused, say) is counted in
+    :attr:`unrouted` and dropped. The listener protocol the feed drives
+    (``withdraw``, ``check_stale``, ``unreadable``, ``prove_fresh``,
+    ``newest_proof_ns``, ``end_burst``) covers every symbol still carried;
+    a refused symbol (:meth:`drop_symbol`) keeps its health record, as
+    ``REJECTED``, and nothing the connection does later changes it.
+
+    A one-symbol connection does not use this: its feed drives a
+    :class:`TopNListener` directly, so its hot path pays no routing.
+    """
+
+    __slots__ = ("_burst", "_route", "_routes", "books", "frames", "unrouted", "venue")
+
+    def __init__(
+        self,
+        venue: str,
+        listeners: Mapping[str, TopNListener],
+        route: Router,
+        route_key: Callable[[str], bytes],
+    ) -> None:
+        self.venue = venue
+        #: Every symbol's listener, refused ones included (their health records).
+        self.books = dict(listeners)
+        # Key -> listener, for the symbols still carried.
+        self._routes = {route_key(symbol): lst for symbol, lst in listeners.items()}
+        self._route = route
+        # Listeners given a frame in this read that was not its last.
+        self._burst: list[TopNListener] = []
+        self.frames = 0  #: frames seen
+        self.unrouted = 0  #: book frames of no symbol of the connection
+
+    @property
+    def listeners(self) -> list[TopNListener]:
+        """The listeners of the symbols still carried."""
+        return list(self._routes.values())
+
+    @property
+    def has_book(self) -> bool:
+        """Whether any symbol's book is held (and so in the merge)."""
+        return any(lst.has_book for lst in self._routes.values())
+
+    @property
+    def malformed(self) -> int:
+        """Frames rejected as unreadable or unsound, over every symbol."""
+        return sum(lst.malformed for lst in self.books.values())
+
+    @property
+    def stales(self) -> int:
+        """Times a book was withdrawn as stale, over every symbol."""
+        return sum(lst.stales for lst in self.books.values())
+
+    def health(self, symbol: str) -> TopNListener:
+        """Return the health record of ``symbol``'s book."""
+        return self.books[symbol]
+
+    def on_frame(self, payload: bytes, recv_ns: int, last_in_buffer: bool) -> bool:
+        """Route one frame to its symbol's listener (hot path); ``False``: not a book frame."""
+        self.frames += 1
+        routed = self._route(payload)
+        if routed is None:
+            # A control frame: books held from earlier in this read go first,
+            # so the control (an error, a reconnect) sees them in order.
+            if self._burst:
+                self.end_burst()
+            return False
+        lst = self._routes.get(routed[0])
+        if lst is None:
+            self.unrouted += 1
+            if last_in_buffer and self._burst:
+                self.end_burst()
+            return True
+        consumed = lst.on_frame(routed[1], recv_ns, last_in_buffer)
+        burst = self._burst
+        if not last_in_buffer:
+            if lst not in burst:
+                burst.append(lst)
+        elif burst:
+            # The read ended: every symbol with a frame held in it publishes now.
+            for other in burst:
+                if other is not lst:
+                    other.end_burst()
+            burst.clear()
+        return consumed
+
+    def end_burst(self) -> None:
+        """Let the consumers run, decoding every held frame first."""
+        burst = self._burst
+        for lst in burst:
+            lst.end_burst()
+        burst.clear()
+
+    def withdraw(self, status: VenueStatus = VenueStatus.CONNECTING, detail: str = "") -> None:
+        """Drop every book carried (the connection ended); each restarts with a fresh decoder."""
+        self._burst.clear()
+        for lst in self._routes.values():
+            lst.withdraw(status, detail)
+
+    def check_stale(self, now_ns: int) -> int:
+        """Withdraw every live book nothing proved current within ``stale_after``; return how many."""
+        return sum(lst.check_stale(now_ns) for lst in self._routes.values())
+
+    def unreadable(self, why: str) -> None:
+        """A frame that is not the venue's protocol arrived: it may have been any symbol's book."""
+        for lst in self._routes.values():
+            lst.unreadable(why)
+
+    def prove_fresh(self, recv_ns: int) -> None:
+        """A venue heartbeat says every book of the connection is current."""
+        for lst in self._routes.values():
+            lst.prove_fresh(recv_ns)
+
+    def newest_proof_ns(self) -> int:
+        """Wall time of the newest proof that any book of the connection is current (0: none)."""
+        return max((lst.data_ns for lst in self._routes.values()), default=0)
+
+    def drop_symbol(self, symbol: str, detail: str) -> None:
+        """The venue refused ``symbol``: withdraw its book as ``REJECTED`` and stop routing to it."""
+        lst = self.books.get(symbol)
+        if lst is None:
+            return
+        for key, routed in list(self._routes.items()):
+            if routed is lst:
+                del self._routes[key]
+        if lst in self._burst:
+            self._burst.remove(lst)
+        lst.drop_symbol(symbol, detail)

@@ -19,6 +19,13 @@ Two functions carry a venue's frames:
   once per connection so any parser state is reused.
 * ``control(payload)`` classifies a non-book frame into a :class:`Control`.
   It is off the hot path and written for clarity.
+
+A connection may carry several symbols (the venue's documented
+:class:`Limits` say how many). A snapshot channel then tells each book
+frame's symbol with its ``route`` (a cheap byte test, no parsing), and the
+feed keeps one listener per symbol. A control frame names the symbol it is
+about in :attr:`Control.symbol` wherever the venue's frame allows, so that
+a venue refusing one symbol takes only that symbol out.
 """
 
 from __future__ import annotations
@@ -37,6 +44,9 @@ from dragonfly.core.types import Side
 
 #: Hot-path decoder: payload -> ``(bids, asks, seq)``, or ``None`` for a non-book frame.
 Decoder = Callable[[bytes], "tuple[Side, Side, int] | None"]
+#: Hot-path router of a several-symbol snapshot connection: payload ->
+#: ``(key, book payload)``, or ``None`` for a frame that is not a book.
+Router = Callable[[bytes], "tuple[bytes, bytes] | None"]
 
 
 class ControlKind(enum.Enum):
@@ -116,11 +126,26 @@ class Limits:
         messages: frames the client sends on one connection (subscribe,
             unsubscribe, application pings), where the venue limits them.
         rest: REST requests to the venue (snapshots, symbol checks).
+        symbols_per_connection: the most symbols (streams, topics, channels)
+            one connection may carry; a topology splits a venue's symbols
+            into groups of at most this many, one connection each.
+            ``None``: the venue documents no limit (one connection for all).
+        args_per_message: the most symbols one subscribe frame may name;
+            the venue's ``subscribe`` splits its frames accordingly (``None``:
+            no limit, or one symbol per frame by the venue's protocol).
     """
 
     connects: Rate | None = None
     messages: Rate | None = None
     rest: Rate | None = None
+    symbols_per_connection: int | None = None
+    args_per_message: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("symbols_per_connection", "args_per_message"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value!r}")
 
 
 class SymbolCheck(NamedTuple):
@@ -140,8 +165,10 @@ class SnapshotChannel:
     """A channel that sends the venue's top N whole in every frame.
 
     Attributes:
-        subscribe: venue symbol -> the frames that subscribe to it.
-        make_decoder: depth -> a fresh hot-path :data:`Decoder` for one connection.
+        subscribe: venue symbols -> the frames that subscribe one connection to
+            them (in order; the feed paces them by ``Limits.messages``).
+        make_decoder: depth -> a fresh hot-path :data:`Decoder` for one symbol
+            of one connection (it may keep the symbol's last update id).
         max_depth: the deepest top N the channel serves.
         is_book: a cheap test (no parsing) that a frame is a book frame, so a
             book frame followed by another in the same read is never decoded;
@@ -150,14 +177,34 @@ class SnapshotChannel:
             :mod:`dragonfly.core.health`).
         seq_ns: ns per unit of the frames' ``seq`` when it is the venue's clock
             (Bitstamp's microtimestamp: 1000), else 0.
+        route: on a connection that carries several symbols, a book frame ->
+            ``(key, payload for the decoder)``, or ``None`` for a frame that
+            is no book (it then goes to ``control``). Called on the hot path:
+            byte tests and one slice at most, no parsing. A key no symbol of
+            the connection has is ignored. ``None``: one symbol a connection.
+        route_key: venue symbol -> the key ``route`` returns for its frames.
+        route_setup: frames sent first on a connection that ``route`` reads,
+            before the subscribe frames (Binance: turn on combined payloads).
     """
 
-    subscribe: Callable[[str], Sequence[bytes]]
+    subscribe: Callable[[Sequence[str]], Sequence[bytes]]
     make_decoder: Callable[[int], Decoder]
     max_depth: int
     is_book: Callable[[bytes], bool] | None = None
     liveness: Liveness = DEFAULT_LIVENESS
     seq_ns: int = 0
+    route: Router | None = None
+    route_key: Callable[[str], bytes] | None = None
+    route_setup: Sequence[bytes] = ()
+
+    def __post_init__(self) -> None:
+        if (self.route is None) != (self.route_key is None):
+            raise ValueError("a snapshot channel declares route and route_key together")
+
+    @property
+    def multi_symbol(self) -> bool:
+        """Whether one connection of this channel can carry several symbols."""
+        return self.route is not None
 
 
 @dataclass(frozen=True)
@@ -179,6 +226,9 @@ class VenueSpec:
         symbol_check: an optional REST probe that tells whether the venue lists
             a symbol (for venues that accept unknown symbols silently).
         subscribe_timeout: seconds to wait for the subscription ack.
+        answers_in_order: the venue answers every subscribe frame, one symbol
+            each, in the order sent, so a refusal that names no symbol is the
+            oldest one not answered yet (Bitstamp).
         overrides: instrument -> venue symbol, where the rule gets it wrong.
         limits: the connection, message and REST limits the venue documents.
         max_message: the largest message accepted from the venue (bytes); a
@@ -197,6 +247,7 @@ class VenueSpec:
     heartbeat_interval: float = 15.0
     symbol_check: SymbolCheck | None = None
     subscribe_timeout: float = 10.0
+    answers_in_order: bool = False
     overrides: dict[str, str] = field(default_factory=dict)
     limits: Limits = Limits()
     max_message: int = 4 * 1024 * 1024

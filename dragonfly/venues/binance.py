@@ -32,16 +32,31 @@ diff stream pushes only what changed, and only WebSocket pings (the server
 pings every 20 s and drops a client that has not answered within a minute)
 prove a silent one alive: a silent diff book leaves the merge after 60 s.
 
-Limits (Binance spot "WebSocket Streams" and "LIMITS" docs): 300 connection
-attempts per 5 minutes per IP; 5 incoming messages per second per
+Limits (Binance spot "WebSocket Streams" and "LIMITS" docs,
+developers.binance.com/docs/binance-spot-api-docs/web-socket-streams): 300
+connection attempts per 5 minutes per IP; 5 incoming messages per second per
 connection, pings and pongs included (over it the connection is closed, and
 an IP closed repeatedly is banned), so our own frames are kept to 3 a
-second; 1024 streams per connection; a connection lasts at most 24 hours.
+second; "A single connection can listen to a maximum of 1024 streams" (one
+stream a symbol here: ``symbols_per_connection``); no limit on the streams
+one SUBSCRIBE names is documented, so one request names them all; a
+connection lasts at most 24 hours.
 REST: 6000 request weight per minute per IP, ``/api/v3/depth`` at
 ``limit=1000`` weighs 50: snapshots are kept to 40 a minute (a third of the
 budget, which other users of the IP share). A 429 or 418 carries
 ``Retry-After``, which is honoured. The ``serverShutdown`` event
 (``{"e":"serverShutdown","E":...}``) asks the client to reconnect.
+
+Several symbols on one connection: a raw ``/ws`` depth frame does not name
+its symbol, so such a connection first sends ``SET_PROPERTY combined true``
+(documented under "Setting Properties": the property a ``/stream``
+connection has from the start), and every frame then comes wrapped as
+``{"stream":"ethbtc@depth20@100ms","data":{...}}``. :func:`route` reads the
+stream name and slices the inner payload out with byte tests, and the inner
+payload takes the one-symbol decoder. Measured side by side (timeit, a
+depth20 frame, medians of 15 rounds on this VM): ``route`` ~0.5 µs; a frame
+through the routed listener ~7.8 µs against ~6.6 µs for a raw frame through
+the bare one. That is measurable, so a one-symbol connection stays raw.
 
 Diff channel: ``<symbol>@depth@100ms`` events with ``U``/``u`` update ids,
 stitched to a REST ``/api/v3/depth`` snapshot by Binance's documented rule
@@ -82,6 +97,10 @@ from dragonfly.core.venue import (
 #: Binance serves 5, 10 or 20 levels on this channel; the issue asks for 20.
 CHANNEL_DEPTH = 20
 SUBSCRIBE_ID = 1
+#: The id of the SET_PROPERTY request that turns a connection's frames combined.
+COMBINED_ID = 3
+#: Streams one connection may carry (Binance spot: 1024).
+MAX_STREAMS = 1024
 
 
 #: An update id: a JSON integer, not negative.
@@ -106,9 +125,43 @@ def stream_name(symbol: str) -> str:
 
 
 def subscribe(symbol: str) -> Sequence[bytes]:
-    """The SUBSCRIBE request for the depth stream."""
-    request = {"method": "SUBSCRIBE", "params": [stream_name(symbol)], "id": SUBSCRIBE_ID}
+    """The SUBSCRIBE request for one symbol's depth stream."""
+    return subscribe_many([symbol])
+
+
+def subscribe_many(symbols: Sequence[str]) -> Sequence[bytes]:
+    """One SUBSCRIBE request for the depth streams of ``symbols``."""
+    request = {"method": "SUBSCRIBE", "params": [stream_name(s) for s in symbols], "id": SUBSCRIBE_ID}
     return [json.dumps(request, separators=(",", ":")).encode()]
+
+
+#: Sent first on a connection of several symbols: wrap every frame with its stream name.
+SET_COMBINED = b'{"method":"SET_PROPERTY","params":["combined",true],"id":%d}' % COMBINED_ID
+
+_STREAM_HEAD = b'{"stream":"'
+_DATA_KEY = b'","data":'
+
+
+def route(payload: bytes) -> tuple[bytes, bytes] | None:
+    """A combined frame -> ``(stream name, inner payload)``; ``None`` for any other frame.
+
+    ``{"stream":"<name>","data":<payload>}``: stream names hold no ``"``, so
+    the name ends where ``","data":`` starts, and the payload runs to the
+    closing brace. Two byte tests and two slices (~0.5 µs on this VM, about
+    a tenth of the decode and book behind it); the decoder checks the inner
+    payload whole, so a frame cut short is refused there.
+    """
+    if payload[:11] != _STREAM_HEAD:
+        return None
+    end = payload.find(_DATA_KEY, 11)
+    if end < 0:
+        return None
+    return payload[11:end], payload[end + 9 : -1]
+
+
+def route_key(symbol: str) -> bytes:
+    """The stream name :func:`route` returns for ``symbol``'s frames."""
+    return stream_name(symbol).encode()
 
 
 def make_decoder(depth: int) -> Decoder:
@@ -271,11 +324,14 @@ SPEC = VenueSpec(
     symbol=str.upper,
     control=control,
     snapshot=SnapshotChannel(
-        subscribe,
+        subscribe_many,
         make_decoder,
         CHANNEL_DEPTH,
         is_book,
         Liveness(LivenessKind.CADENCE, 3.0, "depth20@100ms is pushed every 100 ms"),
+        route=route,
+        route_key=route_key,
+        route_setup=(SET_COMBINED,),
     ),
     diff=DiffChannel(
         subscribe=diff_subscribe,
@@ -289,5 +345,10 @@ SPEC = VenueSpec(
     ),
     default_channel="snapshot",
     symbol_check=SymbolCheck("/api/v3/exchangeInfo?symbol={symbol}", symbol_rejected),
-    limits=Limits(connects=Rate(300, 300.0), messages=Rate(3, 1.0), rest=Rate(40, 60.0)),
+    limits=Limits(
+        connects=Rate(300, 300.0),
+        messages=Rate(3, 1.0),
+        rest=Rate(40, 60.0),
+        symbols_per_connection=MAX_STREAMS,
+    ),
 )

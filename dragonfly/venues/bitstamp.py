@@ -33,10 +33,22 @@ the venue sends no heartbeat of its own (``bts:heartbeat`` is the answer to
 ours), so only silence tells; quiet books were seen silent for ~50 s. A
 silent book leaves the merge after 60 s. Every frame carries the venue's
 ``microtimestamp``: a book's age counts from it when it is older than the
-frame's receipt, so frames delayed in transit do not pass for fresh ones. Bitstamp publishes no connection or
-message limit; we keep to a conservative 10 connection attempts a minute and
-5 frames a second, and to 60 REST requests a minute (docs: 400 a second,
-10,000 per 10 minutes). ``bts:request_reconnect`` is honoured at once.
+frame's receipt, so frames delayed in transit do not pass for fresh ones.
+
+Limits (Bitstamp "WebSocket API v2", www.bitstamp.net/websocket/v2/, and
+"HTTP API" rate limits): Bitstamp publishes no connection, message or
+channels-per-connection limit; a ``bts:subscribe`` names one channel, so
+there is one frame per symbol. We keep to a conservative 10 connection
+attempts a minute and 5 frames a second, and to 60 REST requests a minute
+(docs: 400 a second, 10,000 per 10 minutes). ``bts:request_reconnect`` is
+honoured at once.
+
+Several symbols on one connection: every ``data`` event names its
+``channel`` (``order_book_<pair>``) just before its closing ``"event":"data"}``,
+so :func:`route` finds it from the end in one ``rfind``. The venue answers
+each ``bts:subscribe`` in turn: ``bts:subscription_succeeded`` names the
+channel, but ``bts:error`` names none (``"channel":""``), so a refusal is
+pinned on the oldest symbol not answered yet (``answers_in_order``).
 
 Diff channel: ``diff_order_book_<pair>`` events carry no sequence number;
 per Bitstamp's docs, diffs whose ``microtimestamp`` is not newer than the
@@ -80,8 +92,53 @@ def channel(symbol: str) -> str:
 
 def subscribe(symbol: str) -> Sequence[bytes]:
     """The ``bts:subscribe`` frame for the order book channel."""
-    frame = {"event": "bts:subscribe", "data": {"channel": channel(symbol)}}
-    return [json.dumps(frame, separators=(",", ":")).encode()]
+    return subscribe_many([symbol])
+
+
+def subscribe_many(symbols: Sequence[str]) -> Sequence[bytes]:
+    """One ``bts:subscribe`` frame per symbol (a frame names one channel)."""
+    frames = ({"event": "bts:subscribe", "data": {"channel": channel(s)}} for s in symbols)
+    return [json.dumps(frame, separators=(",", ":")).encode() for frame in frames]
+
+
+_COMPACT_END = b'","event":"data"}'
+_CHANNEL_KEY = b'"channel":"'
+
+
+def route(payload: bytes) -> tuple[bytes, bytes] | None:
+    """An order book event -> ``(its channel, the frame)``; ``None`` for any other frame.
+
+    Compact events end ``"channel":"<name>","event":"data"}``: one ``rfind``
+    from the end. Any other layout (never seen live) is parsed to find it.
+    """
+    if payload.endswith(_COMPACT_END):
+        start = payload.rfind(_CHANNEL_KEY, 0, len(payload) - len(_COMPACT_END))
+        if start >= 0:
+            return payload[start + len(_CHANNEL_KEY) : -len(_COMPACT_END)], payload
+    if b'"data"' not in payload:
+        return None
+    try:
+        msg = json.loads(payload)
+    except ValueError:
+        return None  # control calls it unreadable: every book of the connection is withdrawn
+    if isinstance(msg, dict) and msg.get("event") == "data" and isinstance(msg.get("channel"), str):
+        return msg["channel"].encode(), payload
+    return None
+
+
+def route_key(symbol: str) -> bytes:
+    """The channel :func:`route` returns for ``symbol``'s order book events."""
+    return channel(symbol).encode()
+
+
+def _pair(channel_name: Any) -> str | None:
+    """The pair of an order book channel name, else ``None``."""
+    if not isinstance(channel_name, str):
+        return None
+    for prefix in (DIFF_PREFIX, "order_book_"):
+        if channel_name.startswith(prefix) and len(channel_name) > len(prefix):
+            return channel_name[len(prefix) :]
+    return None
 
 
 _to_side = partial(msgspec.convert, type=tuple[tuple[float, float], ...], strict=False)
@@ -229,7 +286,7 @@ def control(msg: dict[str, Any]) -> Control:
     """Classify a ``bts:*`` event."""
     event = msg.get("event")
     if event == "bts:subscription_succeeded":
-        return Control(ControlKind.SUBSCRIBED)
+        return Control(ControlKind.SUBSCRIBED, symbol=_pair(msg.get("channel")))
     if event == "bts:heartbeat":
         return Control(ControlKind.PONG)  # the answer to our own heartbeat
     if event == "bts:request_reconnect":
@@ -238,7 +295,8 @@ def control(msg: dict[str, Any]) -> Control:
         data = msg.get("data")
         detail = str(data.get("message", data)) if isinstance(data, dict) else str(data)
         kind = ControlKind.REJECTED if "subscription" in detail.lower() else ControlKind.ERROR
-        return Control(kind, detail)
+        # Bitstamp sends "channel": "" here; a channel, if it ever names one, pins the refusal.
+        return Control(kind, detail, _pair(msg.get("channel")))
     return Control(ControlKind.IGNORED)
 
 
@@ -323,7 +381,16 @@ SPEC = VenueSpec(
     rest_url="https://www.bitstamp.net",
     symbol=str.lower,
     control=control,
-    snapshot=SnapshotChannel(subscribe, make_decoder, CHANNEL_DEPTH, is_book, _LIVENESS, seq_ns=1000),
+    snapshot=SnapshotChannel(
+        subscribe_many,
+        make_decoder,
+        CHANNEL_DEPTH,
+        is_book,
+        _LIVENESS,
+        seq_ns=1000,
+        route=route,
+        route_key=route_key,
+    ),
     diff=DiffChannel(
         subscribe=diff_subscribe,
         unsubscribe=diff_unsubscribe,
@@ -337,5 +404,6 @@ SPEC = VenueSpec(
     default_channel="snapshot",
     heartbeat=b'{"event":"bts:heartbeat"}',
     heartbeat_interval=15.0,
+    answers_in_order=True,
     limits=Limits(connects=Rate(10, 60.0), messages=Rate(5, 1.0), rest=Rate(60, 60.0)),
 )

@@ -20,10 +20,21 @@ no keep-alive (Bybit re-sends snapshots every 3 s on ``orderbook.1`` only),
 so only our pings prove a silent connection: a book nothing proved current
 for 60 s leaves the merge.
 
-Limits (Bybit v5 "Connect" and "Rate limit"): at most 500 connections in 5
-minutes per domain; 10 topics per subscribe request; no message rate is
-published ("too frequent requests" is error 20003), so our frames keep to 5
-a second.
+Limits (Bybit v5 docs, bybit-exchange.github.io/docs/v5/ws/connect and
+"Rate Limit Rules"): at most 500 connections in 5 minutes per domain; on
+spot, at most 10 args (topics) per subscribe request, so :func:`subscribe`
+splits its topics into frames of :data:`MAX_ARGS` (``args_per_message``);
+the args of a connection are limited to 21,000 characters, which at
+``"orderbook.50.<up to 12 characters>",`` (28) is 750 topics:
+``symbols_per_connection``. No message rate is published ("too frequent
+requests" is error 20003), so our frames keep to 5 a second.
+
+Acks name no topic (``{"success":true,"op":"subscribe","req_id":..}``, one
+per request), so an ack accepts every symbol not answered yet; a refusal
+names its topic in ``ret_msg`` and takes that symbol out alone. With more
+than 10 symbols (several requests) an earlier request's ack may accept a
+symbol that a later request's refusal then takes out: its book is then
+``REJECTED`` although ``Feed.outcomes`` said accepted first.
 """
 
 from __future__ import annotations
@@ -45,6 +56,8 @@ from dragonfly.core.venue import Control, ControlKind, Limits, Rate, VenueSpec, 
 DEPTH = 50
 #: Topics per subscribe request on spot.
 MAX_ARGS = 10
+#: Topics per connection: 21,000 characters of args at 28 a topic.
+MAX_TOPICS = 750
 SUBSCRIBE_ID = "1"
 UNSUBSCRIBE_ID = "2"
 _TOPIC = re.compile(r"orderbook\.\d+\.([A-Za-z0-9]+)")
@@ -143,5 +156,10 @@ SPEC = VenueSpec(
     default_channel="diff",
     heartbeat=b'{"op":"ping"}',
     heartbeat_interval=20.0,
-    limits=Limits(connects=Rate(500, 300.0), messages=Rate(5, 1.0)),
+    limits=Limits(
+        connects=Rate(500, 300.0),
+        messages=Rate(5, 1.0),
+        symbols_per_connection=MAX_TOPICS,
+        args_per_message=MAX_ARGS,
+    ),
 )

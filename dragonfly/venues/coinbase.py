@@ -38,9 +38,19 @@ no messages were missed"), so each one proves the connection's books
 current; a book nothing proved current for 5 s leaves the merge. Since every
 lost message shows as a gap, a delta after a silence proves the book again.
 
-Limits (Advanced Trade WebSocket rate limits): 8 connections a second per
-IP and 8 unauthenticated messages a second per IP (another page says 750
-connections; we keep to 8 a second, and to 4 frames a second).
+Limits (Advanced Trade "WebSocket Rate Limits",
+docs.cdp.coinbase.com/coinbase-app/advanced-trade-apis/websocket/websocket-rate-limits):
+8 connections a second per IP and 8 unauthenticated messages a second per IP
+(another page says 750 connections; we keep to 8 a second, and to 4 frames a
+second). A subscribe names a list of product ids; no limit on its length nor
+on the products of a connection is documented, so one connection (and one
+``level2`` request) carries every symbol.
+
+Refusals: ``failure to subscribe`` names no product, and the request fails
+as a whole, so the feed takes out every symbol of the request not yet
+accepted (``Feed`` rule for a refusal naming none); where the message names a
+product id, only that one goes. An ack names no product either: it accepts
+every symbol not answered yet.
 """
 
 from __future__ import annotations

@@ -27,10 +27,18 @@ reconnection guide closes a connection silent for 5 s, and so a book nothing
 proved current for 5 s leaves the merge. A book that went silent comes back
 once an update's checksum verifies it.
 
-Limits (Kraken WebSocket docs): about 150 connection attempts per rolling 10
-minutes per IP (more bans the IP for 10 minutes), so we keep to 100; the
-message rate limit is dynamic and unpublished, so our frames keep to 5 a
-second. No REST is used. ``systemStatus`` other than ``online`` is logged.
+Limits (Kraken WebSocket docs, docs.kraken.com/api/docs/websocket-v1/ and
+support "WebSocket API - Frequently Asked Questions"): about 150 connection
+attempts per rolling 10 minutes per IP (more bans the IP for 10 minutes), so
+we keep to 100; the message rate limit is dynamic and unpublished, so our
+frames keep to 5 a second. A subscribe names a list of pairs and Kraken
+documents no limit on its length nor on the pairs a connection carries, so
+one connection (and one request) carries every symbol. No REST is used.
+``systemStatus`` other than ``online`` is logged.
+
+Every ``subscriptionStatus`` names its ``pair``, acks and refusals alike
+(``"errorMessage":"Currency pair not supported"``), so a refused pair is
+taken out alone and the others of the request carry on.
 """
 
 from __future__ import annotations

@@ -33,11 +33,18 @@ per-instrument keep-alive after ~60 s of none: a book nothing proved current
 for 75 s leaves the merge (the connection itself is proved by our ``ping``
 every 20 s, and OKX drops a connection without data for 30 s).
 
-Limits (OKX v5 "Connect" and "Rate limits"): 3 connection requests per second
-per IP; subscribe, unsubscribe and login requests 480 an hour per connection,
-so a resync (unsubscribe + subscribe) is paced, and all our frames, our
-pings (180 an hour) included, keep to 400 an hour. The ``64008`` notice comes 60 s before a
-service upgrade closes the connection; we reconnect at once.
+Limits (OKX v5 docs, www.okx.com/docs-v5/en/ "Websocket > Overview",
+"Connect" and "Subscribe"): 3 connection requests per second per IP;
+subscribe, unsubscribe and login requests 480 an hour per connection, so a
+resync (unsubscribe + subscribe) is paced, and all our frames, our pings
+(180 an hour) included, keep to 400 an hour. One request may name several
+channels, "the total length of multiple channels cannot exceed 64 KB": a
+subscribe splits its args so that no frame reaches :data:`MAX_REQUEST_BYTES`.
+OKX documents no count of channels per connection, so one connection carries
+every symbol (``symbols_per_connection`` unset); with many symbols, their
+resyncs share the connection's 480 requests an hour. The ``64008`` notice
+comes 60 s before a service upgrade closes the connection; we reconnect at
+once.
 """
 
 from __future__ import annotations
@@ -74,9 +81,26 @@ def symbol(instrument: str) -> str:
     return joined(instrument, "-", _ASSETS)
 
 
-def _request(op: str, symbols: Sequence[str]) -> Sequence[bytes]:
-    frame = {"op": op, "args": [{"channel": CHANNEL, "instId": s} for s in symbols]}
-    return [json.dumps(frame, separators=(",", ":")).encode()]
+#: The largest subscribe request OKX takes (its channels' total length: 64 KB).
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+def _request(op: str, symbols: Sequence[str], limit: int = MAX_REQUEST_BYTES) -> Sequence[bytes]:
+    """``op`` for ``symbols``, in as few frames as keep each under ``limit`` bytes."""
+    frames: list[bytes] = []
+    args: list[str] = []
+    size = 0
+    head = b'{"op":"%s","args":[' % op.encode()
+    for s in symbols:
+        arg = json.dumps({"channel": CHANNEL, "instId": s}, separators=(",", ":"))
+        if args and len(head) + size + len(arg) + 2 >= limit:
+            frames.append(head + ",".join(args).encode() + b"]}")
+            args, size = [], 0
+        args.append(arg)
+        size += len(arg) + 1
+    if args:
+        frames.append(head + ",".join(args).encode() + b"]}")
+    return frames
 
 
 def diff_subscribe(symbols: Sequence[str]) -> Sequence[bytes]:

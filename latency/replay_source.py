@@ -21,8 +21,8 @@ from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
-from dragonfly.core.engine import normalise_instrument
 from dragonfly.core.errors import ConfigError
+from dragonfly.core.symbols import normalise_instrument
 from dragonfly.sim.replay import ReplaySimulator
 from dragonfly.sim.replay.base import ReplayConnection
 from dragonfly.venues import get_venue

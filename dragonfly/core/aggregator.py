@@ -43,12 +43,14 @@ the top N did not change.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from operator import attrgetter
+from typing import ClassVar, Generic, TypeVar
 
 from dragonfly.accel import speedups
 from dragonfly.core.health import Health, VenueStatus
@@ -58,6 +60,8 @@ from dragonfly.core.types import MergedBook, MergedLevel, Side, VenueBook, Venue
 
 #: A consumer of merged books, called synchronously on the hot path.
 MergedSink = Callable[[MergedBook], None]
+#: What an aggregator kind publishes.
+V = TypeVar("V")
 
 _NAN = float("nan")
 _merged_book = partial(tuple.__new__, MergedBook)
@@ -107,15 +111,22 @@ merge_side: Callable[[Sequence[Run], int, bool, type[MergedLevel]], tuple[Merged
 )
 
 
-class Aggregator:
-    """Consume venue books from a :class:`SlotQueue`, publish merged books to sinks.
+class BaseAggregator(Generic[V]):
+    """Consume venue books from a :class:`SlotQueue`, publish a view of them to sinks.
 
-    A venue whose slot is withdrawn (disconnected, untrusted) leaves the merge
-    at once and re-enters with its next fresh book; so does one whose
-    freshness has run out, or that the sanity rule leaves out (module doc).
-    A merged book is published when its top N differs from the last one
-    published, or when a venue entered or left the merge.
+    What every aggregator kind shares: the venues' slots, which books may be
+    published (module doc: a venue whose slot is withdrawn leaves at once and
+    re-enters with its next fresh book; so does one whose freshness has run
+    out, or that the sanity rule leaves out), the venues' states, and the
+    sinks. A kind (:class:`Aggregator` for the merged book,
+    :class:`~dragonfly.core.bbo.BboAggregator`,
+    :class:`~dragonfly.core.liquidity_agg.LiquidityAggregator`) says in
+    ``_view`` what it makes of the runs of the venues in the merge, and
+    returns ``None`` when nothing it publishes changed.
     """
+
+    #: The kind's name in a topology (``book``, ``bbo``, ``liquidity``).
+    kind: ClassVar[str] = ""
 
     __slots__ = (
         "_ask_runs",
@@ -124,36 +135,52 @@ class Aggregator:
         "_flags",
         "_health",
         "_held",
-        "_last_asks",
-        "_last_bids",
         "_last_members",
         "_mids",
         "_names",
+        "_next_at",
         "_outlier_log",
         "_rank",
         "_sequence",
         "_sink_errors",
         "_sinks",
+        "_timer",
         "_watched",
         "depth",
         "instrument",
         "last",
         "max_deviation",
+        "min_interval",
         "producers",
         "queue",
     )
 
     def __init__(
-        self, instrument: str, venues: Sequence[str], depth: int = 10, *, max_deviation: float = MAX_DEVIATION
+        self,
+        instrument: str,
+        venues: Sequence[str],
+        depth: int = 10,
+        *,
+        max_deviation: float = MAX_DEVIATION,
+        deferred: bool = False,
+        min_interval: float = 0.0,
     ) -> None:
         check_depth(depth)
+        if not 0.0 <= min_interval <= 60.0:
+            raise ValueError(f"min_interval must be from 0 to 60 seconds, got {min_interval!r}")
         if not max_deviation >= 0:
             raise ValueError(f"max_deviation must be >= 0 (0: off), got {max_deviation!r}")
         self.instrument = instrument
         self.depth = depth
         #: The sanity rule's bound, a fraction (0.1 = 10%); 0 turns the rule off.
         self.max_deviation = max_deviation
-        self.queue: SlotQueue[VenueBook] = SlotQueue(self.recompute)
+        # deferred: once per event-loop iteration, conflating bursts of every socket (one hop).
+        # min_interval: at most one recompute per that many seconds (see _paced).
+        self.min_interval = min_interval
+        self._next_at = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        on_ready = self._paced if min_interval > 0 else self.recompute
+        self.queue: SlotQueue[VenueBook] = SlotQueue(on_ready, deferred=deferred)
         #: The producer handle of each venue's slot, for its feed listener.
         self.producers = {name: self.queue.producer(name) for name in venues}
         # The merge's runs in venue-name order (the order that breaks ties);
@@ -173,16 +200,14 @@ class Aggregator:
         self._watched: list[tuple[int, Health]] = []
         self._held = 0
         self._flags = 0
-        self._sinks: list[MergedSink] = []
-        self._last_bids: tuple[MergedLevel, ...] = ()
-        self._last_asks: tuple[MergedLevel, ...] = ()
+        self._sinks: list[Callable[[V], None]] = []
         self._last_members = 0
         self._sequence = 0
         log = logging.getLogger("dragonfly.aggregator")
         self._sink_errors = RateLimitedLog(log)
         self._outlier_log = RateLimitedLog(log, interval=30.0)
-        #: The last merged book published, or ``None``.
-        self.last: MergedBook | None = None
+        #: The last view published, or ``None``.
+        self.last: V | None = None
 
     def watch(self, venue: str, health: Health) -> None:
         """Read ``venue``'s freshness and status from ``health`` (its listener's record)."""
@@ -190,13 +215,80 @@ class Aggregator:
         self._health[rank] = health
         self._watched = [(r, h) for r, h in enumerate(self._health) if h is not None]
 
-    def add_sink(self, sink: MergedSink) -> None:
-        """Call ``sink`` with every merged book published from now on."""
+    def add_sink(self, sink: Callable[[V], None]) -> None:
+        """Call ``sink`` with every view published from now on."""
         self._sinks.append(sink)
 
-    def remove_sink(self, sink: MergedSink) -> None:
+    def remove_sink(self, sink: Callable[[V], None]) -> None:
         """Stop calling ``sink``."""
         self._sinks.remove(sink)
+
+    @property
+    def sinks(self) -> int:
+        """Return how many sinks are attached."""
+        return len(self._sinks)
+
+    @property
+    def venue_names(self) -> tuple[str, ...]:
+        """The venues read, in name order (the order of the runs and of ``venues`` in a view)."""
+        return tuple(self._names)
+
+    def reset(self) -> None:
+        """Forget every venue's book and the last view (the aggregator was detached).
+
+        Attached again, it starts from the books its inputs hand it then, so
+        nothing a venue withdrew while it was detached is published.
+        """
+        queue = self.queue
+        for producer in self.producers.values():
+            queue._items[producer.slot] = None
+        queue._dirty.clear()
+        for rank, name in enumerate(self._names):
+            self._bid_runs[rank] = (name, ())
+            self._ask_runs[rank] = (name, ())
+            self._books[rank] = None
+            self._mids[rank] = None
+        self._held = 0
+        self._flags = 0
+        self._last_members = 0
+        self.last = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._reset_view()
+
+    def _reset_view(self) -> None:
+        """Forget what the kind compares the next view with."""
+
+    def _paced(self) -> None:
+        """Recompute now, or once ``min_interval`` after the last recompute, books conflating meanwhile.
+
+        A withdrawn book is never held back: a venue that left is out of
+        the next view at once, whatever the pace.
+        """
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        queue = self.queue
+        withdrawn = any(queue._items[slot] is None for slot in queue._dirty)
+        if now >= self._next_at or withdrawn:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._next_at = now + self.min_interval
+            self.recompute()
+        elif self._timer is None:
+            self._timer = loop.call_at(self._next_at, self._paced_fire)
+
+    def _paced_fire(self) -> None:
+        self._timer = None
+        if self.queue._dirty:
+            self._next_at = asyncio.get_running_loop().time() + self.min_interval
+            self.recompute()
+
+    def refresh(self) -> None:
+        """Recompute and publish now, even if nothing changed (a view asked for on demand)."""
+        self._last_members = -1
+        self.recompute()
 
     def recompute(self) -> None:
         """Fold the changed venue slots into the merge; publish if the top N or the members changed."""
@@ -238,36 +330,27 @@ class Aggregator:
             # The rare path: merge without the books that may not be published.
             bid_runs = [(run[0], ()) if excluded >> r & 1 else run for r, run in enumerate(bid_runs)]
             ask_runs = [(run[0], ()) if excluded >> r & 1 else run for r, run in enumerate(ask_runs)]
-        depth = self.depth
-        bids = merge_side(bid_runs, depth, True, MergedLevel)
-        asks = merge_side(ask_runs, depth, False, MergedLevel)
-        if bids == self._last_bids and asks == self._last_asks and members == self._last_members:
+        view = self._view(bid_runs, ask_runs, members, now, recv_ns, source)
+        if view is None:
             return
-        self._last_bids = bids
-        self._last_asks = asks
-        self._last_members = members
-        self._sequence += 1
-        spread = asks[0][1] - bids[0][1] if bids and asks else _NAN
-        book_out: MergedBook = _merged_book(
-            (
-                self.instrument,
-                spread,
-                bids,
-                asks,
-                self._sequence,
-                recv_ns or now,
-                now,
-                source.venue if source is not None else "",
-                source.frame if source is not None else 0,
-                self._states(now, members),
-            )
-        )
-        self.last = book_out
+        self.last = view
         for sink in self._sinks:
             try:
-                sink(book_out)
+                sink(view)
             except Exception:  # a consumer's bug must not stop the feeds
-                self._sink_errors.warning("merged-book sink %r failed", sink, exc_info=True)
+                self._sink_errors.warning("%s sink %r failed", self.kind, sink, exc_info=True)
+
+    def _view(
+        self,
+        bid_runs: list[Run],
+        ask_runs: list[Run],
+        members: int,
+        now: int,
+        recv_ns: int,
+        source: VenueBook | None,
+    ) -> V | None:
+        """The kind's view of the runs in the merge, or ``None`` when it did not change."""
+        raise NotImplementedError
 
     def _sanity(self, excluded: int) -> int:
         """Flag venues whose mid is far from the others' (module doc); return the exclusions mask."""
@@ -342,3 +425,66 @@ class Aggregator:
                 )
             )
         return tuple(states)
+
+
+class Aggregator(BaseAggregator[MergedBook]):
+    """The merged top N across venues (the ``book`` kind).
+
+    A merged book is published when its top N differs from the last one
+    published, or when a venue entered or left the merge.
+    """
+
+    kind = "book"
+    __slots__ = ("_last_asks", "_last_bids")
+
+    def __init__(
+        self,
+        instrument: str,
+        venues: Sequence[str],
+        depth: int = 10,
+        *,
+        max_deviation: float = MAX_DEVIATION,
+        min_interval: float = 0.0,
+    ) -> None:
+        super().__init__(instrument, venues, depth, max_deviation=max_deviation, min_interval=min_interval)
+        self._last_bids: tuple[MergedLevel, ...] = ()
+        self._last_asks: tuple[MergedLevel, ...] = ()
+
+    def _reset_view(self) -> None:
+        self._last_bids = ()
+        self._last_asks = ()
+
+    def _view(
+        self,
+        bid_runs: list[Run],
+        ask_runs: list[Run],
+        members: int,
+        now: int,
+        recv_ns: int,
+        source: VenueBook | None,
+    ) -> MergedBook | None:
+        """The merged top N, or ``None`` when neither it nor the members changed (the book kind)."""
+        depth = self.depth
+        bids = merge_side(bid_runs, depth, True, MergedLevel)
+        asks = merge_side(ask_runs, depth, False, MergedLevel)
+        if bids == self._last_bids and asks == self._last_asks and members == self._last_members:
+            return None
+        self._last_bids = bids
+        self._last_asks = asks
+        self._last_members = members
+        self._sequence += 1
+        spread = asks[0][1] - bids[0][1] if bids and asks else _NAN
+        return _merged_book(
+            (
+                self.instrument,
+                spread,
+                bids,
+                asks,
+                self._sequence,
+                recv_ns or now,
+                now,
+                source.venue if source is not None else "",
+                source.frame if source is not None else 0,
+                self._states(now, members),
+            )
+        )

@@ -25,3 +25,7 @@ class ParseError(DragonflyError):
 
 class HttpError(DragonflyError):
     """A REST request failed below the HTTP status level (connect, TLS, framing)."""
+
+
+class NotFoundError(ConfigError):
+    """A request names what the topology does not have: an unknown instrument, venue or view."""

@@ -98,3 +98,5 @@ class Health(Protocol):
     status: VenueStatus
     #: Age in ns after which the book must not be published (its channel's ``stale_after``).
     stale_after_ns: int
+    #: Why the book is out when it is (empty while live).
+    detail: str

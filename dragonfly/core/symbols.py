@@ -8,6 +8,22 @@ venue's ``overrides`` cover what the rule gets wrong.
 
 from __future__ import annotations
 
+import re
+
+from dragonfly.core.errors import ConfigError
+
+_INSTRUMENT = re.compile(r"^[a-z0-9]{2,32}$")
+
+
+def normalise_instrument(text: str) -> str:
+    """Return the normalised instrument name: ``"ETH/BTC"`` -> ``"ethbtc"``."""
+    name = re.sub(r"[\s/_\-]", "", text).lower()
+    if not _INSTRUMENT.match(name):
+        raise ConfigError(
+            f"invalid instrument {text!r}: expected letters and digits like 'ethbtc' or 'ETH/BTC'"
+        )
+    return name
+
 #: Quote currencies recognised at the end of an instrument name. Deliberately
 #: no "tusd"/"busd": "usdtusd" must split as usdt/usd.
 QUOTES = (

@@ -17,10 +17,10 @@ import ssl
 import sys
 from pathlib import Path
 
-from dragonfly.core.engine import normalise_instrument
 from dragonfly.core.errors import ConfigError, DragonflyError
 from dragonfly.core.feed import Feed
 from dragonfly.core.slots import SlotProducer, SlotQueue
+from dragonfly.core.symbols import normalise_instrument
 from dragonfly.core.types import VenueBook
 from dragonfly.record.tap import RecordingTap, next_paths
 from dragonfly.venues import get_venue

@@ -1,0 +1,119 @@
+"""The ``bbo`` aggregator: each venue's best bid and ask, and the cross-venue best.
+
+It reads the same venue slots as the merged book (one listener feeds both,
+through a :class:`~dragonfly.core.tee.BookTee`) and publishes a
+:class:`~dragonfly.core.views.BboView` only when a venue's best bid or ask
+(price or amount) changed, or a venue entered or left the merge: a change
+deeper in a book publishes nothing. It needs one level a side, so it adds
+nothing to what the listeners forward.
+
+Cost: the runs are already sorted best first, so a venue's quote is its
+sides' first levels; a recompute compares one small tuple per venue
+(~1.5 µs for 6 venues here, timeit).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from dragonfly.core.aggregator import MAX_DEVIATION, BaseAggregator, Run
+from dragonfly.core.types import MergedLevel, VenueBook
+from dragonfly.core.views import BboView, VenueBbo
+
+_NAN = float("nan")
+_bbo_view = partial(tuple.__new__, BboView)
+_venue_bbo = partial(tuple.__new__, VenueBbo)
+_level = partial(tuple.__new__, MergedLevel)
+
+
+class BboAggregator(BaseAggregator[BboView]):
+    """Publish every venue's best bid and ask and the best of each side across venues."""
+
+    kind = "bbo"
+    __slots__ = ("_last_quotes",)
+
+    def __init__(
+        self,
+        instrument: str,
+        venues: list[str] | tuple[str, ...],
+        *,
+        max_deviation: float = MAX_DEVIATION,
+        min_interval: float = 0.0,
+    ) -> None:
+        super().__init__(instrument, venues, 1, max_deviation=max_deviation, min_interval=min_interval)
+        self._last_quotes: tuple[VenueBbo, ...] | None = None
+
+    def _reset_view(self) -> None:
+        self._last_quotes = None
+
+    def _view(
+        self,
+        bid_runs: list[Run],
+        ask_runs: list[Run],
+        members: int,
+        now: int,
+        recv_ns: int,
+        source: VenueBook | None,
+    ) -> BboView | None:
+        quotes = []
+        best_bid: tuple[str, float, float] | None = None
+        best_ask: tuple[str, float, float] | None = None
+        for (name, bids), (_, asks) in zip(bid_runs, ask_runs, strict=True):
+            if not bids and not asks:
+                continue
+            bid_price, bid_amount = bids[0] if bids else (_NAN, 0.0)
+            ask_price, ask_amount = asks[0] if asks else (_NAN, 0.0)
+            quotes.append(_venue_bbo((name, bid_price, bid_amount, ask_price, ask_amount)))
+            # Runs come in name order: a tie keeps the larger amount, then the first name.
+            if bids and (
+                best_bid is None
+                or bid_price > best_bid[1]
+                or (bid_price == best_bid[1] and bid_amount > best_bid[2])
+            ):
+                best_bid = (name, bid_price, bid_amount)
+            if asks and (
+                best_ask is None
+                or ask_price < best_ask[1]
+                or (ask_price == best_ask[1] and ask_amount > best_ask[2])
+            ):
+                best_ask = (name, ask_price, ask_amount)
+        quoted = tuple(quotes)
+        # NaN != NaN: compare prices of empty sides through the amounts (0.0) and names only.
+        if members == self._last_members and _same(quoted, self._last_quotes):
+            return None
+        self._last_quotes = quoted
+        self._last_members = members
+        self._sequence += 1
+        bid = _level(best_bid) if best_bid is not None else None
+        ask = _level(best_ask) if best_ask is not None else None
+        return _bbo_view(
+            (
+                self.instrument,
+                ask.price - bid.price if bid is not None and ask is not None else _NAN,
+                bid,
+                ask,
+                quoted,
+                self._sequence,
+                recv_ns or now,
+                now,
+                source.venue if source is not None else "",
+                source.frame if source is not None else 0,
+                self._states(now, members),
+            )
+        )
+
+
+def _same(new: tuple[VenueBbo, ...], old: tuple[VenueBbo, ...] | None) -> bool:
+    """Whether two quote sets are equal, an empty side's NaN price equal to itself."""
+    if old is None or len(new) != len(old):
+        return False
+    for a, b in zip(new, old, strict=True):
+        if a == b:
+            continue
+        if a.venue != b.venue or a.bid_amount != b.bid_amount or a.ask_amount != b.ask_amount:
+            return False
+        if a.bid_price != b.bid_price and not (a.bid_price != a.bid_price and b.bid_price != b.bid_price):
+            return False
+        if a.ask_price != b.ask_price and not (a.ask_price != a.ask_price and b.ask_price != b.ask_price):
+            return False
+    return True

@@ -1,0 +1,114 @@
+"""The ``liquidity`` aggregator: what the venues in the merge hold around the mid, and what a fill costs.
+
+It reads the same venue slots as the merged book and publishes a
+:class:`~dragonfly.core.liquidity.Liquidity` (bands around the mid summed
+across venues with each venue's part, and the cost of selling and buying each
+configured quantity across venues) when any figure or the merge's members
+changed. The figures are :func:`~dragonfly.core.liquidity.compute`'s: ~0.1 to
+0.5 ms for 6 venues x 100 levels (its module doc), some 20x the merged book's
+recompute. So this aggregator recomputes at most once per event-loop
+iteration (a deferred :class:`~dragonfly.core.slots.SlotQueue`, folding the
+bursts of every socket read in that iteration) and at most once per
+``min_interval`` (default :data:`MIN_INTERVAL`, 50 ms: 20 views a second),
+the books conflating in their slots meanwhile; a venue withdrawn from the
+merge is never held back (the next view comes at once). ``min_interval=0``
+recomputes on every iteration that brought a change. Measured with
+``python -m latency.scale``: 20 instruments x 6 venues at every iteration
+cost ~2.5x the CPU per frame of one merged book; see the README.
+
+Depth: it reads each venue's book as deep as the listeners forward it, which
+a topology sets to its deepest consumer (``depth`` of this aggregator at
+least). A diff channel's book holds that depth; a snapshot channel serves its
+own top N only (Binance ``depth20``: 20 levels, Bitstamp ``order_book``:
+100), so a venue read through one counts only those levels: a quantity that
+walks past them is filled from the other venues, or not at all
+(``complete`` says which).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+from dragonfly.core.aggregator import MAX_DEVIATION, BaseAggregator, Run
+from dragonfly.core.liquidity import (
+    DEFAULT_BANDS_BPS,
+    Liquidity,
+    SideCache,
+    check_bands,
+    check_quantities,
+    compute,
+)
+from dragonfly.core.types import VenueBook
+
+_liquidity = partial(tuple.__new__, Liquidity)
+#: Seconds between two recomputes at the least, by default (module doc).
+MIN_INTERVAL = 0.05
+
+
+class LiquidityAggregator(BaseAggregator[Liquidity]):
+    """Publish the liquidity bands and fill costs of the venues in the merge."""
+
+    kind = "liquidity"
+    __slots__ = ("_caches", "_last_figures", "bands", "quantities")
+
+    def __init__(
+        self,
+        instrument: str,
+        venues: Sequence[str],
+        depth: int = 100,
+        *,
+        bands: Sequence[float] = DEFAULT_BANDS_BPS,
+        quantities: Sequence[float] = (),
+        max_deviation: float = MAX_DEVIATION,
+        min_interval: float = MIN_INTERVAL,
+    ) -> None:
+        # Deferred and paced: its figures cost ~0.1-0.5 ms (module doc).
+        super().__init__(
+            instrument, venues, depth, max_deviation=max_deviation, deferred=True, min_interval=min_interval
+        )
+        #: Band half-widths around the mid, basis points, increasing.
+        self.bands = check_bands(bands)
+        #: Quantities whose fill cost is published, on each side.
+        self.quantities = check_quantities(quantities)
+        self._last_figures: object = None
+        # What was read of each venue's current sides (this aggregator's own).
+        self._caches = (SideCache(bids=True), SideCache(bids=False))
+
+    def _reset_view(self) -> None:
+        self._last_figures = None
+        self._caches = (SideCache(bids=True), SideCache(bids=False))
+
+    def _view(
+        self,
+        bid_runs: list[Run],
+        ask_runs: list[Run],
+        members: int,
+        now: int,
+        recv_ns: int,
+        source: VenueBook | None,
+    ) -> Liquidity | None:
+        figures = compute(bid_runs, ask_runs, self.bands, self.quantities, self._caches)
+        # The mid is NaN with a side empty, and NaN != NaN: compare it as text.
+        key = (repr(figures[0]), figures[1], figures[2], figures[3])
+        if members == self._last_members and key == self._last_figures:
+            return None
+        self._last_figures = key
+        self._last_members = members
+        self._sequence += 1
+        mid, bands, sells, buys = figures
+        return _liquidity(
+            (
+                self.instrument,
+                mid,
+                bands,
+                sells,
+                buys,
+                self._sequence,
+                recv_ns or now,
+                now,
+                source.venue if source is not None else "",
+                source.frame if source is not None else 0,
+                self._states(now, members),
+            )
+        )

@@ -1,0 +1,1 @@
+"""Topologies: many instruments, several aggregators and services on shared venue connections."""

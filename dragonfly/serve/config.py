@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from dragonfly.core.aggregator import MAX_DEVIATION
-from dragonfly.core.engine import normalise_instrument
 from dragonfly.core.errors import ConfigError
+from dragonfly.core.symbols import normalise_instrument
 from dragonfly.core.types import MAX_DEPTH, check_depth
 from dragonfly.serve.errors import ServeError
 from dragonfly.serve.grpc_service import (
@@ -22,6 +24,8 @@ from dragonfly.serve.grpc_service import (
     load_tls_key_pair,
     read_token_file,
 )
+from dragonfly.topology.file import TopologyFile, load_topology
+from dragonfly.topology.hub import AggregatorSpec
 from dragonfly.venues import VENUES, get_venue
 
 DEFAULT_VENUES = ("binance", "bitstamp")
@@ -33,10 +37,25 @@ _LIMITS = Limits()
 
 
 @dataclass
-class ServeConfig:
-    """Everything ``python -m dragonfly.serve`` was asked to do."""
+class ExtraService:
+    """A service of the topology file beyond the first: its address, inputs and own options."""
 
-    instrument: str
+    name: str
+    host: str
+    port: int
+    inputs: tuple[str, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ServeConfig:
+    """Everything ``python -m dragonfly.serve`` was asked to do (flags over the topology file).
+
+    The top-level serving options (host, port, queue, lock-down) are the
+    first service's; ``services`` holds the file's other services.
+    """
+
+    instruments: list[str]
     venues: list[str]
     host: str = DEFAULT_HOST
     port: int = 50051
@@ -71,6 +90,23 @@ class ServeConfig:
     write_timeout: float = _LIMITS.write_timeout
     handshake_timeout: float = _LIMITS.handshake_timeout
     idle_timeout: float = _LIMITS.idle_timeout
+    #: The aggregators to build (empty: one ``book`` of ``depth`` levels).
+    aggregators: list[AggregatorSpec] = field(default_factory=list)
+    #: The aggregators the first service exposes over dragonfly.v1 (empty: all).
+    inputs: tuple[str, ...] = ()
+    #: The topology file's other services.
+    services: list[ExtraService] = field(default_factory=list)
+    #: The topology file read, if any.
+    config_file: str | None = None
+
+    @property
+    def instrument(self) -> str:
+        """The first instrument: the one the seed API (BookSummary) streams."""
+        return self.instruments[0]
+
+    def aggregator_specs(self) -> list[AggregatorSpec]:
+        """The aggregators to build: the file's (book depths set by ``--depth`` if given), or one book."""
+        return self.aggregators or [AggregatorSpec("book", "book", depth=self.depth)]
 
     def limits(self) -> Limits:
         """The stream caps and timeouts of the gRPC service."""
@@ -101,7 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
             "(service orderbook.OrderbookAggregator/BookSummary)."
         ),
     )
-    p.add_argument("instrument", help="instrument, e.g. ethbtc (also ETH/BTC, eth-btc)")
+    p.add_argument(
+        "instruments",
+        nargs="*",
+        metavar="INSTRUMENT",
+        help="one or more instruments, e.g. ethbtc btcusdt (also ETH/BTC, eth-btc); the first is the one "
+        "BookSummary streams (default: the --config file's)",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="TOML",
+        help="a topology file (venues, instruments, aggregators, services; see examples/); "
+        "flags override what it says",
+    )
     p.add_argument(
         "--host",
         default=DEFAULT_HOST,
@@ -117,8 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--depth",
         type=int,
-        default=10,
-        help=f"levels per side in the merged book, 1 to {MAX_DEPTH} (default 10)",
+        default=None,
+        help=f"levels per side in the merged book, 1 to {MAX_DEPTH} (default 10; with --config: "
+        "sets every book aggregator's depth)",
     )
     p.add_argument(
         "--sim",
@@ -290,14 +340,24 @@ def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | Non
     The bearer token comes from ``--token-file``, else from ``environ``'s
     DRAGONFLY_TOKEN (default: the process environment); files are read here.
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    topo = load_topology(args.config) if args.config is not None else None
+    if topo is not None:
+        # The file's values become the defaults; flags given on the command line win.
+        parser.set_defaults(**_file_defaults(topo, parser))
+        args = parser.parse_args(argv)
+    if not args.instruments:
+        raise ConfigError("give at least one instrument (e.g. ethbtc), or --config with a topology file")
     venues = [get_venue(v).name for v in args.venues.split(",") if v.strip()]
     if not venues:
         raise ConfigError("--venues names no venue")
     if len(set(venues)) != len(venues):
         raise ConfigError(f"--venues lists a venue twice: {args.venues}")
-    endpoints = _pairs(args.endpoint, "--endpoint", ("ws", "wss"))
-    rest = _pairs(args.rest_endpoint, "--rest-endpoint", ("http", "https"))
+    endpoints = _pairs(_chosen(topo, "endpoint", venues) + args.endpoint, "--endpoint", ("ws", "wss"))
+    rest = _pairs(
+        _chosen(topo, "rest_endpoint", venues) + args.rest_endpoint, "--rest-endpoint", ("http", "https")
+    )
     for name in [*endpoints, *rest]:
         if name not in venues:
             raise ConfigError(f"an endpoint is given for {name}, which is not in --venues")
@@ -310,7 +370,7 @@ def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | Non
                 f"the simulator serves {', '.join(SIMULATED)}; give --endpoint for {', '.join(missing)}"
             )
     channels: dict[str, str] = {}
-    for value in args.channel:
+    for value in _chosen(topo, "channel", venues) + args.channel:
         venue, sep, kind = value.rpartition("=")
         kind = kind.strip().lower()
         if kind not in ("snapshot", "diff"):
@@ -324,7 +384,7 @@ def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | Non
         raise ConfigError(f"--port must be 0..65535, got {args.port}")
     if args.sim_period is not None and args.sim_period <= 0:
         raise ConfigError("--sim-period must be positive")
-    check_depth(args.depth, "--depth")
+    depth = 10 if args.depth is None else check_depth(args.depth, "--depth")
     if args.queue < 1:
         raise ConfigError(f"--queue must be at least 1, got {args.queue}")
     if not args.max_lag_ms >= 0:  # also refuses nan
@@ -337,7 +397,7 @@ def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | Non
             raise ConfigError(f"--{option.replace('_', '-')} must be > 0, got {getattr(args, option)}")
     tls, token, token_source = _credentials(args, os.environ if environ is None else environ)
     stale_after: dict[str, float] = {}
-    for value in args.stale_after:
+    for value in _chosen(topo, "stale_after", venues) + args.stale_after:
         venue, sep, seconds = value.rpartition("=")
         try:
             limit = float(seconds)
@@ -351,12 +411,20 @@ def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | Non
             stale_after[name] = limit
     if not 0 <= args.max_deviation < 10000:
         raise ConfigError(f"--max-deviation must be a percentage >= 0 (0: off), got {args.max_deviation}")
+    instruments = [normalise_instrument(i) for i in args.instruments]
+    if len(set(instruments)) != len(instruments):
+        raise ConfigError(f"an instrument is given twice: {' '.join(args.instruments)}")
+    aggregators, inputs, services = _topology_parts(topo, instruments, venues, args.depth)
     return ServeConfig(
-        instrument=normalise_instrument(args.instrument),
+        instruments=instruments,
         venues=venues,
         host=args.host,
         port=args.port,
-        depth=args.depth,
+        depth=depth,
+        aggregators=aggregators,
+        inputs=inputs,
+        services=services,
+        config_file=args.config,
         sim=args.sim,
         endpoints=endpoints,
         rest_endpoints=rest,
@@ -381,3 +449,64 @@ def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | Non
         handshake_timeout=args.handshake_timeout,
         idle_timeout=args.idle_timeout,
     )
+
+
+def _file_defaults(topo: TopologyFile, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """The parser defaults a topology file sets (its per-venue lists are merged in parse_config)."""
+    out: dict[str, Any] = {"instruments": list(topo.instruments)}
+    if topo.venues:
+        out["venues"] = ",".join(v.name for v in topo.venues)
+    out.update(topo.options)
+    if topo.services:
+        out.update(topo.services[0].options)
+    known = {action.dest for action in parser._actions}
+    return {k: v for k, v in out.items() if k in known}
+
+
+def _chosen(topo: TopologyFile | None, key: str, venues: list[str]) -> list[str]:
+    """The file's ``VENUE=VALUE`` entries of ``key`` for the venues in use (flags come after: they win)."""
+    if topo is None:
+        return []
+    out = []
+    for entry in topo.venues:
+        value = getattr(entry, key)
+        if value is not None and entry.name in venues:
+            out.append(f"{entry.name}={value}")
+    return out
+
+
+def _topology_parts(
+    topo: TopologyFile | None, instruments: list[str], venues: list[str], depth: int | None
+) -> tuple[list[AggregatorSpec], tuple[str, ...], list[ExtraService]]:
+    """The file's aggregators and services, checked against the instruments and venues in use."""
+    if topo is None:
+        return [], (), []
+    aggregators = []
+    for spec in topo.aggregators:
+        missing = [i for i in spec.instruments if i not in instruments]
+        if missing:
+            raise ConfigError(
+                f"{topo.path}: aggregators.{spec.name}.instruments: {', '.join(missing)} is not among the "
+                f"instruments served ({', '.join(instruments)})"
+            )
+        absent = [v for v in spec.venues if v not in venues]
+        if absent:
+            raise ConfigError(
+                f"{topo.path}: aggregators.{spec.name}.venues: {', '.join(absent)} is not among the venues "
+                f"in use ({', '.join(venues)})"
+            )
+        if depth is not None and spec.kind == "book":
+            spec = dataclasses.replace(spec, depth=check_depth(depth, "--depth"))
+        aggregators.append(spec)
+    inputs = topo.services[0].inputs if topo.services else ()
+    services = [
+        ExtraService(
+            svc.name,
+            svc.options.get("host", DEFAULT_HOST),
+            svc.options.get("port", 50051),
+            svc.inputs,
+            {k: v for k, v in svc.options.items() if k not in ("host", "port")},
+        )
+        for svc in topo.services[1:]
+    ]
+    return aggregators, inputs, services

@@ -1,5 +1,11 @@
 """Serve ``orderbook.OrderbookAggregator/BookSummary`` from a FanOut of encoded Summaries.
 
+With a :class:`~dragonfly.topology.source.Catalog` the same server also serves
+the versioned API ``dragonfly.v1.MarketData`` (:mod:`dragonfly.serve.v1`),
+under the same lock-down: both APIs stream through :meth:`GrpcService.stream`
+and check calls with :meth:`GrpcService.refuse_call` /
+:meth:`GrpcService.refuse_stream`, so the caps count the streams of both.
+
 The aggregator's updates are serialized once (dragonfly.serve.encode) and
 published as bytes; every stream writes those bytes unchanged: the method is
 registered with a generic handler whose response serializer is the identity,
@@ -40,6 +46,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -52,6 +59,8 @@ from dragonfly.serve.errors import ServeError
 
 if TYPE_CHECKING:
     from dragonfly.core.fanout import FanOut, Subscription
+    from dragonfly.serve.v1 import MarketData
+    from dragonfly.topology.source import Catalog
 
 __all__ = [
     "DEFAULT_HOST",
@@ -61,6 +70,7 @@ __all__ = [
     "Limits",
     "StreamStats",
     "TlsKeyPair",
+    "Wakeup",
     "check_token",
     "is_loopback",
     "load_tls_key_pair",
@@ -91,9 +101,9 @@ OPEN_FILE_TARGET = 65_536
 class Limits:
     """What a client may hold and how long it may wait; every time in seconds."""
 
-    #: Open BookSummary streams, all connections together.
+    #: Open streams (BookSummary and dragonfly.v1 Subscribe), all connections together.
     max_streams: int = 256
-    #: Open BookSummary streams on one connection (one HTTP/2 connection, one client socket).
+    #: Open streams on one connection (one HTTP/2 connection, one client socket).
     #: grpc clients share one connection between the channels of a process that
     #: dial the same target with the same options (its subchannel pool), so one
     #: trading process with many streams is one connection: 128, as nginx's
@@ -304,20 +314,91 @@ class StreamStats(NamedTuple):
     dropped: int
 
 
-class _Stream:
-    """One open BookSummary stream: what the write watchdog needs to end it."""
+class Wakeup:
+    """Wake the one task that waits for any of several subscriptions to get an item.
 
-    __slots__ = ("context", "peer", "stalled", "subscription", "writing_since")
+    A stream of several subscriptions (a dragonfly.v1 subscription to several
+    instruments) waits on one of these; whoever publishes to any of them calls
+    :meth:`wake` after publishing. No task per subscription, and nothing per
+    publish while the stream is busy writing (no future is pending then).
+    """
+
+    __slots__ = ("_future",)
+
+    def __init__(self) -> None:
+        """Make a wake-up nobody waits on yet."""
+        self._future: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        """Wake the waiting task, if any."""
+        future, self._future = self._future, None
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    async def wait(self) -> None:
+        """Wait for the next :meth:`wake` (check the subscriptions first: a past wake is not kept)."""
+        future = self._future = asyncio.get_running_loop().create_future()
+        try:
+            await future
+        finally:
+            if self._future is future:
+                self._future = None
+
+
+class _Merged:
+    """The items of several subscriptions as one stream: round robin, so a busy one starves none."""
+
+    __slots__ = ("_next", "_subscriptions", "_wakeup")
+
+    def __init__(self, subscriptions: tuple[Subscription[bytes], ...], wakeup: Wakeup) -> None:
+        self._subscriptions = subscriptions
+        self._wakeup = wakeup
+        self._next = 0
+
+    async def get(self) -> bytes | None:
+        """Return the next item of the next subscription holding one; None once one closed and all drained."""
+        subscriptions = self._subscriptions
+        count = len(subscriptions)
+        while True:
+            start = self._next
+            for offset in range(count):
+                index = (start + offset) % count
+                payload = subscriptions[index].get_nowait()
+                if payload is not None:
+                    self._next = index + 1
+                    return payload
+            # All empty, and no await since the check: nothing can be published in between.
+            if any(subscription.closed for subscription in subscriptions):
+                return None
+            await self._wakeup.wait()
+
+
+class _Stream:
+    """One open stream (either API): what the write watchdog needs to end it."""
+
+    __slots__ = ("context", "peer", "stalled", "subscriptions", "wakeup", "writing_since")
 
     def __init__(
-        self, subscription: Subscription[bytes], peer: str, context: grpc.aio.ServicerContext[bytes, bytes]
+        self,
+        subscriptions: tuple[Subscription[bytes], ...],
+        wakeup: Wakeup | None,
+        peer: str,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> None:
-        self.subscription = subscription
+        self.subscriptions = subscriptions
+        self.wakeup = wakeup
         self.peer = peer
         self.context = context
         #: Event-loop time the pending write started, 0.0 while none is pending.
         self.writing_since = 0.0
         self.stalled = False
+
+    def close(self) -> None:
+        """Release the subscriptions; the stream's next read returns None."""
+        for subscription in self.subscriptions:
+            subscription.close()
+        if self.wakeup is not None:
+            self.wakeup.wake()
 
 
 class GrpcService:
@@ -335,6 +416,10 @@ class GrpcService:
     With ``tls`` it serves TLS only; with ``token`` every call must carry
     ``authorization: Bearer <token>``. ``limits`` caps streams and bounds
     waits (see :class:`Limits`).
+
+    With ``catalog`` it also serves ``dragonfly.v1.MarketData`` over that
+    topology (:class:`~dragonfly.serve.v1.MarketData`, see :attr:`v1`), with
+    the same queue, lag, stamping, token and limits.
     """
 
     def __init__(
@@ -349,6 +434,7 @@ class GrpcService:
         tls: TlsKeyPair | None = None,
         token: str | None = None,
         limits: Limits | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
         """Prepare the service; nothing listens before start()."""
         if queue_len < 1:
@@ -363,8 +449,8 @@ class GrpcService:
         self._stamp_send_ns = stamp_send_ns
         self._limits = limits or Limits()
         self._server: grpc.aio.Server | None = None
-        # Open streams by subscription, and how many each connection (peer) holds.
-        self._streams: dict[Subscription[bytes], _Stream] = {}
+        # Open streams (an insertion-ordered set), and how many each connection (peer) holds.
+        self._streams: dict[_Stream, None] = {}
         self._per_peer: dict[str, int] = {}
         self._stopping = False
         self._tls = tls
@@ -377,11 +463,33 @@ class GrpcService:
             self.set_token(token)
         self._watchdog: asyncio.Task[None] | None = None
         self._aborts: set[asyncio.Task[None]] = set()
+        self._v1: MarketData | None = None
+        if catalog is not None:
+            # Imported here: v1 builds on this module, and a server without a
+            # catalog needs none of it.
+            from dragonfly.serve.v1 import MarketData
+
+            self._v1 = MarketData(catalog, self)
 
     @property
     def subscribers(self) -> int:
-        """The number of open BookSummary streams."""
+        """The number of open streams, both APIs."""
         return len(self._streams)
+
+    @property
+    def queue_len(self) -> int:
+        """Updates a stream's subscription holds (per instrument), conflating to the newest."""
+        return self._queue_len
+
+    @property
+    def max_lag_ns(self) -> int | None:
+        """How long a superseded update may wait in a subscription, or None: no bound."""
+        return self._max_lag_ns
+
+    @property
+    def v1(self) -> MarketData | None:
+        """The ``dragonfly.v1`` service, or None when made without a catalog."""
+        return self._v1
 
     @property
     def limits(self) -> Limits:
@@ -390,7 +498,14 @@ class GrpcService:
 
     def stream_stats(self) -> list[StreamStats]:
         """Return the counters of every open stream."""
-        return [StreamStats(s.peer, sub.delivered, sub.dropped) for sub, s in self._streams.items()]
+        return [
+            StreamStats(
+                s.peer,
+                sum(sub.delivered for sub in s.subscriptions),
+                sum(sub.dropped for sub in s.subscriptions),
+            )
+            for s in self._streams
+        ]
 
     @property
     def tls(self) -> TlsKeyPair | None:
@@ -455,7 +570,10 @@ class GrpcService:
             request_deserializer=None,
             response_serializer=None,
         )
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {METHOD: handler}),))
+        handlers = [grpc.method_handlers_generic_handler(SERVICE, {METHOD: handler})]
+        if self._v1 is not None:
+            handlers.append(self._v1.handler())
+        server.add_generic_rpc_handlers(handlers)
         try:
             if self._tls is None:
                 port = server.add_insecure_port(address)
@@ -479,7 +597,7 @@ class GrpcService:
         limits = self._limits
         log.info(
             "serving %s on %s (%s, %s; at most %d streams, %d per connection; write timeout %gs)",
-            SERVICE,
+            SERVICE if self._v1 is None else f"{SERVICE} and {self._v1.SERVICE}",
             bound,
             "TLS" if self._tls is not None else "plaintext",
             "bearer token required" if self._token is not None else "no token",
@@ -513,20 +631,18 @@ class GrpcService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
             self._watchdog = None
-        for subscription in tuple(self._streams):
-            subscription.close()
+        for stream in tuple(self._streams):
+            stream.close()
         await server.stop(grace)
         # Every call is over now, so every pending abort has finished or failed.
         if self._aborts:
             await asyncio.gather(*self._aborts, return_exceptions=True)
 
-    def _refusal(
-        self, context: grpc.aio.ServicerContext[bytes, bytes], peer: str
-    ) -> tuple[grpc.StatusCode, str] | None:
-        """Return why a new call from ``peer`` may not stream (status and details), or None if it may.
+    def refuse_call(self, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[grpc.StatusCode, str] | None:
+        """Return why a call may not be served (no or a wrong token: status and details), or None.
 
-        Cheap and synchronous: a client that hammers the caps costs one
-        dictionary look-up and one status per call.
+        For every call of every API, before anything else (a caller without
+        the token learns nothing about what is served).
         """
         expected = self._token
         if expected is not None:
@@ -544,6 +660,22 @@ class GrpcService:
             # The compare takes the same time however much of the token matches.
             if not (scheme.lower() == b"bearer" and hmac.compare_digest(credential.strip(), expected)):
                 return grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token"
+        return None
+
+    def refuse_stream(
+        self, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tuple[grpc.StatusCode, str] | None:
+        """Return why a new call may not stream (status and details), or None if it may.
+
+        The token (:meth:`refuse_call`), then the caps on streams. Cheap and
+        synchronous: a client that hammers the caps costs one dictionary
+        look-up and one status per call. Nothing is held for the caller until
+        :meth:`stream` starts, so call that with no await in between.
+        """
+        refusal = self.refuse_call(context)
+        if refusal is not None:
+            return refusal
+        peer = context.peer()
         limits = self._limits
         if len(self._streams) >= limits.max_streams:
             return (
@@ -560,18 +692,41 @@ class GrpcService:
 
     async def _book_summary(self, _request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> None:
         """Write every update of a new subscription to the stream, as it comes."""
-        # The client's address and port: one per connection.
-        peer = context.peer()
-        refusal = self._refusal(context, peer)
+        refusal = self.refuse_stream(context)
         if refusal is not None:
             # Ends the call with this status and raises AbortError, which grpc
             # expects and handles quietly. Nothing was subscribed.
             await context.abort(*refusal)
-        subscription = self._fanout.subscribe(self._queue_len, self._max_lag_ns)
+        await self.stream(context, (self._fanout.subscribe(self._queue_len, self._max_lag_ns),))
+
+    async def stream(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        subscriptions: Sequence[Subscription[bytes]],
+        wakeup: Wakeup | None = None,
+    ) -> None:
+        """Write every item of ``subscriptions`` (encoded messages) to the call's stream, as it comes.
+
+        Counts under the caps, stamps ``send_ns`` if asked, is watched by the
+        write watchdog, and closes the subscriptions when it ends (the client
+        went away, the watchdog ended it, a subscription closed, stop()).
+        Several subscriptions are read round robin, and need ``wakeup``,
+        woken by whoever publishes to any of them. Check :meth:`refuse_stream` first.
+        """
+        subs = tuple(subscriptions)
+        get: Callable[[], Awaitable[bytes | None]]
+        if len(subs) == 1:
+            get, wakeup = subs[0].get, None
+        elif wakeup is not None and subs:
+            get = _Merged(subs, wakeup).get
+        else:
+            raise ValueError("a stream needs a subscription, and several need a Wakeup")
+        # The client's address and port: one per connection.
+        peer = context.peer()
+        stream = _Stream(subs, wakeup, peer, context)
         if self._stopping:
-            subscription.close()
-        stream = _Stream(subscription, peer, context)
-        self._streams[subscription] = stream
+            stream.close()
+        self._streams[stream] = None
         self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         log.debug("stream opened by %s", peer)
         stamp = self._stamp_send_ns
@@ -580,7 +735,7 @@ class GrpcService:
             # Headers now, not with the first update: a client can tell that
             # the stream is up even while the market is quiet.
             await context.send_initial_metadata(())
-            while (payload := await subscription.get()) is not None:
+            while (payload := await get()) is not None:
                 if stamp:
                     payload = append_send_ns(payload, time.time_ns())
                 # Returns once grpc took the message; with a client that does
@@ -603,16 +758,17 @@ class GrpcService:
             log.debug("stream of %s ended by grpc: %s", peer, type(exc).__name__)
             raise asyncio.CancelledError from None
         finally:
-            subscription.close()
-            if self._streams.pop(subscription, None) is not None:
+            stream.close()
+            if stream in self._streams:
+                del self._streams[stream]
                 left = self._per_peer.pop(peer) - 1
                 if left:
                     self._per_peer[peer] = left
             log.debug(
                 "stream of %s ended: %d delivered, %d conflated",
                 peer,
-                subscription.delivered,
-                subscription.dropped,
+                sum(sub.delivered for sub in subs),
+                sum(sub.dropped for sub in subs),
             )
 
     async def _watch_writes(self) -> None:
@@ -628,7 +784,7 @@ class GrpcService:
         while True:
             await asyncio.sleep(tick)
             now = loop.time()
-            for stream in tuple(self._streams.values()):
+            for stream in tuple(self._streams):
                 since = stream.writing_since
                 if since and not stream.stalled and now - since >= timeout:
                     self._end_stalled(stream, timeout)
@@ -643,7 +799,7 @@ class GrpcService:
         vanished peer). The subscription is released at once.
         """
         stream.stalled = True
-        stream.subscription.close()
+        stream.close()
         # Debug, like every per-stream event: a client must not be able to flood the log.
         log.debug("ending the stream of %s: client not reading for %gs", stream.peer, timeout)
         details = f"client not reading for {timeout:g} s"
@@ -653,7 +809,7 @@ class GrpcService:
 
     @staticmethod
     async def _abort(
-        context: grpc.aio.ServicerContext[bytes, bytes], code: grpc.StatusCode, details: str
+        context: grpc.aio.ServicerContext[Any, Any], code: grpc.StatusCode, details: str
     ) -> None:
         """Send ``code`` from outside the stream's handler; quiet if the call ended meanwhile."""
         with contextlib.suppress(grpc.aio.BaseError):  # AbortError, or a failed batch: the call is over

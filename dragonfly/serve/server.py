@@ -1,16 +1,21 @@
-"""The gRPC server process: engine + service (+ simulator with ``--sim``).
+"""The gRPC server process: hub + services (+ simulator with ``--sim``).
 
-Thin wiring around library objects: :class:`~dragonfly.core.engine.Engine`
-keeps the merged book, a sink encodes each merged update once into Summary
-bytes and publishes them to a :class:`~dragonfly.core.fanout.FanOut`, and
-:class:`~dragonfly.serve.grpc_service.GrpcService` streams those bytes to
-every subscriber from its own bounded, conflating queue.
+Thin wiring around library objects: a :class:`~dragonfly.topology.hub.Hub`
+keeps every instrument's venue books and views on shared venue connections;
+a sink encodes each merged update of the first instrument once into Summary
+bytes for the seed API (``BookSummary``) and publishes them to a
+:class:`~dragonfly.core.fanout.FanOut`; each
+:class:`~dragonfly.serve.grpc_service.GrpcService` (one per service of the
+topology) streams those bytes, and the ``dragonfly.v1`` views of the
+aggregators it exposes, to every subscriber from its own bounded,
+conflating queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
@@ -18,11 +23,10 @@ import time
 from collections.abc import Callable
 
 from dragonfly import accel
-from dragonfly.core.engine import Engine, VenueEndpoint
-from dragonfly.core.errors import DragonflyError
+from dragonfly.core.errors import ConfigError, DragonflyError
 from dragonfly.core.fanout import FanOut
 from dragonfly.core.types import MergedBook
-from dragonfly.serve.config import ServeConfig
+from dragonfly.serve.config import ExtraService, ServeConfig
 from dragonfly.serve.encode import encode_summary_queued
 from dragonfly.serve.errors import ServeError
 from dragonfly.serve.grpc_service import (
@@ -31,6 +35,8 @@ from dragonfly.serve.grpc_service import (
     raise_open_file_limit,
     read_token_file,
 )
+from dragonfly.topology.expose import Exposed
+from dragonfly.topology.hub import Hub, VenueEndpoint
 from dragonfly.venues import get_venue
 
 log = logging.getLogger("dragonfly.serve")
@@ -94,13 +100,46 @@ def reload_credentials(cfg: ServeConfig, service: GrpcService) -> None:
 FIRST_BOOK_WAIT = 3.0
 
 
-async def _first_books(engine: Engine, venues: list[str], timeout: float) -> None:
-    """Wait up to ``timeout`` s until every venue of ``venues`` has a book in the merge."""
+async def _first_books(hub: Hub, timeout: float) -> None:
+    """Wait up to ``timeout`` s until every accepted (instrument, venue) has a book."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while not all(engine.feeds[n].listener.has_book for n in venues):
+    accepted = [(i, v) for i, row in hub.report.items() for v, problem in row.items() if problem is None]
+    while not all(hub.tees[key].latest is not None for key in accepted):
         if asyncio.get_running_loop().time() > deadline:
             return
         await asyncio.sleep(0.02)
+
+
+def _service(cfg: ServeConfig, fanout: FanOut[bytes], catalog: Exposed) -> GrpcService:
+    return GrpcService(
+        fanout,
+        cfg.host,
+        cfg.port,
+        queue_len=cfg.queue,
+        max_lag_ns=round(cfg.max_lag_ms * 1e6),
+        tls=cfg.tls,
+        token=cfg.token,
+        limits=cfg.limits(),
+        catalog=catalog,
+    )
+
+
+def _extra_config(cfg: ServeConfig, extra: ExtraService) -> ServeConfig:
+    """The config of one more service: the top-level options, then its own (credentials loaded)."""
+    out = dataclasses.replace(cfg, host=extra.host, port=extra.port, inputs=extra.inputs, services=[])
+    for key, value in extra.options.items():
+        setattr(out, key, value)
+    try:
+        if "tls_cert" in extra.options or "tls_key" in extra.options:
+            if out.tls_cert is None or out.tls_key is None:
+                raise ConfigError(f"services.{extra.name}: tls_cert and tls_key go together")
+            out.tls = load_tls_key_pair(out.tls_cert, out.tls_key)
+        if "token_file" in extra.options and out.token_file is not None:
+            out.token = read_token_file(out.token_file)
+            out.token_source = f"services.{extra.name}.token_file {out.token_file}"
+    except ServeError as exc:
+        raise ConfigError(f"services.{extra.name}: {exc}") from None
+    return out
 
 
 async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> int:
@@ -111,35 +150,30 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
         loop.add_signal_handler(sig, stop.set)
     sim = None
     fanout: FanOut[bytes] = FanOut(maxlen=1)
-    service = GrpcService(
-        fanout,
-        cfg.host,
-        cfg.port,
-        queue_len=cfg.queue,
-        max_lag_ns=round(cfg.max_lag_ms * 1e6),
-        tls=cfg.tls,
-        token=cfg.token,
-        limits=cfg.limits(),
-    )
-    # SIGHUP's default action ends the process: reload instead.
-    loop.add_signal_handler(signal.SIGHUP, reload_credentials, cfg, service)
+    services: list[tuple[ServeConfig, GrpcService]] = []
+    hub: Hub | None = None
     old_limit, new_limit = raise_open_file_limit()
     if new_limit > old_limit:
         log.info("raised the open-file limit from %d to %d", old_limit, new_limit)
     else:
         log.debug("open-file limit: %d", old_limit)
-    if cfg.token_source is not None:
-        log.info("bearer token from %s", cfg.token_source)
-    engine: Engine | None = None
     try:
-        port = await service.start()
         ssl_context = cfg.ssl_context()
         endpoints: list[VenueEndpoint] = []
         sim_venues = [v for v in cfg.venues if v not in cfg.endpoints] if cfg.sim else []
         if sim_venues:
             from dragonfly.sim import Simulator
+            from dragonfly.sim.instruments import DEFAULT_INSTRUMENTS, make_instrument
 
-            sim = Simulator(venues=sim_venues, host="127.0.0.1", period_s=cfg.sim_period)
+            # The simulated venues list every instrument they can make up a market for;
+            # a name they cannot (xyzabc) is unlisted there, as on a live venue.
+            listed = []
+            for name in cfg.instruments:
+                with contextlib.suppress(ValueError):
+                    make_instrument(name)
+                    listed.append(name)
+            sim = Simulator(venues=sim_venues, instruments=listed or DEFAULT_INSTRUMENTS, host="127.0.0.1",
+                            period_s=cfg.sim_period)
             await sim.start()
         for name in cfg.venues:
             spec = get_venue(name)
@@ -153,16 +187,32 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
             if rest_url is None and sim is not None and name in sim_venues:
                 rest_url = sim.rest_url(name)
             endpoints.append(VenueEndpoint(spec, ws_url, rest_url, ssl_context))
-        engine = Engine(
-            cfg.instrument,
+        hub = Hub(
+            cfg.instruments,
             endpoints,
-            depth=cfg.depth,
+            aggregators=cfg.aggregator_specs(),
             channels=cfg.channels,
             stale_after=cfg.stale_after,
             max_deviation=cfg.max_deviation,
         )
-        engine.add_sink(summary_sink(fanout))
-        start = asyncio.create_task(engine.start(wait=cfg.start_timeout))
+        configs = [cfg, *(_extra_config(cfg, extra) for extra in cfg.services)]
+        first = Exposed(hub, cfg.inputs)
+        # The seed API streams the merged book of the first instrument.
+        seed = first.source(cfg.instrument, "book") if "book" in first.kinds(cfg.instrument) else hub.source(
+            cfg.instrument, "book"
+        )
+        seed.add_sink(summary_sink(fanout))
+        for service_cfg in configs:
+            catalog = first if service_cfg is cfg else Exposed(hub, service_cfg.inputs)
+            service = _service(service_cfg, fanout, catalog)
+            services.append((service_cfg, service))
+            if service_cfg.token_source is not None:
+                log.info("%s:%d: bearer token from %s", service_cfg.host, service_cfg.port,
+                         service_cfg.token_source)
+        ports = [await service.start() for _, service in services]
+        # SIGHUP's default action ends the process: reload instead.
+        loop.add_signal_handler(signal.SIGHUP, _reload_all, services)
+        start = asyncio.create_task(hub.start(wait=cfg.start_timeout))
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait([start, stopper], return_when=asyncio.FIRST_COMPLETED)
         if not start.done():
@@ -172,27 +222,38 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
             return 0
         stopper.cancel()
         report = start.result()
-        for name, problem in report.items():
-            if problem:
-                log.warning("%s: not streaming yet: %s", name, problem)
-        # A venue that acked but sends no book is not serving: say which are in the merge.
-        subscribed = [n for n, p in report.items() if p is None]
-        await _first_books(engine, subscribed, FIRST_BOOK_WAIT)
-        merged = [n for n in subscribed if engine.feeds[n].listener.has_book]
-        waiting = [n for n in subscribed if n not in merged]
+        for instrument, row in report.items():
+            for name, problem in row.items():
+                if problem and not hub.rejected(instrument, name):
+                    log.warning("%s on %s: not streaming yet: %s", instrument, name, problem)
+        await _first_books(hub, FIRST_BOOK_WAIT)
         where = "simulated" if cfg.sim else "live"
+        for line in hub.describe().splitlines():
+            log.info("topology: %s", line)
+        merged: dict[str, list[str]] = {}
+        for instrument, row in report.items():
+            merged[instrument] = [
+                v for v, p in row.items() if p is None and hub.tees[instrument, v].latest is not None
+            ]
+            for v, p in row.items():
+                if p is None and v not in merged[instrument]:
+                    prefix = v if instrument == cfg.instrument else f"{instrument} on {v}"
+                    log.warning(
+                        "%s: subscribed, but no book yet: it joins the merge with its first sound one", prefix
+                    )
+        others = [i for i in cfg.instruments if i != cfg.instrument]
         log.info(
-            "serving %s merged top %d from %s (%s) on %s:%d; hot path: %s",
+            "serving %s merged top %d from %s (%s) on %s%s; hot path: %s",
             cfg.instrument,
-            cfg.depth,
-            ", ".join(merged) or "no venue yet",
+            seed.depth,
+            ", ".join(merged[cfg.instrument]) or "no venue yet",
             where,
-            cfg.host,
-            port,
+            ", ".join(f"{c.host}:{port}" for (c, _), port in zip(services, ports, strict=True)),
+            "".join(
+                f"; also {i} from {', '.join(merged[i]) or 'no venue yet'}" for i in others
+            ),
             "C speedups" if accel.ACTIVE else "pure Python (C speedups not built or disabled)",
         )
-        for name in waiting:
-            log.warning("%s: subscribed, but no book yet: it joins the merge with its first sound one", name)
         if ready is not None:
             ready.set()
         await stop.wait()
@@ -202,11 +263,17 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        await service.stop(grace=1.0)
-        if engine is not None:
-            await engine.stop()
+        for _, service in services:
+            await service.stop(grace=1.0)
+        if hub is not None:
+            await hub.stop()
         fanout.close()
         if sim is not None:
             await sim.stop()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+
+
+def _reload_all(services: list[tuple[ServeConfig, GrpcService]]) -> None:
+    for cfg, service in services:
+        reload_credentials(cfg, service)

@@ -9,8 +9,10 @@ Invariants kept after every step:
 
 from __future__ import annotations
 
+import heapq
 import math
 from itertools import pairwise
+from operator import sub
 from random import Random
 
 from dragonfly.sim.instruments import VenueSpec, pow10
@@ -63,13 +65,6 @@ class BookChanges:
         self.asks.clear()
 
 
-def changed_prices(old: dict[int, int], new: dict[int, int]) -> set[int]:
-    """Return the prices whose amount differs between ``old`` and ``new`` (absent: 0)."""
-    changed = {p for p, a in new.items() if old.get(p) != a}
-    changed.update(p for p in old if p not in new)
-    return changed
-
-
 class SimBook:
     """A venue's book: bids and asks keyed by price in ticks, amounts in lots."""
 
@@ -87,6 +82,8 @@ class SimBook:
         self._sorted_at = -1
         self._sorted: tuple[list[UnitLevel], list[UnitLevel]] = ([], [])
         self._watchers: list[BookChanges] = []
+        # During a step: (bids, asks) price -> amount before the step (None: absent).
+        self._before: tuple[dict[int, int | None], dict[int, int | None]] = ({}, {})
 
     # -- reading ---------------------------------------------------------
 
@@ -164,25 +161,28 @@ class SimBook:
         all if it ends the step as it began (e.g. resized to the same amount).
         ``update_id`` grows by that count, so it moves exactly when the book does.
         """
-        old_bids, old_asks = dict(self.bids), dict(self.asks)
+        # What each written price held before this step (None: absent), so
+        # the changes are found without copying and comparing whole sides.
+        self._before = ({}, {})
         best_bid, best_ask = self._touch(mid)
         gap = self.spec.gap_ticks
         # Pull the touch to the mid: drop levels through it, refill if it drifted away.
         for price in [p for p in self.bids if p > best_bid]:
-            del self.bids[price]
+            self._del(self.bids, price)
         for price in [p for p in self.asks if p < best_ask]:
-            del self.asks[price]
+            self._del(self.asks, price)
         if not self.bids or max(self.bids) < best_bid - gap:
-            self.bids[best_bid] = self._size(rng)
+            self._set(self.bids, best_bid, self._size(rng))
         if not self.asks or min(self.asks) > best_ask + gap:
-            self.asks[best_ask] = self._size(rng)
+            self._set(self.asks, best_ask, self._size(rng))
         for _ in range(rng.randint(1, 3)):
             self._mutate(rng, best_bid, best_ask)
         self._fill_holes(self.bids, -1, rng)
         self._fill_holes(self.asks, 1, rng)
         self._refill(rng)
-        bids = changed_prices(old_bids, self.bids)
-        asks = changed_prices(old_asks, self.asks)
+        before_bids, before_asks = self._before
+        bids = {p for p, old in before_bids.items() if self.bids.get(p) != old}
+        asks = {p for p, old in before_asks.items() if self.asks.get(p) != old}
         changed = len(bids) + len(asks)
         if changed:
             self.update_id += changed
@@ -192,18 +192,28 @@ class SimBook:
                 watcher.asks |= asks
         return changed
 
+    def _set(self, side: dict[int, int], price: int, amount: int) -> None:
+        """Write a level during a step, noting what the price held before it."""
+        self._before[side is self.asks].setdefault(price, side.get(price))
+        side[price] = amount
+
+    def _del(self, side: dict[int, int], price: int) -> None:
+        """Remove a level during a step, noting its amount before it."""
+        self._before[side is self.asks].setdefault(price, side[price])
+        del side[price]
+
     def _mutate(self, rng: Random, best_bid: int, best_ask: int) -> int:
         """Resize, delete or add one level near the top of a random side."""
         is_bid = rng.random() < 0.5
         side = self.bids if is_bid else self.asks
-        ordered = sorted(side, reverse=is_bid)
-        index = min(int(rng.expovariate(1 / 8)), len(ordered) - 1)
-        price = ordered[index]
+        index = min(int(rng.expovariate(1 / 8)), len(side) - 1)
+        # The index-th best price: a partial sort (the index is ~8 of ~150 levels).
+        price = (heapq.nlargest if is_bid else heapq.nsmallest)(index + 1, side)[index]
         roll = rng.random()
         if roll < 0.5:
-            side[price] = self._size(rng)
+            self._set(side, price, self._size(rng))
         elif roll < 0.75 and len(side) > MIN_LEVELS:
-            del side[price]
+            self._del(side, price)
         else:
             # A new level next to the chosen one, never through the touch.
             gap = self.spec.gap_ticks
@@ -211,7 +221,7 @@ class SimBook:
             inside = 0 < new <= best_bid if is_bid else new >= best_ask
             if not inside or new in side:
                 return 0
-            side[new] = self._size(rng)
+            self._set(side, new, self._size(rng))
         return 1
 
     def _fill_holes(self, side: dict[int, int], outward: int, rng: Random) -> int:
@@ -223,13 +233,17 @@ class SimBook:
         """
         gap = self.spec.gap_ticks
         ordered = sorted(side, reverse=outward < 0)[:MIN_LEVELS]
+        # The common case in C calls: no two neighbours are over two gaps apart.
+        steps = list(map(sub, ordered[1:], ordered))
+        if not steps or (max(steps) if outward > 0 else -min(steps)) <= 2 * gap:
+            return 0
         changed = 0
         for prev, price in pairwise(ordered):
             while (price - prev) * outward > 2 * gap:
                 prev += outward * gap * rng.randint(1, 2)
                 if prev <= 0 or (price - prev) * outward <= 0:
                     break
-                side[prev] = self._size(rng)
+                self._set(side, prev, self._size(rng))
                 changed += 1
         return changed
 
@@ -240,15 +254,15 @@ class SimBook:
             price = min(self.bids) - self._gap(rng)
             if price <= 0:
                 break
-            self.bids[price] = self._size(rng)
+            self._set(self.bids, price, self._size(rng))
             changed += 1
         while len(self.asks) < MIN_LEVELS:
-            self.asks[max(self.asks) + self._gap(rng)] = self._size(rng)
+            self._set(self.asks, max(self.asks) + self._gap(rng), self._size(rng))
             changed += 1
         while len(self.bids) > MAX_LEVELS:
-            del self.bids[min(self.bids)]
+            self._del(self.bids, min(self.bids))
             changed += 1
         while len(self.asks) > MAX_LEVELS:
-            del self.asks[max(self.asks)]
+            self._del(self.asks, max(self.asks))
             changed += 1
         return changed

@@ -17,54 +17,79 @@ that nothing mutates under it.
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
-
 from dragonfly.core.slots import SlotProducer
+from dragonfly.core.types import Side, VenueBook
 
-T = TypeVar("T")
 
+class BookTee:
+    """Forward a listener's books to every attached slot producer; keep the newest.
 
-class BookTee(Generic[T]):
-    """Forward a listener's items to every attached slot producer; keep the newest."""
+    An output attached with a ``depth`` shallower than the books the listener
+    forwards gets a book only when its top ``depth`` levels changed (or the
+    book was withdrawn): a BBO view (depth 1) recomputes only when a venue's
+    best changed, a top-10 merge only when the top 10 did, even while a deeper
+    view reads 100 levels from the same listener. The skipped books were no
+    news to it: its slot holds levels equal to theirs, and freshness is read
+    from the listener's health record, not from the book.
+    """
 
-    __slots__ = ("_outs", "latest", "puts")
+    __slots__ = ("_depths", "_outs", "_shown", "latest", "puts")
 
     def __init__(self) -> None:
-        self._outs: tuple[SlotProducer[T], ...] = ()
-        #: The newest item put, or ``None`` before the first and after a withdraw.
-        self.latest: T | None = None
-        #: Items put since creation (what a test counts to see a frame decoded once).
+        self._outs: tuple[SlotProducer[VenueBook], ...] = ()
+        # Per output, in step with _outs: its depth (0: every book) and the
+        # (bids, asks) slices it was last given at that depth.
+        self._depths: tuple[int, ...] = ()
+        self._shown: list[tuple[Side, Side] | None] = []
+        #: The newest book put, or ``None`` before the first and after a withdraw.
+        self.latest: VenueBook | None = None
+        #: Books put since creation (what a test counts to see a frame decoded once).
         self.puts = 0
 
     def __len__(self) -> int:
         """Return how many slots are attached."""
         return len(self._outs)
 
-    def attach(self, out: SlotProducer[T]) -> None:
-        """Add ``out`` and hand it the newest item now (its consumer runs if it got one)."""
+    def attach(self, out: SlotProducer[VenueBook], depth: int = 0) -> None:
+        """Add ``out`` (reading ``depth`` levels; 0: all) and hand it the newest book now."""
         if out in self._outs:
             raise ValueError("this slot is attached already")
         self._outs = (*self._outs, out)
-        if self.latest is not None:
-            out.put(self.latest)
+        self._depths = (*self._depths, depth)
+        latest = self.latest
+        self._shown.append(None if latest is None or not depth else (latest[1][:depth], latest[2][:depth]))
+        if latest is not None:
+            out.put(latest)
             out.end_burst()
 
-    def detach(self, out: SlotProducer[T]) -> None:
+    def detach(self, out: SlotProducer[VenueBook]) -> None:
         """Stop feeding ``out`` (its slot is left as it is)."""
-        self._outs = tuple(o for o in self._outs if o is not out)
+        keep = [i for i, o in enumerate(self._outs) if o is not out]
+        self._outs = tuple(self._outs[i] for i in keep)
+        self._depths = tuple(self._depths[i] for i in keep)
+        self._shown = [self._shown[i] for i in keep]
 
     # -- the SlotProducer protocol, on the hot path ---------------------------------
 
-    def put(self, item: T) -> None:
-        """Replace every attached slot with ``item`` (conflating)."""
+    def put(self, item: VenueBook) -> None:
+        """Hand ``item`` to every attached slot whose top levels it changes (conflating)."""
         self.latest = item
         self.puts += 1
-        for out in self._outs:
-            out.put(item)
+        shown = self._shown
+        for i, depth in enumerate(self._depths):
+            if depth:
+                top = (item[1][:depth], item[2][:depth])
+                if top == shown[i]:
+                    continue
+                shown[i] = top
+            self._outs[i].put(item)
 
     def withdraw(self) -> None:
         """Empty every attached slot and wake their consumers now."""
         self.latest = None
+        shown = self._shown
+        for i in range(len(shown)):
+            shown[i] = None
         for out in self._outs:
             out.withdraw()
 

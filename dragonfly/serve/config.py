@@ -94,8 +94,8 @@ class ServeConfig:
     aggregators: list[AggregatorSpec] = field(default_factory=list)
     #: The aggregators the first service exposes over dragonfly.v1 (empty: all).
     inputs: tuple[str, ...] = ()
-    #: The topology file's other services.
-    services: list[ExtraService] = field(default_factory=list)
+    #: The topology file's other services, each a whole config (top-level options, then its own).
+    services: list[ServeConfig] = field(default_factory=list)
     #: The topology file read, if any.
     config_file: str | None = None
 
@@ -414,8 +414,8 @@ def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | Non
     instruments = [normalise_instrument(i) for i in args.instruments]
     if len(set(instruments)) != len(instruments):
         raise ConfigError(f"an instrument is given twice: {' '.join(args.instruments)}")
-    aggregators, inputs, services = _topology_parts(topo, instruments, venues, args.depth)
-    return ServeConfig(
+    aggregators, inputs, extras = _topology_parts(topo, instruments, venues, args.depth)
+    cfg = ServeConfig(
         instruments=instruments,
         venues=venues,
         host=args.host,
@@ -423,7 +423,6 @@ def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | Non
         depth=depth,
         aggregators=aggregators,
         inputs=inputs,
-        services=services,
         config_file=args.config,
         sim=args.sim,
         endpoints=endpoints,
@@ -449,6 +448,27 @@ def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | Non
         handshake_timeout=args.handshake_timeout,
         idle_timeout=args.idle_timeout,
     )
+    cfg.services = [_extra_config(cfg, extra) for extra in extras]
+    return cfg
+
+
+def _extra_config(cfg: ServeConfig, extra: ExtraService) -> ServeConfig:
+    """The config of one more service: the top-level options, then its own (credentials loaded)."""
+    out = dataclasses.replace(cfg, host=extra.host, port=extra.port, inputs=extra.inputs, services=[])
+    for key, value in extra.options.items():
+        setattr(out, key, value)
+    where = f"services.{extra.name}"
+    try:
+        if "tls_cert" in extra.options or "tls_key" in extra.options:
+            if out.tls_cert is None or out.tls_key is None:
+                raise ConfigError(f"{where}: tls_cert and tls_key go together")
+            out.tls = load_tls_key_pair(out.tls_cert, out.tls_key)
+        if "token_file" in extra.options and out.token_file is not None:
+            out.token = read_token_file(out.token_file)
+            out.token_source = f"{where}.token_file {out.token_file}"
+    except ServeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return out
 
 
 def _file_defaults(topo: TopologyFile, parser: argparse.ArgumentParser) -> dict[str, Any]:

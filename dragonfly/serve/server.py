@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import signal
 import sys
@@ -23,10 +22,10 @@ import time
 from collections.abc import Callable
 
 from dragonfly import accel
-from dragonfly.core.errors import ConfigError, DragonflyError
+from dragonfly.core.errors import DragonflyError
 from dragonfly.core.fanout import FanOut
 from dragonfly.core.types import MergedBook
-from dragonfly.serve.config import ExtraService, ServeConfig
+from dragonfly.serve.config import ServeConfig
 from dragonfly.serve.encode import encode_summary_queued
 from dragonfly.serve.errors import ServeError
 from dragonfly.serve.grpc_service import (
@@ -124,24 +123,6 @@ def _service(cfg: ServeConfig, fanout: FanOut[bytes], catalog: Exposed) -> GrpcS
     )
 
 
-def _extra_config(cfg: ServeConfig, extra: ExtraService) -> ServeConfig:
-    """The config of one more service: the top-level options, then its own (credentials loaded)."""
-    out = dataclasses.replace(cfg, host=extra.host, port=extra.port, inputs=extra.inputs, services=[])
-    for key, value in extra.options.items():
-        setattr(out, key, value)
-    try:
-        if "tls_cert" in extra.options or "tls_key" in extra.options:
-            if out.tls_cert is None or out.tls_key is None:
-                raise ConfigError(f"services.{extra.name}: tls_cert and tls_key go together")
-            out.tls = load_tls_key_pair(out.tls_cert, out.tls_key)
-        if "token_file" in extra.options and out.token_file is not None:
-            out.token = read_token_file(out.token_file)
-            out.token_source = f"services.{extra.name}.token_file {out.token_file}"
-    except ServeError as exc:
-        raise ConfigError(f"services.{extra.name}: {exc}") from None
-    return out
-
-
 async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> int:
     """Run until SIGINT/SIGTERM, reloading credentials on SIGHUP; return the process exit code."""
     loop = asyncio.get_running_loop()
@@ -195,7 +176,7 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
             stale_after=cfg.stale_after,
             max_deviation=cfg.max_deviation,
         )
-        configs = [cfg, *(_extra_config(cfg, extra) for extra in cfg.services)]
+        configs = [cfg, *cfg.services]
         first = Exposed(hub, cfg.inputs)
         # The seed API streams the merged book of the first instrument.
         seed = first.source(cfg.instrument, "book") if "book" in first.kinds(cfg.instrument) else hub.source(

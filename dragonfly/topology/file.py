@@ -195,11 +195,17 @@ def load_topology(path: str | Path) -> TopologyFile:
         raise ConfigError(f"{name}: cannot read it: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{name}: not valid TOML: {exc}") from None
-    return parse_topology(data, name)
+    return parse_topology(data, name, base=Path(path).resolve().parent)
 
 
-def parse_topology(data: Mapping[str, Any], path: str = "<topology>") -> TopologyFile:
-    """Check a parsed topology document (see the module doc for the keys)."""
+def parse_topology(
+    data: Mapping[str, Any], path: str = "<topology>", base: Path | None = None
+) -> TopologyFile:
+    """Check a parsed topology document (see the module doc for the keys).
+
+    File names in it (``ca_file``, ``tls_cert``, ``tls_key``, ``token_file``)
+    are relative to ``base`` (the file's folder), like any config file's.
+    """
     top = _Reader(path, "", dict(data))
     top.only(_TOP)
     raw_instruments = top.strings("instruments")
@@ -221,7 +227,7 @@ def parse_topology(data: Mapping[str, Any], path: str = "<topology>") -> Topolog
         ("log_level", top.text("log_level", ("debug", "info", "warning", "error"))),
         ("start_timeout", top.number("start_timeout", 0, 3600)),
         ("max_deviation", top.number("max_deviation", 0, 9999, open_low=False)),
-        ("ca_file", top.text("ca_file")),
+        ("ca_file", _file(top.text("ca_file"), base)),
     ):
         if value is not None:
             options[key] = value
@@ -279,9 +285,9 @@ def parse_topology(data: Mapping[str, Any], path: str = "<topology>") -> Topolog
             ("port", r.integer("port", 0, 65535)),
             ("queue", r.integer("queue", 1, 1_000_000)),
             ("max_lag_ms", r.number("max_lag_ms", 0, 3_600_000, open_low=False)),
-            ("tls_cert", r.text("tls_cert")),
-            ("tls_key", r.text("tls_key")),
-            ("token_file", r.text("token_file")),
+            ("tls_cert", _file(r.text("tls_cert"), base)),
+            ("tls_key", _file(r.text("tls_key"), base)),
+            ("token_file", _file(r.text("token_file"), base)),
             ("max_streams", r.integer("max_streams", 1, 1_000_000)),
             ("max_streams_per_connection", r.integer("max_streams_per_connection", 1, 1_000_000)),
             ("write_timeout", r.number("write_timeout", 0, 86400)),
@@ -292,6 +298,13 @@ def parse_topology(data: Mapping[str, Any], path: str = "<topology>") -> Topolog
                 service_options[key] = value
         services.append(ServiceEntry(svc, kind, tuple(inputs), service_options))
     return TopologyFile(path, instruments, venues, aggregators, services, options)
+
+
+def _file(name: str | None, base: Path | None) -> str | None:
+    """``name`` relative to ``base`` unless absolute (``None`` stays ``None``)."""
+    if name is None or base is None:
+        return name
+    return str(base / Path(name).expanduser())
 
 
 def _instrument_list(r: _Reader, key: str, known: list[str]) -> list[str]:

@@ -120,6 +120,7 @@ class AggregatorSpec:
             return self.min_interval_ms / 1000
         return MIN_INTERVAL if self.kind == "liquidity" else 0.0
 
+
 #: What a topology builds when it declares no aggregator: the merged top 10.
 DEFAULT_AGGREGATORS = (AggregatorSpec("book", "book"),)
 
@@ -132,12 +133,18 @@ class AggregatorSource:
     """
 
     def __init__(
-        self, aggregator: BaseAggregator[Any], tees: Mapping[str, BookTee[VenueBook]], name: str = ""
+        self,
+        aggregator: BaseAggregator[Any],
+        tees: Mapping[str, BookTee],
+        name: str = "",
+        depths: Mapping[str, int] | None = None,
     ) -> None:
         self.aggregator = aggregator
         #: The declaring spec's name, or ``""`` for a view built on request.
         self.name = name
         self._tees = dict(tees)
+        # Per venue, the levels it reads when its listener forwards more (0: all it gets).
+        self._depths = dict(depths or {})
         self._attached = False
         self._pins = 0
         self._fanout: FanOut[Any] | None = None
@@ -181,9 +188,9 @@ class AggregatorSource:
         self._attach()
 
     def current(self) -> View:
-        """A view made now from the venues' current books."""
+        """The view of the current books: the newest published, or one made now if out of date."""
         agg = self.aggregator
-        if self._attached and agg.last is not None:
+        if self._attached and agg.last is not None and not agg.queue._dirty:
             return agg.last
         was = self._attached
         self._attach()
@@ -215,7 +222,7 @@ class AggregatorSource:
         self._attached = True
         producers = self.aggregator.producers
         for venue, tee in self._tees.items():
-            tee.attach(producers[venue])
+            tee.attach(producers[venue], self._depths.get(venue, 0))
 
     def _maybe_detach(self) -> None:
         if self._attached and not self.aggregator.sinks and not self._pins:
@@ -311,9 +318,7 @@ class Hub:
         self._ping = (ping_idle, ping_reply)
         self.specs = self._check_aggregators(aggregators)
         #: Levels a side each listener forwards: the deepest consumer's need.
-        self.book_depth = max(
-            [s.depth for s in self.specs if s.kind != "bbo"] + [1]
-        )
+        self.book_depth = max([s.depth for s in self.specs if s.kind != "bbo"] + [1])
         for e in endpoints:
             snap = e.spec.snapshot
             if self.channels[e.spec.name] == "snapshot" and snap is not None:
@@ -324,7 +329,7 @@ class Hub:
                             f"({snap.max_depth} levels); use its diff channel"
                         )
         #: One tee per (instrument, venue): the listener's output.
-        self.tees: dict[tuple[str, str], BookTee[VenueBook]] = {
+        self.tees: dict[tuple[str, str], BookTee] = {
             (i, v): BookTee() for i in self.instruments for v in self.venues
         }
         #: Every connection of each venue.
@@ -341,7 +346,8 @@ class Hub:
             for instrument in spec.instruments or self.instruments:
                 source = self._build(instrument, spec.kind, spec.venues or self.venues, spec, spec.name)
                 self._declared[instrument, spec.name] = source
-                self._sources.setdefault((instrument, spec.kind, tuple(sorted(spec.venues))), source)
+                subset = () if set(spec.venues) in (set(), set(self.venues)) else spec.venues
+                self._sources.setdefault((instrument, spec.kind, subset), source)
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         #: Per (instrument, venue): None once the venue accepted it, else why not (after start()).
@@ -421,7 +427,14 @@ class Hub:
                 min_interval=pace,
             )
         tees = {v: self.tees[instrument, v] for v in names}
-        source = AggregatorSource(aggregator, tees, name)
+        # A view shallower than what a listener forwards reads only its own top
+        # levels: it hears of a book only when those changed (BookTee).
+        depths = {
+            v: aggregator.depth
+            for v in names
+            if aggregator.depth < self._listener_depth(self._endpoints[v].spec)
+        }
+        source = AggregatorSource(aggregator, tees, name, depths)
         self._watch(source)
         return source
 
@@ -473,6 +486,8 @@ class Hub:
                 raise NotFoundError(
                     f"unknown venue {venue!r} for {name}: this topology reads {', '.join(self.venues)}"
                 )
+        if set(chosen) == set(self.venues):
+            chosen = ()  # every venue: the same view as asking for none
         key = (name, kind, chosen)
         source = self._sources.get(key)
         if source is None:

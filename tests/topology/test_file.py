@@ -209,3 +209,38 @@ def test_parse_topology_from_code_matches_the_file() -> None:
     topo = parse_topology({"instruments": ["ETH/BTC"], "aggregators": {"b": {"kind": "bbo"}}})
     assert topo.instruments == ["ethbtc"]
     assert [(a.name, a.kind) for a in topo.aggregators] == [("b", "bbo")]
+
+
+def test_file_names_in_a_topology_are_relative_to_it(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "t.toml"
+    path.write_text(
+        'instruments = ["ethbtc"]\nca_file = "ca.pem"\n'
+        '[services.s]\ntoken_file = "/abs/token"\ntls_cert = "c.pem"\n'
+    )
+    topo = load_topology(path)
+    assert topo.options["ca_file"] == str(tmp_path / "conf" / "ca.pem")
+    assert topo.services[0].options["token_file"] == "/abs/token"
+    assert topo.services[0].options["tls_cert"] == str(tmp_path / "conf" / "c.pem")
+
+
+def test_each_service_gets_its_own_options_and_credentials(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("s3cret-token-for-the-bbo-service\n")
+    path = tmp_path / "t.toml"
+    path.write_text(
+        'instruments = ["ethbtc"]\n[aggregators.book]\nkind = "book"\n[aggregators.bbo]\nkind = "bbo"\n'
+        "[services.main]\nport = 6001\nqueue = 8\n"
+        '[services.side]\nport = 6002\ninputs = ["bbo"]\nqueue = 1\ntoken_file = "token"\n'
+    )
+    cfg = parse_config(["--config", str(path)])
+    (side,) = cfg.services
+    assert (cfg.port, cfg.queue, cfg.token) == (6001, 8, None)
+    assert (side.port, side.queue, side.inputs, side.token) == (
+        6002,
+        1,
+        ("bbo",),
+        "s3cret-token-for-the-bbo-service",
+    )
+    (tmp_path / "token").unlink()
+    with pytest.raises(ConfigError, match=r"services\.side: "):
+        parse_config(["--config", str(path)])

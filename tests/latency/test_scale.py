@@ -1,0 +1,53 @@
+"""latency.scale --quick: a smoke run (2 venues x 2 instruments, 2 s windows) gives every field.
+
+Timing is not judged here: only that each scenario ran, received frames,
+published views of the kinds it reads and measured CPU and memory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from latency.scale import KINDS, SCENARIO, SCENARIOS, main
+
+SCENARIO_FIELDS = {
+    "scenario", "description", "venues", "instruments", "books", "aggregators_declared",
+    "aggregators_read", "aggregators", "window_s", "frames", "frames_per_s", "frames_per_s_by_venue",
+    "target_frames_per_s", "cpu_s", "cpu_util", "cpu_us_per_frame", "sim_cpu_util", "sim_processes",
+    "kinds", "rss_before_mb", "rss_warm_mb", "rss_end_mb", "rss_delta_mb", "mb_per_book",
+    "disconnects", "rejected", "unsynced", "loadavg_1m_end",
+}
+T2Q_FIELDS = {"p50", "p90", "p99", "p999", "max"}
+
+
+def test_quick_run_reports_every_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "scale.json"
+    assert main(["--quick", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["params"]["venues"] == ["binance", "bitstamp"]
+    assert result["params"]["instruments"] == ["ethbtc", "btcusdt"]
+    assert set(result["scenarios"]) == set(SCENARIOS)
+    for name, s in result["scenarios"].items():
+        assert "error" not in s, s.get("error")
+        assert set(s) >= SCENARIO_FIELDS, SCENARIO_FIELDS - set(s)
+        sc = SCENARIO[name]
+        assert s["books"] == (2 if sc.all_instruments else 1) * 2
+        assert s["frames"] > 0 and s["frames_per_s"] > 0
+        assert all(rate > 0 for rate in s["frames_per_s_by_venue"].values())
+        assert s["cpu_s"] > 0 and 0 < s["cpu_us_per_frame"] < 1e6
+        assert s["rss_before_mb"] > 0 and s["rss_warm_mb"] > 0
+        assert math.isfinite(s["mb_per_book"])
+        assert s["rejected"] == {} and s["unsynced"] == []
+        assert set(s["kinds"]) == set(sc.sinks) and set(sc.sinks) <= set(KINDS)
+        for kind in s["kinds"].values():
+            assert kind["views"] > 0 and kind["views_per_s"] > 0
+            assert set(kind["t2q_us"]) == T2Q_FIELDS
+            assert 0 < kind["t2q_us"]["p50"] <= kind["t2q_us"]["p99"] <= kind["t2q_us"]["max"]
+    derived = result["derived"]
+    assert derived["cost_ratio_b_over_a"] > 0 and derived["cost_ratio_c_over_a"] > 0
+    assert math.isfinite(derived["marginal_mb_per_book_b_vs_a"])  # RSS noise may make it <= 0
+    assert "| scen |" in capsys.readouterr().out

@@ -56,7 +56,7 @@ from dragonfly.core.errors import ParseError
 from dragonfly.core.health import DEFAULT_LIVENESS, Liveness, VenueStatus
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotProducer
-from dragonfly.core.types import Side, VenueBook, new_venue_book
+from dragonfly.core.types import Side, VenueBook, check_depth, new_venue_book
 
 
 class Snapshot(NamedTuple):
@@ -401,6 +401,23 @@ class DiffListener:
             self._flush_pending = True
             asyncio.get_running_loop().call_soon(self.end_burst)
         return True
+
+    def set_depth(self, depth: int) -> None:
+        """Forward ``depth`` levels a side from now on, starting with every book now.
+
+        A topology sets this to what the views attached at the moment read
+        (a view nobody reads must not make every frame cost a deeper top-N
+        read); the books keep their channel's whole depth either way.
+        """
+        check_depth(depth)
+        if depth == self.depth:
+            return
+        self.depth = depth
+        for sync in self.syms.values():
+            if not sync.touched:
+                self._touched.append(sync)
+            sync.touched = BOTH
+        self.end_burst()
 
     def end_burst(self) -> None:
         """Forward the top N of every symbol changed in this burst, once."""

@@ -138,8 +138,11 @@ class AggregatorSource:
         tees: Mapping[str, BookTee],
         name: str = "",
         depths: Mapping[str, int] | None = None,
+        on_attach: Callable[[AggregatorSource], None] | None = None,
     ) -> None:
         self.aggregator = aggregator
+        # Told whenever it attaches or detaches (the hub retunes its listeners' depth).
+        self._on_attach = on_attach
         #: The declaring spec's name, or ``""`` for a view built on request.
         self.name = name
         self._tees = dict(tees)
@@ -221,6 +224,8 @@ class AggregatorSource:
             return
         self._attached = True
         producers = self.aggregator.producers
+        if self._on_attach is not None:
+            self._on_attach(self)  # deepen the listeners first: it starts from books deep enough
         for venue, tee in self._tees.items():
             tee.attach(producers[venue], self._depths.get(venue, 0))
 
@@ -236,6 +241,8 @@ class AggregatorSource:
         for venue, tee in self._tees.items():
             tee.detach(producers[venue])
         self.aggregator.reset()
+        if self._on_attach is not None:
+            self._on_attach(self)
 
 
 def split_symbols(symbols: Sequence[str], per_connection: int | None) -> list[list[str]]:
@@ -339,6 +346,8 @@ class Hub:
         self.symbols: dict[tuple[str, str], str] = {
             (i, e.spec.name): e.spec.venue_symbol(i) for i in self.instruments for e in endpoints
         }
+        # Levels a side the views attached now read, per (instrument, venue) (see _retune).
+        self._need: dict[tuple[str, str], int] = {}
         # Sources: declared ones by (instrument, name), and every one by (instrument, kind, venues).
         self._declared: dict[tuple[str, str], AggregatorSource] = {}
         self._sources: dict[tuple[str, str, tuple[str, ...]], AggregatorSource] = {}
@@ -434,7 +443,7 @@ class Hub:
             for v in names
             if aggregator.depth < self._listener_depth(self._endpoints[v].spec)
         }
-        source = AggregatorSource(aggregator, tees, name, depths)
+        source = AggregatorSource(aggregator, tees, name, depths, self._retune)
         self._watch(source)
         return source
 
@@ -445,6 +454,38 @@ class Hub:
             feed = self._feed_of.get((instrument, venue))
             if feed is not None:
                 source.aggregator.watch(venue, feed.health(self.symbols[instrument, venue]))
+
+    def _retune(self, changed: AggregatorSource) -> None:
+        """Set each diff listener of ``changed``'s venues to the depth its attached views read.
+
+        A listener forwards as deep as the deepest view reading it now, not as
+        deep as any declared one: a deep view nobody reads (a declared
+        ``liquidity`` without a sink) must not make every frame cost a deeper
+        top-N read and compare. Snapshot channels keep their decoders' depth.
+        """
+        instrument = changed.instrument
+        for venue in changed.venue_names:
+            self._need[instrument, venue] = max(
+                (
+                    s.depth
+                    for s in self._all_sources()
+                    if s.attached and s.instrument == instrument and venue in s.venue_names
+                ),
+                default=1,
+            )
+            feed = self._feed_of.get((instrument, venue))
+            if feed is not None:
+                self._tune(feed)
+
+    def _tune(self, feed: Feed) -> None:
+        listener = feed.listener
+        if isinstance(listener, DiffListener):
+            venue = feed.name
+            by_symbol = {self.symbols[i, venue]: i for i in self.instruments}
+            listener.set_depth(max(self._need.get((by_symbol[s], venue), 1) for s in feed.symbols))
+
+    def _all_sources(self) -> list[AggregatorSource]:
+        return list({id(s): s for s in (*self._declared.values(), *self._sources.values())}.values())
 
     def _template(self, instrument: str, kind: str) -> AggregatorSpec | None:
         for spec in self.specs:
@@ -525,7 +566,12 @@ class Hub:
         return lambda: source.remove_sink(callback)
 
     def venue_book(self, venue: str, instrument: str | None = None) -> VenueBook | None:
-        """``venue``'s current book of ``instrument`` as its listener forwards it (``None``: none now)."""
+        """``venue``'s current book of ``instrument`` as its listener forwards it (``None``: none now).
+
+        A diff channel's listener forwards as many levels as the deepest view
+        attached now reads (its best level at least); a snapshot channel's,
+        as many as the deepest declared view (at most what the channel serves).
+        """
         name = self._instrument(instrument or self.instruments[0])
         tee = self.tees.get((name, venue))
         if tee is None:
@@ -595,6 +641,7 @@ class Hub:
                 feeds.append(feed)
                 for s in group:
                     self._feed_of[symbols[s], venue] = feed
+                self._tune(feed)
                 self._tasks.append(asyncio.create_task(feed.run(), name=f"feed-{venue}-{len(feeds)}"))
         for source in self._sources.values():
             self._watch(source)
@@ -664,7 +711,7 @@ class Hub:
     @property
     def sources(self) -> tuple[AggregatorSource, ...]:
         """Every view source built so far."""
-        return tuple(dict.fromkeys(self._sources.values()))
+        return tuple(self._all_sources())
 
     def catalog(self) -> tuple[InstrumentInfo, ...]:
         """Every instrument with its venues' current state."""
@@ -759,7 +806,7 @@ class Hub:
             )
             depth = self._listener_depth(self._endpoints[venue].spec)
             lines.append(
-                f"venue {venue} ({self.channels[venue]} channel, {depth} levels): "
+                f"venue {venue} ({self.channels[venue]} channel, up to {depth} levels): "
                 f"{len(groups)} connection(s): " + "; ".join(", ".join(g) for g in groups)
             )
         for spec in self.specs:

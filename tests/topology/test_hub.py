@@ -100,8 +100,13 @@ async def test_three_views_read_each_frame_decoded_once(sim: Simulator) -> None:
 
 async def test_views_match_independent_computations(sim: Simulator) -> None:
     async with Hub(INSTRUMENTS, endpoints(sim), channels=DIFF, aggregators=VIEWS) as hub:
+        for instrument in INSTRUMENTS:  # read: the listeners forward as deep as the views read
+            for spec in VIEWS:
+                hub.on_view(lambda _view: None, instrument, spec.kind)
         await settle(sim, hub)
         for instrument in INSTRUMENTS:
+            book = hub.venue_book("binance", instrument)
+            assert book is not None and len(book.bids) == 50
             bbo = hub.declared("bbo", instrument).current()
             assert isinstance(bbo, BboView)
             quotes = {q.venue: q for q in bbo.quotes}
@@ -285,3 +290,23 @@ def test_min_interval_is_checked_and_has_kind_defaults() -> None:
     assert AggregatorSpec("b", "bbo", min_interval_ms=20).min_interval == 0.02
     with pytest.raises(ConfigError, match="min_interval_ms must be from 0 to 60000"):
         AggregatorSpec("b", "bbo", min_interval_ms=-1).check()
+
+
+async def test_listeners_read_only_as_deep_as_the_views_attached_now(sim: Simulator) -> None:
+    async with Hub(["ethbtc"], endpoints(sim), channels=DIFF, aggregators=VIEWS) as hub:
+        listener = hub.feed("binance").listener
+        assert listener.depth == 1  # nothing reads yet  # type: ignore[union-attr]
+        seen: list[MergedBook] = []
+        undo_book = hub.on_view(seen.append, "ethbtc", "book")
+        assert listener.depth == 10  # type: ignore[union-attr]
+        await wait_until(lambda: bool(seen), what="a book view")
+        liq: list[Liquidity] = []
+        undo_liq = hub.on_view(liq.append, "ethbtc", "liquidity")
+        assert listener.depth == 50  # type: ignore[union-attr]
+        book = hub.venue_book("binance")
+        assert book is not None and len(book.bids) > 10  # the deeper top came at once
+        await wait_until(lambda: bool(liq), what="a liquidity view")
+        undo_liq()
+        assert listener.depth == 10  # type: ignore[union-attr]
+        undo_book()
+        assert listener.depth == 1  # type: ignore[union-attr]

@@ -59,6 +59,7 @@ from dragonfly.serve.errors import ServeError
 
 if TYPE_CHECKING:
     from dragonfly.core.fanout import FanOut, Subscription
+    from dragonfly.serve.probes import Probes
     from dragonfly.serve.v1 import MarketData
     from dragonfly.topology.source import Catalog
 
@@ -435,6 +436,7 @@ class GrpcService:
         token: str | None = None,
         limits: Limits | None = None,
         catalog: Catalog | None = None,
+        probes: Probes | None = None,
     ) -> None:
         """Prepare the service; nothing listens before start()."""
         if queue_len < 1:
@@ -464,6 +466,8 @@ class GrpcService:
         self._watchdog: asyncio.Task[None] | None = None
         self._aborts: set[asyncio.Task[None]] = set()
         self._v1: MarketData | None = None
+        #: Health checking and reflection (dragonfly.serve.probes), when given.
+        self.probes = probes
         if catalog is not None:
             # Imported here: v1 builds on this module, and a server without a
             # catalog needs none of it.
@@ -574,6 +578,8 @@ class GrpcService:
         if self._v1 is not None:
             handlers.append(self._v1.handler())
         server.add_generic_rpc_handlers(handlers)
+        if self.probes is not None:
+            self.probes.register(server)
         try:
             if self._tls is None:
                 port = server.add_insecure_port(address)
@@ -591,6 +597,8 @@ class GrpcService:
             raise ServeError(f"cannot listen on {address}: {problem}")
         await server.start()
         self._server = server
+        if self.probes is not None:
+            await self.probes.start()
         self._stopping = False
         self._watchdog = asyncio.create_task(self._watch_writes(), name="dragonfly write watchdog")
         bound = _address(self._host, port)
@@ -626,6 +634,8 @@ class GrpcService:
         if server is None:
             return
         self._stopping = True  # streams that start from now on end at once
+        if self.probes is not None:
+            await self.probes.stop()  # NOT_SERVING from now on
         if self._watchdog is not None:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):

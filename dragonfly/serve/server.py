@@ -34,6 +34,7 @@ from dragonfly.serve.grpc_service import (
     raise_open_file_limit,
     read_token_file,
 )
+from dragonfly.serve.probes import Probes
 from dragonfly.topology.expose import Exposed
 from dragonfly.topology.hub import Hub, VenueEndpoint
 from dragonfly.venues import get_venue
@@ -110,6 +111,7 @@ async def _first_books(hub: Hub, timeout: float) -> None:
 
 
 def _service(cfg: ServeConfig, fanout: FanOut[bytes], catalog: Exposed) -> GrpcService:
+    """One gRPC server: the seed API, dragonfly.v1 over ``catalog``, health and reflection."""
     return GrpcService(
         fanout,
         cfg.host,
@@ -120,6 +122,7 @@ def _service(cfg: ServeConfig, fanout: FanOut[bytes], catalog: Exposed) -> GrpcS
         token=cfg.token,
         limits=cfg.limits(),
         catalog=catalog,
+        probes=Probes(catalog, cfg.instrument),
     )
 
 

@@ -229,6 +229,11 @@ class BaseAggregator(Generic[V]):
         return len(self._sinks)
 
     @property
+    def sequence(self) -> int:
+        """Views published since it was made or last reset."""
+        return self._sequence
+
+    @property
     def venue_names(self) -> tuple[str, ...]:
         """The venues read, in name order (the order of the runs and of ``venues`` in a view)."""
         return tuple(self._names)

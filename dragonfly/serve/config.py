@@ -98,6 +98,9 @@ class ServeConfig:
     services: list[ServeConfig] = field(default_factory=list)
     #: The topology file read, if any.
     config_file: str | None = None
+    #: Serve Prometheus metrics on this port (``None``: no metrics), on ``metrics_host``.
+    metrics_port: int | None = None
+    metrics_host: str = DEFAULT_HOST
 
     @property
     def instrument(self) -> str:
@@ -230,6 +233,18 @@ def build_parser() -> argparse.ArgumentParser:
         f"skips ahead to updates at most MS old (default {DEFAULT_MAX_LAG_MS:g})",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="N",
+        help="serve Prometheus metrics on http://METRICS-HOST:N/metrics (default: none)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default=DEFAULT_HOST,
+        help=f"address of the metrics port (default {DEFAULT_HOST})",
+    )
     trust = p.add_argument_group("freshness and sanity (see the README: 'Trust')")
     trust.add_argument(
         "--stale-after",
@@ -382,6 +397,8 @@ def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | Non
             channels[name] = kind
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be 0..65535, got {args.port}")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise ConfigError(f"--metrics-port must be 0..65535, got {args.metrics_port}")
     if args.sim_period is not None and args.sim_period <= 0:
         raise ConfigError("--sim-period must be positive")
     depth = 10 if args.depth is None else check_depth(args.depth, "--depth")
@@ -424,6 +441,8 @@ def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | Non
         aggregators=aggregators,
         inputs=inputs,
         config_file=args.config,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         sim=args.sim,
         endpoints=endpoints,
         rest_endpoints=rest,

@@ -34,6 +34,7 @@ from dragonfly.serve.grpc_service import (
     raise_open_file_limit,
     read_token_file,
 )
+from dragonfly.serve.metrics import HubCollector, MetricsServer
 from dragonfly.serve.probes import Probes
 from dragonfly.topology.expose import Exposed
 from dragonfly.topology.hub import Hub, VenueEndpoint
@@ -136,6 +137,7 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
     fanout: FanOut[bytes] = FanOut(maxlen=1)
     services: list[tuple[ServeConfig, GrpcService]] = []
     hub: Hub | None = None
+    metrics: MetricsServer | None = None
     old_limit, new_limit = raise_open_file_limit()
     if new_limit > old_limit:
         log.info("raised the open-file limit from %d to %d", old_limit, new_limit)
@@ -194,6 +196,10 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
                 log.info("%s:%d: bearer token from %s", service_cfg.host, service_cfg.port,
                          service_cfg.token_source)
         ports = [await service.start() for _, service in services]
+        if cfg.metrics_port is not None:
+            named = [(f"{c.host}:{port}", svc) for (c, svc), port in zip(services, ports, strict=True)]
+            metrics = MetricsServer(HubCollector(hub, named, loop), cfg.metrics_port, cfg.metrics_host)
+            log.info("Prometheus metrics on %s", metrics.url)
         # SIGHUP's default action ends the process: reload instead.
         loop.add_signal_handler(signal.SIGHUP, _reload_all, services)
         start = asyncio.create_task(hub.start(wait=cfg.start_timeout))
@@ -247,6 +253,8 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
+        if metrics is not None:
+            metrics.close()
         for _, service in services:
             await service.stop(grace=1.0)
         if hub is not None:

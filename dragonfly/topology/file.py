@@ -15,6 +15,7 @@ Keys (every one optional except ``instruments``)::
     sim = false                              # serve from the embedded simulator
     sim_period = 0.1  log_level = "info"  start_timeout = 15  max_deviation = 10  (percent)
     ca_file = "ca.pem"
+    metrics_port = 9108  metrics_host = "127.0.0.1"      # Prometheus /metrics (default: none)
 
     [venues.binance]                         # the venues, in file order
     channel = "snapshot" | "diff"
@@ -177,7 +178,7 @@ def _show(value: object) -> str:
 
 
 _TOP = ("instruments", "sim", "sim_period", "log_level", "start_timeout", "max_deviation", "ca_file",
-        "venues", "aggregators", "services")
+        "metrics_port", "metrics_host", "venues", "aggregators", "services")
 _VENUE = ("channel", "endpoint", "rest_endpoint", "stale_after")
 _AGGREGATOR = ("kind", "instruments", "venues", "depth", "bands_bps", "quantities", "min_interval_ms")
 _SERVICE = ("kind", "host", "port", "inputs", "queue", "max_lag_ms", "tls_cert", "tls_key", "token_file",
@@ -228,6 +229,8 @@ def parse_topology(
         ("start_timeout", top.number("start_timeout", 0, 3600)),
         ("max_deviation", top.number("max_deviation", 0, 9999, open_low=False)),
         ("ca_file", _file(top.text("ca_file"), base)),
+        ("metrics_port", top.integer("metrics_port", 0, 65535)),
+        ("metrics_host", top.text("metrics_host")),
     ):
         if value is not None:
             options[key] = value

@@ -708,6 +708,10 @@ class Hub:
         except KeyError:
             raise NotFoundError(f"no {venue} connection for {name} (not started?)") from None
 
+    def feeds_by_book(self) -> dict[tuple[str, str], Feed]:
+        """(instrument, venue) -> the connection carrying that book (after start())."""
+        return dict(self._feed_of)
+
     @property
     def sources(self) -> tuple[AggregatorSource, ...]:
         """Every view source built so far."""

@@ -244,3 +244,14 @@ def test_each_service_gets_its_own_options_and_credentials(tmp_path: Path) -> No
     (tmp_path / "token").unlink()
     with pytest.raises(ConfigError, match=r"services\.side: "):
         parse_config(["--config", str(path)])
+
+
+def test_the_metrics_port_comes_from_the_file_unless_a_flag_says(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text('instruments = ["ethbtc"]\nmetrics_port = 9108\n')
+    assert parse_config(["--config", str(path)]).metrics_port == 9108
+    assert parse_config(["--config", str(path), "--metrics-port", "9200"]).metrics_port == 9200
+    assert parse_config(["ethbtc"]).metrics_port is None
+    path.write_text('instruments = ["ethbtc"]\nmetrics_port = 99999\n')
+    with pytest.raises(ConfigError, match="metrics_port: expected an integer from 0 to 65535"):
+        load_topology(path)

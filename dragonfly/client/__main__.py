@@ -23,6 +23,7 @@ if __name__ == "__main__":
     # imported (below); importing this module elsewhere changes nothing.
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
+from dragonfly import __version__
 from dragonfly.client.format import format_summary, summary_to_json
 from dragonfly.client.stream import (
     DEFAULT_TARGET,
@@ -126,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help=f"send the bearer token in this file (or set {TOKEN_ENV}; the file wins if both are given)",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 

@@ -17,6 +17,7 @@ import ssl
 import sys
 from pathlib import Path
 
+from dragonfly import __version__
 from dragonfly.core.errors import ConfigError, DragonflyError
 from dragonfly.core.feed import Feed
 from dragonfly.core.slots import SlotProducer, SlotQueue
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rest-endpoint", default=None, help="REST base URL (default: live, or the endpoint's host)"
     )
     p.add_argument("--ca-file", default=None, help="trust this certificate for wss:// and https://")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
 

@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from dragonfly import __version__
 from dragonfly.core.errors import ConfigError, DragonflyError
 from dragonfly.core.types import check_depth
 from dragonfly.replay.run import ReplayError, ReplayResult, replay
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=float, default=None, metavar="X", help="replay X times the recorded pace"
     )
     p.add_argument("--log-level", default="error", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from dragonfly import __version__
 from dragonfly.core.aggregator import MAX_DEVIATION
 from dragonfly.core.errors import ConfigError
 from dragonfly.core.symbols import normalise_instrument
@@ -309,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help=f"close a connection without any stream for S seconds (default {_LIMITS.idle_timeout:g})",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from dragonfly import __version__
 from dragonfly.sim.cliutil import (
     OneLineParser,
     add_tls_args,
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="market seed (default: 0)")
     add_tls_args(parser)
     add_fault_args(parser)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 

@@ -17,11 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=cfg.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from dragonfly.serve.logjson import configure
+
+    configure(cfg.log_level, cfg.log_format)
     if cfg.log_level != "debug":
         # picows logs every connection at INFO; the feeds log what matters.
         logging.getLogger("picows").setLevel(logging.WARNING)

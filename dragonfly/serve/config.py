@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ class ServeConfig:
     ca_file: str | None = None
     sim_period: float | None = None
     log_level: str = "info"
+    #: ``text`` or ``json`` (dragonfly.serve.logjson).
+    log_format: str = "text"
     start_timeout: float = 15.0
     #: Per-subscriber queue: at most ``queue`` updates, none older than ``max_lag_ms``
     #: once a newer one is queued (see :class:`~dragonfly.core.fanout.Subscription`).
@@ -235,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="log lines as text, or one JSON object a line for log shippers (default text)",
+    )
+    p.add_argument(
         "--metrics-port",
         type=int,
         default=None,
@@ -354,15 +363,21 @@ def _credentials(
 def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> ServeConfig:
     """Parse and validate ``argv``; raise :class:`ConfigError` with one clear line.
 
-    The bearer token comes from ``--token-file``, else from ``environ``'s
-    DRAGONFLY_TOKEN (default: the process environment); files are read here.
+    Every option can also come from ``environ`` (default: the process
+    environment) as ``DRAGONFLY_<OPTION>`` (:func:`env_name`); a flag wins over
+    the environment, which wins over the topology file. The bearer token
+    comes from ``--token-file``, else from DRAGONFLY_TOKEN; files are read here.
     """
     parser = build_parser()
+    env = _env_defaults(parser, os.environ if environ is None else environ)
+    # Precedence: flag > environment > topology file > default. The file and
+    # the environment become the parser's defaults, the file's first.
+    parser.set_defaults(**env)
     args = parser.parse_args(argv)
     topo = load_topology(args.config) if args.config is not None else None
     if topo is not None:
-        # The file's values become the defaults; flags given on the command line win.
         parser.set_defaults(**_file_defaults(topo, parser))
+        parser.set_defaults(**env)
         args = parser.parse_args(argv)
     if not args.instruments:
         raise ConfigError("give at least one instrument (e.g. ethbtc), or --config with a topology file")
@@ -452,6 +467,7 @@ def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | Non
         ca_file=args.ca_file,
         sim_period=args.sim_period,
         log_level=args.log_level,
+        log_format=args.log_format,
         start_timeout=args.start_timeout,
         queue=args.queue,
         max_lag_ms=args.max_lag_ms,
@@ -490,6 +506,53 @@ def _extra_config(cfg: ServeConfig, extra: ExtraService) -> ServeConfig:
     except ServeError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return out
+
+
+#: Every option's environment variable is this prefix and the option in capitals.
+ENV_PREFIX = "DRAGONFLY_"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def env_name(dest: str) -> str:
+    """The environment variable of option ``dest``: ``port`` -> ``DRAGONFLY_PORT``."""
+    return ENV_PREFIX + dest.upper()
+
+
+def _env_defaults(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The options the environment sets, converted and checked as their flags are."""
+    out: dict[str, Any] = {}
+    for action in parser._actions:
+        if action.dest in ("help", "version"):
+            continue
+        name = env_name(action.dest)
+        raw = environ.get(name)
+        if raw is None:
+            continue
+        if isinstance(action, argparse._StoreTrueAction):
+            flag = raw.strip().lower()
+            if flag not in _TRUE + _FALSE:
+                raise ConfigError(f"{name}: expected true or false (1 or 0), got {raw!r}")
+            out[action.dest] = flag in _TRUE
+        elif isinstance(action, argparse._AppendAction) or action.nargs == "*":
+            out[action.dest] = [_env_value(action, name, item) for item in re.split(r"[,\s]+", raw) if item]
+        else:
+            out[action.dest] = _env_value(action, name, raw.strip())
+    return out
+
+
+def _env_value(action: argparse.Action, name: str, text: str) -> Any:
+    value: Any = text
+    if callable(action.type):
+        try:
+            value = action.type(text)
+        except (ValueError, argparse.ArgumentTypeError):
+            kind = getattr(action.type, "__name__", "value")
+            what = {"int": "an integer", "float": "a number"}.get(kind, f"a {kind}")
+            raise ConfigError(f"{name}: expected {what}, got {text!r}") from None
+    if action.choices is not None and value not in action.choices:
+        raise ConfigError(f"{name}: expected one of {', '.join(map(str, action.choices))}, got {text!r}")
+    return value
 
 
 def _file_defaults(topo: TopologyFile, parser: argparse.ArgumentParser) -> dict[str, Any]:

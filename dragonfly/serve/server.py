@@ -229,7 +229,9 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
                 if p is None and v not in merged[instrument]:
                     prefix = v if instrument == cfg.instrument else f"{instrument} on {v}"
                     log.warning(
-                        "%s: subscribed, but no book yet: it joins the merge with its first sound one", prefix
+                        "%s: subscribed, but no book yet: it joins the merge with its first sound one",
+                        prefix,
+                        extra={"instrument": instrument, "venue": v},
                     )
         others = [i for i in cfg.instruments if i != cfg.instrument]
         log.info(

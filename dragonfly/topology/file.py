@@ -178,7 +178,7 @@ def _show(value: object) -> str:
 
 
 _TOP = ("instruments", "sim", "sim_period", "log_level", "start_timeout", "max_deviation", "ca_file",
-        "metrics_port", "metrics_host", "venues", "aggregators", "services")
+        "metrics_port", "metrics_host", "log_format", "venues", "aggregators", "services")
 _VENUE = ("channel", "endpoint", "rest_endpoint", "stale_after")
 _AGGREGATOR = ("kind", "instruments", "venues", "depth", "bands_bps", "quantities", "min_interval_ms")
 _SERVICE = ("kind", "host", "port", "inputs", "queue", "max_lag_ms", "tls_cert", "tls_key", "token_file",
@@ -231,6 +231,7 @@ def parse_topology(
         ("ca_file", _file(top.text("ca_file"), base)),
         ("metrics_port", top.integer("metrics_port", 0, 65535)),
         ("metrics_host", top.text("metrics_host")),
+        ("log_format", top.text("log_format", ("text", "json"))),
     ):
         if value is not None:
             options[key] = value

@@ -652,7 +652,13 @@ class Hub:
         for instrument, venues in self.report.items():
             for venue, problem in venues.items():
                 if problem is not None and self.rejected(instrument, venue):
-                    log.warning("%s: skipped for %s: %s", instrument, venue, problem)
+                    log.warning(
+                        "%s: skipped for %s: %s",
+                        instrument,
+                        venue,
+                        problem,
+                        extra={"instrument": instrument, "venue": venue},
+                    )
         if all(self.rejected(i, v) for i in self.instruments for v in self.venues):
             reasons = sorted({str(self._outcome(i, v)) for i in self.instruments for v in self.venues})
             await self.stop()

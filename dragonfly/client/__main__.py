@@ -92,7 +92,14 @@ def _parser() -> argparse.ArgumentParser:
         help=f"server address (default {DEFAULT_TARGET})",
     )
     parser.add_argument("--count", type=_positive(int), metavar="N", help="exit after N updates")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per update per line")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="print one JSON object per update per line")
+    shown.add_argument(
+        "--live",
+        action="store_true",
+        help="redraw the book in place in the terminal: venues coloured, spread, mid, venue states, "
+        "updates/s",
+    )
     parser.add_argument(
         "--timeout",
         type=_positive(float),
@@ -143,6 +150,12 @@ async def _run(args: argparse.Namespace, token: str | None) -> int:
         token=token,
     )
     async with contextlib.aclosing(summaries_of) as summaries:
+        if args.live:
+            from dragonfly.client.live import run_live
+
+            received = await run_live(summaries, args.server, args.depth, args.count)
+            if received == args.count:
+                return 0
         async for summary in summaries:
             text = summary_to_json(summary) if args.json else format_summary(summary, args.depth) + "\n"
             sys.stdout.write(text + "\n")

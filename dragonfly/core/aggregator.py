@@ -56,6 +56,7 @@ from dragonfly.accel import speedups
 from dragonfly.core.health import Health, VenueStatus
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotQueue
+from dragonfly.core.timing import Histogram
 from dragonfly.core.types import MergedBook, MergedLevel, Side, VenueBook, VenueState, check_depth
 
 #: A consumer of merged books, called synchronously on the hot path.
@@ -153,6 +154,7 @@ class BaseAggregator(Generic[V]):
         "min_interval",
         "producers",
         "queue",
+        "timing",
     )
 
     def __init__(
@@ -208,6 +210,8 @@ class BaseAggregator(Generic[V]):
         self._outlier_log = RateLimitedLog(log, interval=30.0)
         #: The last view published, or ``None``.
         self.last: V | None = None
+        #: Tick-to-queue of every view published, when metrics are on (``None``: not observed).
+        self.timing: Histogram | None = None
 
     def watch(self, venue: str, health: Health) -> None:
         """Read ``venue``'s freshness and status from ``health`` (its listener's record)."""
@@ -339,6 +343,9 @@ class BaseAggregator(Generic[V]):
         if view is None:
             return
         self.last = view
+        timing = self.timing
+        if timing is not None:
+            timing.observe_ns(now - (recv_ns or now))
         for sink in self._sinks:
             try:
                 sink(view)

@@ -468,6 +468,8 @@ class GrpcService:
         self._v1: MarketData | None = None
         #: Health checking and reflection (dragonfly.serve.probes), when given.
         self.probes = probes
+        # Updates delivered and conflated by the streams that ended.
+        self._ended = (0, 0)
         if catalog is not None:
             # Imported here: v1 builds on this module, and a server without a
             # catalog needs none of it.
@@ -499,6 +501,14 @@ class GrpcService:
     def limits(self) -> Limits:
         """The caps and timeouts this service enforces."""
         return self._limits
+
+    def update_totals(self) -> tuple[int, int]:
+        """Updates delivered and conflated away since start, over every stream, ended or open."""
+        delivered, dropped = self._ended
+        for stats in self.stream_stats():
+            delivered += stats.delivered
+            dropped += stats.dropped
+        return delivered, dropped
 
     def stream_stats(self) -> list[StreamStats]:
         """Return the counters of every open stream."""
@@ -774,12 +784,10 @@ class GrpcService:
                 left = self._per_peer.pop(peer) - 1
                 if left:
                     self._per_peer[peer] = left
-            log.debug(
-                "stream of %s ended: %d delivered, %d conflated",
-                peer,
-                sum(sub.delivered for sub in subs),
-                sum(sub.dropped for sub in subs),
-            )
+            delivered = sum(sub.delivered for sub in subs)
+            dropped = sum(sub.dropped for sub in subs)
+            self._ended = (self._ended[0] + delivered, self._ended[1] + dropped)
+            log.debug("stream of %s ended: %d delivered, %d conflated", peer, delivered, dropped)
 
     async def _watch_writes(self) -> None:
         """End every stream whose pending write has waited ``write_timeout`` for its client.

@@ -2,7 +2,7 @@
 
 ``--metrics-port N`` (or ``metrics_port`` in a topology file) serves
 ``/metrics`` on an HTTP port (``prometheus-client``'s server, on its own
-thread). Nothing is counted for Prometheus on the hot path: a
+thread). Nothing is counted for Prometheus per frame: a
 :class:`HubCollector` reads, when scraped, the counters the listeners, feeds,
 diff books, aggregators and gRPC services already keep, and turns them into
 metric families named after Prometheus conventions (``dragonfly_..._total``
@@ -25,7 +25,12 @@ Families (labels):
   (by ``result``: ok or bad);
 * per view (``instrument``, ``kind``, ``aggregator``): ``dragonfly_aggregator_updates_total``
   (views published since it was last attached: a reset when it detaches);
-* per gRPC service (``service``, its address): ``dragonfly_service_streams`` (open streams).
+* per view with a sink (``instrument``, ``kind``, ``aggregator``):
+  ``dragonfly_tick_to_queue_seconds``, a histogram of receive-to-publish
+  (:mod:`dragonfly.core.timing`: the one piece of work metrics add, ~0.3 µs
+  per view published, not per frame);
+* per gRPC service (``service``, its address): ``dragonfly_service_streams`` (open streams),
+  ``dragonfly_service_updates_delivered_total`` and ``dragonfly_service_updates_conflated_total``.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from dragonfly.core.diff import DiffListener
@@ -165,12 +170,38 @@ class HubCollector(Collector):
                 )
         yield updates
 
+        timing = HistogramMetricFamily(
+            "dragonfly_tick_to_queue_seconds",
+            "From the newest venue frame in a view to the view published (receive to queue).",
+            labels=["instrument", "kind", "aggregator"],
+        )
+        for source in hub.sources:
+            histogram = source.aggregator.timing
+            if histogram is not None and histogram.counts != [0] * len(histogram.counts):
+                timing.add_metric(
+                    [source.instrument, source.kind, source.name or "(on request)"],
+                    histogram.cumulative(),
+                    histogram.sum,
+                )
+        yield timing
+
         streams = GaugeMetricFamily(
             "dragonfly_service_streams", "Open streams, both APIs.", labels=["service"]
         )
+        delivered = CounterMetricFamily(
+            "dragonfly_service_updates_delivered", "Updates written to streams.", labels=["service"]
+        )
+        conflated = CounterMetricFamily(
+            "dragonfly_service_updates_conflated",
+            "Updates a stream skipped: its client read slower than they came (newest kept).",
+            labels=["service"],
+        )
         for name, service in self.services:
             streams.add_metric([name], service.subscribers)
-        yield streams
+            sent, skipped = service.update_totals()
+            delivered.add_metric([name], sent)
+            conflated.add_metric([name], skipped)
+        yield from (streams, delivered, conflated)
 
 
 class MetricsServer:

@@ -198,6 +198,7 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
         ports = [await service.start() for _, service in services]
         if cfg.metrics_port is not None:
             named = [(f"{c.host}:{port}", svc) for (c, svc), port in zip(services, ports, strict=True)]
+            hub.enable_timing()
             metrics = MetricsServer(HubCollector(hub, named, loop), cfg.metrics_port, cfg.metrics_host)
             log.info("Prometheus metrics on %s", metrics.url)
         # SIGHUP's default action ends the process: reload instead.

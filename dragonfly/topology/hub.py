@@ -49,6 +49,7 @@ from dragonfly.core.listener import TopNListener
 from dragonfly.core.slots import SlotProducer
 from dragonfly.core.symbols import normalise_instrument
 from dragonfly.core.tee import BookTee
+from dragonfly.core.timing import Histogram
 from dragonfly.core.types import VenueBook, check_depth
 from dragonfly.core.venue import Rate, VenueSpec
 from dragonfly.core.views import KINDS, VenueBbo
@@ -346,6 +347,8 @@ class Hub:
         self.symbols: dict[tuple[str, str], str] = {
             (i, e.spec.name): e.spec.venue_symbol(i) for i in self.instruments for e in endpoints
         }
+        # Whether views time their tick-to-queue (enable_timing).
+        self._timing = False
         # Levels a side the views attached now read, per (instrument, venue) (see _retune).
         self._need: dict[tuple[str, str], int] = {}
         # Sources: declared ones by (instrument, name), and every one by (instrument, kind, venues).
@@ -443,6 +446,8 @@ class Hub:
             for v in names
             if aggregator.depth < self._listener_depth(self._endpoints[v].spec)
         }
+        if self._timing:
+            aggregator.timing = Histogram()
         source = AggregatorSource(aggregator, tees, name, depths, self._retune)
         self._watch(source)
         return source
@@ -713,6 +718,13 @@ class Hub:
             return self._feed_of[name, venue]
         except KeyError:
             raise NotFoundError(f"no {venue} connection for {name} (not started?)") from None
+
+    def enable_timing(self) -> None:
+        """Have every view, now and to come, count its tick-to-queue in a histogram (for metrics)."""
+        self._timing = True
+        for source in self._all_sources():
+            if source.aggregator.timing is None:
+                source.aggregator.timing = Histogram()
 
     def feeds_by_book(self) -> dict[tuple[str, str], Feed]:
         """(instrument, venue) -> the connection carrying that book (after start())."""

@@ -55,6 +55,26 @@ async def test_metrics_read_the_counters_at_scrape_time() -> None:
             assert views[seed] > 0
             (streams,) = second["dragonfly_service_streams"].values()
             assert streams == 1
+            (delivered,) = second["dragonfly_service_updates_delivered_total"].values()
+            assert delivered >= 1
+            assert second["dragonfly_tick_to_queue_seconds_count"][seed] > 0
+            inf = (*seed[:2], ("kind", "book"), ("le", "+Inf"))
+            assert second["dragonfly_tick_to_queue_seconds_bucket"][tuple(sorted(inf))] == (
+                second["dragonfly_tick_to_queue_seconds_count"][seed]
+            )
+            # A venue withdrawn shows at the next scrape.
+            sim.pause("binance")
+            await sim.drop_clients("binance")
+            book = (("instrument", "ethbtc"), ("venue", "binance"))
+            for _ in range(50):
+                third = await asyncio.to_thread(scrape, port)
+                if third["dragonfly_book_in_merge"][book] == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert third["dragonfly_book_in_merge"][book] == 0
+            assert third["dragonfly_book_status"].get((*book[:1], ("status", "live"), book[1])) is None
+            binance = (("connection", "0"), ("venue", "binance"))
+            assert third["dragonfly_venue_disconnects_total"][binance] >= 1
         finally:
             await stopped(task)
         # Nothing listens on the metrics port once the server stopped.

@@ -83,6 +83,7 @@ def test_the_files_the_build_stage_copies_build_the_whole_package(wheel: Path) -
     names = zipfile.ZipFile(wheel).namelist()
     assert any(re.fullmatch(r"dragonfly/_speedups\..*\.so", n) for n in names)  # compiled in the build stage
     assert "dragonfly/py.typed" in names and "dragonfly/serve/probes.py" in names
+    assert {"dragonfly/protos/orderbook.proto", "dragonfly/protos/dragonfly_v1.proto"} <= set(names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert (
         "dragonfly-serve = dragonfly.serve.__main__:main"
@@ -110,8 +111,17 @@ def test_the_wheel_installs_fresh_and_serves_with_a_passing_healthcheck(wheel: P
     done = subprocess.run([*pip, "install", str(wheel)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     serve = venv / "bin" / "dragonfly-serve"
-    version = subprocess.run([str(serve), "--version"], capture_output=True, text=True, timeout=60)
-    assert version.returncode == 0 and version.stdout.split()[-1] == dragonfly.__version__
+    for script in (
+        "dragonfly-serve",
+        "dragonfly-client",
+        "dragonfly-sim",
+        "dragonfly-replay",
+        "dragonfly-record",
+    ):
+        version = subprocess.run(
+            [str(venv / "bin" / script), "--version"], capture_output=True, text=True, timeout=60
+        )
+        assert version.returncode == 0 and version.stdout.split()[-1] == dragonfly.__version__, script
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -45,3 +45,18 @@ def test_each_script_runs_and_says_its_version(script: str) -> None:
     done = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith(dragonfly.__version__)
+
+
+def test_the_protos_ship_in_the_package() -> None:
+    from importlib.resources import files
+
+    for name in ("orderbook.proto", "dragonfly_v1.proto"):
+        text = files("dragonfly").joinpath("protos", name).read_text()
+        assert "syntax = \"proto3\"" in text
+
+
+def test_the_command_line_reference_is_current() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_cli_docs.py"), "--check"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr

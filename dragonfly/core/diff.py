@@ -343,6 +343,7 @@ class DiffListener:
         self._checksum = channel.checksum
         self._touched: list[SymbolSync] = []
         self.frames = 0
+        self.bytes = 0  #: bytes of the frames seen
         self.malformed = 0
         self._log = logging.getLogger(f"dragonfly.venue.{venue}")
         self._warn = RateLimitedLog(self._log)
@@ -364,6 +365,7 @@ class DiffListener:
     def on_frame(self, payload: bytes, recv_ns: int, last_in_buffer: bool) -> bool:
         """Decode and apply one frame (hot path); ``False``: not a book frame."""
         self.frames += 1
+        self.bytes += len(payload)
         try:
             events = self._decode(payload)
         except ParseError as exc:

@@ -90,6 +90,7 @@ class TopNListener:
         "_out",
         "_seq_ns",
         "books",
+        "bytes",
         "changes",
         "conflated",
         "data_ns",
@@ -141,6 +142,7 @@ class TopNListener:
         self._bids: Side | None = None
         self._asks: Side | None = None
         self.frames = 0  #: frames seen
+        self.bytes = 0  #: bytes of those frames
         self.books = 0  #: book frames decoded
         self.changes = 0  #: top-N changes forwarded
         self.malformed = 0  #: frames rejected as unreadable or unsound
@@ -159,6 +161,7 @@ class TopNListener:
     def on_frame(self, payload: bytes, recv_ns: int, last_in_buffer: bool) -> bool:
         """Handle one frame (hot path); see the class doc for the return value."""
         self.frames += 1
+        self.bytes += len(payload)
         is_book = self._is_book
         if is_book is not None:
             if not last_in_buffer and is_book(payload):
@@ -320,7 +323,7 @@ class SnapshotRouter:
     :class:`TopNListener` directly, so its hot path pays no routing.
     """
 
-    __slots__ = ("_burst", "_route", "_routes", "books", "frames", "unrouted", "venue")
+    __slots__ = ("_burst", "_route", "_routes", "books", "bytes", "frames", "unrouted", "venue")
 
     def __init__(
         self,
@@ -338,6 +341,7 @@ class SnapshotRouter:
         # Listeners given a frame in this read that was not its last.
         self._burst: list[TopNListener] = []
         self.frames = 0  #: frames seen
+        self.bytes = 0  #: bytes of those frames
         self.unrouted = 0  #: book frames of no symbol of the connection
 
     @property
@@ -367,6 +371,7 @@ class SnapshotRouter:
     def on_frame(self, payload: bytes, recv_ns: int, last_in_buffer: bool) -> bool:
         """Route one frame to its symbol's listener (hot path); ``False``: not a book frame."""
         self.frames += 1
+        self.bytes += len(payload)
         routed = self._route(payload)
         if routed is None:
             # A control frame: books held from earlier in this read go first,

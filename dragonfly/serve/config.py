@@ -140,8 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m dragonfly.serve",
         description=(
-            "Stream the merged top-N order book of INSTRUMENT across venues over gRPC "
-            "(service orderbook.OrderbookAggregator/BookSummary)."
+            "Serve cross-venue views of one or more instruments over gRPC: the merged top-N book of the "
+            "first on orderbook.OrderbookAggregator/BookSummary, and books, BBO and liquidity of every "
+            "instrument on dragonfly.v1.MarketData, with health checks, reflection and optional metrics."
         ),
     )
     p.add_argument(

@@ -13,6 +13,7 @@ event loop (``call_soon_threadsafe``) so it never races the loop's updates.
 Families (labels):
 
 * per venue connection (``venue``, ``connection``): ``dragonfly_venue_frames_total``,
+  ``dragonfly_venue_received_bytes_total``,
   ``dragonfly_venue_malformed_frames_total``, ``dragonfly_venue_connects_total``,
   ``dragonfly_venue_disconnects_total``, ``dragonfly_venue_connect_failures_total``,
   ``dragonfly_venue_connected`` (1 while connected);
@@ -86,6 +87,11 @@ class HubCollector(Collector):
         frames = CounterMetricFamily(
             "dragonfly_venue_frames", "Frames received from the venue.", labels=conn_labels
         )
+        received = CounterMetricFamily(
+            "dragonfly_venue_received_bytes",
+            "Bytes of the frames received from the venue.",
+            labels=conn_labels,
+        )
         malformed = CounterMetricFamily(
             "dragonfly_venue_malformed_frames",
             "Book frames that could not be read or were unsound.",
@@ -105,12 +111,13 @@ class HubCollector(Collector):
             for index, feed in enumerate(feeds):
                 labels = [venue, str(index)]
                 frames.add_metric(labels, feed.listener.frames)
+                received.add_metric(labels, feed.listener.bytes)
                 malformed.add_metric(labels, feed.listener.malformed)
                 connects.add_metric(labels, feed.stats.connects)
                 disconnects.add_metric(labels, feed.stats.disconnects)
                 failures.add_metric(labels, feed.stats.connect_failures)
                 connected.add_metric(labels, 1.0 if feed.conn.connected else 0.0)
-        yield from (frames, malformed, connects, disconnects, failures, connected)
+        yield from (frames, received, malformed, connects, disconnects, failures, connected)
 
         book_labels = ["venue", "instrument"]
         in_merge = GaugeMetricFamily(

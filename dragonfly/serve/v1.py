@@ -1,4 +1,4 @@
-"""Serve ``dragonfly.v1.MarketData`` (protos/dragonfly_v1.proto) over a running topology.
+"""Serve ``dragonfly.v1.MarketData`` (dragonfly/protos/dragonfly_v1.proto) over a running topology.
 
 Hosted by :class:`~dragonfly.serve.grpc_service.GrpcService` when it is made
 with a :class:`~dragonfly.topology.source.Catalog`: same port, same lock-down

@@ -43,6 +43,7 @@ async def test_metrics_read_the_counters_at_scrape_time() -> None:
                 assert first["dragonfly_venue_frames_total"][key] > 0
                 frames = "dragonfly_venue_frames_total"
                 assert second[frames][key] > first[frames][key]  # read at each scrape
+                assert second["dragonfly_venue_received_bytes_total"][key] > 100 * second[frames][key] > 0
                 assert second["dragonfly_venue_connected"][key] == 1
                 assert second["dragonfly_venue_connects_total"][key] == 1
                 for instrument in ("ethbtc", "btcusdt"):

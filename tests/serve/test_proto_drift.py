@@ -1,4 +1,4 @@
-"""The committed generated modules must match protos/orderbook.proto."""
+"""The committed generated modules must match dragonfly/protos/orderbook.proto."""
 
 from __future__ import annotations
 

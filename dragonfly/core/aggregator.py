@@ -234,7 +234,7 @@ class BaseAggregator(Generic[V]):
 
     @property
     def sequence(self) -> int:
-        """Views published since it was made or last reset."""
+        """Views published since it was made (never reset: a view's ``sequence`` only grows)."""
         return self._sequence
 
     @property

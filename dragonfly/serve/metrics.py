@@ -24,8 +24,8 @@ Families (labels):
   ``dragonfly_book_resyncs_total``, ``dragonfly_book_snapshots_total``,
   ``dragonfly_book_updates_applied_total``, ``dragonfly_book_checksums_total``
   (by ``result``: ok or bad);
-* per view (``instrument``, ``kind``, ``aggregator``): ``dragonfly_aggregator_updates_total``
-  (views published since it was last attached: a reset when it detaches);
+* per view attached now (``instrument``, ``kind``, ``aggregator``):
+  ``dragonfly_aggregator_updates_total`` (views published since it was built);
 * per view with a sink (``instrument``, ``kind``, ``aggregator``):
   ``dragonfly_tick_to_queue_seconds``, a histogram of receive-to-publish
   (:mod:`dragonfly.core.timing`: the one piece of work metrics add, ~0.3 µs
@@ -166,7 +166,7 @@ class HubCollector(Collector):
 
         updates = CounterMetricFamily(
             "dragonfly_aggregator_updates",
-            "Views published since the view was last attached.",
+            "Views published since the view was built.",
             labels=["instrument", "kind", "aggregator"],
         )
         for source in hub.sources:

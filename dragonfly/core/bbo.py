@@ -78,8 +78,9 @@ class BboAggregator(BaseAggregator[BboView]):
             ):
                 best_ask = (name, ask_price, ask_amount)
         quoted = tuple(quotes)
-        # NaN != NaN: compare prices of empty sides through the amounts (0.0) and names only.
-        if members == self._last_members and _same(quoted, self._last_quotes):
+        # An empty side's price is the one _NAN object: tuple equality checks identity
+        # first, so unchanged quotes compare equal, NaN and all.
+        if members == self._last_members and quoted == self._last_quotes:
             return None
         self._last_quotes = quoted
         self._last_members = members
@@ -102,18 +103,3 @@ class BboAggregator(BaseAggregator[BboView]):
             )
         )
 
-
-def _same(new: tuple[VenueBbo, ...], old: tuple[VenueBbo, ...] | None) -> bool:
-    """Whether two quote sets are equal, an empty side's NaN price equal to itself."""
-    if old is None or len(new) != len(old):
-        return False
-    for a, b in zip(new, old, strict=True):
-        if a == b:
-            continue
-        if a.venue != b.venue or a.bid_amount != b.bid_amount or a.ask_amount != b.ask_amount:
-            return False
-        if a.bid_price != b.bid_price and not (a.bid_price != a.bid_price and b.bid_price != b.bid_price):
-            return False
-        if a.ask_price != b.ask_price and not (a.ask_price != a.ask_price and b.ask_price != b.ask_price):
-            return False
-    return True

@@ -89,11 +89,11 @@ class LiquidityAggregator(BaseAggregator[Liquidity]):
         source: VenueBook | None,
     ) -> Liquidity | None:
         figures = compute(bid_runs, ask_runs, self.bands, self.quantities, self._caches)
-        # The mid is NaN with a side empty, and NaN != NaN: compare it as text.
-        key = (repr(figures[0]), figures[1], figures[2], figures[3])
-        if members == self._last_members and key == self._last_figures:
+        # Every NaN compute returns is one shared object, and tuple equality checks
+        # identity first: unchanged figures compare equal, an empty side's NaN mid too.
+        if members == self._last_members and figures == self._last_figures:
             return None
-        self._last_figures = key
+        self._last_figures = figures
         self._last_members = members
         self._sequence += 1
         mid, bands, sells, buys = figures

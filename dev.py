@@ -10,6 +10,9 @@
     python3 dev.py fuzz [--seconds S] [--seed N] [--case I]
                                         that build fuzzed against the Python twins
                                         (scripts/fuzz_speedups.py; non-zero on any finding)
+    python3 dev.py interop [PYTEST ARGS]
+                                        the FIX gateway against QuickFIX (tests/interop): its
+                                        wheel is built once (minutes) into ~/.cache/dragonfly/wheels
 
 Each command creates ``.venv`` beside this file and installs the project into
 it when needed (again whenever ``pyproject.toml``, ``setup.py`` or the C speedups change).
@@ -219,8 +222,47 @@ def fuzz(args: list[str]) -> int:
         return status
 
 
+#: The QuickFIX/C++ binding the interop tests drive the FIX gateway with (an sdist: built here).
+QUICKFIX = "quickfix==1.16.0"
+QUICKFIX_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dragonfly" / "wheels"
+
+
+def install_quickfix() -> bool:
+    """Install QUICKFIX into .venv from a wheel cached outside the repo, building it once if missing.
+
+    The cache is keyed by the pinned version (one folder per version); pip's
+    wheel tags keep builds for different Pythons apart inside it.
+    """
+    probe = [str(PY), "-c", f"import importlib.metadata as m, sys; sys.exit(m.version('quickfix') != "
+             f"{QUICKFIX.split('==')[1]!r})"]
+    if subprocess.call(probe, cwd=ROOT, stderr=subprocess.DEVNULL) == 0:
+        return True
+    cache = QUICKFIX_CACHE / QUICKFIX.replace("==", "-")
+    pip = [str(PY), "-m", "pip", "--disable-pip-version-check", "-q"]
+    local = [*pip, "install", "--no-index", "--find-links", str(cache), QUICKFIX]
+    if subprocess.call(local, cwd=ROOT, stderr=subprocess.DEVNULL) == 0:
+        return True
+    print(f"building {QUICKFIX} into {cache} (C++, several minutes; once per version)", file=sys.stderr,
+          flush=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    if subprocess.call([*pip, "wheel", "--no-deps", "-w", str(cache), QUICKFIX], cwd=ROOT) != 0:
+        print(f"error: building {QUICKFIX} failed (see above)", file=sys.stderr)
+        return False
+    return subprocess.call(local, cwd=ROOT) == 0
+
+
+def interop(args: list[str]) -> int:
+    """Install QuickFIX (see :func:`install_quickfix`), then run the tests marked ``interop``."""
+    if not install_quickfix():
+        return 2
+    named = any((ROOT / arg.split("::")[0]).exists() for arg in args if not arg.startswith("-"))
+    tests = [] if named else ["tests/interop"]
+    pytest = [str(PY), "-m", "pytest", "-p", "no:cacheprovider", "-m", "interop"]
+    return subprocess.call([*pytest, *args, *tests], cwd=ROOT)
+
+
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test", "setup", "sanitize", "fuzz"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test", "setup", "sanitize", "fuzz", "interop"):
         print(__doc__, file=sys.stderr)
         return 2
     command, rest = sys.argv[1], sys.argv[2:]
@@ -233,6 +275,8 @@ def main() -> int:
         return sanitize(rest)
     if command == "fuzz":
         return fuzz(rest)
+    if command == "interop":
+        return interop(rest)
     return 0
 
 

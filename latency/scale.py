@@ -48,8 +48,10 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import hashlib
 import io
 import json
+import math
 import os
 import pstats
 import subprocess
@@ -76,6 +78,12 @@ INSTRUMENTS = (
 )
 SCENARIOS = ("a", "b", "c")
 KINDS = ("book", "bbo", "liquidity")
+SOURCES = ("replay", "sim")
+#: Diff-book counters reported per scenario (summed over every book): over the window and in all.
+SYNC_COUNTERS = ("snapshots", "gaps", "resyncs", "checksums_bad", "stale", "malformed", "crossed")
+#: Seconds of frames a replay source holds beyond ``--warmup`` + ``--seconds``: the hub's
+#: start and its books' sync (a channel's frames start when it is subscribed).
+REPLAY_SLACK_S = 12.0
 LIQUIDITY_BANDS_BPS = (10.0, 25.0, 50.0, 100.0)
 LIQUIDITY_QUANTITIES = (1.0, 10.0, 100.0)
 _MB = 1024 * 1024
@@ -188,8 +196,16 @@ async def _scenario(args: argparse.Namespace) -> dict[str, Any]:
         def disconnects() -> int:
             return sum(f.stats.disconnects for _, f in feeds)
 
+        def sync_counts() -> dict[str, int]:
+            out = dict.fromkeys(SYNC_COUNTERS, 0)
+            for _, f in feeds:
+                for sync in getattr(f.listener, "syms", {}).values():
+                    for name in SYNC_COUNTERS:
+                        out[name] += getattr(sync.stats, name)
+            return out
+
         profiler = cProfile.Profile() if args.profile_run else None
-        d0 = disconnects()
+        d0, s0 = disconnects(), sync_counts()
         for sink in sinks.values():
             sink.on = True
         sim_cpu0 = sim_cpu()
@@ -203,7 +219,7 @@ async def _scenario(args: argparse.Namespace) -> dict[str, Any]:
         sim_cpu1 = sim_cpu()
         for sink in sinks.values():
             sink.on = False
-        d1 = disconnects()
+        d1, s1 = disconnects(), sync_counts()
         rss_end = _rss_mb(me)
     finally:
         await hub.stop()
@@ -250,6 +266,8 @@ async def _scenario(args: argparse.Namespace) -> dict[str, Any]:
         "rss_delta_mb": rss_warm - rss_before,
         "mb_per_book": (rss_warm - rss_before) / books,
         "disconnects": d1 - d0,
+        "sync_window": {k: s1[k] - s0[k] for k in SYNC_COUNTERS},
+        "sync_total": s1,
         "rejected": problems,
         "unsynced": unsynced,
     }
@@ -277,13 +295,23 @@ def _run_worker(args: argparse.Namespace) -> int:
 # -- the parent: simulator process, one worker per scenario, the table -----------------------
 
 
-def _start_sim(venues: Sequence[str], instruments: Sequence[str], period: float, seed: int,
+def _source_cmd(args: argparse.Namespace, venues: Sequence[str], instruments: Sequence[str],
+                period: float) -> list[str]:
+    """The command line of one frame source process serving ``venues``."""
+    common = ["--venues", ",".join(venues), "--instruments", ",".join(instruments),
+              "--period", repr(period), "--seed", str(args.seed)]
+    if args.source == "sim":
+        return [sys.executable, "-m", "dragonfly.sim", *common]
+    rounds = math.ceil((args.seconds + args.warmup + REPLAY_SLACK_S) / period)
+    key = hashlib.sha256(repr((list(venues), list(instruments), period, rounds, args.seed)).encode())
+    cache = args.cache_dir / f"source-{key.hexdigest()[:16]}.pkl"
+    return [sys.executable, "-m", "latency.scale_source", *common, "--rounds", str(rounds),
+            "--cache", str(cache), "--procs", str(args.gen_procs)]
+
+
+def _start_sim(cmd: Sequence[str],
                log_path: Path) -> tuple[subprocess.Popen[str], dict[str, tuple[str, str]]]:
-    """Start ``python -m dragonfly.sim`` on free ports; return it and {venue: (ws, rest)}."""
-    cmd = [
-        sys.executable, "-m", "dragonfly.sim", "--venues", ",".join(venues),
-        "--instruments", ",".join(instruments), "--period", repr(period), "--seed", str(seed),
-    ]
+    """Start a frame source (``cmd``) on free ports; return it and {venue: (ws, rest)}."""
     log = log_path.open("w")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
     log.close()
@@ -293,7 +321,7 @@ def _start_sim(venues: Sequence[str], instruments: Sequence[str], period: float,
         line = proc.stdout.readline()
         if not line:
             proc.wait(5)
-            raise RuntimeError(f"simulator exited ({proc.returncode}): {log_path.read_text()[-2000:]}")
+            raise RuntimeError(f"frame source exited ({proc.returncode}): {log_path.read_text()[-2000:]}")
         parts = line.split()
         if parts and parts[0] == "instruments:":
             break
@@ -389,6 +417,12 @@ def table(result: dict[str, Any]) -> str:
     for key, value in derived.items():
         lines.append(f"{key}: {_f(value, 3) if isinstance(value, float) else value}")
     for name, s in result["scenarios"].items():
+        window = s.get("sync_window")
+        if window is not None:
+            counts = ", ".join(f"{k} {v}" for k, v in window.items())
+            lines.append(f"{name} books over the window: {counts} (since start: snapshots "
+                         f"{s['sync_total']['snapshots']}, gaps {s['sync_total']['gaps']}, "
+                         f"resyncs {s['sync_total']['resyncs']})")
         if s.get("rejected") or s.get("unsynced") or s.get("disconnects"):
             lines.append(
                 f"{name}: rejected {s.get('rejected')}, unsynced {s.get('unsynced')}, "
@@ -430,7 +464,7 @@ def _start_sims(args: argparse.Namespace, names: Sequence[str], period: float, w
         # Same seed in each: a venue's books do not depend on which process serves it
         # (each process steps its own copy of the market).
         for i, group in enumerate(_split(args.venues, args.sim_procs)):
-            sim, got = _start_sim(group, names, period, args.seed, workdir / f"{tag}{i}.log")
+            sim, got = _start_sim(_source_cmd(args, group, names, period), workdir / f"{tag}{i}.log")
             sims.append(sim)
             urls.update(got)
             if cores is not None:
@@ -450,40 +484,57 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     load0 = os.getloadavg()[0]
     sim_cores, hub_core = (None, None) if args.no_pin else _pins()
     sims: list[subprocess.Popen[str]] = []
+    # A replay source serves one hub: its channels' rounds start at their first subscription.
+    fresh = args.source == "replay"
+    alive = True
     with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
         workdir = Path(tmp)
+        if args.cache_dir is None:
+            args.cache_dir = workdir
+        args.cache_dir.mkdir(parents=True, exist_ok=True)
+
+        def own(name: str, profile: bool) -> dict[str, Any]:
+            """Run scenario ``name`` against a source of its own."""
+            nonlocal alive
+            own_names, own_period = names, period
+            if name == "a" and args.a_rate:
+                # The first instrument only, at the frame rate asked for.
+                own_names, own_period = names[:1], len(venues) / args.a_rate
+            tag = f"{'sim-a' if own_names is not names else 'sim'}-{name}{'-profile' if profile else ''}-"
+            own_sims, own_urls = _start_sims(args, own_names, own_period, workdir, tag, sim_cores)
+            try:
+                return _worker(name, args, own_urls, own_period, own_sims, workdir, hub_core, profile)
+            finally:
+                alive = alive and all(sim.poll() is None for sim in own_sims)
+                for sim in own_sims:
+                    _stop(sim)
+
         try:
-            sims, urls = _start_sims(args, names, period, workdir, "sim", sim_cores)
+            if not fresh:
+                sims, urls = _start_sims(args, names, period, workdir, "sim", sim_cores)
             scenarios: dict[str, Any] = {}
             for name in args.scenarios:
                 print(f"{PROG}: scenario {name} ({args.seconds:g} s window)...", file=sys.stderr, flush=True)
-                if name == "a" and args.a_rate:
-                    # Its own simulator: the first instrument only, at the frame rate asked for.
-                    a_period = len(venues) / args.a_rate
-                    a_sims, a_urls = _start_sims(args, names[:1], a_period, workdir, "sim-a", sim_cores)
-                    try:
-                        scenarios[name] = _worker(
-                            name, args, a_urls, a_period, a_sims, workdir, hub_core, False
-                        )
-                    finally:
-                        for sim in a_sims:
-                            _stop(sim)
-                    continue
-                scenarios[name] = _worker(name, args, urls, period, sims, workdir, hub_core, False)
+                if fresh or (name == "a" and args.a_rate):
+                    scenarios[name] = own(name, False)
+                else:
+                    scenarios[name] = _worker(name, args, urls, period, sims, workdir, hub_core, False)
             profile = None
             if args.profile:
                 print(f"{PROG}: profiled run of b...", file=sys.stderr, flush=True)
-                prof = _worker("b", args, urls, period, sims, workdir, hub_core, True)
+                prof = (own("b", True) if fresh
+                        else _worker("b", args, urls, period, sims, workdir, hub_core, True))
                 profile = prof.get("profile") or prof.get("error")
-            alive = all(sim.poll() is None for sim in sims)
-            sim_log = "".join(p.read_text()[-1500:] for p in sorted(workdir.glob("sim*.log")))
+            alive = alive and all(sim.poll() is None for sim in sims)
         finally:
             for sim in sims:
                 _stop(sim)
+        sim_log = "".join(f"{p.name}: {p.read_text()[-1500:]}" for p in sorted(workdir.glob("sim*.log")))
     result: dict[str, Any] = {
         "command": " ".join([PROG, *args.argv]),
         "params": {
             "venues": venues, "instruments": names, "rate": args.rate, "period_s": period,
+            "source": args.source,
             "a_rate": args.a_rate,
             "seconds": args.seconds, "warmup_s": args.warmup, "seed": args.seed,
             "sim_processes": len(sims), "sim_cores": sorted(sim_cores) if sim_cores else None,
@@ -518,7 +569,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames/s for scenario a from a simulator of its own (default: every "
                    "stream at b's period, so a gets 1/N of b's frames)")
     p.add_argument("--sim-procs", type=int, default=1,
-                   help="simulator processes, the venues dealt among them (default 1)")
+                   help="source processes, the venues dealt among them (default 1)")
+    p.add_argument("--source", choices=SOURCES, default="replay",
+                   help="replay: the synthetic market pre-generated, then served fast "
+                   "(latency.scale_source; a fresh one per scenario); sim: the live simulator, "
+                   "shared by the scenarios (default replay)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="keep the replay source's pre-generated frames here for the next run "
+                   "(default: a temporary folder)")
+    p.add_argument("--gen-procs", type=int, default=2,
+                   help="processes generating the replay source's frames (default 2)")
     p.add_argument("--profile", action="store_true", help="add a cProfile'd run of b; print top functions")
     p.add_argument("--no-pin", action="store_true", help="do not pin the simulator and the hub to cores")
     p.add_argument("--out", type=Path, default=Path("results/scale.json"))

@@ -999,6 +999,279 @@ interned(PyObject **slot, const char *text)
 
 static PyObject *str_pop, *str_list, *str_lists;
 
+/*
+ * The sorted keys of a SortedDict, changed in C (apply_side, apply_text_side).
+ *
+ * sortedcontainers 2.x keeps a SortedDict's keys in a SortedList: sublists
+ * `_lists` of at most 2 * `_load` keys each, their last keys in `_maxes`, a
+ * positional index `_index` built lazily (emptied whenever it would go out
+ * of date), and the count `_len`. Adding or removing a price through
+ * `SortedDict.__setitem__` / `pop` runs ~6 Python frames (~1 µs a level
+ * here); the common case, a sublist that neither splits nor merges, is a
+ * bisect and one list insert or delete, done here without calling Python.
+ * Anything else (a split, a merge, the first key, a key or maximum that is
+ * not a float, a layout this code does not know) returns 0 before changing
+ * anything, and the caller takes the SortedDict's own method, so the lists
+ * end exactly as sortedcontainers' own code leaves them:
+ * tests/core/test_accel.py compares the internal lists with the Python
+ * book's. The index is emptied rather than updated (sortedcontainers
+ * rebuilds it when a positional read needs it, as after a split).
+ */
+typedef struct {
+    PyObject *sl;    /* the SortedList (held), or NULL: no fast path */
+    PyObject *lists; /* held */
+    PyObject *maxes; /* held */
+    PyObject *index; /* held */
+    Py_ssize_t load;
+    Py_ssize_t delta; /* keys added less keys removed, not yet in _len */
+} Keys;
+
+static PyObject *str_len_, *str_load, *str_maxes, *str_index;
+static PyObject *sorted_dict_type, *sorted_list_type; /* held for the module's life */
+
+static int
+sorted_types(void)
+{
+    if (sorted_dict_type != NULL) {
+        return 0;
+    }
+    PyObject *mod = PyImport_ImportModule("sortedcontainers");
+    if (mod == NULL) {
+        return -1;
+    }
+    PyObject *d = PyObject_GetAttrString(mod, "SortedDict");
+    PyObject *l = d == NULL ? NULL : PyObject_GetAttrString(mod, "SortedList");
+    Py_DECREF(mod);
+    if (l == NULL) {
+        Py_XDECREF(d);
+        return -1;
+    }
+    sorted_dict_type = d;
+    sorted_list_type = l;
+    return 0;
+}
+
+/* Open `side`'s key lists for the fast path (k->sl NULL: not usable); -1 on error. */
+static int
+keys_open(PyObject *side, Keys *k)
+{
+    memset(k, 0, sizeof *k);
+    if (interned(&str_pop, "pop") == NULL || interned(&str_list, "_list") == NULL
+        || interned(&str_lists, "_lists") == NULL
+        || interned(&str_len_, "_len") == NULL || interned(&str_load, "_load") == NULL
+        || interned(&str_maxes, "_maxes") == NULL || interned(&str_index, "_index") == NULL) {
+        return -1;
+    }
+    if (sorted_types() < 0) {
+        return -1;
+    }
+    /* Exactly sortedcontainers' classes: a subclass may override the methods
+     * this would bypass. */
+    if ((PyObject *)Py_TYPE(side) != sorted_dict_type) {
+        return 0;
+    }
+    PyObject *sl = PyObject_GetAttr(side, str_list);
+    if (sl == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    if ((PyObject *)Py_TYPE(sl) != sorted_list_type) {
+        Py_DECREF(sl);
+        return 0;
+    }
+    PyObject *load = PyObject_GetAttr(sl, str_load);
+    k->lists = PyObject_GetAttr(sl, str_lists);
+    k->maxes = PyObject_GetAttr(sl, str_maxes);
+    k->index = PyObject_GetAttr(sl, str_index);
+    Py_ssize_t n = -1;
+    if (load != NULL && PyLong_CheckExact(load)) {
+        n = PyLong_AsSsize_t(load);
+    }
+    Py_XDECREF(load);
+    PyErr_Clear();
+    if (k->lists == NULL || k->maxes == NULL || k->index == NULL || !PyList_CheckExact(k->lists)
+        || !PyList_CheckExact(k->maxes) || !PyList_CheckExact(k->index) || n < 1
+        || n > PY_SSIZE_T_MAX / 4) {
+        Py_XDECREF(k->lists);
+        Py_XDECREF(k->maxes);
+        Py_XDECREF(k->index);
+        Py_DECREF(sl);
+        memset(k, 0, sizeof *k);
+        return 0;
+    }
+    k->sl = sl;
+    k->load = n;
+    return 0;
+}
+
+/* Add the keys' count change to `_len` and let go of the lists; -1 on error
+ * (an exception already set is kept). */
+static int
+keys_close(Keys *k)
+{
+    int rc = 0;
+    if (k->sl != NULL && k->delta != 0) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject *len = PyObject_GetAttr(k->sl, str_len_);
+        PyObject *d = len == NULL ? NULL : PyLong_FromSsize_t(k->delta);
+        PyObject *sum = d == NULL ? NULL : PyNumber_Add(len, d);
+        rc = sum == NULL ? -1 : PyObject_SetAttr(k->sl, str_len_, sum);
+        Py_XDECREF(len);
+        Py_XDECREF(d);
+        Py_XDECREF(sum);
+        if (type != NULL) {
+            PyErr_Restore(type, value, tb); /* the first error wins */
+        }
+    }
+    Py_XDECREF(k->sl);
+    Py_XDECREF(k->lists);
+    Py_XDECREF(k->maxes);
+    Py_XDECREF(k->index);
+    memset(k, 0, sizeof *k);
+    return rc;
+}
+
+/* First i in [0, n) of float list `list` with list[i] > x (right) or >= x
+ * (left), as bisect does; -1: an item it compared is not a float. */
+static Py_ssize_t
+keys_bisect(PyObject *list, double x, int right)
+{
+    Py_ssize_t lo = 0, hi = PyList_GET_SIZE(list);
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        PyObject *item = PyList_GET_ITEM(list, mid);
+        if (!PyFloat_CheckExact(item)) {
+            return -1;
+        }
+        double y = PyFloat_AS_DOUBLE(item);
+        if (right ? x < y : y >= x) {
+            hi = mid;
+        }
+        else {
+            lo = mid + 1;
+        }
+    }
+    return lo;
+}
+
+static int
+keys_unindex(Keys *k)
+{
+    Py_ssize_t n = PyList_GET_SIZE(k->index);
+    return n ? PyList_SetSlice(k->index, 0, n, NULL) : 0;
+}
+
+/* SortedList.add(key) for a float key not yet in it: 1 done, 0 not on the
+ * fast path (nothing changed), -1 on error. Calls no Python code. */
+static int
+keys_add(Keys *k, PyObject *key)
+{
+    if (k->sl == NULL || !PyFloat_CheckExact(key)) {
+        return 0;
+    }
+    double x = PyFloat_AS_DOUBLE(key);
+    Py_ssize_t nm = PyList_GET_SIZE(k->maxes);
+    if (nm == 0 || PyList_GET_SIZE(k->lists) != nm) {
+        return 0;
+    }
+    Py_ssize_t pos = keys_bisect(k->maxes, x, 1);
+    if (pos < 0) {
+        return 0;
+    }
+    int last = pos == nm;
+    if (last) {
+        pos = nm - 1;
+    }
+    PyObject *sub = PyList_GET_ITEM(k->lists, pos);
+    if (!PyList_CheckExact(sub) || PyList_GET_SIZE(sub) + 1 > (k->load << 1)) {
+        return 0; /* the sublist splits */
+    }
+    Py_ssize_t at = last ? PyList_GET_SIZE(sub) : keys_bisect(sub, x, 1);
+    if (at < 0) {
+        return 0;
+    }
+    if (PyList_Insert(sub, at, key) < 0) {
+        return -1;
+    }
+    if (last && PyList_SetItem(k->maxes, pos, Py_NewRef(key)) < 0) {
+        return -1;
+    }
+    k->delta++;
+    return keys_unindex(k) < 0 ? -1 : 1;
+}
+
+/* SortedList.remove(key) for a float key in it: 1 done, 0 not on the fast
+ * path (nothing changed), -1 on error. Calls no Python code. */
+static int
+keys_remove(Keys *k, PyObject *key)
+{
+    if (k->sl == NULL || !PyFloat_CheckExact(key)) {
+        return 0;
+    }
+    double x = PyFloat_AS_DOUBLE(key);
+    Py_ssize_t nm = PyList_GET_SIZE(k->maxes);
+    if (nm == 0 || PyList_GET_SIZE(k->lists) != nm) {
+        return 0;
+    }
+    Py_ssize_t pos = keys_bisect(k->maxes, x, 0);
+    if (pos < 0 || pos == nm) {
+        return 0;
+    }
+    PyObject *sub = PyList_GET_ITEM(k->lists, pos);
+    if (!PyList_CheckExact(sub)) {
+        return 0;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(sub);
+    Py_ssize_t at = keys_bisect(sub, x, 0);
+    if (at < 0 || at == n || !PyFloat_CheckExact(PyList_GET_ITEM(sub, at))
+        || PyFloat_AS_DOUBLE(PyList_GET_ITEM(sub, at)) != x) {
+        return 0;
+    }
+    /* SortedList._delete merges a sublist left with half the load or less
+     * (unless it is the only one), and drops an empty one. */
+    if (!(n - 1 > (k->load >> 1) || (nm == 1 && n - 1 > 0))) {
+        return 0;
+    }
+    if (PyList_SetSlice(sub, at, at + 1, NULL) < 0) {
+        return -1;
+    }
+    PyObject *top = PyList_GET_ITEM(sub, PyList_GET_SIZE(sub) - 1);
+    if (PyList_SetItem(k->maxes, pos, Py_NewRef(top)) < 0) {
+        return -1;
+    }
+    k->delta--;
+    return keys_unindex(k) < 0 ? -1 : 1;
+}
+
+/* side[key] = value for a key not in side: the fast path, else __setitem__. */
+static int
+side_add(Keys *k, PyObject *side, PyObject *key, PyObject *value)
+{
+    int fast = keys_add(k, key);
+    if (fast < 0) {
+        return -1;
+    }
+    return fast ? PyDict_SetItem(side, key, value) : PyObject_SetItem(side, key, value);
+}
+
+/* side.pop(key) for a key in side: the fast path, else the method. */
+static int
+side_remove(Keys *k, PyObject *side, PyObject *key)
+{
+    int fast = keys_remove(k, key);
+    if (fast < 0) {
+        return -1;
+    }
+    if (fast) {
+        return PyDict_DelItem(side, key);
+    }
+    PyObject *gone = PyObject_CallMethodOneArg(side, str_pop, key);
+    Py_XDECREF(gone);
+    return gone == NULL ? -1 : 0;
+}
+
+
 static PyObject *
 apply_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1020,12 +1293,13 @@ apply_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (bound == -1.0 && PyErr_Occurred()) {
         return NULL;
     }
-    PyObject *pop = interned(&str_pop, "pop");
-    if (pop == NULL) {
-        return NULL;
-    }
     PyObject *seq = PySequence_Fast(args[1], "levels must be a sequence");
     if (seq == NULL) {
+        return NULL;
+    }
+    Keys keys;
+    if (keys_open(side, &keys) < 0) {
+        Py_DECREF(seq);
         return NULL;
     }
     int hit = 0;
@@ -1060,16 +1334,14 @@ apply_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (qty == 0.0) {
             rc = 0;
             if (present) {
-                PyObject *gone = PyObject_CallMethodOneArg(side, pop, key);
-                rc = gone == NULL ? -1 : 0;
-                Py_XDECREF(gone);
+                rc = side_remove(&keys, side, key);
             }
         }
         else if (present) {
             rc = PyDict_SetItem(side, key, level);
         }
         else {
-            rc = PyObject_SetItem(side, key, level);
+            rc = side_add(&keys, side, key, level);
         }
         if (rc == 0 && (bids ? value >= bound : value <= bound)) {
             hit = 1;
@@ -1078,11 +1350,174 @@ apply_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_XDECREF(key);
         Py_DECREF(level);
         if (rc < 0) {
+            keys_close(&keys);
             Py_DECREF(seq);
             return NULL;
         }
     }
     Py_DECREF(seq);
+    if (keys_close(&keys) < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(hit);
+}
+
+
+/*
+ * apply_text_side(side, text, levels, bids, bound) -> bool
+ *     One side of dragonfly.core.book.L2Book.update (a book that keeps the
+ *     venue's strings): each level a (price, amount) pair of str (a tuple or
+ *     a list), converted as float() converts them, checked (a price above
+ *     zero and finite, an amount not negative and finite: else ValueError,
+ *     as the Python loop words it). Amount 0 removes the level from `side`
+ *     (a SortedDict keyed by price, by -price for bids: values (price,
+ *     amount) floats) and from `text` (a dict, same keys: values the pair of
+ *     strings); else both are set. Returns whether a level reached `bound`.
+ *     Levels before a bad one stay applied, as in the Python loop.
+ */
+
+/* float(s) for a str s: 0, or -1 with float()'s own exception. */
+static int
+text_to_double(PyObject *s, double *out)
+{
+    Py_ssize_t len;
+    const char *p = PyUnicode_AsUTF8AndSize(s, &len);
+    if (p == NULL) {
+        PyErr_Clear(); /* a lone surrogate: float() says what is wrong */
+    }
+    else if (len < MAX_NUMBER && is_json_number(p, p + len) && fast_decimal(p, p + len, out)) {
+        return 0;
+    }
+    PyObject *f = PyFloat_FromString(s);
+    if (f == NULL) {
+        return -1;
+    }
+    *out = PyFloat_AS_DOUBLE(f);
+    Py_DECREF(f);
+    return 0;
+}
+
+static void
+out_of_range(PyObject *price, PyObject *amount)
+{
+    PyObject *reprs[2] = {PyObject_Repr(price), NULL};
+    reprs[1] = reprs[0] == NULL ? NULL : PyObject_Repr(amount);
+    if (reprs[1] != NULL) {
+        PyObject *p = PyUnicode_Substring(reprs[0], 0, 40);
+        PyObject *a = p == NULL ? NULL : PyUnicode_Substring(reprs[1], 0, 40);
+        if (a != NULL) {
+            PyErr_Format(PyExc_ValueError, "level out of range: price %U, amount %U", p, a);
+        }
+        Py_XDECREF(p);
+        Py_XDECREF(a);
+    }
+    Py_XDECREF(reprs[0]);
+    Py_XDECREF(reprs[1]);
+}
+
+static PyObject *
+apply_text_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "apply_text_side(side, text, levels, bids, bound)");
+        return NULL;
+    }
+    PyObject *side = args[0];
+    PyObject *text = args[1];
+    if (!PyDict_Check(side) || !PyDict_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "side must be a SortedDict and text a dict");
+        return NULL;
+    }
+    int bids = PyObject_IsTrue(args[3]);
+    if (bids < 0) {
+        return NULL;
+    }
+    double bound = PyFloat_AsDouble(args[4]);
+    if (bound == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[2], "levels must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Keys keys;
+    if (keys_open(side, &keys) < 0) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    int hit = 0;
+    int rc = 0;
+    /* As in apply_side: sizes read at each step, the level in hand held (a
+     * list level is copied to a tuple first: it could change under us). */
+    for (Py_ssize_t i = 0; rc == 0 && i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *level = PyList_CheckExact(item) ? PyList_AsTuple(item) : Py_NewRef(item);
+        PyObject *value = NULL, *qty = NULL, *key = NULL, *pair = NULL;
+        rc = -1;
+        if (level == NULL) {
+            break;
+        }
+        if (!PyTuple_Check(level) || PyTuple_GET_SIZE(level) != 2 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(level, 0))
+            || !PyUnicode_CheckExact(PyTuple_GET_ITEM(level, 1))) {
+            PyErr_SetString(PyExc_TypeError, "a level must be a (price, amount) pair of str");
+            goto next;
+        }
+        PyObject *price = PyTuple_GET_ITEM(level, 0);
+        PyObject *amount = PyTuple_GET_ITEM(level, 1);
+        double p, q;
+        if (text_to_double(amount, &q) < 0 || text_to_double(price, &p) < 0) {
+            goto next;
+        }
+        if (!(0.0 < p && p < INFINITY && 0.0 <= q && q < INFINITY)) {
+            out_of_range(price, amount);
+            goto next;
+        }
+        value = PyFloat_FromDouble(p);
+        key = value == NULL ? NULL : (bids ? PyFloat_FromDouble(-p) : Py_NewRef(value));
+        if (key == NULL) {
+            goto next;
+        }
+        int present = PyDict_Contains(side, key);
+        if (present < 0) {
+            goto next;
+        }
+        if (q == 0.0) {
+            if (present && (side_remove(&keys, side, key) < 0 || PyDict_DelItem(text, key) < 0)) {
+                goto next;
+            }
+        }
+        else {
+            qty = PyFloat_FromDouble(q);
+            pair = qty == NULL ? NULL : PyTuple_Pack(2, value, qty);
+            if (pair == NULL) {
+                goto next;
+            }
+            if (present ? PyDict_SetItem(side, key, pair) < 0 : side_add(&keys, side, key, pair) < 0) {
+                goto next;
+            }
+            PyObject *strings = PyTuple_CheckExact(level) ? Py_NewRef(level) : PyTuple_Pack(2, price, amount);
+            int set = strings == NULL ? -1 : PyDict_SetItem(text, key, strings);
+            Py_XDECREF(strings);
+            if (set < 0) {
+                goto next;
+            }
+        }
+        if (bids ? p >= bound : p <= bound) {
+            hit = 1;
+        }
+        rc = 0;
+    next:
+        Py_XDECREF(pair);
+        Py_XDECREF(qty);
+        Py_XDECREF(key);
+        Py_XDECREF(value);
+        Py_DECREF(level);
+    }
+    Py_DECREF(seq);
+    if (keys_close(&keys) < 0 || rc < 0) {
+        return NULL;
+    }
     return PyBool_FromLong(hit);
 }
 
@@ -1090,13 +1525,19 @@ static PyObject *
 top_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "top_levels(side, n)");
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "top_levels(side, n, values=None)");
         return NULL;
     }
     PyObject *side = args[0];
     if (!PyDict_Check(side)) {
         PyErr_SetString(PyExc_TypeError, "side must be a SortedDict");
+        return NULL;
+    }
+    /* Where the values are read: the side itself, or a dict with its keys. */
+    PyObject *values = nargs == 3 && args[2] != Py_None ? args[2] : side;
+    if (!PyDict_Check(values)) {
+        PyErr_SetString(PyExc_TypeError, "values must be a dict");
         return NULL;
     }
     Py_ssize_t n = PyLong_AsSsize_t(args[1]);
@@ -1146,7 +1587,7 @@ top_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         for (Py_ssize_t m = 0; m < PyList_GET_SIZE(keys) && got < k; m++) {
             PyObject *key = Py_NewRef(PyList_GET_ITEM(keys, m));
-            PyObject *value = Py_XNewRef(PyDict_GetItemWithError(side, key));
+            PyObject *value = Py_XNewRef(PyDict_GetItemWithError(values, key));
             Py_DECREF(key); /* after the value is held: a last key's __del__ is Python too */
             if (value == NULL) {
                 if (!PyErr_Occurred()) {
@@ -1339,8 +1780,10 @@ done:
 static PyMethodDef methods[] = {
     {"apply_side", (PyCFunction)(void (*)(void))apply_side, METH_FASTCALL,
      "apply_side(side, levels, bids, bound) -> bool: apply float levels to one side of a numeric book."},
+    {"apply_text_side", (PyCFunction)(void (*)(void))apply_text_side, METH_FASTCALL,
+     "apply_text_side(side, text, levels, bids, bound) -> bool: apply venue-string levels to one side."},
     {"top_levels", (PyCFunction)(void (*)(void))top_levels, METH_FASTCALL,
-     "top_levels(side, n) -> tuple: the values of a SortedDict's first n keys."},
+     "top_levels(side, n, values=None) -> tuple: the values (in side, or values) of a SortedDict's first n keys."},
     {"merge_side", (PyCFunction)(void (*)(void))merge_side, METH_FASTCALL,
      "merge_side(runs, depth, descending, level_type) -> tuple: the best depth levels across runs."},
     {"check_book", (PyCFunction)(void (*)(void))check_book, METH_FASTCALL,

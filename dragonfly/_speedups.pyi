@@ -1,4 +1,5 @@
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from sortedcontainers import SortedDict
 
@@ -19,6 +20,15 @@ def apply_side(
     bids: bool,
     bound: float,
 ) -> bool: ...
-def top_levels(side: SortedDict[float, tuple[float, float]], n: int) -> tuple[tuple[float, float], ...]: ...
+def apply_text_side(
+    side: SortedDict[float, tuple[float, float]],
+    text: dict[float, tuple[str, str]],
+    levels: Iterable[tuple[str, str]],
+    bids: bool,
+    bound: float,
+) -> bool: ...
+def top_levels(
+    side: SortedDict[float, Any], n: int, values: dict[float, Any] | None = None
+) -> tuple[Any, ...]: ...
 def crc32_digits(first: Sequence[tuple[str, str]], second: Sequence[tuple[str, str]]) -> int: ...
 def crc32_interleaved(bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str, str]]) -> int: ...

@@ -20,7 +20,7 @@ What it calls, for each of the module's functions in turn:
   each nested array and anywhere; depths from 0 to ``sys.maxsize``, and
   values that are not depths at all;
 * **books** (``merge_side``, ``check_book``, ``apply_side``,
-  ``top_levels``, ``encode_summary``): random books with the recordings'
+  ``apply_text_side``, ``top_levels``, ``encode_summary``): random books with the recordings'
   prices, extreme numbers (subnormals, 1e308, -0.0, infinities, NaN),
   extreme depths and integers, and unicode names;
 * **misbehaving objects**: a ``__float__`` that empties the list being read
@@ -724,6 +724,114 @@ def fuzz_apply_side(rng: Random, corpus: Corpus) -> None:
             py_book.asks.items()
         ):
             raise MismatchError(f"apply_side: the books differ after {where}")
+        check_key_lists("apply_side", c_book, py_book, where)
+
+
+def check_key_lists(name: str, c_book: L2Book, py_book: L2Book, where: str) -> None:
+    """The SortedDicts' internal key lists as sortedcontainers' own code leaves them."""
+    for c_side, py_side in ((c_book.bids, py_book.bids), (c_book.asks, py_book.asks)):
+        c_list, py_list = c_side._list, py_side._list
+        if (c_list._lists, c_list._maxes, c_list._len) != (py_list._lists, py_list._maxes, py_list._len):
+            raise MismatchError(f"{name}: the SortedDicts' key lists differ after {where}")
+        c_list._check()  # sortedcontainers' own invariants (the index rebuilt as needed)
+
+
+# -- apply_text_side ---------------------------------------------------------------------
+
+
+def _text_changes(rng: Random, corpus: Corpus, grid: list[str], n: int, bad: float) -> list[Any]:
+    """(price, amount) strings: the venue's own, often zero, sometimes anything."""
+    out: list[Any] = []
+    for _ in range(n):
+        price = rng.choice(grid) if rng.random() >= bad else draw_text(rng, corpus)
+        r = rng.random()
+        if r < bad:
+            amount = draw_text(rng, corpus)
+        else:
+            amount = "0" if r < 0.4 else rng.choice(["0.000", "1", "2.5", rng.choice(grid)])
+        out.append((price, amount) if rng.random() < 0.9 else [price, amount])
+    return out
+
+
+def fuzz_apply_text_side(rng: Random, corpus: Corpus) -> None:
+    """apply_text_side against L2Book.update's own Python loops, batch by batch; then hostile calls."""
+    grid = sorted({t for t in corpus.texts if _positive(t)})
+    grid = rng.sample(grid, min(len(grid), rng.choice([5, 20, 200])))
+    load = rng.choice([4, 5, 8, 1000])
+    c_book, py_book = L2Book(), L2Book()
+    for b in (c_book, py_book):
+        b.bids._list._reset(load)
+        b.asks._list._reset(load)
+    bad = rng.choice([0.0, 0.0, 0.02, 0.3])
+    for _ in range(rng.randint(1, 30)):
+        bids = _text_changes(rng, corpus, grid, rng.randint(0, 40), bad)
+        asks = _text_changes(rng, corpus, grid, rng.randint(0, 40), bad)
+        floor, ceiling = float(rng.choice(grid)), float(rng.choice(grid))
+        book_module._apply_text_side = C.apply_text_side
+        try:
+            got = outcome(c_book.update, bids, asks, floor, ceiling)
+        finally:
+            book_module._apply_text_side = None
+        try:
+            want = outcome(py_book.update, bids, asks, floor, ceiling)
+        finally:
+            book_module._apply_text_side = C.apply_text_side  # as imported: C is built
+        where = f"bids={_short(bids)} asks={_short(asks)} load={load}"
+        expect_same("apply_text_side", got, want, where)
+        for c_side, py_side in (
+            (c_book.bids, py_book.bids),
+            (c_book.asks, py_book.asks),
+            (c_book.bid_text, py_book.bid_text),
+            (c_book.ask_text, py_book.ask_text),
+        ):
+            if list(c_side.items()) != list(py_side.items()):
+                raise MismatchError(f"apply_text_side: the books differ after {where}")
+        check_key_lists("apply_text_side", c_book, py_book, where)
+        n = rng.choice([0, 1, 10, 25, load, 3 * load])
+        got = outcome(c_book.top_text, n)
+        expect_same("top_levels (text)", got, outcome(_top_text_py, py_book, n), where)
+    # Hostile calls: only return or raise.
+    side: SortedDict[Any, Any] = c_book.bids if rng.random() < 0.5 else Meddling(c_book.bids)
+    text: Any = c_book.bid_text
+    levels: list[Any] = _text_changes(rng, corpus, grid, rng.randint(1, 30), 0.1)
+    kind = rng.randrange(5)
+    with collecting_always():
+        if kind == 0:  # levels of the wrong shape or type
+            levels.insert(
+                rng.randint(0, len(levels)),
+                rng.choice([("1",), ("1", "2", "3"), (1.0, "2"), ("1", 2.0), (b"1", "2"), None, 5, "12"]),
+            )
+        elif kind == 1:  # finalizers that empty the levels and the key lists mid-call
+            plant_finalizers(rng, levels, *c_book.bids._list._lists)
+        elif kind == 2:  # the SortedDict's own methods empty the levels
+            side = Meddling(c_book.bids)
+            side.victim = levels
+        elif kind == 3:  # not a book, not a dict
+            side = rng.choice([{}, [], None, SortedDict()])
+            text = rng.choice([{}, [], None, SortedDict()])
+        else:  # wrong arguments
+            survives(C.apply_text_side, side, text, levels)
+            not_levels: Any = rng.choice([None, 5, iter(levels), "ab"])
+            levels = not_levels
+        flag, bound = rng.choice([True, None, Raising()]), rng.choice([0.0, 1.0, "x", Raising()])
+        survives(C.apply_text_side, side, text, levels, flag, bound)
+        survives(C.top_levels, side, rng.choice([1, 10, 100]), text)
+
+
+def _positive(text: str) -> bool:
+    try:
+        return 0.0 < float(text) < math.inf
+    except ValueError:
+        return False
+
+
+def _top_text_py(book: L2Book, n: int) -> tuple[list[Any], list[Any]]:
+    saved = book_module._top_levels
+    book_module._top_levels = None
+    try:
+        return book.top_text(n)
+    finally:
+        book_module._top_levels = saved
 
 
 def fuzz_top_levels(rng: Random, corpus: Corpus) -> None:
@@ -946,6 +1054,7 @@ TARGETS: dict[str, Callable[[Random, Corpus], None]] = {
     "merge_side": fuzz_merge_side,
     "check_book": fuzz_check_book,
     "apply_side": fuzz_apply_side,
+    "apply_text_side": fuzz_apply_text_side,
     "top_levels": fuzz_top_levels,
     "encode_summary": fuzz_encode_summary,
     "crc32_digits": fuzz_checksums,
@@ -961,6 +1070,7 @@ ROUND = [
     "check_book",
     "apply_side",
     "read_levels",
+    "apply_text_side",
     "top_levels",
     "encode_summary",
 ]

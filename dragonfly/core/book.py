@@ -66,9 +66,12 @@ _INF = math.inf
 _apply_side: Callable[[SortedDict[float, Level], Iterable[Level], bool, float], bool] | None = (
     accel.speedups.apply_side if accel.speedups is not None else None
 )
-_top_levels: Callable[[SortedDict[float, Level], int], Side] | None = (
-    accel.speedups.top_levels if accel.speedups is not None else None
-)
+_top_levels: Callable[..., Side] | None = accel.speedups.top_levels if accel.speedups is not None else None
+# The C twin of update's loops (a book that keeps the venue's strings), or None.
+_ApplyText = Callable[
+    [SortedDict[float, Level], dict[float, TextLevel], Iterable[TextLevel], bool, float], bool
+]
+_apply_text_side: _ApplyText | None = accel.speedups.apply_text_side if accel.speedups is not None else None
 
 #: Which sides a change reached (bits of :meth:`L2Book.update`'s result).
 BIDS = 1
@@ -185,7 +188,15 @@ class L2Book:
         ``bid_floor``, plus ``ASKS`` if a changed ask is at or below
         ``ask_ceiling``. The same as calling ``set_bid`` and ``set_ask`` per
         level, in one frame (~0.1 µs less per level).
+
+        With the C speedups each level must be a tuple or list of two
+        ``str``, as the decoders give them (anything else: TypeError).
         """
+        if _apply_text_side is not None:
+            hit = BIDS if _apply_text_side(self.bids, self.bid_text, bids, True, bid_floor) else 0
+            if _apply_text_side(self.asks, self.ask_text, asks, False, ask_ceiling):
+                hit |= ASKS
+            return hit
         hit = 0
         # Two loops that differ only in the key (bids are keyed by the negated
         # price): written out twice so no level pays for a branch or a call.
@@ -311,6 +322,10 @@ class L2Book:
         """The best ``n`` levels of each side as the venue's own strings (not for a numeric book)."""
         if self.numeric:
             raise ValueError("a numeric book keeps no venue strings: read top() instead")
+        if _top_levels is not None:
+            # The same C read, of the strings stored beside the levels.
+            top = cast(Callable[..., tuple[TextLevel, ...]], _top_levels)
+            return list(top(self.bids, n, self.bid_text)), list(top(self.asks, n, self.ask_text))
         return (
             list(map(self.bid_text.__getitem__, _head(self.bids, n))),
             list(map(self.ask_text.__getitem__, _head(self.asks, n))),

@@ -282,6 +282,109 @@ def test_apply_side_and_top_levels_refuse_what_is_not_a_book() -> None:
         top_levels(5, 1)  # type: ignore[arg-type]
 
 
+def _key_lists(book: L2Book) -> list[object]:
+    return [(side._list._lists, side._list._maxes, len(side._list)) for side in (book.bids, book.asks)]
+
+
+# Price strings written several ways ("0.10", "0.1"), amounts zero or not, some not numbers.
+_text_price = st.sampled_from(["0.1", "0.10", "0.2", "0.25", "1", "1.0", "3.5", "12", "0.00001", "99999"])
+_text_amount = st.sampled_from(["0", "0.000", "1", "2.5", "0.10000000", "1e3", " 2", "x", "-1", "nan", "inf"])
+_text_changes = st.lists(
+    st.tuples(
+        st.booleans(),
+        st.one_of(_text_price, st.integers(1, 60).map(lambda t: f"{t / 100:.2f}")),
+        _text_amount,
+    ),
+    min_size=10,
+    max_size=150,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_text_changes, st.integers(1, 60), st.integers(1, 60), st.integers(4, 12), st.integers(1, 4))
+def test_apply_text_side_equals_the_python_book(
+    changes: list[tuple[bool, str, str]], floor: int, ceiling: int, load: int, batch: int
+) -> None:
+    """The C apply of venue strings against L2Book.update's own loops: books, strings, key lists, errors."""
+    assert accel.speedups is not None
+    c_book, py_book = L2Book(), L2Book()
+    for b in (c_book, py_book):
+        b.bids._list._reset(load)  # short sublists: splits and merges go through sortedcontainers
+        b.asks._list._reset(load)
+    for i in range(0, len(changes), batch):
+        bids = [(p, q) for is_bid, p, q in changes[i : i + batch] if is_bid]
+        asks = [(p, q) for is_bid, p, q in changes[i : i + batch] if not is_bid]
+        outcomes: list[object] = []
+        for b, twin in ((c_book, accel.speedups.apply_text_side), (py_book, None)):
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(book_module, "_apply_text_side", twin)
+                try:
+                    outcomes.append(b.update(bids, asks, floor / 100, ceiling / 100))
+                except ValueError as exc:
+                    outcomes.append(str(exc))  # the same words, too
+        assert outcomes[0] == outcomes[1]
+        assert list(c_book.bids.items()) == list(py_book.bids.items())
+        assert list(c_book.asks.items()) == list(py_book.asks.items())
+        assert c_book.bid_text == py_book.bid_text and c_book.ask_text == py_book.ask_text
+        assert _key_lists(c_book) == _key_lists(py_book)
+        c_book.bids._list._check()
+        c_book.asks._list._check()
+    with pytest.MonkeyPatch.context() as mp:
+        c_top = c_book.top_text(3 * load)
+        mp.setattr(book_module, "_top_levels", None)
+        assert c_top == py_book.top_text(3 * load)
+
+
+def test_apply_side_keeps_sortedcontainers_key_lists() -> None:
+    """The numeric apply's own key-list changes leave what SortedDict's methods leave."""
+    assert accel.speedups is not None
+    c_side: SortedDict[float, tuple[float, float]] = SortedDict()
+    py_side: SortedDict[float, tuple[float, float]] = SortedDict()
+    for side in (c_side, py_side):
+        side._list._reset(4)
+    prices = [((i * 37) % 61 + 1) / 100 for i in range(200)]
+    for i, price in enumerate(prices):
+        level = (price, 0.0 if i % 3 == 0 else 1.0)
+        accel.speedups.apply_side(c_side, [level], False, 0.0)
+        if level[1]:
+            py_side[price] = level
+        else:
+            py_side.pop(price, None)
+        assert (c_side._list._lists, c_side._list._maxes, len(c_side._list)) == (
+            py_side._list._lists,
+            py_side._list._maxes,
+            len(py_side._list),
+        )
+    c_side._list._check()
+    c_side.keys()[3]  # a positional read builds the index; the next change must empty it
+    accel.speedups.apply_side(c_side, [(0.615, 1.0)], False, 0.0)
+    c_side._list._check()
+    assert list(c_side.keys()) == sorted(c_side) and c_side.keys()[-1] == 0.615
+
+
+def test_apply_text_side_refuses_what_is_not_venue_strings() -> None:
+    assert accel.speedups is not None
+    apply_text_side = accel.speedups.apply_text_side
+    side: SortedDict[float, tuple[float, float]] = SortedDict()
+    text: dict[float, tuple[str, str]] = {}
+    for bad in ([("0.1",)], [("0.1", 1.0)], [(0.1, "1")], [5], [("0.1", "1", "x")], [(b"0.1", "1")]):
+        with pytest.raises(TypeError):
+            apply_text_side(side, text, bad, True, 0.0)
+    with pytest.raises(ValueError, match="could not convert"):
+        apply_text_side(side, text, [("0.1", "one")], True, 0.0)
+    with pytest.raises(ValueError, match=re.escape("level out of range: price '0', amount '1'")):
+        apply_text_side(side, text, [("0", "1")], True, 0.0)
+    assert not side and not text
+    with pytest.raises(TypeError):
+        apply_text_side(side, [], [], True, 0.0)
+    # A list level is taken as its pair; the strings are kept as the venue wrote them.
+    assert apply_text_side(side, text, [["0.10", "2"], ("0.3", "1.50")], False, 0.2) is True
+    assert list(side.items()) == [(0.1, (0.1, 2.0)), (0.3, (0.3, 1.5))]
+    assert accel.speedups.top_levels(side, 5, text) == (("0.10", "2"), ("0.3", "1.50"))
+    with pytest.raises(TypeError):
+        accel.speedups.top_levels(side, 5, [])
+
+
 # Venue strings: decimals with leading zeros and points in every place, and
 # any other text (the checksum covers whatever the venue wrote).
 _text = st.one_of(

@@ -90,10 +90,18 @@ def test_documented_snapshot_and_delta() -> None:
     decode = bybit.make_decoder()
     snap = book_msg("snapshot", 18521288, [["0.05115", "2.05"], ["0.05114", "1"]], [["0.05116", "0.5"]])
     assert decode(snap) == (
-        Snapshot("ETHBTC", [("0.05115", "2.05"), ("0.05114", "1")], [("0.05116", "0.5")], 18521288),
+        Snapshot("ETHBTC", [(0.05115, 2.05), (0.05114, 1.0)], [(0.05116, 0.5)], 18521288),
     )
     delta = book_msg("delta", 18521289, [], [["0.05116", "0"], ["0.05117", "3.1"]])
-    assert decode(delta) == (Delta("ETHBTC", [], [("0.05116", "0"), ("0.05117", "3.1")], 18521289, 18521289),)
+    assert decode(delta) == (Delta("ETHBTC", [], [(0.05116, 0.0), (0.05117, 3.1)], 18521289, 18521289),)
+
+
+@pytest.mark.parametrize("level", [["0", "1"], ["0.05", "-1"], ["0.05", "nan"], ["x", "1"], ["1", "1e999"]])
+def test_a_level_that_is_no_usable_number_is_a_parse_error(level: list[str]) -> None:
+    """The channel is numeric: msgspec converts and checks every number while decoding."""
+    decode = bybit.make_decoder()
+    with pytest.raises(ParseError, match="bad orderbook message"):
+        decode(book_msg("delta", 2, [level], []))
 
 
 def test_op_responses_are_not_book_frames() -> None:
@@ -178,9 +186,9 @@ def test_snapshot_and_deltas_build_the_book() -> None:
     assert [lst.on_frame(f, 0, True) for f in frames] == [False, True, True, True, True, False, True, True]
     sync = lst.syms["ETHBTC"]
     assert sync.state is SyncState.SYNCED and control.calls == []
-    assert sync.book.top_text(10) == (
-        [("0.051155", "1.2"), ("0.05115", "2"), ("0.05113", "3.5")],
-        [("0.05116", "0.75"), ("0.05118", "6"), ("0.05119", "8")],
+    assert sync.book.top(10) == (
+        ((0.051155, 1.2), (0.05115, 2.0), (0.05113, 3.5)),
+        ((0.05116, 0.75), (0.05118, 6.0), (0.05119, 8.0)),
     )
     assert sync.book.seq == 103
 
@@ -199,7 +207,7 @@ def test_gap_withdraws_and_resubscribes() -> None:
     lst.on_frame(book_msg("delta", 104, [["0.05115", "5"]], []), 0, True)  # no book: ignored
     assert sync.state is SyncState.WAITING
     lst.on_frame(book_msg("snapshot", 200, [["0.0512", "1"]], [["0.0513", "1"]]), 0, True)
-    assert sync.state is SyncState.SYNCED and sync.book.top_text(5) == ([("0.0512", "1")], [("0.0513", "1")])
+    assert sync.state is SyncState.SYNCED and sync.book.top(5) == (((0.0512, 1.0),), ((0.0513, 1.0),))
 
 
 def test_restart_snapshot_with_u_1_replaces_the_book() -> None:
@@ -209,9 +217,9 @@ def test_restart_snapshot_with_u_1_replaces_the_book() -> None:
     lst.on_frame(book_msg("delta", 101, [["0.05115", "3"]], []), 0, True)
     lst.on_frame(book_msg("snapshot", 1, [["0.0510", "7"]], [["0.0520", "1"]]), 0, True)
     sync = lst.syms["ETHBTC"]
-    assert sync.book.top_text(10) == ([("0.0510", "7")], [("0.0520", "1")]) and sync.book.seq == 1
+    assert sync.book.top(10) == (((0.051, 7.0),), ((0.052, 1.0),)) and sync.book.seq == 1
     lst.on_frame(book_msg("delta", 2, [["0.0511", "1"]], []), 0, True)
-    assert sync.book.top_text(10) == ([("0.0511", "1"), ("0.0510", "7")], [("0.0520", "1")])
+    assert sync.book.top(10) == (((0.0511, 1.0), (0.051, 7.0)), ((0.052, 1.0),))
     assert control.calls == [] and sync.state is SyncState.SYNCED and sync.stats.snapshots == 2
 
 

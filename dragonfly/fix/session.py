@@ -22,7 +22,12 @@ Public API (stable; changes are additive only):
   session cleanly; ``close(reason)`` drops the connection now. ``writable``
   says whether the transport wants more data now; ``logged_on``, ``peer_comp_id``,
   ``heartbeat_s``, ``next_out_seq``, ``next_in_seq`` and the counters
-  ``messages_sent``/``messages_received`` describe the session.
+  ``messages_sent``/``messages_received`` describe the session. ``buffered``
+  says how many received bytes wait to be framed (0: the message being handled
+  is the last of its read). Optional hooks ``on_admin(msg)`` (a session-level
+  message processed in sequence) and ``on_gap(expected, received)`` (a
+  sequence gap, before the ResendRequest) let a venue's initiator
+  (``dragonfly.fix.initiator``) see what the session handles itself.
 
 Session rules (both roles; written for a market-data session, nothing stored):
 
@@ -67,7 +72,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol, cast
 
@@ -193,6 +198,12 @@ class FixSession(asyncio.Protocol):
         self._reset_requested = False
         # Precomputed header bytes between MsgType and MsgSeqNum.
         self._comp_head = b""
+        #: Optional hooks (a venue's initiator sets them): ``on_admin(msg)`` after each
+        #: session-level message processed in sequence; ``on_gap(expected, received)``
+        #: when a message arrives above the number expected, before the ResendRequest
+        #: (a hook that ends the session stops the handling there).
+        self.on_admin: Callable[[FixMessage], None] | None = None
+        self.on_gap: Callable[[int, int], None] | None = None
 
     # ----------------------------------------------------------------- properties
 
@@ -205,6 +216,11 @@ class FixSession(asyncio.Protocol):
     def closed(self) -> bool:
         """Whether the connection has ended."""
         return self._state == _CLOSED
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not framed yet (0 while a message is handled: the last of its read)."""
+        return self._reader.buffered
 
     @property
     def write_buffer_size(self) -> int:
@@ -479,6 +495,10 @@ class FixSession(asyncio.Protocol):
             if msg_type == b"5":
                 self._answer_logout(msg)
                 return
+            if self.on_gap is not None:
+                self.on_gap(expected, seq)
+                if self._state != _ACTIVE:
+                    return
             if msg_type == b"2":
                 self._dispatch(msg, seq)  # answer it first, then ask for ours
             elif len(self._held) >= self.config.max_held:
@@ -531,6 +551,8 @@ class FixSession(asyncio.Protocol):
             self.handler.on_message(self, msg)
         # Any message proves the peer alive.
         self._test_req_at = None
+        if self.on_admin is not None and msg_type in ADMIN_TYPES and self._state == _ACTIVE:
+            self.on_admin(msg)
 
     def _answer_resend(self, msg: FixMessage, seq: int) -> None:
         begin = msg.require_int(7)

@@ -1,7 +1,8 @@
 """Layer 2: subscribe one venue connection to its symbols and keep it subscribed.
 
-A :class:`Feed` owns a :class:`~dragonfly.core.ws.WsConnection` (layer 1)
-and the listener (layer 3) of its channel: a
+A :class:`Feed` owns a connection (layer 1: a
+:class:`~dragonfly.core.ws.WsConnection`, or whatever the spec's
+``connection`` makes: :mod:`dragonfly.core.transport`) and the listener (layer 3) of its channel: a
 :class:`~dragonfly.core.listener.TopNListener` for a snapshot channel of one
 symbol, a :class:`~dragonfly.core.listener.SnapshotRouter` (one TopNListener
 per symbol) for a snapshot channel of several, a
@@ -43,7 +44,9 @@ subscribe frame in order (``VenueSpec.answers_in_order``), to the oldest
 symbol not answered yet, and otherwise to every symbol not yet accepted on
 this connection (the venue refused the request as a whole). An ack that names
 no symbol accepts every symbol not answered yet (the oldest only, where the
-venue answers in order).
+venue answers in order). Where the venue sends no ack at all
+(``VenueSpec.acked_by_book``: FIX market data), a symbol's first book on a
+connection is its ack.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ from dragonfly.core.http import HttpResponse, http_get, retry_after
 from dragonfly.core.listener import SnapshotRouter, TopNListener
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotProducer
+from dragonfly.core.transport import Connection
 from dragonfly.core.types import VenueBook, check_depth
 from dragonfly.core.venue import ControlKind, Rate, VenueSpec
 from dragonfly.core.ws import WsConnection
@@ -252,7 +256,8 @@ class Feed:
         self.rejected: dict[str, str] = {}
         # Symbols subscribed on this connection that the venue has not answered yet, in order.
         self._unanswered: list[str] = []
-        self.conn = WsConnection(
+        connect = spec.connection or WsConnection
+        self.conn: Connection = connect(
             self.ws_url,
             self,
             ssl_context=ssl_context,
@@ -281,6 +286,7 @@ class Feed:
         self._send_limit: RateLimit | None = None
         self._drain: asyncio.TimerHandle | None = None
         self._stopped = False
+        self._acked_by_book = spec.acked_by_book
         self._opened_ns = 0  # wall time the current connection opened
         #: Observer of the raw traffic (a recorder), or ``None``.
         self.tap = tap
@@ -344,6 +350,8 @@ class Feed:
             return
         now = time.time_ns()
         self.listener.check_stale(now)
+        if self._acked_by_book and self._unanswered:
+            self._accept_booked()  # a first book held past its read (end_burst) was decoded since
         if self.conn.connected and self.state is FeedState.LIVE:
             # A connection that proves nothing for long is wedged, however well
             # it answers pings (a message that never ends, a stream the venue
@@ -356,7 +364,7 @@ class Feed:
 
     # -- FrameHandler ------------------------------------------------------
 
-    def on_open(self, conn: WsConnection) -> None:
+    def on_open(self, conn: Connection) -> None:
         self.stats.connects += 1
         if self.tap is not None:
             self.tap.opened(self.ws_url)
@@ -385,6 +393,8 @@ class Feed:
         if self._on_book(payload, recv_ns, last_in_buffer):
             if self.state is not FeedState.LIVE:
                 self._subscribed()  # data before the ack counts as one
+            if self._acked_by_book and self._unanswered:
+                self._accept_booked()
             return
         self._on_control(payload, recv_ns)
         if last_in_buffer:
@@ -482,6 +492,11 @@ class Feed:
             fut = self.outcomes[symbol]
             if not fut.done():
                 fut.set_result(None)
+
+    def _accept_booked(self) -> None:
+        """Accept each unanswered symbol with a book from this connection (``acked_by_book``)."""
+        for symbol in [s for s in self._unanswered if self.listener.health(s).data_ns >= self._opened_ns]:
+            self._accepted(symbol)
 
     def _unattributed(self) -> list[str]:
         """The symbols a refusal that names none is about (see the module doc)."""

@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 from dragonfly.core.diff import DiffChannel
 from dragonfly.core.errors import ParseError
 from dragonfly.core.health import DEFAULT_LIVENESS, Liveness
+from dragonfly.core.transport import ConnectionFactory
 from dragonfly.core.types import Side
 
 #: Hot-path decoder: payload -> ``(bids, asks, seq)``, or ``None`` for a non-book frame.
@@ -233,6 +234,13 @@ class VenueSpec:
         limits: the connection, message and REST limits the venue documents.
         max_message: the largest message accepted from the venue (bytes); a
             bigger one ends the connection.
+        connection: how to connect (:mod:`dragonfly.core.transport`); ``None``:
+            a WebSocket (:class:`~dragonfly.core.ws.WsConnection`) to ``ws_url``,
+            which is then the venue's endpoint in whatever scheme that
+            connection reads (``fix://`` for :mod:`dragonfly.fix.initiator`).
+        acked_by_book: the venue sends no subscription ack: a symbol's first
+            book frame on a connection accepts it (FIX market data answers a
+            request with the snapshot itself).
     """
 
     name: str
@@ -251,6 +259,8 @@ class VenueSpec:
     overrides: dict[str, str] = field(default_factory=dict)
     limits: Limits = Limits()
     max_message: int = 4 * 1024 * 1024
+    connection: ConnectionFactory | None = None
+    acked_by_book: bool = False
 
     def venue_symbol(self, instrument: str) -> str:
         """Map a normalised instrument (``ethbtc``) to this venue's symbol."""

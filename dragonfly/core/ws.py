@@ -20,7 +20,6 @@ import contextlib
 import logging
 import ssl
 import time
-from typing import Protocol
 
 from picows import (
     WSAutoPingStrategy,
@@ -35,6 +34,7 @@ from picows.common import WSError
 
 from dragonfly.core.backoff import Backoff, RateLimit
 from dragonfly.core.logs import RateLimitedLog, RateLimitFilter
+from dragonfly.core.transport import FrameHandler
 
 log = logging.getLogger("dragonfly.ws")
 #: picows' own log lines (one per protocol error, per connection): rate-limited,
@@ -54,22 +54,6 @@ _BINARY = WSMsgType.BINARY
 _CONT = WSMsgType.CONTINUATION
 _CLOSE = WSMsgType.CLOSE
 _time_ns = time.time_ns
-
-
-class FrameHandler(Protocol):
-    """What a connection drives: the feed subscriber above it."""
-
-    def on_open(self, conn: WsConnection) -> None:
-        """The connection is up (handshake done); subscribe now."""
-
-    def on_frame(self, payload: bytes, recv_ns: int, last_in_buffer: bool) -> None:
-        """A complete text or binary message arrived (hot path)."""
-
-    def on_close(self, reason: str) -> None:
-        """The connection went down; a reconnect follows unless closed."""
-
-    def on_connect_failed(self, reason: str, retry_in: float) -> None:
-        """A connection attempt failed; the next one starts in ``retry_in`` s."""
 
 
 def describe_error(exc: BaseException) -> str:

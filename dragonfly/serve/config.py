@@ -17,6 +17,8 @@ from dragonfly.core.aggregator import MAX_DEVIATION
 from dragonfly.core.errors import ConfigError
 from dragonfly.core.symbols import normalise_instrument
 from dragonfly.core.types import MAX_DEPTH, check_depth
+from dragonfly.core.venue import VenueSpec
+from dragonfly.fix.venue import FixVenue, fix_venue_spec, parse_fix_venue
 from dragonfly.serve.errors import ServeError
 from dragonfly.serve.grpc_service import (
     DEFAULT_HOST,
@@ -105,6 +107,8 @@ class ServeConfig:
     #: Serve Prometheus metrics on this port (``None``: no metrics), on ``metrics_host``.
     metrics_port: int | None = None
     metrics_host: str = DEFAULT_HOST
+    #: The configured FIX venues by name (``--fix-venue``, ``[venues.NAME] kind = "fix"``); in ``venues`` too.
+    fix_venues: dict[str, FixVenue] = field(default_factory=dict)
 
     @property
     def instrument(self) -> str:
@@ -114,6 +118,11 @@ class ServeConfig:
     def aggregator_specs(self) -> list[AggregatorSpec]:
         """The aggregators to build: the file's (book depths set by ``--depth`` if given), or one book."""
         return self.aggregators or [AggregatorSpec("book", "book", depth=self.depth)]
+
+    def venue_spec(self, name: str) -> VenueSpec:
+        """The spec of venue ``name``: a configured FIX venue's, or the registry's."""
+        fix = self.fix_venues.get(name)
+        return fix_venue_spec(fix) if fix is not None else get_venue(name)
 
     def limits(self) -> Limits:
         """The stream caps and timeouts of the gRPC service."""
@@ -167,9 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=50051, help="gRPC listen port (default 50051)")
     p.add_argument(
         "--venues",
-        default=",".join(DEFAULT_VENUES),
-        help=f"comma-separated venues (default {','.join(DEFAULT_VENUES)}; "
-        f"known: {','.join(sorted(VENUES))})",
+        default=None,
+        help=f"comma-separated venues (default {','.join(DEFAULT_VENUES)}, or only the --fix-venue ones "
+        f"when some are given; known: {','.join(sorted(VENUES))}, and the --fix-venue names)",
     )
     p.add_argument(
         "--depth",
@@ -214,7 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
         "book from incremental updates); for every venue, or VENUE=KIND for one; repeatable "
         "(default: each venue's own default)",
     )
-    p.add_argument("--ca-file", default=None, help="trust this CA/certificate for wss:// and https://")
+    p.add_argument(
+        "--fix-venue",
+        action="append",
+        default=[],
+        metavar="NAME=fix://HOST:PORT",
+        help="a venue that speaks FIX 4.4 market data (another dragonfly's --fix-port, say), named NAME in "
+        "the merge; fixs:// for TLS; options after '?': sender=, target= (default DRAGONFLY), heartbeat= "
+        "(s, default 5), username=, password_file=, depth= (MarketDepth, default 0: the full book); "
+        "repeatable; see docs/fix.md",
+    )
+    p.add_argument("--ca-file", default=None, help="trust this CA/certificate for wss://, https:// and fixs://")
     p.add_argument(
         "--start-timeout",
         type=float,
@@ -342,6 +361,36 @@ def _pairs(values: list[str], option: str, schemes: tuple[str, ...]) -> dict[str
     return out
 
 
+def _fix_venues(topo: TopologyFile | None, flags: list[str]) -> dict[str, FixVenue]:
+    """The FIX venues of the topology file, then of ``--fix-venue`` (a flag wins over the file)."""
+    out: dict[str, FixVenue] = {}
+    for entry in topo.venues if topo is not None else ():
+        if entry.fix is not None:
+            fix = entry.fix
+            if entry.password_file is not None:
+                where = f"{topo.path if topo else ''}: venues.{entry.name}.password_file"
+                fix = dataclasses.replace(fix, password=_read_secret(entry.password_file, where))
+            out[fix.name] = fix
+    for value in flags:
+        fix = parse_fix_venue(value, lambda path: _read_secret(path, "--fix-venue password_file"))
+        if fix.name in VENUES:
+            raise ConfigError(f"--fix-venue {fix.name}: a built-in venue's name; name it otherwise")
+        out[fix.name] = fix
+    return out
+
+
+def _read_secret(path: str, where: str) -> str:
+    """The one-line secret in file ``path`` (a FIX Logon password), its newline stripped."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: cannot read {path!r}: {exc}") from None
+    if not text or "\n" in text or "\x01" in text:
+        raise ConfigError(f"{where}: {path!r} must hold one non-empty line")
+    return text
+
+
 def _credentials(
     args: argparse.Namespace, environ: Mapping[str, str]
 ) -> tuple[TlsKeyPair | None, str | None, str | None]:
@@ -382,12 +431,24 @@ def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | Non
         args = parser.parse_args(argv)
     if not args.instruments:
         raise ConfigError("give at least one instrument (e.g. ethbtc), or --config with a topology file")
-    venues = [get_venue(v).name for v in args.venues.split(",") if v.strip()]
+    fix_venues = _fix_venues(topo, args.fix_venue)
+
+    def venue_name(text: str) -> str:
+        name = text.strip().lower()
+        return name if name in fix_venues else get_venue(name).name
+
+    if args.venues is None:
+        venues = list(fix_venues) if fix_venues else list(DEFAULT_VENUES)
+    else:
+        venues = [venue_name(v) for v in args.venues.split(",") if v.strip()]
+        venues += [name for name in fix_venues if name not in venues]
     if not venues:
         raise ConfigError("--venues names no venue")
     if len(set(venues)) != len(venues):
         raise ConfigError(f"--venues lists a venue twice: {args.venues}")
     endpoints = _pairs(_chosen(topo, "endpoint", venues) + args.endpoint, "--endpoint", ("ws", "wss"))
+    for name, fix in fix_venues.items():
+        endpoints[name] = fix.endpoint
     rest = _pairs(
         _chosen(topo, "rest_endpoint", venues) + args.rest_endpoint, "--rest-endpoint", ("http", "https")
     )
@@ -408,7 +469,8 @@ def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | Non
         kind = kind.strip().lower()
         if kind not in ("snapshot", "diff"):
             raise ConfigError(f"--channel expects snapshot or diff (optionally VENUE=KIND), got {value!r}")
-        targets = [get_venue(venue).name] if sep else venues
+        # A FIX venue has its snapshot channel only: a channel for every venue leaves it be.
+        targets = [venue_name(venue)] if sep else [v for v in venues if v not in fix_venues]
         for name in targets:
             if name not in venues:
                 raise ConfigError(f"--channel is given for {name}, which is not in --venues")
@@ -440,7 +502,7 @@ def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | Non
             limit = float("nan")
         if not 0 < limit < 86400:  # also refuses nan
             raise ConfigError(f"--stale-after expects seconds in (0, 86400), or VENUE=S, got {value!r}")
-        for name in [get_venue(venue).name] if sep else venues:
+        for name in [venue_name(venue)] if sep else venues:
             if name not in venues:
                 raise ConfigError(f"--stale-after is given for {name}, which is not in --venues")
             stale_after[name] = limit
@@ -461,6 +523,7 @@ def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | Non
         config_file=args.config,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
+        fix_venues={name: fix for name, fix in fix_venues.items() if name in venues},
         sim=args.sim,
         endpoints=endpoints,
         rest_endpoints=rest,

@@ -38,7 +38,6 @@ from dragonfly.serve.metrics import HubCollector, MetricsServer
 from dragonfly.serve.probes import Probes
 from dragonfly.topology.expose import Exposed
 from dragonfly.topology.hub import Hub, VenueEndpoint
-from dragonfly.venues import get_venue
 
 log = logging.getLogger("dragonfly.serve")
 
@@ -162,7 +161,7 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
                             period_s=cfg.sim_period)
             await sim.start()
         for name in cfg.venues:
-            spec = get_venue(name)
+            spec = cfg.venue_spec(name)
             if name in cfg.endpoints:
                 ws_url: str | None = cfg.endpoints[name]
             elif sim is not None:

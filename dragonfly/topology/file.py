@@ -21,6 +21,13 @@ Keys (every one optional except ``instruments``)::
     channel = "snapshot" | "diff"
     endpoint = "wss://..."   rest_endpoint = "https://..."   stale_after = 3.0
 
+    [venues.upstream]                        # a FIX 4.4 venue, named as you like (docs/fix.md)
+    kind = "fix"
+    endpoint = "fix://127.0.0.1:9878"        # fixs:// for TLS
+    sender_comp_id = "DRAGONFLY-FEED"  target_comp_id = "DRAGONFLY"  heartbeat = 5
+    username = ".."  password_file = ".."  market_depth = 0  stale_after = 10
+    symbols = { ethbtc = "ETH/BTC" }         # Symbol (55) where it is not the instrument name
+
     [aggregators.NAME]
     kind = "book" | "bbo" | "liquidity"
     instruments = [...]  venues = [...]      # default: all
@@ -41,6 +48,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +60,7 @@ from dragonfly.core.liquidity import DEFAULT_BANDS_BPS
 from dragonfly.core.symbols import normalise_instrument
 from dragonfly.core.types import MAX_DEPTH
 from dragonfly.core.views import KINDS
+from dragonfly.fix.venue import DEFAULT_HEARTBEAT, DEFAULT_SENDER, DEFAULT_TARGET, FixVenue, parse_endpoint
 from dragonfly.topology.hub import AggregatorSpec
 
 T = TypeVar("T")
@@ -69,6 +78,10 @@ class VenueEntry:
     endpoint: str | None = None
     rest_endpoint: str | None = None
     stale_after: float | None = None
+    #: A FIX venue's settings (``kind = "fix"``; its endpoint is there, not in ``endpoint``).
+    fix: FixVenue | None = None
+    #: A FIX venue's Logon password file (read when the server's config is built).
+    password_file: str | None = None
 
 
 @dataclass
@@ -165,6 +178,13 @@ class _Reader:
             "a list of numbers",
         )
 
+    def tables_of_text(self, key: str) -> dict[str, str]:
+        """An inline table of strings (``symbols = { ethbtc = "ETH/BTC" }``), empty if absent."""
+        value = self.table.get(key, {})
+        if not isinstance(value, dict) or not all(isinstance(v, str) and v for v in value.values()):
+            raise self.error(key, 'a table of strings like { ethbtc = "ETH/BTC" }', value)
+        return value
+
     def tables(self, key: str) -> dict[str, Any]:
         value = self.table.get(key, {})
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
@@ -179,7 +199,9 @@ def _show(value: object) -> str:
 
 _TOP = ("instruments", "sim", "sim_period", "log_level", "start_timeout", "max_deviation", "ca_file",
         "metrics_port", "metrics_host", "log_format", "venues", "aggregators", "services")
-_VENUE = ("channel", "endpoint", "rest_endpoint", "stale_after")
+_VENUE = ("kind", "channel", "endpoint", "rest_endpoint", "stale_after")
+_FIX_VENUE = ("kind", "channel", "endpoint", "stale_after", "sender_comp_id", "target_comp_id", "heartbeat",
+              "username", "password_file", "market_depth", "symbols")
 _AGGREGATOR = ("kind", "instruments", "venues", "depth", "bands_bps", "quantities", "min_interval_ms")
 _SERVICE = ("kind", "host", "port", "inputs", "queue", "max_lag_ms", "tls_cert", "tls_key", "token_file",
             "max_streams", "max_streams_per_connection", "write_timeout", "handshake_timeout", "idle_timeout")
@@ -240,8 +262,14 @@ def parse_topology(
     venues = []
     for venue, table in top.tables("venues").items():
         r = _Reader(path, f"venues.{venue}", table)
+        if r.text("kind", ("fix",)) == "fix":
+            venues.append(_fix_venue(r, venue, base))
+            continue
         if venue not in VENUES:
-            raise ConfigError(f"{path}: venues.{venue}: unknown venue (known: {', '.join(sorted(VENUES))})")
+            raise ConfigError(
+                f"{path}: venues.{venue}: unknown venue (known: {', '.join(sorted(VENUES))}; "
+                "or kind = \"fix\" for a FIX venue)"
+            )
         r.only(_VENUE)
         endpoint = r.text("endpoint")
         if endpoint is not None and not endpoint.startswith(("ws://", "wss://")):
@@ -302,6 +330,44 @@ def parse_topology(
                 service_options[key] = value
         services.append(ServiceEntry(svc, kind, tuple(inputs), service_options))
     return TopologyFile(path, instruments, venues, aggregators, services, options)
+
+
+def _fix_venue(r: _Reader, name: str, base: Path | None) -> VenueEntry:
+    """One ``[venues.NAME] kind = "fix"`` table (docs/fix.md)."""
+    from dragonfly.venues import VENUES
+
+    where = f"{r.path}: venues.{name}"
+    if name in VENUES:
+        raise ConfigError(f"{where}: {name} is a built-in venue; name the FIX venue otherwise")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", name):
+        raise ConfigError(f"{where}: a FIX venue's name is lower-case letters, digits, '-' and '_'")
+    r.only(_FIX_VENUE)
+    endpoint = r.text("endpoint")
+    try:
+        if endpoint is None:
+            raise ConfigError("missing")
+        parse_endpoint(endpoint)
+    except ConfigError:
+        raise r.error("endpoint", "fix://host:port (or fixs://host:port)", endpoint) from None
+    r.text("channel", ("snapshot",))
+    symbols = r.tables_of_text("symbols")
+    heartbeat = r.integer("heartbeat", 1, 3600)
+    depth = r.integer("market_depth", 0, MAX_DEPTH)
+    try:
+        fix = FixVenue(
+            name,
+            endpoint,
+            sender_comp_id=r.text("sender_comp_id") or DEFAULT_SENDER,
+            target_comp_id=r.text("target_comp_id") or DEFAULT_TARGET,
+            heartbeat=DEFAULT_HEARTBEAT if heartbeat is None else heartbeat,
+            username=r.text("username"),
+            market_depth=depth or 0,
+            symbols={normalise_instrument(k): v for k, v in symbols.items()},
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.{exc}") from None
+    return VenueEntry(name, None, None, None, r.number("stale_after", 0, 86400), fix,
+                      _file(r.text("password_file"), base))
 
 
 def _file(name: str | None, base: Path | None) -> str | None:

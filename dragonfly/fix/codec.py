@@ -249,7 +249,7 @@ class FixMessage:
 
 
 def _to_int(tag: int, value: bytes) -> int:
-    if not value.isdigit() or len(value) > 18:
+    if not value.isdigit() or len(value) > 20:  # uint64 (ns timestamps have 19 digits)
         raise FieldError(tag, 6, f"tag {tag}: expected a non-negative integer, got {value[:32]!r}")
     return int(value)
 

@@ -18,6 +18,7 @@ from dragonfly.core.errors import ConfigError
 from dragonfly.core.symbols import normalise_instrument
 from dragonfly.core.types import MAX_DEPTH, check_depth
 from dragonfly.core.venue import VenueSpec
+from dragonfly.fix.gateway import DEFAULT_COMP_ID, DEFAULT_FIX_PORT, FixGatewayConfig
 from dragonfly.fix.venue import FixVenue, fix_venue_spec, parse_fix_venue
 from dragonfly.serve.errors import ServeError
 from dragonfly.serve.grpc_service import (
@@ -109,6 +110,8 @@ class ServeConfig:
     metrics_host: str = DEFAULT_HOST
     #: The configured FIX venues by name (``--fix-venue``, ``[venues.NAME] kind = "fix"``); in ``venues`` too.
     fix_venues: dict[str, FixVenue] = field(default_factory=dict)
+    #: The FIX gateways to run (``--fix-port``, ``[services.NAME] kind = "fix"``; docs/fix.md).
+    fix_services: list[FixGatewayConfig] = field(default_factory=list)
 
     @property
     def instrument(self) -> str:
@@ -116,8 +119,15 @@ class ServeConfig:
         return self.instruments[0]
 
     def aggregator_specs(self) -> list[AggregatorSpec]:
-        """The aggregators to build: the file's (book depths set by ``--depth`` if given), or one book."""
-        return self.aggregators or [AggregatorSpec("book", "book", depth=self.depth)]
+        """The aggregators to build: the file's (book depths set by ``--depth`` if given), or one book.
+
+        Without a file, a FIX gateway also gets a ``bbo`` view (its MarketDepth 1:
+        top of book); it costs nothing until a client asks for it.
+        """
+        if self.aggregators:
+            return self.aggregators
+        book = AggregatorSpec("book", "book", depth=self.depth)
+        return [book, AggregatorSpec("bbo", "bbo")] if self.fix_services else [book]
 
     def venue_spec(self, name: str) -> VenueSpec:
         """The spec of venue ``name``: a configured FIX venue's, or the registry's."""
@@ -339,8 +349,94 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help=f"close a connection without any stream for S seconds (default {_LIMITS.idle_timeout:g})",
     )
+    fix = p.add_argument_group("FIX 4.4 market-data gateway (see docs/fix.md)")
+    fix.add_argument(
+        "--fix-port",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"serve FIX 4.4 market data on this port too (the usual one is {DEFAULT_FIX_PORT}; "
+        "default: no FIX)",
+    )
+    fix.add_argument(
+        "--fix-host",
+        default=DEFAULT_HOST,
+        metavar="HOST",
+        help=f"listen address of --fix-port (default {DEFAULT_HOST})",
+    )
+    fix.add_argument(
+        "--fix-comp-id",
+        default=DEFAULT_COMP_ID,
+        metavar="ID",
+        help=f"the gateway's CompID: clients' TargetCompID (56) (default {DEFAULT_COMP_ID})",
+    )
+    fix.add_argument(
+        "--fix-accept-comp-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="accept Logon only from this SenderCompID (49); repeatable (default: any)",
+    )
+    fix.add_argument(
+        "--fix-heartbeat-min",
+        type=int,
+        default=1,
+        metavar="S",
+        help="the shortest HeartBtInt (108) a client may ask for, seconds (default 1)",
+    )
+    fix.add_argument(
+        "--fix-heartbeat-max",
+        type=int,
+        default=300,
+        metavar="S",
+        help="the longest HeartBtInt (108) a client may ask for, seconds (default 300)",
+    )
+    fix.add_argument(
+        "--fix-username", default=None, metavar="NAME", help="require this Username (553) in Logon"
+    )
+    fix.add_argument(
+        "--fix-password-file",
+        default=None,
+        metavar="PATH",
+        help="require the Password (554) in this file (one line) in Logon",
+    )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
+
+
+_FIX_FLAGS = ("fix_comp_id", "fix_accept_comp_id", "fix_heartbeat_min", "fix_heartbeat_max", "fix_username",
+              "fix_password_file")
+_COMP_ID_RE = re.compile(r"^[\x21-\x7e]{1,64}$")
+
+
+def _fix_gateway(
+    where: str, name: str, host: str, port: int, comp_id: str, accept: list[str], heartbeat: tuple[int, int],
+    username: str | None, password_file: str | None, inputs: tuple[str, ...] = (), **limits: int,
+) -> FixGatewayConfig:
+    """One FIX gateway's config, checked; ``where`` (``--fix-`` or ``FILE: services.NAME.``) names the key."""
+
+    def key(name: str) -> str:
+        return where + (name.replace("_", "-") if where.startswith("--") else name)
+
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{key('port')} must be 0..65535, got {port}")
+    accept_key = "accept_comp_id" if where.startswith("--") else "accept_comp_ids"
+    for what, value in [("comp_id", comp_id), *((accept_key, a) for a in accept)]:
+        if not _COMP_ID_RE.match(value):
+            raise ConfigError(f"{key(what)}: expected 1 to 64 printable characters, no spaces, got {value!r}")
+    low, high = heartbeat
+    if not 1 <= low <= high <= 3600:
+        raise ConfigError(
+            f"{key('heartbeat_min')} and {key('heartbeat_max')} must satisfy 1 <= min <= max <= 3600, "
+            f"got {low} and {high}"
+        )
+    if username is not None and not _COMP_ID_RE.match(username):
+        raise ConfigError(f"{key('username')}: expected 1 to 64 printable characters, no spaces")
+    password = _read_secret(password_file, key("password_file")) if password_file is not None else None
+    return FixGatewayConfig(
+        name=name, host=host, port=port, comp_id=comp_id, accept_comp_ids=tuple(accept), heartbeat_min=low,
+        heartbeat_max=high, username=username, password=password, inputs=inputs, **limits,
+    )
 
 
 def _pairs(values: list[str], option: str, schemes: tuple[str, ...]) -> dict[str, str]:
@@ -550,7 +646,54 @@ def parse_config(argv: list[str] | None = None, environ: Mapping[str, str] | Non
         idle_timeout=args.idle_timeout,
     )
     cfg.services = [_extra_config(cfg, extra) for extra in extras]
+    cfg.fix_services = _fix_services(topo, args)
     return cfg
+
+
+def _fix_services(topo: TopologyFile | None, args: argparse.Namespace) -> list[FixGatewayConfig]:
+    """The file's FIX services, then ``--fix-port``'s (its --fix-* flags apply to it only)."""
+    out: list[FixGatewayConfig] = []
+    for svc in topo.services if topo is not None else ():
+        if svc.kind != "fix":
+            continue
+        o = svc.options
+        limits = {k: o[k] for k in ("max_sessions", "max_subscriptions") if k in o}
+        out.append(
+            _fix_gateway(
+                f"{topo.path if topo else ''}: services.{svc.name}.",
+                svc.name,
+                o.get("host", DEFAULT_HOST),
+                o.get("port", DEFAULT_FIX_PORT),
+                o.get("comp_id", DEFAULT_COMP_ID),
+                list(o.get("accept_comp_ids", ())),
+                (o.get("heartbeat_min", 1), o.get("heartbeat_max", 300)),
+                o.get("username"),
+                o.get("password_file"),
+                svc.inputs,
+                **limits,
+            )
+        )
+    if args.fix_port is None:
+        defaults = build_parser()
+        given = [f for f in _FIX_FLAGS if getattr(args, f) != defaults.get_default(f)]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise ConfigError(f"{flag} applies to the --fix-port gateway: give --fix-port too")
+        return out
+    out.append(
+        _fix_gateway(
+            "--fix-",
+            "fix",
+            args.fix_host,
+            args.fix_port,
+            args.fix_comp_id,
+            args.fix_accept_comp_id,
+            (args.fix_heartbeat_min, args.fix_heartbeat_max),
+            args.fix_username,
+            args.fix_password_file,
+        )
+    )
+    return out
 
 
 def _extra_config(cfg: ServeConfig, extra: ExtraService) -> ServeConfig:
@@ -625,8 +768,9 @@ def _file_defaults(topo: TopologyFile, parser: argparse.ArgumentParser) -> dict[
     if topo.venues:
         out["venues"] = ",".join(v.name for v in topo.venues)
     out.update(topo.options)
-    if topo.services:
-        out.update(topo.services[0].options)
+    grpc_services = [svc for svc in topo.services if svc.kind == "grpc"]
+    if grpc_services:
+        out.update(grpc_services[0].options)
     known = {action.dest for action in parser._actions}
     return {k: v for k, v in out.items() if k in known}
 
@@ -666,7 +810,8 @@ def _topology_parts(
         if depth is not None and spec.kind == "book":
             spec = dataclasses.replace(spec, depth=check_depth(depth, "--depth"))
         aggregators.append(spec)
-    inputs = topo.services[0].inputs if topo.services else ()
+    grpc_services = [svc for svc in topo.services if svc.kind == "grpc"]
+    inputs = grpc_services[0].inputs if grpc_services else ()
     services = [
         ExtraService(
             svc.name,
@@ -675,6 +820,6 @@ def _topology_parts(
             svc.inputs,
             {k: v for k, v in svc.options.items() if k not in ("host", "port")},
         )
-        for svc in topo.services[1:]
+        for svc in grpc_services[1:]
     ]
     return aggregators, inputs, services

@@ -25,6 +25,7 @@ from dragonfly import accel
 from dragonfly.core.errors import DragonflyError
 from dragonfly.core.fanout import FanOut
 from dragonfly.core.types import MergedBook
+from dragonfly.fix.gateway import FixGateway
 from dragonfly.serve.config import ServeConfig
 from dragonfly.serve.encode import encode_summary_queued
 from dragonfly.serve.errors import ServeError
@@ -135,6 +136,7 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
     sim = None
     fanout: FanOut[bytes] = FanOut(maxlen=1)
     services: list[tuple[ServeConfig, GrpcService]] = []
+    gateways: list[FixGateway] = []
     hub: Hub | None = None
     metrics: MetricsServer | None = None
     old_limit, new_limit = raise_open_file_limit()
@@ -195,6 +197,11 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
                 log.info("%s:%d: bearer token from %s", service_cfg.host, service_cfg.port,
                          service_cfg.token_source)
         ports = [await service.start() for _, service in services]
+        # FIX gateways: more services over the same hub (docs/fix.md).
+        for fix_cfg in cfg.fix_services:
+            gateway = FixGateway(Exposed(hub, fix_cfg.inputs), fix_cfg)
+            gateways.append(gateway)
+            await gateway.start()
         if cfg.metrics_port is not None:
             named = [(f"{c.host}:{port}", svc) for (c, svc), port in zip(services, ports, strict=True)]
             hub.enable_timing()
@@ -240,7 +247,10 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
             seed.depth,
             ", ".join(merged[cfg.instrument]) or "no venue yet",
             where,
-            ", ".join(f"{c.host}:{port}" for (c, _), port in zip(services, ports, strict=True)),
+            ", ".join(
+                [f"{c.host}:{port}" for (c, _), port in zip(services, ports, strict=True)]
+                + [f"FIX {g.address}" for g in gateways]
+            ),
             "".join(
                 f"; also {i} from {', '.join(merged[i]) or 'no venue yet'}" for i in others
             ),
@@ -257,6 +267,8 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
     finally:
         if metrics is not None:
             metrics.close()
+        for gateway in gateways:
+            await gateway.stop()
         for _, service in services:
             await service.stop(grace=1.0)
         if hub is not None:

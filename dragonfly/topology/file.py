@@ -42,6 +42,15 @@ Keys (every one optional except ``instruments``)::
     queue = 64  max_lag_ms = 1  tls_cert = ".."  tls_key = ".."  token_file = ".."
     max_streams = 1024  max_streams_per_connection = 100
     write_timeout = 10  handshake_timeout = 10  idle_timeout = 600
+
+    [services.NAME]                          # a FIX 4.4 market-data gateway (docs/fix.md)
+    kind = "fix"
+    host = "127.0.0.1"  port = 9878
+    inputs = ["NAME", ...]                   # the aggregators it exposes (default: all)
+    comp_id = "DRAGONFLY"  accept_comp_ids = ["DESK1"]   # default: any client CompID
+    heartbeat_min = 1  heartbeat_max = 300   # the HeartBtInt a client may ask for, seconds
+    username = ".."  password_file = ".."    # required in Logon when given
+    max_sessions = 256  max_subscriptions = 100
 """
 
 from __future__ import annotations
@@ -65,8 +74,8 @@ from dragonfly.topology.hub import AggregatorSpec
 
 T = TypeVar("T")
 
-#: Service kinds a file may name (FIX comes next).
-SERVICE_KINDS = ("grpc",)
+#: Service kinds a file may name.
+SERVICE_KINDS = ("grpc", "fix")
 
 
 @dataclass
@@ -205,6 +214,8 @@ _FIX_VENUE = ("kind", "channel", "endpoint", "stale_after", "sender_comp_id", "t
 _AGGREGATOR = ("kind", "instruments", "venues", "depth", "bands_bps", "quantities", "min_interval_ms")
 _SERVICE = ("kind", "host", "port", "inputs", "queue", "max_lag_ms", "tls_cert", "tls_key", "token_file",
             "max_streams", "max_streams_per_connection", "write_timeout", "handshake_timeout", "idle_timeout")
+_FIX_SERVICE = ("kind", "host", "port", "inputs", "comp_id", "accept_comp_ids", "heartbeat_min",
+                "heartbeat_max", "username", "password_file", "max_sessions", "max_subscriptions")
 
 
 def load_topology(path: str | Path) -> TopologyFile:
@@ -304,14 +315,17 @@ def parse_topology(
     agg_names = [a.name for a in aggregators]
     for svc, table in top.tables("services").items():
         r = _Reader(path, f"services.{svc}", table)
-        r.only(_SERVICE)
         kind = r.text("kind", SERVICE_KINDS) or "grpc"
+        r.only(_FIX_SERVICE if kind == "fix" else _SERVICE)
         inputs = r.strings("inputs") or []
         for item in inputs:
             if item not in agg_names:
                 raise r.error("inputs", f"names of [aggregators] ({', '.join(agg_names) or 'none declared'})",
                               item)
         service_options: dict[str, Any] = {}
+        if kind == "fix":
+            services.append(ServiceEntry(svc, kind, tuple(inputs), _fix_service(r, base)))
+            continue
         for key, value in (
             ("host", r.text("host")),
             ("port", r.integer("port", 0, 65535)),
@@ -330,6 +344,26 @@ def parse_topology(
                 service_options[key] = value
         services.append(ServiceEntry(svc, kind, tuple(inputs), service_options))
     return TopologyFile(path, instruments, venues, aggregators, services, options)
+
+
+def _fix_service(r: _Reader, base: Path | None) -> dict[str, Any]:
+    """The options of one ``[services.NAME] kind = "fix"`` table (checked further by the server's config)."""
+    options: dict[str, Any] = {}
+    for key, value in (
+        ("host", r.text("host")),
+        ("port", r.integer("port", 0, 65535)),
+        ("comp_id", r.text("comp_id")),
+        ("accept_comp_ids", r.strings("accept_comp_ids")),
+        ("heartbeat_min", r.integer("heartbeat_min", 1, 3600)),
+        ("heartbeat_max", r.integer("heartbeat_max", 1, 3600)),
+        ("username", r.text("username")),
+        ("password_file", _file(r.text("password_file"), base)),
+        ("max_sessions", r.integer("max_sessions", 1, 100_000)),
+        ("max_subscriptions", r.integer("max_subscriptions", 1, 100_000)),
+    ):
+        if value is not None:
+            options[key] = value
+    return options
 
 
 def _fix_venue(r: _Reader, name: str, base: Path | None) -> VenueEntry:

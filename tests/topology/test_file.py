@@ -164,8 +164,8 @@ BAD = [
         "services.s.port: expected an integer from 0 to 65535, got 70000",
     ),
     (
-        'instruments = ["ethbtc"]\n[services.s]\nkind = "fix"',
-        "services.s.kind: expected one of 'grpc', got 'fix'",
+        'instruments = ["ethbtc"]\n[services.s]\nkind = "websocket"',
+        "services.s.kind: expected one of 'grpc', 'fix', got 'websocket'",
     ),
     ("instruments = [", "not valid TOML"),
 ]

@@ -427,7 +427,8 @@ def _fix_gateway(
     low, high = heartbeat
     if not 1 <= low <= high <= 3600:
         raise ConfigError(
-            f"{key('heartbeat_min')} and {key('heartbeat_max')} must satisfy 1 <= min <= max <= 3600, "
+            f"{key('heartbeat_min')} and {key('heartbeat_max').rpartition(': ')[2]} must satisfy "
+            "1 <= min <= max <= 3600, "
             f"got {low} and {high}"
         )
     if username is not None and not _COMP_ID_RE.match(username):

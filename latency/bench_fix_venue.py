@@ -142,7 +142,9 @@ def whole_path(message: bytes, n: int) -> Callable[[], object]:
     assert session.logged_on
     head, _, rest = message.partition(b"\x0134=4242\x01")
     start, body = head[head.index(b"35=") :], rest[: rest.rfind(b"\x0110=") + 1]
-    copies = iter([frame(start + b"\x0134=%d\x01" % seq + body) for seq in range(2, n + 2)])
+    copies = iter([frame(start + b"\x0134=%d\x01" % seq + body) for seq in range(2, n + 3)])
+    session.data_received(next(copies))
+    assert feed.books == 1 and session.logged_on, "the W did not reach the decoder"
 
     def receive() -> object:
         session.data_received(next(copies))

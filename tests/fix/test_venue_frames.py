@@ -302,3 +302,14 @@ def test_a_bad_fix_venue_table_names_the_key(table: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_topology(data, "topology.toml")
     assert message in str(info.value)
+
+
+def test_the_cost_bench_runs_and_its_two_reads_agree(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from latency import bench_fix_venue
+
+    monkeypatch.setattr("sys.argv", ["bench_fix_venue", "--rounds", "1", "--n", "20"])
+    bench_fix_venue.main()  # asserts the general read equals the fast one on the gateway's W
+    out = capsys.readouterr().out
+    assert "venue decode (fast)" in out and "whole path" in out

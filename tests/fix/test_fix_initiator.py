@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from dragonfly.core.types import MergedBook
 from dragonfly.fix.codec import FieldValue, encode, sending_time
 from dragonfly.fix.initiator import FixInitiator
 from dragonfly.fix.venue import FixVenue, fix_venue_spec
+from dragonfly.sim.tls import client_ssl_context, make_self_signed, server_ssl_context
 from dragonfly.topology.hub import Hub, VenueEndpoint
 
 from .fakevenue import FakeVenue
@@ -208,3 +210,23 @@ async def test_a_logon_the_venue_refuses_is_a_failed_attempt() -> None:
         await hub.stop()
     finally:
         server.close()
+
+
+async def test_fixs_is_fix_over_tls_verified_against_the_trusted_certificate(tmp_path: Path) -> None:
+    cert, key = make_self_signed(tmp_path)
+    venue = FakeVenue(dict(BOOKS))
+    port = await venue.start(tls=server_ssl_context(cert, key))
+    spec = fix_venue_spec(FixVenue("up", f"fixs://127.0.0.1:{port}"))
+    try:
+        async with Hub(["ethbtc"], [VenueEndpoint(spec, ssl_context=client_ssl_context(cert))]) as hub:
+            assert hub.report == {"ethbtc": {"up": None}}
+            assert levels(hub, "ethbtc") == (((0.05, 1.5), (0.0499, 2.0)), ((0.0501, 1.0), (0.0502, 4.0)))
+        # Not trusting the certificate: every attempt fails, and says why.
+        hub = Hub(["ethbtc"], [VenueEndpoint(spec)])
+        await hub.start(wait=1.0)
+        feed = hub.feed("up")
+        await wait_until(lambda: feed.stats.connect_failures >= 1, "a failed attempt")
+        assert "certificate" in feed.last_error and venue.sessions == 1
+        await hub.stop()
+    finally:
+        await venue.stop()

@@ -1,6 +1,6 @@
 """``python -m latency``: where the time goes, dragonfly against the transport floor.
 
-    python -m latency [--quick] [--out results/] [--rates 500,1000,10000] [--subs 1,10,100]
+    python -m latency [--quick] [--out results/] [--rates 500,1000,10000] [--subs 1,10,100] [--paths grpc,fix]
     python -m latency --replay DIR [--pace X | --asap] [--replay-venues okx,kraken]
     python -m latency --soak            # RSS of the server over 10 minutes at 10k msg/s
     python -m latency --chaos [--minutes 5] [--subs 10] [--fault-every 3] [--seed 1] [--stale-after 2]
@@ -8,7 +8,9 @@
 For every offered rate and subscriber count (the synthetic market), or every
 recorded venue of a recording directory (``--replay``), it runs dragonfly and
 the null relay one after the other (alternating which goes first), over loopback
-sockets, each in its own process, and reports HDR percentiles, throughput,
+sockets, each in its own process, for each path (``--paths``: gRPC subscribers
+against ``latency.relay``, FIX subscribers of the FIX gateway against
+``latency.fix_relay``), and reports HDR percentiles, throughput,
 CPU and RSS (:mod:`latency.cell`, :mod:`latency.stats`); then the per-message
 processing of every venue's recorded diffs against cryptofeed (and a naive
 baseline on Binance; :mod:`latency.peers`). Writes ``report.md``, ``latency.png`` and
@@ -31,7 +33,7 @@ from dragonfly.client.stream import DEFAULT_WINDOW_BYTES
 from dragonfly.recording import RecordedConnection, discover
 from dragonfly.sim.replay.simulator import CONNECTIONS
 from latency import capacity
-from latency.cell import CellSpec, run_cell
+from latency.cell import FLOOR, PATH, CellSpec, run_cell
 from latency.chaos import LAYOUTS, ChaosSpec, run_chaos
 from latency.chaos import VENUES as CHAOS_VENUES
 from latency.chaos_report import headline
@@ -86,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="results folder (default results/)")
     p.add_argument("--rates", default="500,1000,10000,50000,100000", help="offered frames/s, all venues")
     p.add_argument("--subs", default="1,10,100", help="subscriber counts (one is slow when > 1)")
+    p.add_argument("--paths", type=_paths, default=PATHS, metavar="grpc,fix",
+                   help="the transports to measure, each against its own null relay: grpc "
+                   "(BookSummary) and fix (the FIX gateway, MarketDepth 0); default both")
     p.add_argument("--window", type=float, default=4.0, help="measured seconds per cell")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
     p.add_argument("--max-subs-rate", type=float, default=10_000,
@@ -141,6 +146,24 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--recover-timeout", type=_positive_float, default=30.0, metavar="S",
                        help="longest wait for a venue's recovery before its next fault (default 30)")
     return p
+
+
+#: Every transport the harness measures (:data:`latency.cell.PATH`).
+PATHS = ("grpc", "fix")
+
+
+def _paths(text: str) -> tuple[str, ...]:
+    """``grpc,fix``, for argparse."""
+    paths = tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+    unknown = [x for x in paths if x not in PATHS]
+    if unknown or not paths:
+        raise argparse.ArgumentTypeError(f"expected some of {','.join(PATHS)}, got {text!r}")
+    return paths
+
+
+def systems(path: str) -> tuple[str, str]:
+    """dragonfly and its null relay on ``path``."""
+    return next((d, r) for d, r in FLOOR.items() if PATH[d] == path)
 
 
 def _positive_float(text: str) -> float:
@@ -221,13 +244,15 @@ def plan(args: argparse.Namespace) -> list[CellSpec]:
         pairs.append((rates[0], 10, 0))
     cells = []
     flip = False
-    for rate, k, slow in pairs:
-        for _ in range(turns):
-            order = ("relay", "dragonfly") if flip else ("dragonfly", "relay")
-            flip = not flip
-            cells += [cell(system, rate, k, slow) for system in order]
-        if turns % 2 == 0:
-            flip = not flip  # the next pair starts with the other system
+    for path in args.paths:
+        pair = systems(path)
+        for rate, k, slow in pairs:
+            for _ in range(turns):
+                order = pair[::-1] if flip else pair
+                flip = not flip
+                cells += [cell(system, rate, k, slow) for system in order]
+            if turns % 2 == 0:
+                flip = not flip  # the next pair starts with the other system
     return cells
 
 
@@ -257,9 +282,10 @@ def replay_plan(args: argparse.Namespace) -> list[CellSpec]:
     else:
         raise SystemExit("python -m latency: error: --pace must be positive")
     cells, flip = [], False
-    for venue in venues:
+    for venue, path in ((v, p) for v in venues for p in args.paths):
         for k in _ints(args.subs):
-            order = ("relay", "dragonfly") if flip else ("dragonfly", "relay")
+            pair = systems(path)
+            order = pair[::-1] if flip else pair
             flip = not flip
             replay = ReplaySpec(str(args.replay), venue, pace)
             slow = 1 if k > 1 else 0
@@ -307,7 +333,7 @@ async def _run_cells(cells: list[CellSpec], workdir: Path) -> list[CellStats]:
         what = st.error or (
             f"e2e p50 {e.p50:.0f} p99 {e.p99:.0f} µs, deliv {100 * st.delivered_min:.1f}%" if e else ""
         )
-        where = f"{spec.system:9} {spec.rate:>8.0f}/s {spec.subscribers:>3} subs"
+        where = f"{spec.system:13} {spec.rate:>8.0f}/s {spec.subscribers:>3} subs"
         print(f"  {where}: {what}", file=sys.stderr, flush=True)
         out.append(st)
     return out
@@ -351,7 +377,7 @@ async def amain(args: argparse.Namespace) -> int:
         print(f"capacity search, {lo:.0f}..{hi:.0f} msg/s", file=sys.stderr, flush=True)
         searches = await capacity.search(workdir, lo, hi, args.capacity_steps, window_s=args.window)
         capacity_md = capacity.summary(searches)
-    peer_runs = 5 if args.quick else args.peer_runs
+    peer_runs = min(5, args.peer_runs) if args.quick else args.peer_runs
     peers: list[PeerResult] = []
     n_frames = 0
     if peer_runs:
@@ -361,7 +387,7 @@ async def amain(args: argparse.Namespace) -> int:
         peers, n_frames = await loop.run_in_executor(None, run_peers, peer_runs)
     table = text_table(stats)
     ratio_rows = ratios(stats)
-    lines = [table, "", "dragonfly / relay: rate subs e2e-p50 e2e-p99 upd/s cpu/msg deliv%(d) deliv%(r)"]
+    lines = [table, "", "dragonfly / relay: path rate subs e2e-p50 e2e-p99 upd/s cpu/msg deliv%(d) deliv%(r)"]
     lines += ["  " + "  ".join(r) for r in ratio_rows]
     if peers:
         lines += ["", f"per-message diff processing, every venue ({n_frames} recorded update frames):"]

@@ -2,7 +2,10 @@
 
 Processes: the generator runs in this (the harness) process, the server
 (``python -m dragonfly.serve`` or ``python -m latency.relay``) and the
-subscribers (``python -m latency.subscribers``) each in their own. The cell
+subscribers (``python -m latency.subscribers``) each in their own. The FIX
+path is the same cell with the FIX gateway (``--fix-port``) or the null FIX
+relay (``python -m latency.fix_relay``) as the server and FIX subscribers
+(``python -m latency.fix_subscribers``). The cell
 warms up, then measures a window of ``window_s`` seconds: CPU time of each
 process across it, the server's peak RSS, every send time of the generator and
 every message each subscriber received (analysed in :mod:`latency.stats`).
@@ -31,7 +34,16 @@ from latency.generator import LoadGenerator
 from latency.replay_source import ReplaySource, ReplaySpec
 from latency.subscribers import SubscriberLog
 
-SYSTEMS = ("dragonfly", "relay")
+SYSTEMS = ("dragonfly", "relay", "dragonfly-fix", "relay-fix")
+#: Each system's floor: the null relay of the same transport (gRPC, FIX).
+FLOOR = {"dragonfly": "relay", "dragonfly-fix": "relay-fix"}
+#: The transport each system serves on.
+PATH = {"dragonfly": "grpc", "relay": "grpc", "dragonfly-fix": "fix", "relay-fix": "fix"}
+
+
+def engine(system: str) -> str:
+    """``dragonfly`` or ``relay``: what ``system`` runs, whatever its transport."""
+    return system.removesuffix("-fix")
 
 
 @dataclass(frozen=True)
@@ -76,15 +88,41 @@ def free_port() -> int:
 
 
 def server_command(system: str, port: int, source_args: list[str]) -> list[str]:
-    """The command line of ``system``'s server process (``source_args``: instrument, endpoints)."""
+    """The command line of ``system``'s server process (``source_args``: instrument, endpoints).
+
+    ``port`` is where the subscribers connect: gRPC, or FIX for a ``-fix`` system
+    (dragonfly's gRPC port is then another free one, unused).
+    """
     if system == "dragonfly":
         return [
             sys.executable, "-m", "dragonfly.serve", "--host", "127.0.0.1", "--port", str(port),
             "--start-timeout", "20", *source_args,
         ]
+    if system == "dragonfly-fix":
+        return [
+            sys.executable, "-m", "dragonfly.serve", "--host", "127.0.0.1", "--port", str(free_port()),
+            "--fix-port", str(port), "--start-timeout", "20", *source_args,
+        ]
     if system == "relay":
         return [sys.executable, "-m", "latency.relay", "--port", str(port), *source_args]
+    if system == "relay-fix":
+        return [sys.executable, "-m", "latency.fix_relay", "--port", str(port), *source_args]
     raise ValueError(f"unknown system {system!r}")
+
+
+def subscribers_command(spec: CellSpec, port: int, out: Path) -> list[str]:
+    """The command line of the subscriber process of ``spec`` (gRPC or FIX by its system)."""
+    common = [
+        "--count", str(spec.subscribers), "--slow", str(spec.slow), "--out", str(out),
+        "--ready", "first" if spec.replay is None else "open",
+    ]  # fmt: skip
+    if PATH[spec.system] == "fix":
+        return [sys.executable, "-m", "latency.fix_subscribers", "--port", str(port), *common]
+    window = "grpc" if spec.sub_window is None else str(spec.sub_window)
+    return [
+        sys.executable, "-m", "latency.subscribers", "--target", f"127.0.0.1:{port}", *common,
+        "--window-bytes", window,
+    ]  # fmt: skip
 
 
 def peak_rss(pid: int) -> int:
@@ -134,7 +172,7 @@ async def run_cell(spec: CellSpec, workdir: Path, *, soak_sample_s: float = 0.0)
         await gen.stop()
         return raw
     port = free_port()
-    args = gen.server_args(spec.system)
+    args = gen.server_args(engine(spec.system))
     log_path = workdir / f"{tag}.server.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "wb") as log_fh:
@@ -150,10 +188,7 @@ async def run_cell(spec: CellSpec, workdir: Path, *, soak_sample_s: float = 0.0)
             gen.go()  # a replay waits for the subscribers: its recording is short
         out = workdir / f"{tag}.subs.pickle"
         subs = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "latency.subscribers", "--target", f"127.0.0.1:{port}",
-            "--count", str(spec.subscribers), "--slow", str(spec.slow), "--out", str(out),
-            "--ready", "first" if spec.replay is None else "open",
-            "--window-bytes", "grpc" if spec.sub_window is None else str(spec.sub_window),
+            *subscribers_command(spec, port, out),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
         )
         assert subs.stdout is not None and subs.stdin is not None

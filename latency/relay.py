@@ -20,6 +20,7 @@ import asyncio
 import signal
 import sys
 import time
+from typing import Protocol
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
@@ -75,12 +76,24 @@ class Relay:
         )
 
 
-class _Feed(WSListener):
-    def __init__(self, relay: Relay, venue: str, subscribe: list[bytes]) -> None:
+class Publisher(Protocol):
+    """What a venue feed hands each data frame to: this relay, or the FIX one (latency.fix_relay)."""
+
+    def publish(self, venue_field: bytes, frame: int, recv_ns: int) -> None:
+        """Publish one update stamped for ``frame`` of a venue (hot path)."""
+
+
+class Feed(WSListener):
+    """One venue connection of a null relay: subscribes, then publishes once per data frame."""
+
+    def __init__(
+        self, relay: Publisher, venue: str, subscribe: list[bytes], venue_field: bytes = b""
+    ) -> None:
         self.relay = relay
         self.venue = venue
         self.subscribe = subscribe
-        self.venue_field = field_bytes(9, venue.encode())
+        #: How the venue's name is written into an update (default: Summary field 9).
+        self.venue_field = venue_field or field_bytes(9, venue.encode())
         self.count = 0
 
     def on_ws_connected(self, transport: WSTransport) -> None:
@@ -112,7 +125,7 @@ async def run(port: int, endpoints: dict[str, str], subscribe: dict[str, list[by
     relay = Relay(fanout)
     transports = []
     for venue, url in endpoints.items():
-        transport, _ = await ws_connect(lambda v=venue: _Feed(relay, v, frames[v]), url)
+        transport, _ = await ws_connect(lambda v=venue: Feed(relay, v, frames[v]), url)
         transports.append(transport)
     print(f"serving relay on 127.0.0.1:{port}", file=sys.stderr, flush=True)
     await stop.wait()

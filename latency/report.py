@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from latency.capacity import passes
+from latency.cell import FLOOR, PATH
 from latency.peers import TABLE_HEAD, PeerResult, caption, table_rows
 from latency.stats import CellStats, Summary
 
@@ -60,16 +61,25 @@ def _rate(st: CellStats) -> str:
     return st.source or _f(st.rate)
 
 
+#: The columns of :func:`ratios`.
+RATIO_COLUMNS = (
+    "path", "rate", "subs", "e2e p50 ratio", "e2e p99 ratio", "upd/s ratio", "cpu/msg ratio",
+    "dragonfly deliv%", "relay deliv%",
+)
+
+
 def ratios(stats: Sequence[CellStats]) -> list[list[str]]:
-    """dragonfly / relay for each (rate, subscribers) measured for both."""
-    relay = {_key(s): s for s in stats if s.system == "relay" and not s.error}
+    """dragonfly / its null relay (the same transport: gRPC or FIX) for each (rate, subscribers) measured
+    for both; the first column is the path."""
+    relay = {(s.system, *_key(s)): s for s in stats if s.system in FLOOR.values() and not s.error}
     out = []
     for s in stats:
-        r = relay.get(_key(s))
-        if s.system != "dragonfly" or s.error or r is None or not (s.e2e and r.e2e):
+        floor = FLOOR.get(s.system)
+        r = relay.get((floor, *_key(s))) if floor else None
+        if s.error or r is None or not (s.e2e and r.e2e):
             continue
         out.append([
-            _rate(s), f"{s.subscribers}{'*' if s.slow else ''}",
+            PATH[s.system], _rate(s), f"{s.subscribers}{'*' if s.slow else ''}",
             _f(s.e2e.p50 / r.e2e.p50, 2), _f(s.e2e.p99 / r.e2e.p99, 2),
             _f(s.updates_per_s / r.updates_per_s, 2) if r.updates_per_s else "-",
             _f(s.cpu_us_per_msg / r.cpu_us_per_msg, 2) if r.cpu_us_per_msg else "-",
@@ -93,8 +103,10 @@ def peers_rows(peers: Sequence[PeerResult]) -> list[list[str]]:
     return table_rows(peers)
 
 
-#: Line style of each system in the plot: the floor dashed.
-SYSTEM_STYLE: dict[str, Literal["-", "--"]] = {"dragonfly": "-", "relay": "--"}
+#: Line style of each system in the plot: the floors dashed, the FIX path dotted.
+SYSTEM_STYLE: dict[str, Literal["-", "--", ":", "-."]] = {
+    "dragonfly": "-", "relay": "--", "dragonfly-fix": ":", "relay-fix": "-.",
+}
 #: One line of a plot panel: system, subscriber set, colour, xs, ys.
 Line = tuple[str, str, str, list[float], list[float]]
 
@@ -201,7 +213,12 @@ def plot(stats: Sequence[CellStats], path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     if not panels:
         fig.text(0.5, 0.5, "no cell delivered any update", ha="center", va="center")
-    handles = [Line2D([], [], color="0.3", linestyle=ls, label=system) for system, ls in SYSTEM_STYLE.items()]
+    ran = {s.system for s in stats}
+    handles = [
+        Line2D([], [], color="0.3", linestyle=ls, label=system)
+        for system, ls in SYSTEM_STYLE.items()
+        if system in ran
+    ]
     seen: dict[str, str] = {}
     for lines in panels.values():
         for _, label, colour, _, _ in lines:
@@ -234,11 +251,9 @@ def markdown(
         "",
         "## dragonfly / relay (the transport floor), same run, alternating",
         "",
-        markdown_table(
-            ("rate", "subs", "e2e p50 ratio", "e2e p99 ratio", "upd/s ratio", "cpu/msg ratio",
-             "dragonfly deliv%", "relay deliv%"),
-            ratios(stats),
-        ),
+        "Each path against its own null relay: gRPC (`latency.relay`) and FIX (`latency.fix_relay`).",
+        "",
+        markdown_table(RATIO_COLUMNS, ratios(stats)),
         "",
     ]
     cap_d, cap_r = grid_capacity(stats, "dragonfly"), grid_capacity(stats, "relay")

@@ -59,7 +59,7 @@ def test_bench_window_refuses_bad_arguments(bad: list[str], capsys: pytest.Captu
 def test_alternations_split_the_window_and_flip_the_order(capsys: pytest.CaptureFixture[str]) -> None:
     from latency.__main__ import plan
 
-    argv = ["--rates", "500", "--subs", "1,2", "--window", "6", "--alternations", "2"]
+    argv = ["--rates", "500", "--subs", "1,2", "--window", "6", "--alternations", "2", "--paths", "grpc"]
     args = build_parser().parse_args(argv)
     cells = plan(args)
     assert [(c.system, c.subscribers) for c in cells] == [
@@ -83,3 +83,21 @@ def test_bench_idle_prints_the_three_modes(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit):
         main(["--frames", "5"])
     assert "--frames" in capsys.readouterr().err
+
+
+def test_each_path_runs_against_its_own_null_relay(capsys: pytest.CaptureFixture[str]) -> None:
+    from latency.__main__ import plan
+
+    args = build_parser().parse_args(["--rates", "500", "--subs", "1,10"])
+    cells = plan(args)
+    assert [(c.system, c.subscribers, c.slow) for c in cells] == [
+        ("dragonfly", 1, 0), ("relay", 1, 0), ("relay", 10, 1), ("dragonfly", 10, 1),
+        ("dragonfly", 10, 0), ("relay", 10, 0),
+        ("relay-fix", 1, 0), ("dragonfly-fix", 1, 0), ("dragonfly-fix", 10, 1), ("relay-fix", 10, 1),
+        ("relay-fix", 10, 0), ("dragonfly-fix", 10, 0),
+    ]  # fmt: skip
+    assert build_parser().parse_args(["--paths", "fix,fix"]).paths == ("fix",)
+    for bad in ("", "soap", "grpc,soap"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--paths", bad])
+        assert "--paths" in capsys.readouterr().err

@@ -1,0 +1,191 @@
+"""The null FIX relay: the transport floor of dragonfly's FIX gateway.
+
+``python -m latency.fix_relay --port P --endpoint binance=ws://.. --endpoint bitstamp=ws://..``
+
+The FIX twin of :mod:`latency.relay`: the same picows client per venue
+(:class:`latency.relay.Feed`) subscribes like dragonfly does, and for every
+data frame publishes one MarketDataSnapshotFullRefresh (W) to every FIX
+session subscribed to it, through the FIX session layer the gateway runs
+(:class:`dragonfly.fix.session.FixSession` on a ``loop.create_server``
+acceptor: same framing, same per-session header, same write-buffer limits).
+It does no book work: the entries are a fixed merged 10 + 10 book encoded
+once by the gateway's own encoder (:func:`template`: the same bytes a
+dragonfly W of that book has); only the stamps the gateway writes
+(:data:`latency.fix_subscribers.STAMP_TAGS`: view sequence, publish and
+receive times, source venue and frame) are rendered per frame, once for
+every session, and each session writes only its standard header and its
+MDReqID and Symbol in front of the shared tail (``send_body``: the tail's
+byte sum is computed once), as the gateway does. A session that cannot take more (its transport
+above the high-water mark) keeps only the newest W, sent when it drains:
+the gateway's slow-reader rule. Its ``publish_ns - recv_ns`` is the relay's
+internal hop.
+
+Any client CompID is accepted; it answers a MarketDataRequest (V) for
+snapshot + updates (263=1) of anything with the template, and 263=2 ends it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import signal
+import sys
+import time
+from typing import Final
+
+from picows import ws_connect
+
+from dragonfly.core.health import VenueStatus
+from dragonfly.core.types import MergedBook, MergedLevel, VenueState
+from dragonfly.fix.codec import FixMessage, byte_sum, field, fields_bytes
+from dragonfly.fix.mdcodec import encode_book
+from dragonfly.fix.session import FixSession, SessionConfig
+from latency.fix_subscribers import StampTags
+from latency.relay import SUBSCRIBE, Feed
+
+_time_ns = time.time_ns
+
+#: The levels a side of the template book (dragonfly's default depth).
+DEPTH: Final = 10
+
+
+def template(depth: int = DEPTH) -> tuple[bytes, bytes]:
+    """The shared part of the W of a merged top-``depth`` book, cut around its stamps.
+
+    Returns (the entries, ending where the stamps start; the venues' states
+    after them): the gateway's encoder (:func:`dragonfly.fix.mdcodec.encode_book`)
+    on the book :func:`latency.relay.template` encodes for gRPC, with both
+    venues live in the merge.
+    """
+    venues = ("binance", "bitstamp")
+    bids = tuple(MergedLevel(venues[i % 2], 0.05 - i * 1e-5, 1.23456789 + i) for i in range(depth))
+    asks = tuple(MergedLevel(venues[(i + 1) % 2], 0.05001 + i * 1e-5, 2.3456789 + i) for i in range(depth))
+    now = time.time_ns()
+    states = tuple(VenueState(v, True, int(VenueStatus.LIVE), now, 1_000_000, 1) for v in venues)
+    book = MergedBook("ethbtc", asks[0].price - bids[0].price, bids, asks, 1, now, now, "binance", 1, states)
+    tail = encode_book(book).tail
+    stamps = tail.index(b"\x0120001=") + 1
+    after = tail.index(b"\x0120010=") + 1
+    return tail[:stamps], tail[after:]
+
+
+class FixRelay:
+    """Frames in, one shared W tail per frame out to every subscribed session (see module doc)."""
+
+    def __init__(self) -> None:
+        self.entries, self.states = template()
+        self.fixed_sum = byte_sum(self.entries) + byte_sum(self.states)
+        #: Subscribed sessions and the per-session part of their W (MDReqID, Symbol).
+        self.sessions: dict[FixSession, bytes] = {}
+        #: The newest W of a session that could not take it: (tail, tail byte sum).
+        self.pending: dict[FixSession, tuple[bytes, int]] = {}
+        self.sequence = 0
+        self.frames = 0
+        # The gateway's order (dragonfly/fix/mdcodec.py): sequence, publish, receive, venue, frame.
+        self._seq_tag = b"%d=" % StampTags.sequence
+        self._publish_tag = b"\x01%d=" % StampTags.publish_ns
+        self._recv_tag = b"\x01%d=" % StampTags.recv_ns
+        self._frame_tag = b"%d=" % StampTags.source_frame
+
+    def venue_field(self, venue: str) -> bytes:
+        """How the source venue is written into a W."""
+        return field(StampTags.source_venue, venue)
+
+    def publish(self, venue_field: bytes, frame: int, recv_ns: int) -> None:
+        """Publish the template stamped for ``frame`` of a venue to every subscribed session (hot path)."""
+        self.sequence += 1
+        self.frames += 1
+        stamps = b"".join(
+            (
+                self._seq_tag, b"%d" % self.sequence, self._publish_tag, b"%d" % _time_ns(),
+                self._recv_tag, b"%d\x01" % recv_ns, venue_field, self._frame_tag, b"%d\x01" % frame,
+            )
+        )  # fmt: skip
+        tail = b"".join((self.entries, stamps, self.states))
+        tail_sum = byte_sum(stamps) + self.fixed_sum
+        pending = self.pending
+        for session, head in self.sessions.items():
+            if session.writable:
+                session.send_body(b"W", head, tail, tail_sum)
+            else:
+                pending[session] = (tail, tail_sum)  # the newest only: older ones are dropped
+
+    # -- SessionHandler ------------------------------------------------------------------------
+
+    def on_logon(self, session: FixSession) -> None:
+        pass
+
+    def on_message(self, session: FixSession, msg: FixMessage) -> None:
+        if msg.msg_type != b"V":
+            return
+        req_id = msg.require(262)
+        kind = msg.require(263)
+        if kind == b"2":
+            self._drop(session)
+        elif kind == b"1":
+            self.sessions[session] = fields_bytes([(262, req_id), (55, msg.get(55) or b"ETHBTC")])
+        else:
+            text = "the null relay serves snapshot + updates (263=1) only"
+            session.send(b"Y", [(262, req_id), (281, 4), (58, text)])
+
+    def on_writable(self, session: FixSession) -> None:
+        waiting = self.pending.pop(session, None)
+        head = self.sessions.get(session)
+        if waiting is not None and head is not None:
+            session.send_body(b"W", head, *waiting)
+
+    def on_close(self, session: FixSession, reason: str) -> None:
+        self._drop(session)
+
+    def _drop(self, session: FixSession) -> None:
+        self.sessions.pop(session, None)
+        self.pending.pop(session, None)
+
+
+async def run(port: int, endpoints: dict[str, str], subscribe: dict[str, list[bytes]] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; ``subscribe``: frames per venue (default: the gRPC relay's)."""
+    frames = {v: [f] for v, f in SUBSCRIBE.items()} | (subscribe or {})
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    relay = FixRelay()
+    config = SessionConfig()  # the gateway's defaults: CompID DRAGONFLY, any client
+    server = await loop.create_server(lambda: FixSession(config, relay, "acceptor"), "127.0.0.1", port)
+    transports = []
+    for venue, url in endpoints.items():
+        # picows calls a factory with (request, response) if it takes two arguments: take none.
+        feed = functools.partial(Feed, relay, venue, frames[venue], relay.venue_field(venue))
+        transport, _ = await ws_connect(lambda f=feed: f(), url)
+        transports.append(transport)
+    print(f"serving FIX relay on 127.0.0.1:{port}", file=sys.stderr, flush=True)
+    await stop.wait()
+    for transport in transports:
+        transport.disconnect()
+    for session in list(relay.sessions):
+        session.close("relay stopping")
+    server.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments and run the relay on uvloop."""
+    p = argparse.ArgumentParser(prog="python -m latency.fix_relay", description=__doc__.splitlines()[0])
+    p.add_argument("--port", type=int, required=True, help="the FIX acceptor's port on 127.0.0.1")
+    p.add_argument("--endpoint", action="append", default=[], metavar="VENUE=URL")
+    p.add_argument("--subscribe", action="append", default=[], metavar="VENUE=FRAME",
+                   help="a frame to send on connecting to VENUE (repeatable; default: its ethbtc book)")
+    args = p.parse_args(argv)
+    endpoints = dict(e.split("=", 1) for e in args.endpoint)
+    subscribe: dict[str, list[bytes]] = {}
+    for item in args.subscribe:
+        venue, _, frame = item.partition("=")
+        subscribe.setdefault(venue, []).append(frame.encode())
+    import uvloop
+
+    return int(uvloop.run(run(args.port, endpoints, subscribe)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -303,7 +303,7 @@ def _source_cmd(args: argparse.Namespace, venues: Sequence[str], instruments: Se
     if args.source == "sim":
         return [sys.executable, "-m", "dragonfly.sim", *common]
     rounds = math.ceil((args.seconds + args.warmup + REPLAY_SLACK_S) / period)
-    key = hashlib.sha256(repr((list(venues), list(instruments), period, rounds, args.seed)).encode())
+    key = hashlib.sha256(repr((list(venues), list(instruments), period, args.seed)).encode())
     cache = args.cache_dir / f"source-{key.hexdigest()[:16]}.pkl"
     return [sys.executable, "-m", "latency.scale_source", *common, "--rounds", str(rounds),
             "--cache", str(cache), "--procs", str(args.gen_procs)]

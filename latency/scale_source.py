@@ -34,12 +34,16 @@ given a consistent in-band snapshot: it gets nothing, is counted as
 ``late`` and logged (the hub then shows it as a resync). Counters go to
 stderr on exit (``source: ...`` JSON line).
 
-Timestamps are not patched: venue stamps in the frames (Binance ``E``,
-Bitstamp ``microtimestamp``, OKX/Bybit ``ts``, Kraken level times,
-Coinbase ``event_time``) follow a virtual clock that starts when generation
-starts and advances ``--period`` per round. dragonfly orders by update ids
-and sequence numbers and dates data by its own receive time, so this changes
-nothing it measures; a venue stamp is a few seconds behind the wall clock.
+Timestamps: venue stamps in the frames follow a virtual clock that starts
+when generation starts and advances ``--period`` per round. Bitstamp's are
+moved to the serving clock when the source starts (:data:`RESTAMPED`, with
+the replay server's own restamping code), events and REST snapshots alike:
+its ``microtimestamp`` is the book's position and its age is what proves a
+Bitstamp book current (a book 60 s old is withdrawn). The others' stamps
+(Binance ``E``, OKX/Bybit ``ts``, Kraken level times, Coinbase
+``event_time``) are served as generated, possibly minutes old: dragonfly
+orders their books by update ids and sequence numbers and dates them by its
+own receive time, so nothing it measures reads them.
 
 Cost: generation is the simulator's ~0.1 ms per book step, paid once
 (``--cache`` keeps it in a file for the next scenario); serving is a dict
@@ -53,6 +57,7 @@ import argparse
 import asyncio
 import bisect
 import contextlib
+import dataclasses
 import functools
 import json
 import multiprocessing
@@ -68,6 +73,7 @@ from typing import Any, cast
 
 from dragonfly.sim.inband import InbandServer, Out
 from dragonfly.sim.market import SyntheticMarket
+from dragonfly.sim.replay import bitstamp as bitstamp_replay
 from dragonfly.sim.server import BookState, VenueServer
 from dragonfly.sim.simulator import SERVERS, venue_config
 from dragonfly.venues import get_venue
@@ -95,6 +101,8 @@ class VenueCapture:
     rounds: dict[str, list[Sent]] = field(default_factory=dict)
     #: Instrument -> [(round, book state after it)], one every STATE_EVERY rounds (REST venues).
     states: dict[str, list[tuple[int, BookState]]] = field(default_factory=dict)
+    #: The virtual clock at round 0, µs since the epoch.
+    clock_us: int = 0
 
 
 def _serves_rest_snapshots(server: VenueServer[Any]) -> bool:
@@ -126,7 +134,7 @@ def generate(venues: Sequence[str], instruments: Sequence[str], period: float, r
         setattr(server, "record", lambda *_: None)  # noqa: B010 - last_sent is for tests, not kept here
         servers.append(server)
         inband = isinstance(server, InbandServer)
-        cap = captures[venue] = VenueCapture(inband)
+        cap = captures[venue] = VenueCapture(inband, clock_us=clock[0] // 1000)
         spec = get_venue(venue)
         assert spec.diff is not None, f"{venue} has no diff channel"
         by_session: dict[Any, list[Any]] = {}
@@ -176,16 +184,15 @@ def generate(venues: Sequence[str], instruments: Sequence[str], period: float, r
 def load_or_generate(cache: Path | None, venues: Sequence[str], instruments: Sequence[str],
                      period: float, rounds: int, seed: int, log: Callable[[str], None] = lambda _: None,
                      procs: int = 1) -> dict[str, VenueCapture]:
-    """Return the captures from ``cache`` if it holds these parameters, else generate (and save).
+    """Return the captures from ``cache`` if it holds these parameters and enough rounds, else generate.
 
     ``procs`` processes share the generation, the venues dealt among them.
     """
-    params = {"venues": list(venues), "instruments": list(instruments), "period": period,
-              "rounds": rounds, "seed": seed}
+    params = {"venues": list(venues), "instruments": list(instruments), "period": period, "seed": seed}
     if cache is not None and cache.exists():
         with cache.open("rb") as f:
-            saved_params, saved = pickle.load(f)  # our own file
-        if saved_params == params:
+            saved_params, saved_rounds, saved = pickle.load(f)  # our own file
+        if saved_params == params and saved_rounds >= rounds:
             return cast(dict[str, VenueCapture], saved)
     start_ns = time.time_ns()
     groups = [list(venues[i::procs]) for i in range(min(procs, len(venues)))]
@@ -201,7 +208,7 @@ def load_or_generate(cache: Path | None, venues: Sequence[str], instruments: Seq
         captures = {v: merged[v] for v in venues}
     if cache is not None:
         with cache.open("wb") as f:
-            pickle.dump((params, captures), f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((params, rounds, captures), f, protocol=pickle.HIGHEST_PROTOCOL)
     return captures
 
 
@@ -211,6 +218,22 @@ def _generate_part(venues: Sequence[str], instruments: Sequence[str], period: fl
         print(f"source[{','.join(capture)}]: {text}", file=sys.stderr, flush=True)
 
     return generate(venues, instruments, period, rounds, seed, log, capture=capture, start_ns=start_ns)
+
+
+def _restamp_bitstamp(data: bytes, shift_us: int) -> bytes:
+    """Move a Bitstamp event's ``microtimestamp`` (and ``timestamp``) ``shift_us`` on."""
+    match = bitstamp_replay._MICROS.search(data)
+    if match is None:
+        return data
+    micros = int(match.group(1))
+    data = bitstamp_replay._add(bitstamp_replay._MICROS, data, shift_us)
+    return bitstamp_replay._add(bitstamp_replay._SECONDS, data,
+                                (micros + shift_us) // 1_000_000 - micros // 1_000_000)
+
+
+#: Venues whose client dates a book by the venue's stamps (Bitstamp's ``microtimestamp`` is its
+#: position, and its age proves the book current): their stamps are moved to the serving clock.
+RESTAMPED: dict[str, Callable[[bytes, int], bytes]] = {"bitstamp": _restamp_bitstamp}
 
 
 class ReplayedVenues:
@@ -229,6 +252,8 @@ class ReplayedVenues:
         self.rounds = 0
         self.late = 0
         self.exhausted: set[tuple[str, str]] = set()
+        #: µs added to the stamps of a venue that dates its books by them (set at start).
+        self.shift_us = 0
         self._task: asyncio.Task[None] | None = None
         for venue, cap in captures.items():
             server = SERVERS[venue](self.market, venue_config(venue, period_s=_IDLE_PERIOD_S), host)
@@ -247,10 +272,20 @@ class ReplayedVenues:
         states = self.captures[venue].states[instrument]
         position = max(self.cursor.get((venue, key), 0) - 1, 0)
         i = bisect.bisect_left(states, position, key=lambda rs: rs[0])
-        return states[min(i, len(states) - 1)][1]
+        state = states[min(i, len(states) - 1)][1]
+        if venue in RESTAMPED and self.shift_us:
+            state = dataclasses.replace(state, micros=state.micros + self.shift_us)
+        return state
 
     async def start(self) -> None:
-        """Bind every server and start the timer."""
+        """Restamp the venues dated by their stamps to now; bind every server and start the timer."""
+        for venue, cap in self.captures.items():
+            restamp = RESTAMPED.get(venue)
+            if restamp is not None:
+                # Round i's stamps are now + i periods: never ahead of its sending.
+                self.shift_us = time.time_ns() // 1000 - cap.clock_us
+                for rounds in cap.rounds.values():
+                    rounds[:] = [tuple(restamp(data, self.shift_us) for data in sent) for sent in rounds]
         for server in self.servers.values():
             await server.start()
         self._task = asyncio.create_task(self._drive())

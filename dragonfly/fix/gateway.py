@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from dragonfly.core.errors import ConfigError, NotFoundError
-from dragonfly.fix.codec import FixMessage, byte_sum, field
+from dragonfly.fix.codec import FixMessage, field
 from dragonfly.fix.mdcodec import (
     REJ_DUPLICATE_ID,
     REJ_MARKET_DEPTH,
@@ -102,13 +102,12 @@ class FixGatewayConfig:
 class _Slot:
     """One (subscription, instrument) of a session: its W prefix and at most one pending update."""
 
-    __slots__ = ("client", "feed", "pending", "prefix", "prefix_sum", "sent_seq")
+    __slots__ = ("client", "feed", "pending", "prefix", "sent_seq")
 
     def __init__(self, client: _Client, feed: MdFeed, prefix: bytes) -> None:
         self.client = client
         self.feed = feed
         self.prefix = prefix
-        self.prefix_sum = byte_sum(prefix)
         self.pending: MdUpdate | None = None
         self.sent_seq = -1
 
@@ -120,7 +119,7 @@ class MdFeed:
     depth (not sent), ``latest`` is the newest encoded update.
     """
 
-    __slots__ = ("encode", "encoded", "key", "latest", "sink", "slots", "source", "suppressed")
+    __slots__ = ("encode", "encoded", "failed", "key", "latest", "sink", "slots", "source", "suppressed")
 
     def __init__(self, key: tuple[Any, ...], source: ViewSource, encode: Encoder) -> None:
         self.key = key
@@ -131,12 +130,26 @@ class MdFeed:
         self.slots: tuple[_Slot, ...] = ()
         self.encoded = 0
         self.suppressed = 0
+        #: Views that could not be encoded (logged once).
+        self.failed = 0
         self.sink: Callable[[Any], None] = self.publish
 
     def publish(self, view: Any) -> None:
         """Encode ``view`` once and offer it to every slot (the source's sink: synchronous)."""
         self.encoded += 1
-        update = self.encode(view)
+        try:
+            update = self.encode(view)
+        except ValueError as exc:  # a figure with no FIX form (NaN): never raise into the aggregator
+            self.failed += 1
+            if self.failed == 1:
+                log.error(
+                    "FIX feed %s %s: view %s not encoded: %s",
+                    self.source.instrument,
+                    self.key[1],
+                    getattr(view, "sequence", "?"),
+                    exc,
+                )
+            return
         if update is None:
             self.suppressed += 1
             return

@@ -254,14 +254,31 @@ def _trailer(view: MergedBook | BboView | Liquidity) -> bytes:
     return b"".join(parts)
 
 
+# Where repr writes a float without an exponent: there ``b"%r" % x`` is its FIX
+# form, one C-level formatting for a whole entry (the hot path of every W).
+_PLAIN_LOW: Final = 1e-4
+_PLAIN_HIGH: Final = 1e16
+_LEVEL_FAST: Final = {t: b"269=" + t + b"\x01270=%r\x01271=%r\x01%s290=%d\x01" for t in (BID, OFFER)}
+_LEVEL_SLOW: Final = {t: b"269=" + t + b"\x01270=%s\x01271=%s\x01%s290=%d\x01" for t in (BID, OFFER)}
+
+
 def _levels(parts: list[bytes], entry_type: bytes, levels: Sequence[MergedLevel]) -> int:
-    head = b"269=" + entry_type + b"\x01270="
-    for position, (venue, price, amount) in enumerate(levels, 1):
-        parts.append(
-            b"%s%s\x01271=%s\x01%s290=%d\x01"
-            % (head, format_float(price), format_float(amount), _venue(venue), position)
-        )
-    return len(levels)
+    """Append the entries of ``levels`` (best first, 290 = 1, 2, ...); return how many.
+
+    A level with a non-finite price or size (never in a checked book) is left out.
+    """
+    fast = _LEVEL_FAST[entry_type]
+    position = 0
+    for venue, price, amount in levels:
+        if _PLAIN_LOW <= price < _PLAIN_HIGH and _PLAIN_LOW <= amount < _PLAIN_HIGH:
+            position += 1
+            parts.append(fast % (price, amount, _venue(venue), position))
+        elif math.isfinite(price) and math.isfinite(amount):
+            position += 1
+            parts.append(
+                _LEVEL_SLOW[entry_type] % (format_float(price), format_float(amount), _venue(venue), position)
+            )
+    return position
 
 
 def _finish(
@@ -319,7 +336,7 @@ def encode_bbo(bbo: BboView, entry_types: tuple[bytes, ...] = (BID, OFFER)) -> M
     parts: list[bytes] = []
     count = 0
     for entry_type, best in ((BID, bbo.best_bid), (OFFER, bbo.best_ask)):
-        if best is not None and entry_type in entry_types:
+        if best is not None and entry_type in entry_types and math.isfinite(best.price + best.amount):
             parts.append(
                 b"269=%s\x01270=%s\x01271=%s\x01276=D\x01%s290=1\x01"
                 % (entry_type, format_float(best.price), format_float(best.amount), _venue(best.exchange))
@@ -327,7 +344,7 @@ def encode_bbo(bbo: BboView, entry_types: tuple[bytes, ...] = (BID, OFFER)) -> M
             count += 1
     for venue, bid_price, bid_amount, ask_price, ask_amount in bbo.quotes:
         for entry_type, price, amount in ((BID, bid_price, bid_amount), (OFFER, ask_price, ask_amount)):
-            if entry_type in entry_types and math.isfinite(price) and amount > 0:
+            if entry_type in entry_types and math.isfinite(price) and math.isfinite(amount) and amount > 0:
                 parts.append(
                     b"269=%s\x01270=%s\x01271=%s\x01276=C\x01%s290=1\x01"
                     % (entry_type, format_float(price), format_float(amount), _venue(venue))

@@ -262,7 +262,7 @@ def test_floats_never_use_an_exponent_and_read_back_exactly(value: float) -> Non
 
 def test_float_formatting_matches_repr_when_repr_has_no_exponent() -> None:
     assert format_float(0.05) == b"0.05"
-    assert format_float(123.0) == b"123"
+    assert format_float(123.0) == b"123.0"  # as repr writes it
     assert format_float(1.5) == b"1.5"
     with pytest.raises(ValueError):
         format_float(float("nan"))

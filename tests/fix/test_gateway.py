@@ -201,24 +201,24 @@ async def test_liquidity_view_on_request() -> None:
         got = entries(msg)
         bands = [e for e in got if 20020 in e]
         assert [(e[269], e.get(282), e[271]) for e in bands] == [
-            (b"0", None, b"4"),
+            (b"0", None, b"4.0"),
             (b"0", b"binance", b"1.5"),
             (b"0", b"kraken", b"2.5"),
-            (b"1", None, b"7"),
+            (b"1", None, b"7.0"),
             (b"1", b"binance", b"1.5"),
         ]
         fills = [e for e in got if 20021 in e]
         assert fills[0] == {
             269: b"0",
             270: b"99.5",
-            271: b"1",
-            20021: b"1",
-            20022: b"99",
-            20023: b"50",
+            271: b"1.0",
+            20021: b"1.0",
+            20022: b"99.0",
+            20023: b"50.0",
             20024: b"Y",
         }
         assert [(e[282], e[271]) for e in fills[1:3]] == [(b"binance", b"1.5"), (b"kraken", b"2.5")]
-        assert fills[3] == {269: b"1", 271: b"6", 20021: b"100", 20024: b"N"}  # nothing filled: no prices
+        assert fills[3] == {269: b"1", 271: b"6.0", 20021: b"100.0", 20024: b"N"}  # nothing filled: no prices
 
 
 @pytest.mark.parametrize(
@@ -369,3 +369,25 @@ async def test_stop_logs_every_session_out() -> None:
         assert got[-1].msg_type == b"5" and b"shutting down" in (got[-1].get(58) or b"")
         await stopping
         assert not gw.catalog.source("ethbtc", "book").sinks
+
+
+def test_tiny_and_huge_figures_are_written_without_an_exponent() -> None:
+    book = make_book("ethbtc", 1)
+    book = book._replace(
+        bids=(
+            book.bids[0]._replace(price=1.5e-8, amount=2.5e20),
+            book.bids[1]._replace(price=1e-4, amount=1e16),
+        ),
+        asks=(book.asks[0]._replace(price=0.00012345, amount=9999999999999998.0),),
+    )
+    tail = encode_book(book).tail
+    values = [f.split(b"=", 1)[1] for f in tail.split(b"\x01") if f.startswith((b"270=", b"271="))]
+    assert values == [
+        b"0.000000015",
+        b"250000000000000000000",
+        b"0.0001",
+        b"10000000000000000",
+        b"0.00012345",
+        b"9999999999999998.0",
+    ]
+    assert [float(v) for v in values] == [1.5e-8, 2.5e20, 1e-4, 1e16, 0.00012345, 9999999999999998.0]

@@ -1,0 +1,192 @@
+"""Measure the FIX codec on the hot path: simplefix against ours, and encode-once against per session.
+
+Run: ``python -m latency.bench_fix [--rounds N]``. One process, every case
+side by side, medians of ``--rounds`` timing rounds (this 2-core VM drifts up
+to 2x between runs: compare the ratios, not the absolute figures).
+
+Cases, on a realistic 10+10-level MarketDataSnapshotFullRefresh (W) of three
+venues (~1.4 KB with the view sequence, times and venue states):
+
+* encode one W for one session: ``simplefix.FixMessage`` (append_pair per
+  field, then ``encode()``), against ours (``mdcodec.encode_book`` then
+  ``codec.frame``);
+* per book update for N sessions: ours encoding the whole W per session,
+  against encoding the shared part once and framing it per session
+  (``frame(head, tail, tail_sum)``: only the header and MDReqID/Symbol are
+  summed);
+* parse one W: ``simplefix.FixParser`` (then reading every entry's fields),
+  against ``codec.FixReader`` plus ``FixMessage.group``.
+
+Figures of the run written down in ``dragonfly/fix/codec.py`` (python 3.11,
+this VM): see its module docstring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import simplefix
+
+from dragonfly.core.types import MergedBook, MergedLevel, VenueState
+from dragonfly.fix.codec import FixReader, byte_sum, field, frame, sending_time
+from dragonfly.fix.mdcodec import encode_book
+
+VENUES = ("binance", "bitstamp", "kraken")
+ENTRY = frozenset({269, 270, 271, 282, 290})
+
+
+def make_book(depth: int = 10) -> MergedBook:
+    """A 3-venue ETHBTC book of ``depth`` levels a side, prices and sizes as venues print them."""
+    bids = tuple(
+        MergedLevel(VENUES[i % 3], round(0.06827 - i * 1e-5, 8), round(1.5 + i * 0.37, 8))
+        for i in range(depth)
+    )
+    asks = tuple(
+        MergedLevel(VENUES[(i + 1) % 3], round(0.06828 + i * 1e-5, 8), round(2.5 + i * 0.53, 8))
+        for i in range(depth)
+    )
+    now = time.time_ns()
+    states = tuple(VenueState(v, True, 1, now - 5_000_000, 5_000_000, 1000 + i) for i, v in enumerate(VENUES))
+    return MergedBook(
+        "ethbtc",
+        asks[0].price - bids[0].price,
+        bids,
+        asks,
+        123_456,
+        now - 40_000,
+        now,
+        "binance",
+        98_765,
+        states,
+    )
+
+
+def head(seq: int) -> bytes:
+    return b"35=W\x0149=DRAGONFLY\x0156=CLIENT%d\x0134=%d\x0152=%s\x01" % (seq % 7, seq, sending_time())
+
+
+PREFIX = field(262, "md-1") + field(55, "ETH/BTC")
+
+
+def ours_one(book: MergedBook) -> bytes:
+    update = encode_book(book)
+    return frame(head(1) + PREFIX, update.tail, update.tail_sum)
+
+
+def simplefix_one(book: MergedBook) -> bytes:
+    msg = simplefix.FixMessage()
+    msg.append_pair(8, "FIX.4.4")
+    msg.append_pair(35, "W")
+    msg.append_pair(49, "DRAGONFLY")
+    msg.append_pair(56, "CLIENT")
+    msg.append_pair(34, 1)
+    msg.append_pair(52, sending_time())
+    msg.append_pair(262, "md-1")
+    msg.append_pair(55, "ETH/BTC")
+    msg.append_pair(268, len(book.bids) + len(book.asks))
+    for entry_type, side in ((0, book.bids), (1, book.asks)):
+        for position, (venue, price, amount) in enumerate(side, 1):
+            msg.append_pair(269, entry_type)
+            msg.append_pair(270, repr(price))
+            msg.append_pair(271, repr(amount))
+            msg.append_pair(282, venue)
+            msg.append_pair(290, position)
+    msg.append_pair(20001, book.sequence)
+    msg.append_pair(20002, book.publish_ns)
+    msg.append_pair(20003, book.recv_ns)
+    msg.append_pair(20010, len(book.venues))
+    for state in book.venues:
+        msg.append_pair(20011, state.venue)
+        msg.append_pair(20012, "Y" if state.in_merge else "N")
+        msg.append_pair(20013, "LIVE")
+        msg.append_pair(20014, state.data_ns)
+        msg.append_pair(20015, state.age_ns)
+    out: bytes = msg.encode()
+    return out
+
+
+def per_session(book: MergedBook, sessions: int) -> None:
+    for seq in range(sessions):
+        update = encode_book(book)
+        frame(head(seq) + PREFIX, update.tail, update.tail_sum)
+
+
+def shared(book: MergedBook, sessions: int) -> None:
+    update = encode_book(book)
+    tail, tail_sum = update.tail, update.tail_sum
+    for seq in range(sessions):
+        frame(head(seq) + PREFIX, tail, tail_sum)
+
+
+def parse_ours(raw: bytes) -> int:
+    reader = FixReader()
+    reader.feed(raw)
+    msg = reader.next()
+    assert msg is not None
+    return len(msg.group(268, 269, ENTRY))
+
+
+def parse_simplefix(raw: bytes) -> int:
+    parser = simplefix.FixParser()
+    parser.append_buffer(raw)
+    msg = parser.get_message()
+    count = 0
+    # Read the entries as a book reader must: every field, in order.
+    for tag, _value in msg.pairs:
+        if tag == b"269":
+            count += 1
+    return count
+
+
+def timed(fn: Callable[[], object], rounds: int, number: int) -> float:
+    """Median seconds per call over ``rounds`` rounds of ``number`` calls."""
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - start) / number)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every case and print medians (µs) and ratios."""
+    parser = argparse.ArgumentParser(prog="python -m latency.bench_fix", description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=9, help="timing rounds per case (default 9)")
+    args = parser.parse_args(argv)
+    book = make_book()
+    raw = ours_one(book)
+    check = simplefix.FixParser()
+    check.append_buffer(raw)
+    assert check.get_message() is not None and parse_ours(raw) == parse_simplefix(raw) == 20
+    print(f"W of 10+10 levels, 3 venues: {len(raw)} bytes; medians of {args.rounds} rounds")
+    sf = timed(lambda: simplefix_one(book), args.rounds, 2000)
+    us = timed(lambda: ours_one(book), args.rounds, 2000)
+    print(
+        f"encode one W      simplefix {sf * 1e6:7.1f} µs   ours {us * 1e6:7.1f} µs   "
+        f"simplefix/ours {sf / us:4.1f}x"
+    )
+    for sessions in (1, 10, 100):
+        number = max(20, 2000 // sessions)
+        whole = timed(lambda n=sessions: per_session(book, n), args.rounds, number)
+        once = timed(lambda n=sessions: shared(book, n), args.rounds, number)
+        print(
+            f"{sessions:3d} sessions/update  whole W each {whole * 1e6:8.1f} µs   encode once + frame "
+            f"{once * 1e6:8.1f} µs   ratio {whole / once:4.1f}x"
+        )
+    tail = encode_book(book).tail
+    summed = timed(lambda: byte_sum(tail), args.rounds, 5000)
+    print(f"byte sum of the shared part ({len(tail)} bytes), saved per session: {summed * 1e6:.1f} µs")
+    psf = timed(lambda: parse_simplefix(raw), args.rounds, 2000)
+    pus = timed(lambda: parse_ours(raw), args.rounds, 2000)
+    print(
+        f"parse one W       simplefix {psf * 1e6:7.1f} µs   ours {pus * 1e6:7.1f} µs   "
+        f"simplefix/ours {psf / pus:4.1f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

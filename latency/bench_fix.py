@@ -24,6 +24,7 @@ this VM): see its module docstring.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -171,8 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     for sessions in (1, 10, 100):
         number = max(20, 2000 // sessions)
-        whole = timed(lambda n=sessions: per_session(book, n), args.rounds, number)
-        once = timed(lambda n=sessions: shared(book, n), args.rounds, number)
+        whole = timed(functools.partial(per_session, book, sessions), args.rounds, number)
+        once = timed(functools.partial(shared, book, sessions), args.rounds, number)
         print(
             f"{sessions:3d} sessions/update  whole W each {whole * 1e6:8.1f} µs   encode once + frame "
             f"{once * 1e6:8.1f} µs   ratio {whole / once:4.1f}x"

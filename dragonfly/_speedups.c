@@ -1366,8 +1366,10 @@ apply_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 /*
  * apply_text_side(side, text, levels, bids, bound) -> bool
  *     One side of dragonfly.core.book.L2Book.update (a book that keeps the
- *     venue's strings): each level a (price, amount) pair of str (a tuple or
- *     a list), converted as float() converts them, checked (a price above
+ *     venue's strings): each level a tuple or list of str whose first two
+ *     items are its price and amount (venues send more: a timestamp, an
+ *     order count; the rest is not read), converted as float() converts
+ *     them, checked (a price above
  *     zero and finite, an amount not negative and finite: else ValueError,
  *     as the Python loop words it). Amount 0 removes the level from `side`
  *     (a SortedDict keyed by price, by -price for bids: values (price,
@@ -1448,23 +1450,22 @@ apply_text_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     int hit = 0;
     int rc = 0;
-    /* As in apply_side: sizes read at each step, the level in hand held (a
-     * list level is copied to a tuple first: it could change under us). */
+    /* As in apply_side: sizes read at each step, the level in hand held, and
+     * its price and amount too (a list level could change under us). */
     for (Py_ssize_t i = 0; rc == 0 && i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-        PyObject *level = PyList_CheckExact(item) ? PyList_AsTuple(item) : Py_NewRef(item);
+        PyObject *level = Py_NewRef(PySequence_Fast_GET_ITEM(seq, i));
+        PyObject *price = NULL, *amount = NULL;
         PyObject *value = NULL, *qty = NULL, *key = NULL, *pair = NULL;
         rc = -1;
-        if (level == NULL) {
-            break;
+        if ((PyTuple_Check(level) || PyList_Check(level)) && Py_SIZE(level) >= 2) {
+            PyObject **items = PyTuple_Check(level) ? &PyTuple_GET_ITEM(level, 0) : &PyList_GET_ITEM(level, 0);
+            price = Py_NewRef(items[0]);
+            amount = Py_NewRef(items[1]);
         }
-        if (!PyTuple_Check(level) || PyTuple_GET_SIZE(level) != 2 || !PyUnicode_CheckExact(PyTuple_GET_ITEM(level, 0))
-            || !PyUnicode_CheckExact(PyTuple_GET_ITEM(level, 1))) {
-            PyErr_SetString(PyExc_TypeError, "a level must be a (price, amount) pair of str");
+        if (price == NULL || !PyUnicode_CheckExact(price) || !PyUnicode_CheckExact(amount)) {
+            PyErr_SetString(PyExc_TypeError, "a level must be a (price, amount, ...) sequence of str");
             goto next;
         }
-        PyObject *price = PyTuple_GET_ITEM(level, 0);
-        PyObject *amount = PyTuple_GET_ITEM(level, 1);
         double p, q;
         if (text_to_double(amount, &q) < 0 || text_to_double(price, &p) < 0) {
             goto next;
@@ -1496,7 +1497,9 @@ apply_text_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             if (present ? PyDict_SetItem(side, key, pair) < 0 : side_add(&keys, side, key, pair) < 0) {
                 goto next;
             }
-            PyObject *strings = PyTuple_CheckExact(level) ? Py_NewRef(level) : PyTuple_Pack(2, price, amount);
+            PyObject *strings = PyTuple_CheckExact(level) && PyTuple_GET_SIZE(level) == 2
+                                    ? Py_NewRef(level)
+                                    : PyTuple_Pack(2, price, amount);
             int set = strings == NULL ? -1 : PyDict_SetItem(text, key, strings);
             Py_XDECREF(strings);
             if (set < 0) {
@@ -1512,6 +1515,8 @@ apply_text_side(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_XDECREF(qty);
         Py_XDECREF(key);
         Py_XDECREF(value);
+        Py_XDECREF(price);
+        Py_XDECREF(amount);
         Py_DECREF(level);
     }
     Py_DECREF(seq);

@@ -23,7 +23,7 @@ def apply_side(
 def apply_text_side(
     side: SortedDict[float, tuple[float, float]],
     text: dict[float, tuple[str, str]],
-    levels: Iterable[tuple[str, str]],
+    levels: Iterable[Sequence[str]],
     bids: bool,
     bound: float,
 ) -> bool: ...

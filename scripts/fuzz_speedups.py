@@ -749,7 +749,8 @@ def _text_changes(rng: Random, corpus: Corpus, grid: list[str], n: int, bad: flo
             amount = draw_text(rng, corpus)
         else:
             amount = "0" if r < 0.4 else rng.choice(["0.000", "1", "2.5", rng.choice(grid)])
-        out.append((price, amount) if rng.random() < 0.9 else [price, amount])
+        # A tuple pair, or the venue's own array (OKX: [px, sz, "0", count]).
+        out.append(rng.choice([(price, amount), (price, amount), [price, amount], [price, amount, "0", "1"]]))
     return out
 
 

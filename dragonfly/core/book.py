@@ -44,8 +44,8 @@ time. The price is that such a book cannot say how the venue wrote a number
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from typing import cast
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, cast
 
 from sortedcontainers import SortedDict
 
@@ -54,9 +54,11 @@ from dragonfly.core.types import Level, Side
 
 #: ``(price text, amount text)`` as a venue sends a level.
 TextLevel = tuple[str, str]
+#: A level as a venue's array decodes: price and amount strings first, maybe more.
+VenueLevel = TextLevel | Sequence[str]
 #: The levels of a snapshot or diff: the venue's strings, or float pairs on
 #: numeric channels (see module doc).
-Levels = Iterable[TextLevel] | Iterable[Level]
+Levels = Iterable[VenueLevel] | Iterable[Level]
 
 _dict_set = dict.__setitem__
 _INF = math.inf
@@ -69,7 +71,7 @@ _apply_side: Callable[[SortedDict[float, Level], Iterable[Level], bool, float], 
 _top_levels: Callable[..., Side] | None = accel.speedups.top_levels if accel.speedups is not None else None
 # The C twin of update's loops (a book that keeps the venue's strings), or None.
 _ApplyText = Callable[
-    [SortedDict[float, Level], dict[float, TextLevel], Iterable[TextLevel], bool, float], bool
+    [SortedDict[float, Level], dict[float, TextLevel], Iterable[VenueLevel], bool, float], bool
 ]
 _apply_text_side: _ApplyText | None = accel.speedups.apply_text_side if accel.speedups is not None else None
 
@@ -133,10 +135,9 @@ class L2Book:
         if self.numeric:
             self.update_numeric(cast(Iterable[Level], bids), cast(Iterable[Level], asks), math.inf, -math.inf)
         else:
-            for price, amount in cast(Iterable[TextLevel], bids):
-                self.set_bid(price, amount)
-            for price, amount in cast(Iterable[TextLevel], asks):
-                self.set_ask(price, amount)
+            self.update(
+                cast(Iterable[VenueLevel], bids), cast(Iterable[VenueLevel], asks), math.inf, -math.inf
+            )
         self.seq = seq
 
     def set_bid(self, price: str, amount: str) -> float:
@@ -179,7 +180,7 @@ class L2Book:
         return value
 
     def update(
-        self, bids: Iterable[TextLevel], asks: Iterable[TextLevel], bid_floor: float, ask_ceiling: float
+        self, bids: Iterable[VenueLevel], asks: Iterable[VenueLevel], bid_floor: float, ask_ceiling: float
     ) -> int:
         """Apply one diff's levels (zero amount: remove); ValueError on bad numbers (hot path).
 
@@ -189,20 +190,34 @@ class L2Book:
         ``ask_ceiling``. The same as calling ``set_bid`` and ``set_ask`` per
         level, in one frame (~0.1 µs less per level).
 
-        With the C speedups each level must be a tuple or list of two
-        ``str``, as the decoders give them (anything else: TypeError).
+        A level is the venue's own array: its first two items are the price
+        and amount strings, the rest (a timestamp, an order count) is not
+        read, so decoders pass the arrays as decoded. A level of fewer items
+        is a TypeError; with the C speedups so is one that is not a tuple or
+        list of ``str`` (what the decoders give).
         """
         if _apply_text_side is not None:
             hit = BIDS if _apply_text_side(self.bids, self.bid_text, bids, True, bid_floor) else 0
             if _apply_text_side(self.asks, self.ask_text, asks, False, ask_ceiling):
                 hit |= ASKS
             return hit
+        try:
+            return self._update_py(bids, asks, bid_floor, ask_ceiling)
+        except IndexError:
+            raise TypeError("a level must be a (price, amount, ...) sequence of str") from None
+
+    def _update_py(
+        self, bids: Iterable[VenueLevel], asks: Iterable[VenueLevel], bid_floor: float, ask_ceiling: float
+    ) -> int:
+        """:meth:`update` in Python (the C twin's reference)."""
         hit = 0
         # Two loops that differ only in the key (bids are keyed by the negated
         # price): written out twice so no level pays for a branch or a call.
         side = self.bids
         text = self.bid_text
-        for price, amount in bids:
+        for level in bids:
+            price = level[0]
+            amount = level[1]
             qty = float(amount)
             value = float(price)
             # A price that is not positive and finite, or an amount that is
@@ -225,7 +240,9 @@ class L2Book:
                 hit = BIDS
         side = self.asks
         text = self.ask_text
-        for price, amount in asks:
+        for level in asks:
+            price = level[0]
+            amount = level[1]
             qty = float(amount)
             value = float(price)
             if not (0.0 < value < _INF and 0.0 <= qty < _INF):
@@ -288,10 +305,16 @@ class L2Book:
         return hit
 
     def truncate(self, depth: int) -> None:
-        """Keep only the best ``depth`` levels of each side (venues that cap depth)."""
-        for side, text in ((self.bids, self.bid_text), (self.asks, self.ask_text)):
-            while len(side) > depth:
-                text.pop(side.popitem()[0], None)
+        """Keep only the best ``depth`` levels of each side (venues that cap depth; hot path)."""
+        # Called after every update, and mostly nothing is cut: test first.
+        if len(self.bids) > depth:
+            bids, text = self.bids, self.bid_text
+            while len(bids) > depth:
+                text.pop(bids.popitem()[0], None)
+        if len(self.asks) > depth:
+            asks, text = self.asks, self.ask_text
+            while len(asks) > depth:
+                text.pop(asks.popitem()[0], None)
 
     def top(self, n: int) -> tuple[Side, Side]:
         """The best ``n`` levels of each side as float ``(price, amount)`` pairs (hot path)."""
@@ -323,9 +346,10 @@ class L2Book:
         if self.numeric:
             raise ValueError("a numeric book keeps no venue strings: read top() instead")
         if _top_levels is not None:
-            # The same C read, of the strings stored beside the levels.
-            top = cast(Callable[..., tuple[TextLevel, ...]], _top_levels)
-            return list(top(self.bids, n, self.bid_text)), list(top(self.asks, n, self.ask_text))
+            # The same C read, of the strings stored beside the levels (a
+            # plain name: a cast would build a typing object on every call).
+            read: Any = _top_levels
+            return list(read(self.bids, n, self.bid_text)), list(read(self.asks, n, self.ask_text))
         return (
             list(map(self.bid_text.__getitem__, _head(self.bids, n))),
             list(map(self.ask_text.__getitem__, _head(self.asks, n))),

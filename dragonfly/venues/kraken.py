@@ -46,13 +46,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from dragonfly.core.book import L2Book, TextLevel
 from dragonfly.core.checksum import crc32_digits
-from dragonfly.core.diff import Delta, DiffChannel, DiffDecoder, Event, Snapshot
+from dragonfly.core.diff import Delta, DiffChannel, DiffDecoder, Event, Snapshot, new_delta
 from dragonfly.core.errors import ParseError
 from dragonfly.core.health import Liveness, LivenessKind
 from dragonfly.core.symbols import joined
@@ -123,13 +123,61 @@ def _levels(raw: Any) -> list[TextLevel]:
         raise ParseError("a level is not [price, volume, timestamp]") from None
 
 
+#: A level: ``[price, volume, timestamp]`` (and ``"r"``); the book reads the first two.
+_Level = Annotated[list[str], msgspec.Meta(min_length=2)]
+
+
+class _Part(msgspec.Struct, forbid_unknown_fields=True):
+    """The object of a one-part update: ``{"a": levels}`` or ``{"b": levels, "c": checksum}``."""
+
+    a: list[_Level] | None = None
+    b: list[_Level] | None = None
+    c: str | None = None
+
+
+class _Update(msgspec.Struct, array_like=True):
+    """A one-part update frame: ``[channelID, {..}, "book-N", "PAIR"]``."""
+
+    channel_id: int
+    part: _Part
+    channel: str
+    pair: str
+
+
+def _checksum(text: Any) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise ParseError(f"bad checksum {text!r:.30}") from None
+
+
 def make_diff_decoder() -> DiffDecoder:
     """Build the decoder of ``book`` frames for one connection."""
     decode_frame = msgspec.json.Decoder(_Frame).decode
+    decode_update = msgspec.json.Decoder(_Update).decode
 
     def decode(payload: bytes) -> Sequence[Event] | None:
         if payload[:1] != b"[":
             return None  # an event object: status, ack, heartbeat, pong
+        # Nearly every frame is a one-part update: decoded into its typed
+        # shape (~1 µs less than the general shape and its Python walk). Any
+        # other frame (a snapshot, a two-part update, another channel, a bad
+        # frame) fails that shape and takes the general decode, which names
+        # what is wrong.
+        try:
+            update = decode_update(payload)
+        except msgspec.DecodeError:
+            return decode_general(payload)
+        part = update.part
+        if (part.a is None and part.b is None) or not update.channel.startswith("book"):
+            return decode_general(payload)
+        checksum = None if part.c is None else _checksum(part.c)
+        # The level arrays go to the book as decoded (it reads their first two strings).
+        bids = () if part.b is None else part.b
+        asks = () if part.a is None else part.a
+        return (new_delta((update.pair, bids, asks, None, None, checksum)),)
+
+    def decode_general(payload: bytes) -> Sequence[Event] | None:
         try:
             frame = decode_frame(payload)
         except msgspec.DecodeError as exc:
@@ -160,10 +208,7 @@ def make_diff_decoder() -> DiffDecoder:
             if "b" in part:
                 bids += _levels(part["b"])
             if "c" in part:
-                try:
-                    checksum = int(part["c"])
-                except (TypeError, ValueError):
-                    raise ParseError(f"bad checksum {part['c']!r:.30}") from None
+                checksum = _checksum(part["c"])
         return (Delta(pair, bids, asks, None, None, checksum),)
 
     return decode

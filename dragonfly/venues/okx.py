@@ -52,13 +52,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
-from dragonfly.core.book import L2Book, TextLevel
+from dragonfly.core.book import L2Book
 from dragonfly.core.checksum import crc32_interleaved
-from dragonfly.core.diff import Alive, Delta, DiffChannel, DiffDecoder, Event, Reset, Snapshot
+from dragonfly.core.diff import Alive, Delta, DiffChannel, DiffDecoder, Event, Reset, Snapshot, new_delta
 from dragonfly.core.errors import ParseError
 from dragonfly.core.health import Liveness, LivenessKind
 from dragonfly.core.symbols import joined
@@ -118,10 +118,13 @@ class _Arg(msgspec.Struct):
     instId: str  # noqa: N815 (the venue's field name)
 
 
+#: A level: ``[px, sz, "0" (deprecated), numOrders]``; the book reads the first two.
+_Level = Annotated[list[str], msgspec.Meta(min_length=2)]
+
+
 class _Book(msgspec.Struct):
-    # Levels are [px, sz, "0" (deprecated), numOrders].
-    asks: list[list[str]]
-    bids: list[list[str]]
+    asks: list[_Level]
+    bids: list[_Level]
     checksum: int | None = None  # 0 or absent: not sent
     prevSeqId: int | None = None  # noqa: N815
     seqId: int | None = None  # noqa: N815
@@ -133,16 +136,11 @@ class _Push(msgspec.Struct):
     data: list[_Book]
 
 
-def _levels(raw: list[list[str]]) -> list[TextLevel]:
-    try:
-        return [(level[0], level[1]) for level in raw]
-    except IndexError:
-        raise ParseError("a level is not [px, sz, ..]") from None
-
-
 def _events(inst: str, action: str, book: _Book) -> list[Event]:
-    bids = _levels(book.bids)
-    asks = _levels(book.asks)
+    # The level arrays go to the book as decoded (it reads their first two
+    # strings): a copy into (px, sz) tuples cost ~1.5 µs of a 25-level update.
+    bids = book.bids
+    asks = book.asks
     checksum = book.checksum or None
     seq, prev = book.seqId, book.prevSeqId
     if action == "snapshot":
@@ -159,7 +157,7 @@ def _events(inst: str, action: str, book: _Book) -> list[Event]:
         return [Alive(inst, seq)]  # keep-alive: no change, the book at seq is current
     if seq < prev:
         return [Reset(inst, f"sequence reset: seqId {seq} after {prev}")]
-    return [Delta(inst, bids, asks, prev + 1, seq, checksum)]
+    return [new_delta((inst, bids, asks, prev + 1, seq, checksum))]
 
 
 def make_diff_decoder() -> DiffDecoder:

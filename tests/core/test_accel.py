@@ -367,7 +367,7 @@ def test_apply_text_side_refuses_what_is_not_venue_strings() -> None:
     apply_text_side = accel.speedups.apply_text_side
     side: SortedDict[float, tuple[float, float]] = SortedDict()
     text: dict[float, tuple[str, str]] = {}
-    for bad in ([("0.1",)], [("0.1", 1.0)], [(0.1, "1")], [5], [("0.1", "1", "x")], [(b"0.1", "1")]):
+    for bad in ([("0.1",)], [("0.1", 1.0)], [(0.1, "1")], [5], [["0.1"]], [(b"0.1", "1")], ["0.1"]):
         with pytest.raises(TypeError):
             apply_text_side(side, text, bad, True, 0.0)
     with pytest.raises(ValueError, match="could not convert"):
@@ -377,10 +377,11 @@ def test_apply_text_side_refuses_what_is_not_venue_strings() -> None:
     assert not side and not text
     with pytest.raises(TypeError):
         apply_text_side(side, [], [], True, 0.0)
-    # A list level is taken as its pair; the strings are kept as the venue wrote them.
-    assert apply_text_side(side, text, [["0.10", "2"], ("0.3", "1.50")], False, 0.2) is True
-    assert list(side.items()) == [(0.1, (0.1, 2.0)), (0.3, (0.3, 1.5))]
-    assert accel.speedups.top_levels(side, 5, text) == (("0.10", "2"), ("0.3", "1.50"))
+    # A level is the venue's array: its first two strings are read, as the venue wrote them.
+    levels = [["0.10", "2", "0", "4"], ("0.3", "1.50"), ("0.4", "1", 5)]
+    assert apply_text_side(side, text, levels, False, 0.2)
+    assert list(side.items()) == [(0.1, (0.1, 2.0)), (0.3, (0.3, 1.5)), (0.4, (0.4, 1.0))]
+    assert accel.speedups.top_levels(side, 5, text) == (("0.10", "2"), ("0.3", "1.50"), ("0.4", "1"))
     with pytest.raises(TypeError):
         accel.speedups.top_levels(side, 5, [])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -125,7 +126,12 @@ def test_decode_snapshot_and_update() -> None:
 def test_decode_republished_level_and_one_sided_update() -> None:
     frame = b'[42,{"b":[["5541.30000","0.00000000","1534614335.345903","r"]],"c":"123"},"book-10","XBT/USD"]'
     (delta,) = kraken.make_diff_decoder()(frame) or ()
-    assert delta == Delta("XBT/USD", [("5541.30000", "0.00000000")], [], None, None, 123)
+    # The level arrays go to the book as decoded: it reads their first two strings.
+    level = ["5541.30000", "0.00000000", "1534614335.345903", "r"]
+    assert delta == Delta("XBT/USD", [level], (), None, None, 123)
+    short = b'[42,{"b":[["5541.30000"]],"c":"123"},"book-10","XBT/USD"]'
+    with pytest.raises(ParseError, match="a level is not"):
+        kraken.make_diff_decoder()(short)
 
 
 @pytest.mark.parametrize(
@@ -297,5 +303,6 @@ def test_fuzz_decoder_parses_or_raises_parse_error(payload: bytes) -> None:
         events = None
     for event in events or ():
         assert isinstance(event, Snapshot | Delta)
-        assert all(type(p) is str and type(a) is str for p, a in [*event.bids, *event.asks])
+        levels: list[Any] = [*event.bids, *event.asks]  # each the venue's array: price, amount, ...
+        assert all(len(lv) >= 2 and all(type(x) is str for x in lv) for lv in levels)
     kraken.control(payload)  # never raises

@@ -31,7 +31,10 @@ Families (labels):
   (:mod:`dragonfly.core.timing`: the one piece of work metrics add, ~0.3 µs
   per view published, not per frame);
 * per gRPC service (``service``, its address): ``dragonfly_service_streams`` (open streams),
-  ``dragonfly_service_updates_delivered_total`` and ``dragonfly_service_updates_conflated_total``.
+  ``dragonfly_service_updates_delivered_total`` and ``dragonfly_service_updates_conflated_total``;
+* per FIX gateway (``service``, its name and address): ``dragonfly_fix_sessions`` (logged on now),
+  ``dragonfly_fix_messages_sent_total`` (W written) and ``dragonfly_fix_messages_conflated_total``
+  (W replaced by a newer one before the session's socket took it).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from dragonfly.core.health import VenueStatus
 from dragonfly.serve.errors import ServeError
 
 if TYPE_CHECKING:
+    from dragonfly.fix.gateway import FixGateway
     from dragonfly.serve.grpc_service import GrpcService
     from dragonfly.topology.hub import Hub
 
@@ -61,11 +65,17 @@ class HubCollector(Collector):
     """The metric families of a hub and its services, read from their own counters."""
 
     def __init__(
-        self, hub: Hub, services: Sequence[tuple[str, GrpcService]], loop: asyncio.AbstractEventLoop
+        self,
+        hub: Hub,
+        services: Sequence[tuple[str, GrpcService]],
+        loop: asyncio.AbstractEventLoop,
+        gateways: Sequence[FixGateway] = (),
     ) -> None:
         self.hub = hub
         self.services = list(services)
         self.loop = loop
+        #: FIX gateways (dragonfly.fix.gateway); the server adds them as they start.
+        self.gateways = list(gateways)
 
     def collect(self) -> Iterable[Metric]:
         """Read every family on the event loop (called on the HTTP thread by a scrape)."""
@@ -209,6 +219,22 @@ class HubCollector(Collector):
             delivered.add_metric([name], sent)
             conflated.add_metric([name], skipped)
         yield from (streams, delivered, conflated)
+
+        sessions = GaugeMetricFamily("dragonfly_fix_sessions", "FIX sessions logged on.", labels=["service"])
+        fix_sent = CounterMetricFamily(
+            "dragonfly_fix_messages_sent", "Market data messages (W) written.", labels=["service"]
+        )
+        fix_conflated = CounterMetricFamily(
+            "dragonfly_fix_messages_conflated",
+            "W replaced by a newer one before the session's socket took it (newest kept).",
+            labels=["service"],
+        )
+        for gateway in self.gateways:
+            label = [f"{gateway.config.name} {gateway.address}"]
+            sessions.add_metric(label, gateway.sessions)
+            fix_sent.add_metric(label, gateway.sent)
+            fix_conflated.add_metric(label, gateway.conflated)
+        yield from (sessions, fix_sent, fix_conflated)
 
 
 class MetricsServer:

@@ -205,7 +205,8 @@ async def run_server(cfg: ServeConfig, ready: asyncio.Event | None = None) -> in
         if cfg.metrics_port is not None:
             named = [(f"{c.host}:{port}", svc) for (c, svc), port in zip(services, ports, strict=True)]
             hub.enable_timing()
-            metrics = MetricsServer(HubCollector(hub, named, loop), cfg.metrics_port, cfg.metrics_host)
+            collector = HubCollector(hub, named, loop, gateways)
+            metrics = MetricsServer(collector, cfg.metrics_port, cfg.metrics_host)
             log.info("Prometheus metrics on %s", metrics.url)
         # SIGHUP's default action ends the process: reload instead.
         loop.add_signal_handler(signal.SIGHUP, _reload_all, services)

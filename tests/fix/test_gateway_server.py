@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -142,6 +143,7 @@ async def test_a_fix_client_receives_what_a_grpc_v1_client_receives(depth: int) 
 
 async def test_the_command_line_serves_fix_in_a_subprocess() -> None:
     fix_port = free_port()
+    metrics_port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -157,6 +159,8 @@ async def test_the_command_line_serves_fix_in_a_subprocess() -> None:
             str(fix_port),
             "--fix-comp-id",
             "GW",
+            "--metrics-port",
+            str(metrics_port),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -178,6 +182,16 @@ async def test_the_command_line_serves_fix_in_a_subprocess() -> None:
         msg = await client.expect("W", timeout=20)
         conditions = {e.get(276) for e in msg.group(268, 269, ENTRY)}
         assert conditions == {b"D", b"C"}  # MarketDepth 1: the BBO view, best and each venue's
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read().decode())
+        service = f'service="fix 127.0.0.1:{fix_port}"'
+        assert f"dragonfly_fix_sessions{{{service}}} 1.0" in text
+        sent = [
+            line
+            for line in text.splitlines()
+            if line.startswith(f"dragonfly_fix_messages_sent_total{{{service}")
+        ]
+        assert sent and float(sent[0].split()[-1]) >= 1
         await client.close()
     finally:
         proc.send_signal(signal.SIGTERM)

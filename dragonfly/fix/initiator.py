@@ -219,7 +219,7 @@ class FixInitiator:
         pass  # subscribe frames are few; nothing waits for the buffer to drain
 
     def on_close(self, session: FixSession, reason: str) -> None:
-        if "-byte limit" in reason:
+        if "-byte limit" in reason or "-byte message limit" in reason:  # the reader's FramingError
             self.oversized += 1
         ended = self._ended
         if ended is not None and not ended.done():

@@ -54,15 +54,53 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout:
     raise AssertionError(f"the FIX port {port} did not open:\n{log.read_text(errors='replace')[-4000:]}")
 
 
+#: A topology with the liquidity view (the command line serves book and bbo): its gRPC port is added.
+LIQUIDITY_TOPOLOGY = """
+instruments = ["ethbtc"]
+
+[venues.binance]
+[venues.bitstamp]
+
+[aggregators.book]
+kind = "book"
+depth = 10
+
+[aggregators.liquidity]
+kind = "liquidity"
+depth = 20
+bands_bps = [10, 50]
+quantities = [1, 10]
+
+[services.main]
+inputs = ["book", "liquidity"]
+"""
+
+
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """One gateway per test module on the simulator (ethbtc and btcusdt); each test is its own session."""
-    fix_port, grpc_port = free_port(), free_port()
-    log = tmp_path_factory.mktemp("gateway") / "serve.log"
-    cmd = [
-        sys.executable, "-m", "dragonfly.serve", "ethbtc", "btcusdt", "--sim", "--sim-period", SIM_PERIOD,
-        "--host", "127.0.0.1", "--port", str(grpc_port), "--fix-port", str(fix_port),
-    ]
+    yield from run_gateway(tmp_path_factory.mktemp("gateway"), ["ethbtc", "btcusdt"])
+
+
+@pytest.fixture(scope="module")
+def liquidity_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway of ethbtc's book and liquidity views, from a topology file (:data:`LIQUIDITY_TOPOLOGY`)."""
+    workdir = tmp_path_factory.mktemp("liquidity")
+    grpc_port = free_port()
+    topology = workdir / "topology.toml"
+    topology.write_text(LIQUIDITY_TOPOLOGY.replace("[services.main]", f"[services.main]\nport = {grpc_port}"))
+    yield from run_gateway(workdir, ["--config", str(topology)], grpc_port)
+
+
+def run_gateway(workdir: Path, args: list[str], grpc_port: int = 0) -> Iterator[Gateway]:
+    """Run ``dragonfly.serve ARGS --sim --fix-port N`` until the generator is closed."""
+    fix_port = free_port()
+    log = workdir / "serve.log"
+    cmd = [sys.executable, "-m", "dragonfly.serve", *args, "--sim", "--sim-period", SIM_PERIOD, "--host",
+           "127.0.0.1", "--fix-port", str(fix_port)]
+    if not grpc_port:
+        grpc_port = free_port()
+        cmd += ["--port", str(grpc_port)]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
     gw = Gateway(proc, fix_port, grpc_port, log)

@@ -99,6 +99,9 @@ class Entry:
     originator: str | None
     position: int | None  #: MDEntryPositionNo (290): the level, 1 = best
     condition: str | None  #: QuoteCondition (276): D consolidated best, C a venue's best (BBO view)
+    band_bps: float | None = None  #: DFBandBps (20020): a liquidity band's width
+    fill_qty: float | None = None  #: DFFillQty (20021): a liquidity fill's quantity asked
+    fill_complete: str | None = None  #: DFFillComplete (20024)
 
 
 @dataclass(frozen=True)
@@ -163,11 +166,14 @@ def _snapshot(message: fix.Message) -> Snapshot:
         entries.append(
             Entry(
                 group.getField(269),
-                float(group.getField(270)),
+                float(group.getField(270)) if group.isSetField(270) else float("nan"),
                 float(group.getField(271)) if group.isSetField(271) else float("nan"),
                 _optional(group, 282),
                 int(group.getField(290)) if group.isSetField(290) else None,
                 _optional(group, 276),
+                float(group.getField(20020)) if group.isSetField(20020) else None,
+                float(group.getField(20021)) if group.isSetField(20021) else None,
+                _optional(group, 20024),
             )
         )
     view_seq = _optional(message, 20001)
@@ -318,7 +324,8 @@ class QuickFixClient(fix.Application):  # type: ignore[misc]
                 if left <= 0:
                     raise AssertionError(
                         f"not {what} within {timeout:g} s; callback errors {self.record.errors}; "
-                        f"received {[r.msg_type for r in self.record.received][-20:]}; "
+                        f"received {[r.msg_type for r in self.record.received][-20:]}, the last: "
+                        f"{[r.text.replace(SOH, '|')[:300] for r in self.record.received[-2:]]}; "
                         f"event log:\n{self.events()[-3000:]}"
                     )
                 self.cond.wait(left)
@@ -367,11 +374,13 @@ class QuickFixClient(fix.Application):  # type: ignore[misc]
         subscription: str = "1",
         depth: int = 0,
         req_id: str | None = None,
+        view: str | None = None,
     ) -> str:
         """Send a MarketDataRequest (V) for bids and offers of ``symbols``; return its MDReqID.
 
         ``subscription``: SubscriptionRequestType 0 snapshot, 1 snapshot + updates, 2 unsubscribe
-        (then ``req_id`` is the request to end). Full refresh (MDUpdateType 0).
+        (then ``req_id`` is the request to end). Full refresh (MDUpdateType 0). ``view``: the
+        gateway's DFView (20000): book, bbo or liquidity (default: by MarketDepth).
         """
         req_id = req_id or self.next_req_id()
         message = fix44.MarketDataRequest()
@@ -379,6 +388,8 @@ class QuickFixClient(fix.Application):  # type: ignore[misc]
         message.setField(fix.SubscriptionRequestType(subscription))
         message.setField(fix.MarketDepth(depth))
         message.setField(fix.MDUpdateType(0))
+        if view is not None:
+            message.setField(fix.StringField(20000, view))
         for entry_type in ("0", "1"):
             types = fix44.MarketDataRequest.NoMDEntryTypes()
             types.setField(fix.MDEntryType(entry_type))

@@ -208,3 +208,39 @@ def test_heartbeats_and_test_request(gateway: Gateway, tmp_path: Path) -> None:
         client.request(["ethbtc"], subscription="2", depth=1, req_id=req)
         assert_quiet(client, req)
         finish(client, gateway)
+
+
+def test_liquidity_view(liquidity_gateway: Gateway, tmp_path: Path) -> None:
+    """DFView (20000) = liquidity: bands and fills in the entries, in the gateway's documented tags."""
+    gateway = liquidity_gateway
+    with session(gateway.fix_port, "QF-LIQ", tmp_path) as client:
+        req = client.request(["ethbtc"], subscription="1", depth=0, view="liquidity")
+        books = wait_snapshots(client, req, 3)
+        for s in books:
+            assert canonical(s.symbol) == "ethbtc", s
+            bands = [e for e in s.entries if e.band_bps is not None]
+            fills = [e for e in s.entries if e.fill_qty is not None]
+            assert bands and fills and len(bands) + len(fills) == len(s.entries), s
+            # Per side: one total per band (10 and 50 bps) and per fill quantity (1 and 10).
+            for side in ("0", "1"):
+                totals = [e for e in bands + fills if e.type == side and e.originator is None]
+                assert sorted(e.band_bps for e in totals if e.band_bps is not None) == [10, 50], s
+                assert sorted(e.fill_qty for e in totals if e.fill_qty is not None) == [1, 10], s
+            for e in s.entries:
+                assert e.type in ("0", "1") and math.isfinite(e.size) and e.size >= 0, s
+                assert e.originator is None or e.originator in VENUES, s
+            # A band's total (no originator) is the sum of its venues' parts.
+            for e in bands:
+                if e.originator is None:
+                    parts = [v.size for v in bands
+                             if v.originator and v.type == e.type and v.band_bps == e.band_bps]
+                    assert math.isclose(sum(parts), e.size, rel_tol=1e-9, abs_tol=1e-12), (e, s)
+            for e in fills:
+                if e.originator is None:
+                    assert e.size <= e.fill_qty * (1 + 1e-12), s
+                    assert e.fill_complete == ("Y" if math.isclose(e.size, e.fill_qty) else "N"), s
+                    if e.size > 0:  # an average price of what filled
+                        assert math.isfinite(e.price) and e.price > 0, s
+        client.request(["ethbtc"], subscription="2", depth=0, req_id=req)
+        assert_quiet(client, req)
+        finish(client, gateway)

@@ -5,7 +5,7 @@ side by side, medians of ``--rounds`` timing rounds (this 2-core VM drifts up
 to 2x between runs: compare the ratios, not the absolute figures).
 
 Cases, on a realistic 10+10-level MarketDataSnapshotFullRefresh (W) of three
-venues (~1.4 KB with the view sequence, times and venue states):
+venues (1.3 KB with the view sequence, times and venue states):
 
 * encode one W for one session: ``simplefix.FixMessage`` (append_pair per
   field, then ``encode()``), against ours (``mdcodec.encode_book`` then

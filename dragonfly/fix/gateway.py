@@ -54,6 +54,7 @@ from dragonfly.fix.mdcodec import (
 )
 from dragonfly.fix.session import FixSession, SessionConfig
 from dragonfly.serve.errors import ServeError
+from dragonfly.serve.grpc_service import is_loopback
 from dragonfly.topology.source import Catalog, ViewSource
 
 __all__ = ["DEFAULT_COMP_ID", "DEFAULT_FIX_PORT", "FixGateway", "FixGatewayConfig", "MdFeed"]
@@ -300,6 +301,13 @@ class FixGateway:
             ) from None
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("FIX gateway %s on %s:%d (CompID %s)", cfg.name, cfg.host, self.port, cfg.comp_id)
+        if not is_loopback(cfg.host):
+            log.warning(
+                "FIX gateway %s listens on %s, beyond loopback: FIX 4.4 has no encryption of its own and "
+                "Logon passwords travel in clear; keep it on a trusted network or behind a TLS terminator",
+                cfg.name,
+                cfg.host,
+            )
         return self.port
 
     async def stop(self) -> None:

@@ -202,12 +202,15 @@ class Record:
 class QuickFixClient(fix.Application):  # type: ignore[misc]
     """A QuickFIX initiator session to the gateway on ``port`` (see module doc)."""
 
-    def __init__(self, port: int, sender: str, workdir: Path, *, heartbeat: int = 30) -> None:
+    def __init__(
+        self, port: int, sender: str, workdir: Path, *, heartbeat: int = 30, reset_on_logon: bool = False
+    ) -> None:
         super().__init__()
         self.port = port
         self.sender = sender
         self.workdir = workdir
         self.heartbeat = heartbeat
+        self.reset_on_logon = reset_on_logon
         self.cond = threading.Condition()
         self.record = Record()
         self.session_id: fix.SessionID | None = None
@@ -280,6 +283,7 @@ class QuickFixClient(fix.Application):  # type: ignore[misc]
                 f"DataDictionary={gateway_dictionary(self.workdir / 'FIX44-dragonfly.xml')}",
                 f"FileLogPath={self.workdir}",
                 "LogoutTimeout=5",
+                f"ResetOnLogon={'Y' if self.reset_on_logon else 'N'}",
                 "[SESSION]",
                 "BeginString=FIX.4.4",
                 f"SenderCompID={self.sender}",
@@ -412,9 +416,24 @@ class QuickFixClient(fix.Application):  # type: ignore[misc]
         assert self.session_id is not None
         session = fix.Session.lookupSession(self.session_id)
         assert session is not None
+        with self.cond:
+            logouts, answers = self.record.logouts, sum(m.msg_type == "5" for m in self.record.received)
         session.logout("done")
-        self.wait(lambda r: r.logouts >= 1 and any(m.msg_type == "5" for m in r.received), timeout,
-                  "logged out (a Logout from the gateway, then onLogout)")
+        self.wait(
+            lambda r: r.logouts > logouts and sum(m.msg_type == "5" for m in r.received) > answers,
+            timeout,
+            "logged out (a Logout from the gateway, then onLogout)",
+        )
+
+    def logon_again(self, timeout: float = 10.0) -> None:
+        """Log the same QuickFIX session on again (after :meth:`logout`) and wait for it."""
+        assert self.session_id is not None
+        session = fix.Session.lookupSession(self.session_id)
+        assert session is not None
+        with self.cond:
+            logons = self.record.logons
+        session.logon()
+        self.wait(lambda r: r.logons > logons, timeout, "logged on again")
 
     def rejects(self) -> list[Raw]:
         """Session Rejects (3) and BusinessMessageRejects (j), either way."""
@@ -434,9 +453,11 @@ class QuickFixClient(fix.Application):  # type: ignore[misc]
 
 
 @contextlib.contextmanager
-def session(port: int, sender: str, workdir: Path, *, heartbeat: int = 30) -> Iterator[QuickFixClient]:
+def session(
+    port: int, sender: str, workdir: Path, *, heartbeat: int = 30, reset_on_logon: bool = False
+) -> Iterator[QuickFixClient]:
     """A logged-on client that is always stopped afterwards."""
-    client = QuickFixClient(port, sender, workdir, heartbeat=heartbeat)
+    client = QuickFixClient(port, sender, workdir, heartbeat=heartbeat, reset_on_logon=reset_on_logon)
     try:
         client.start()
         yield client

@@ -282,3 +282,48 @@ def test_log_on_again_with_sequence_numbers_kept(gateway: Gateway, tmp_path: Pat
         client.logout()
         assert client.record.logons == 2
         assert client.problems() == []
+
+
+def test_market_depth_n(gateway: Gateway, tmp_path: Path) -> None:
+    """MarketDepth N (1 < N < the served depth): the merged book's top N levels a side."""
+    with session(gateway.fix_port, "QF-DEPTH5", tmp_path) as client:
+        req = client.request(["ethbtc"], subscription="1", depth=5)
+        books = wait_snapshots(client, req, 3)
+        for s in books:
+            assert_sane(s, 5)
+        assert max(len(s.bids) for s in books) == 5 and max(len(s.asks) for s in books) == 5
+        too_deep = client.request(["ethbtc"], subscription="1", depth=DEPTH + 1)
+        client.wait(lambda r: any(m.msg_type == "Y" and m.get(262) == too_deep for m in r.received), 5.0,
+                    "a MarketDataRequestReject for a MarketDepth deeper than served")
+        (reject,) = [m for m in client.received("Y") if m.get(262) == too_deep]
+        assert reject.get(281) == "5", reject.text  # MDReqRejReason 5: unsupported MarketDepth
+        client.request(["ethbtc"], subscription="2", depth=5, req_id=req)
+        assert_quiet(client, req)
+        finish(client, gateway)
+
+
+def test_a_message_the_gateway_does_not_serve_gets_a_reject_quickfix_accepts(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """An application message other than V: a session Reject (373=11, RefMsgType); the session lives on."""
+    import quickfix as fix  # type: ignore[import-untyped]
+    import quickfix44 as fix44  # type: ignore[import-untyped]
+
+    with session(gateway.fix_port, "QF-OTHER", tmp_path) as client:
+        message = fix44.SecurityListRequest()
+        message.setField(fix.SecurityReqID("sl-1"))
+        message.setField(fix.SecurityListRequestType(4))
+        client.send(message)
+        client.wait(lambda r: any(m.msg_type == "3" for m in r.received), 5.0, "a session Reject")
+        (reject,) = client.received("3")
+        assert reject.get(372) == "x" and reject.get(373) == "11", reject.text
+        assert reject.get(45) == client.sent("x")[0].get(34), reject.text
+        assert reject.get(58), reject.text
+        client.test_request("after-x")
+        client.wait(lambda r: any(m.msg_type == "0" and m.get(112) == "after-x" for m in r.received), 5.0,
+                    "the Heartbeat answering TestRequest after-x")
+        client.logout()
+        # That Reject is the only problem: QuickFIX accepted it and nothing else was refused.
+        assert [p for p in client.problems() if "|35=3|" not in p] == []
+        assert len(client.rejects()) == 1
+        gateway.check_healthy()

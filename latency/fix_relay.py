@@ -48,6 +48,18 @@ _time_ns = time.time_ns
 
 #: The levels a side of the template book (dragonfly's default depth).
 DEPTH: Final = 10
+#: The template book's times (2026-01-01, ns): fixed, so it encodes the same every time.
+_T0: Final = 1_767_225_600_000_000_000
+
+
+def template_book(depth: int = DEPTH) -> MergedBook:
+    """The book of :func:`template`: :func:`latency.relay.template`'s, both venues live in the merge."""
+    venues = ("binance", "bitstamp")
+    bids = tuple(MergedLevel(venues[i % 2], 0.05 - i * 1e-5, 1.23456789 + i) for i in range(depth))
+    asks = tuple(MergedLevel(venues[(i + 1) % 2], 0.05001 + i * 1e-5, 2.3456789 + i) for i in range(depth))
+    now = _T0
+    states = tuple(VenueState(v, True, int(VenueStatus.LIVE), now, 1_000_000, 1) for v in venues)
+    return MergedBook("ethbtc", asks[0].price - bids[0].price, bids, asks, 1, now, now, "binance", 1, states)
 
 
 def template(depth: int = DEPTH) -> tuple[bytes, bytes]:
@@ -55,16 +67,9 @@ def template(depth: int = DEPTH) -> tuple[bytes, bytes]:
 
     Returns (the entries, ending where the stamps start; the venues' states
     after them): the gateway's encoder (:func:`dragonfly.fix.mdcodec.encode_book`)
-    on the book :func:`latency.relay.template` encodes for gRPC, with both
-    venues live in the merge.
+    on :func:`template_book`.
     """
-    venues = ("binance", "bitstamp")
-    bids = tuple(MergedLevel(venues[i % 2], 0.05 - i * 1e-5, 1.23456789 + i) for i in range(depth))
-    asks = tuple(MergedLevel(venues[(i + 1) % 2], 0.05001 + i * 1e-5, 2.3456789 + i) for i in range(depth))
-    now = time.time_ns()
-    states = tuple(VenueState(v, True, int(VenueStatus.LIVE), now, 1_000_000, 1) for v in venues)
-    book = MergedBook("ethbtc", asks[0].price - bids[0].price, bids, asks, 1, now, now, "binance", 1, states)
-    tail = encode_book(book).tail
+    tail = encode_book(template_book(depth)).tail
     stamps = tail.index(b"\x0120001=") + 1
     after = tail.index(b"\x0120010=") + 1
     return tail[:stamps], tail[after:]
@@ -92,18 +97,21 @@ class FixRelay:
         """How the source venue is written into a W."""
         return field(StampTags.source_venue, venue)
 
+    def stamped(self, venue_field: bytes, frame: int, recv_ns: int, publish_ns: int) -> tuple[bytes, int]:
+        """The shared part of a W of the template with these stamps, and its byte sum."""
+        stamps = b"".join(
+            (
+                self._seq_tag, b"%d" % self.sequence, self._publish_tag, b"%d" % publish_ns,
+                self._recv_tag, b"%d\x01" % recv_ns, venue_field, self._frame_tag, b"%d\x01" % frame,
+            )
+        )  # fmt: skip
+        return b"".join((self.entries, stamps, self.states)), byte_sum(stamps) + self.fixed_sum
+
     def publish(self, venue_field: bytes, frame: int, recv_ns: int) -> None:
         """Publish the template stamped for ``frame`` of a venue to every subscribed session (hot path)."""
         self.sequence += 1
         self.frames += 1
-        stamps = b"".join(
-            (
-                self._seq_tag, b"%d" % self.sequence, self._publish_tag, b"%d" % _time_ns(),
-                self._recv_tag, b"%d\x01" % recv_ns, venue_field, self._frame_tag, b"%d\x01" % frame,
-            )
-        )  # fmt: skip
-        tail = b"".join((self.entries, stamps, self.states))
-        tail_sum = byte_sum(stamps) + self.fixed_sum
+        tail, tail_sum = self.stamped(venue_field, frame, recv_ns, _time_ns())
         pending = self.pending
         for session, head in self.sessions.items():
             if session.writable:
@@ -130,6 +138,7 @@ class FixRelay:
             session.send(b"Y", [(262, req_id), (281, 4), (58, text)])
 
     def on_writable(self, session: FixSession) -> None:
+        # Called as the transport drains, before any later publish: a pending W never outlives it.
         waiting = self.pending.pop(session, None)
         head = self.sessions.get(session)
         if waiting is not None and head is not None:

@@ -1,22 +1,33 @@
 """Scale: many instruments and views on shared venue connections, cost per frame and memory.
 
     python -m latency.scale [--venues binance,bitstamp,...] [--instruments 20] [--rate 20000]
-        [--seconds 20] [--warmup 3] [--scenarios a,b,c] [--a-rate FRAMES_PER_S] [--sim-procs N]
-        [--profile] [--no-pin] [--out results/scale.json] [--quick]
+        [--seconds 20] [--warmup 3] [--scenarios a,b,c] [--a-rate FRAMES_PER_S]
+        [--source replay|sim] [--cache-dir DIR] [--gen-procs N] [--sim-procs N]
+        [--profile] [--profile-top N] [--no-pin] [--out results/scale.json] [--quick]
 
-The simulator runs in a child process (its CPU is not counted) with every
+The frame source runs in a child process (its CPU is not counted) with every
 instrument listed and one publish period for every stream, chosen so that
-venues x instruments streams give ``--rate`` frames/s in all. Each scenario
+venues x instruments streams give ``--rate`` frames/s in all. It is, with
+``--source replay`` (the default), :mod:`latency.scale_source`: the
+synthetic market pre-generated (the simulator's own venue servers and
+encoders, every venue's diff channel, the subscribe/ack/snapshot flow
+intact) and served from pre-encoded bytes, which reaches 20k frames/s on one
+core; generation costs ~0.5 ms per book and round, once (``--cache-dir``
+keeps it for the next run), and a fresh source serves each scenario (a
+channel's stream starts at its first subscription). ``--source sim`` is the
+live simulator (:mod:`dragonfly.sim`), shared by the scenarios, which steps
+its market as it serves (a few thousand frames/s at most). Each scenario
 runs a :class:`~dragonfly.topology.hub.Hub` in a fresh child process of its
 own on uvloop (a clean RSS and CPU account; with two cores or more the
-simulator and the hub are pinned to different cores), all against the same
-simulator, one after the other:
+source and the hub are pinned to different cores), one after the other:
 
 - ``a``: 1 instrument x the venues, one ``book`` aggregator (depth 10), a sink on it;
 - ``b``: every instrument x the venues, ``book`` (depth 10), ``bbo`` and
   ``liquidity`` (depth 50, 4 bands, 3 quantities), a sink on each;
 - ``c``: the hub of ``b`` with only the ``book`` sink attached (the
-  others are declared but unread, hence detached).
+  others are declared but unread, hence detached);
+- ``d`` and ``e`` (not run by default): ``b`` with ``book`` and ``bbo``
+  only, and with ``book`` and ``liquidity`` only: ``b``'s cost split by kind.
 
 Scenario ``a`` reads one stream per venue at the same period as every
 stream of ``b``: each book updates as often in both, ``a`` just has 1/N of
@@ -25,21 +36,22 @@ simulator of its own instead, listing that one instrument at ``R`` frames/s
 in all, so that its cost per frame is taken at a frame rate like ``b``'s
 (at a low rate the loop's fixed cost per wake-up is spread over few frames).
 
-The simulator's synthetic market costs ~0.1 ms of its CPU per book step, so
-one simulator process serves a few thousand frames/s, not 20k: compare
-``frames_per_s`` with ``target_frames_per_s`` and look at ``sim_cpu_util``
-(near 1.0: the simulator is the limit). ``--sim-procs N`` deals the venues
-among N simulator processes, for a machine with the cores to run them.
+Compare ``frames_per_s`` with ``target_frames_per_s`` and look at
+``sim_cpu_util``, the source's share of a core (near 1.0: the source is the
+limit, as the live simulator is beyond a few thousand frames/s).
+``--sim-procs N`` deals the venues among N source processes.
 
 Per scenario, over a window of ``--seconds`` after the books are synced
 and ``--warmup`` more seconds: frames/s received (the listeners' ``frames``
 counters, per venue too), process CPU (``time.process_time``) per frame in
 µs and as a share of one core, tick-to-queue (``publish_ns - recv_ns`` of
 every view a sink got) p50/p99 per aggregator kind, views/s per kind, RSS
-before the hub is built and after warm-up, MB per book; and the simulator
-process's share of a core over the same window (near 1.0: the simulator, not
-the hub, limits the rate). ``--profile`` adds a profiled run of ``b`` and
-prints its top 10 functions by own time (its numbers are not in the table).
+before the hub is built and after warm-up, MB per book; the diff books'
+counters (snapshots, gaps, resyncs, bad checksums, ...) over the window and
+since the start (``sync_window``, ``sync_total``); and the source
+process's share of a core over the same window. ``--profile`` adds a
+profiled run of ``b`` and prints its top functions by own time (its numbers
+are not in the table).
 """
 
 from __future__ import annotations
@@ -111,6 +123,9 @@ SCENARIO = {
     "a": Scenario("a", False, ("book",), ("book",)),
     "b": Scenario("b", True, KINDS, KINDS),
     "c": Scenario("c", True, KINDS, ("book",)),
+    # Not run by default: b's cost split by kind.
+    "d": Scenario("d", True, ("book", "bbo"), ("book", "bbo")),
+    "e": Scenario("e", True, ("book", "liquidity"), ("book", "liquidity")),
 }
 
 
@@ -354,7 +369,8 @@ def _worker(name: str, args: argparse.Namespace, urls: dict[str, tuple[str, str]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
     if profile:
-        cmd += ["--profile-run"]
+        cmd += ["--profile-run", "--profile-top", str(args.profile_top)]
+
     timeout = args.seconds + args.warmup + 120
     done = subprocess.run(cmd, timeout=timeout, capture_output=True, text=True)
     if done.returncode != 0 or not out.exists():
@@ -563,7 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=20_000.0, help="total frames/s to offer (default 20000)")
     p.add_argument("--seconds", type=float, default=20.0, help="measurement window per scenario")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds after every book is synced")
-    p.add_argument("--scenarios", type=_csv, default=list(SCENARIOS), help="of a,b,c (default: all)")
+    p.add_argument("--scenarios", type=_csv, default=list(SCENARIOS),
+                   help="of a,b,c,d,e (default a,b,c; d: book+bbo, e: book+liquidity: b split by kind)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--a-rate", type=float, default=None,
                    help="frames/s for scenario a from a simulator of its own (default: every "
@@ -584,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("results/scale.json"))
     p.add_argument("--quick", action="store_true", help="2 venues x 2 instruments, 2 s windows (a smoke run)")
     # Internal: one scenario in this process.
-    p.add_argument("--worker", choices=SCENARIOS, help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=list(SCENARIO), help=argparse.SUPPRESS)
     p.add_argument("--urls", help=argparse.SUPPRESS)
     p.add_argument("--instrument-names", type=_csv, help=argparse.SUPPRESS)
     p.add_argument("--period", type=float, help=argparse.SUPPRESS)
@@ -592,7 +609,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker-out", help=argparse.SUPPRESS)
     p.add_argument("--cpu", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--profile-run", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--profile-top", type=int, default=10, help=argparse.SUPPRESS)
+
+    p.add_argument("--profile-top", type=int, default=25, help="functions --profile prints (default 25)")
     return p
 
 
@@ -615,9 +633,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--venues: unknown venue {unknown[0]!r} (choose from {', '.join(VENUES)})")
     if not 1 <= args.instruments <= len(INSTRUMENTS):
         parser.error(f"--instruments: must be 1..{len(INSTRUMENTS)}")
-    bad = [s for s in args.scenarios if s not in SCENARIOS]
+    bad = [s for s in args.scenarios if s not in SCENARIO]
     if bad or not args.scenarios:
-        parser.error(f"--scenarios: choose from {', '.join(SCENARIOS)}")
+        parser.error(f"--scenarios: choose from {', '.join(SCENARIO)}")
     if not args.rate > 0 or not args.seconds > 0 or args.warmup < 0:
         parser.error("--rate and --seconds must be positive, --warmup >= 0")
     args.instrument_names = list(INSTRUMENTS[: args.instruments])

@@ -229,7 +229,7 @@ def check_quantities(quantities: Sequence[float], what: str = "quantities") -> t
 
 #: One venue side as read: (the side, sort keys ascending, prefix sums of
 #: amounts, prefix sums of price * amount); the prefix lists start with 0.0.
-_Depth = tuple[Side, list[float], list[float], list[float]]
+_Depth = tuple[Side, Sequence[float], list[float], list[float]]
 
 _price = itemgetter(0)
 _amount = itemgetter(1)
@@ -245,12 +245,12 @@ class _Venues:
 
     __slots__ = ("amounts", "keys", "names", "notionals", "sides")
 
-    def __init__(self, names: list[str], depths: list[_Depth]) -> None:
-        self.names = names
-        self.sides: list[Side] = [depth[0] for depth in depths]
-        self.keys: list[list[float]] = [depth[1] for depth in depths]
-        self.amounts: list[list[float]] = [depth[2] for depth in depths]
-        self.notionals: list[list[float]] = [depth[3] for depth in depths]
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.sides: list[Side] = []
+        self.keys: list[Sequence[float]] = []
+        self.amounts: list[list[float]] = []
+        self.notionals: list[list[float]] = []
 
 
 class SideCache:
@@ -270,24 +270,25 @@ class SideCache:
     def read(self, runs: Sequence[tuple[str, Side]]) -> _Venues:
         """The venues of ``runs`` with a non-empty side, in the runs' order, each side read."""
         entries = self.entries
-        names: list[str] = []
-        depths: list[_Depth] = []
+        out = _Venues()
         for name, side in runs:
             if side:
                 depth = entries.get(name)
                 if depth is None or depth[0] is not side:
                     depth = entries[name] = self._read(side)
-                names.append(name)
-                depths.append(depth)
-        return _Venues(names, depths)
+                out.names.append(name)
+                out.sides.append(side)
+                out.keys.append(depth[1])
+                out.amounts.append(depth[2])
+                out.notionals.append(depth[3])
+        return out
 
     def _read(self, side: Side) -> _Depth:
-        prices = list(map(_price, side))
-        amounts = list(map(_amount, side))
-        keys = list(map(neg, prices)) if self.bids else prices
+        # One C pass splits the levels; an ask's keys are its prices (a tuple: bisect reads it).
+        prices, amounts = zip(*side, strict=True)
         return (
             side,
-            keys,
+            list(map(neg, prices)) if self.bids else prices,
             list(accumulate(amounts, initial=0.0)),
             list(accumulate(map(mul, prices, amounts), initial=0.0)),
         )

@@ -42,6 +42,8 @@ def test_quick_run_reports_every_field(tmp_path: Path, capsys: pytest.CaptureFix
         assert s["rss_before_mb"] > 0 and s["rss_warm_mb"] > 0
         assert math.isfinite(s["mb_per_book"])
         assert s["rejected"] == {} and s["unsynced"] == []
+        assert s["sync_window"]["gaps"] == s["sync_window"]["resyncs"] == 0, s["sync_window"]
+        assert s["sync_total"]["snapshots"] >= s["books"]
         assert set(s["kinds"]) == set(sc.sinks) and set(sc.sinks) <= set(KINDS)
         for kind in s["kinds"].values():
             assert kind["views"] > 0 and kind["views_per_s"] > 0

@@ -319,7 +319,7 @@ def context(sub_window: int | None = DEFAULT_WINDOW_BYTES, alternations: int = 1
         f"({platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores), Python {platform.python_version()}. Generator, server and subscribers "
         "are three processes sharing these cores: read CPU columns with that in mind. "
-        f"Subscribers of the cells read with {window} (HTTP/2 flow control), those of the capacity "
+        f"gRPC subscribers of the cells read with {window} (HTTP/2 flow control), those of the capacity "
         f"search with grpc's.{turns}"
     )
 

@@ -247,7 +247,11 @@ def markdown(
         "percentiles). `t2q`: engine receive -> merged bytes queued (`publish_ns - recv_ns`); `in`: "
         "generator send -> server receive; `out`: server publish -> subscriber receive; `stale p99`: "
         "time until each sent frame is reflected at a fast subscriber; `deliv%`: worst fast "
-        "subscriber's share of published updates; cpu: share of one core over the window.",
+        "subscriber's share of published updates; cpu: share of one core over the window. "
+        "`-fix` systems: dragonfly's FIX gateway and the null FIX relay, read by FIX clients; there "
+        "dragonfly's `publish_ns` is the view's DFPublishNs (20002: when the aggregator made it, "
+        "before the W is encoded), so its `t2q` is the book work alone and its `out` includes the "
+        "W's encoding.",
         "",
         "## dragonfly / relay (the transport floor), same run, alternating",
         "",

@@ -318,6 +318,8 @@ class L2Book:
 
     def top(self, n: int) -> tuple[Side, Side]:
         """The best ``n`` levels of each side as float ``(price, amount)`` pairs (hot path)."""
+        if _top_levels is not None:  # the C reads without two more Python frames
+            return _top_levels(self.bids, n), _top_levels(self.asks, n)
         return self.top_bids(n), self.top_asks(n)
 
     def top_bids(self, n: int) -> Side:

@@ -640,8 +640,10 @@ class DiffListener:
 
     def _validate(self, sync: SymbolSync, checksum: int | None, hit: int = BOTH) -> bool:
         book = sync.book
-        if self._truncate is not None:
-            book.truncate(self._truncate)
+        depth = self._truncate
+        # Mostly nothing is cut: the sizes are tested here, without a call.
+        if depth is not None and (len(book.bids) > depth or len(book.asks) > depth):
+            book.truncate(depth)
         if checksum is not None and self._checksum is not None:
             if self._checksum(book) != checksum:
                 sync.stats.checksums_bad += 1

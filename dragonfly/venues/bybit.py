@@ -120,7 +120,9 @@ def make_decoder() -> DiffDecoder:
     decode_message = msgspec.json.Decoder(_Message, strict=False).decode
 
     def decode(payload: bytes) -> Sequence[Event] | None:
-        if b'"topic"' not in payload or b'"orderbook.' not in payload:
+        # find, not `in`: bytes.__contains__ first tries the needle as an int
+        # and raises and clears a TypeError (~60 ns a test here).
+        if payload.find(b'"topic"') < 0 or payload.find(b'"orderbook.') < 0:
             return None  # an op response (subscribe, pong) or another topic's data
         try:
             msg = decode_message(payload)

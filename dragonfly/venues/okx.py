@@ -166,7 +166,9 @@ def make_diff_decoder() -> DiffDecoder:
 
     def decode(payload: bytes) -> Sequence[Event] | None:
         # Cheap byte tests first: pong, acks/errors (``event``) and other channels.
-        if b'"books"' not in payload or b'"event"' in payload:
+        # find, not `in`: bytes.__contains__ first tries the needle as an int
+        # and raises and clears a TypeError (~60 ns a test here).
+        if payload.find(b'"books"') < 0 or payload.find(b'"event"') >= 0:
             return None
         try:
             push = decode_push(payload)

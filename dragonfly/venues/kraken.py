@@ -19,6 +19,10 @@ msgspec decoder per connection, which checks in C that every level is an array
 of strings. The levels are kept as the venue's strings, which the checksum needs;
 the CRC32 runs over them in C (:mod:`dragonfly.core.checksum`): building the
 string in Python took ~4 of a ~11 µs update, measured side by side against cryptofeed.
+A one-part update (nearly every frame) first tries a typed shape, and its level
+arrays go to the book as decoded (the C apply reads their first two strings);
+anything else takes the general decode. Lazy pysimdjson, measured against it on
+the recorded frames (timeit, side by side), took 1.4x the time.
 
 Liveness (Kraken "heartbeat" doc): the server sends ``{"event":"heartbeat"}``
 when a connection has had no subscription traffic for about a second, so

@@ -27,6 +27,14 @@ sequence ids are then the only guard, which the continuity rule applies.
 
 Parsing: one typed msgspec decoder per connection; levels stay the venue's
 strings, which the checksum needs (a CRC32 in C: :mod:`dragonfly.core.checksum`).
+Each level array goes to the book as decoded (the book's C apply reads its
+first two strings). Measured on the recorded updates (issue 15): ~80 µs of a
+message went to ``SortedDict`` inserts and removes in Python frames (now C,
+:mod:`dragonfly.core.book`) and to copying levels into tuples; the
+per-message path fell from ~379k to ~193k instructions (callgrind). Lazy
+pysimdjson was measured against the typed decode: every level of an update is
+applied, so nothing is skipped, and reading them out took 1.3x the time
+(timeit, side by side).
 
 Liveness: updates come only on change (every 100 ms at most) and the
 per-instrument keep-alive after ~60 s of none: a book nothing proved current

@@ -159,9 +159,9 @@ def _optional(group: fix.FieldMap, tag: int) -> str | None:
 def _snapshot(message: fix.Message) -> Snapshot:
     """Read a W through QuickFIX's own group API (the message is parsed with the dictionary)."""
     count = int(message.getField(268))
-    group = fix44.MarketDataSnapshotFullRefresh.NoMDEntries()
     entries = []
     for i in range(1, count + 1):
+        group = fix44.MarketDataSnapshotFullRefresh.NoMDEntries()  # fresh: no field of the last entry
         message.getGroup(i, group)
         entries.append(
             Entry(

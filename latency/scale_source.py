@@ -190,10 +190,14 @@ def load_or_generate(cache: Path | None, venues: Sequence[str], instruments: Seq
     """
     params = {"venues": list(venues), "instruments": list(instruments), "period": period, "seed": seed}
     if cache is not None and cache.exists():
-        with cache.open("rb") as f:
-            saved_params, saved_rounds, saved = pickle.load(f)  # our own file
-        if saved_params == params and saved_rounds >= rounds:
-            return cast(dict[str, VenueCapture], saved)
+        try:
+            with cache.open("rb") as f:
+                saved_params, saved_rounds, saved = pickle.load(f)  # our own file
+        except (OSError, EOFError, ValueError, AttributeError, pickle.UnpicklingError) as exc:
+            log(f"{cache}: not reused ({exc})")
+        else:
+            if saved_params == params and saved_rounds >= rounds:
+                return cast(dict[str, VenueCapture], saved)
     start_ns = time.time_ns()
     groups = [list(venues[i::procs]) for i in range(min(procs, len(venues)))]
     if len(groups) == 1:
@@ -408,4 +412,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, so that the cache pickles latency.scale_source classes
+    # (not __main__ ones, which no other process could load).
+    from latency.scale_source import main as _main
+
+    sys.exit(_main())

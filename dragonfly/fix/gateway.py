@@ -42,6 +42,7 @@ from typing import Any, Final
 from dragonfly.core.errors import ConfigError, NotFoundError
 from dragonfly.fix.codec import FixMessage, field
 from dragonfly.fix.mdcodec import (
+    REJ_BANDWIDTH,
     REJ_DUPLICATE_ID,
     REJ_MARKET_DEPTH,
     REJ_UNKNOWN_SYMBOL,
@@ -87,6 +88,8 @@ class FixGatewayConfig:
     inputs: tuple[str, ...] = ()
     max_sessions: int = 256
     max_subscriptions: int = 100
+    #: Snapshots (263=0) a session may ask for, instruments a second (bursts up to as many).
+    snapshot_rate: int = 20
 
     def session_config(self) -> SessionConfig:
         """The acceptor session settings of this service."""
@@ -162,10 +165,13 @@ class MdFeed:
 class _Client:
     """The SessionHandler of one client session: its subscriptions and their slots."""
 
-    __slots__ = ("dirty", "gateway", "session", "subscriptions")
+    __slots__ = ("dirty", "gateway", "session", "snapshot_at", "snapshot_tokens", "subscriptions")
 
     def __init__(self, gateway: FixGateway) -> None:
         self.gateway = gateway
+        #: Snapshot budget (a token bucket of instruments): each is a view made now, not shared.
+        self.snapshot_tokens = float(gateway.config.snapshot_rate)
+        self.snapshot_at = 0.0
         self.session: FixSession | None = None
         #: MDReqID -> that subscription's slots (one per instrument).
         self.subscriptions: dict[str, list[_Slot]] = {}
@@ -385,6 +391,17 @@ class FixGateway:
                     f"{source.instrument}: ask for 2 to {source.depth}, 1 (top of book) or 0 (all)",
                 )
         if request.subscription == 0:
+            now = asyncio.get_running_loop().time()
+            rate = self.config.snapshot_rate
+            client.snapshot_tokens = min(rate, client.snapshot_tokens + (now - client.snapshot_at) * rate)
+            client.snapshot_at = now
+            if client.snapshot_tokens < len(targets):
+                raise MdRejectError(
+                    REJ_BANDWIDTH,
+                    f"too many snapshots: at most {rate} instruments a second a session; "
+                    "subscribe (263=1) to follow a book",
+                )
+            client.snapshot_tokens -= len(targets)
             for spelling, source in targets:
                 encode = encoder_for(request.view, request.depth, 0, request.entry_types)
                 update = encode(source.current())

@@ -76,6 +76,7 @@ MAX_SYMBOLS: Final = 100
 # MDReqRejReason (281).
 REJ_UNKNOWN_SYMBOL: Final = "0"
 REJ_DUPLICATE_ID: Final = "1"
+REJ_BANDWIDTH: Final = "2"
 REJ_SUBSCRIPTION_TYPE: Final = "4"
 REJ_MARKET_DEPTH: Final = "5"
 REJ_UPDATE_TYPE: Final = "6"

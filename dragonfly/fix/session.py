@@ -60,9 +60,12 @@ Session rules (both roles; written for a market-data session, nothing stored):
 - Slow readers: the transport's write buffer has a high-water mark
   (``write_high``); ``writable`` turns false above it and ``on_writable`` fires
   below ``write_low``. The owner sends application data only while
-  ``writable``. Session messages are always written, but if the buffer ever
-  holds more than ``write_limit`` bytes the peer is not reading: the
-  connection is closed, so no peer can grow our memory without bound.
+  ``writable``. While not writable the session also stops reading and handling
+  the peer's messages (backpressure: a peer that floods requests without reading
+  the answers gets at most a write buffer of them). Session messages are
+  always written, but if the buffer ever holds more than ``write_limit`` bytes
+  the peer is not reading: the connection is closed, so no peer can grow our
+  memory without bound.
 - A Logout (5) received is answered with a Logout and the connection closes;
   ``logout(text)`` sends one and closes when the answer comes or after
   ``logout_timeout_s``.
@@ -130,6 +133,9 @@ class SessionConfig:
     write_limit: int = 4 * 1024 * 1024
     #: Messages held while a gap is being filled (more: the session ends).
     max_held: int = 1000
+    #: Split a message's fields only when first asked for (``FixReader(lazy=True)``):
+    #: for a reader of large messages it needs a few fields of (a FIX venue's W).
+    lazy_fields: bool = False
 
     def __post_init__(self) -> None:
         if not self.sender_comp_id or SOH.decode() in self.sender_comp_id:
@@ -185,7 +191,7 @@ class FixSession(asyncio.Protocol):
         self.close_reason: str | None = None
         self.peername: str = "?"
         self._state = _AWAIT_LOGON
-        self._reader = FixReader(config.max_message)
+        self._reader = FixReader(config.max_message, lazy=config.lazy_fields)
         self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
@@ -196,6 +202,7 @@ class FixSession(asyncio.Protocol):
         self._resend_target: int | None = None  # the gap we asked for ends below this number
         self._held: dict[int, FixMessage] = {}
         self._reset_requested = False
+        self._reading_paused = False
         # Precomputed header bytes between MsgType and MsgSeqNum.
         self._comp_head = b""
         #: Optional hooks (a venue's initiator sets them): ``on_admin(msg)`` after each
@@ -258,19 +265,36 @@ class FixSession(asyncio.Protocol):
         self.writable = False
         if self.write_buffer_size > self.config.write_limit:
             self.close(f"peer not reading: {self.write_buffer_size} bytes unsent")
+            return
+        # Backpressure: take no more requests from a peer that does not read the answers,
+        # so a flood of requests costs at most a write buffer of answers (and their work).
+        t = self._transport
+        if t is not None and not t.is_closing() and not self._reading_paused:
+            self._reading_paused = True
+            t.pause_reading()
 
     def resume_writing(self) -> None:
         self.writable = True
+        if self._reading_paused and self._state != _CLOSED:
+            self._reading_paused = False
+            t = self._transport
+            if t is not None and not t.is_closing():
+                t.resume_reading()
+            self._process()  # what was read before the pause
         if self._state == _ACTIVE:
             self.handler.on_writable(self)
 
     def data_received(self, data: bytes) -> None:
         if self._state == _CLOSED:
             return
-        reader = self._reader
-        reader.feed(data)
+        self._reader.feed(data)
         self._last_recv = self._loop.time()
-        while self._state != _CLOSED:
+        self._process()
+
+    def _process(self) -> None:
+        """Handle the messages read, until none is whole or the peer stops reading our answers."""
+        reader = self._reader
+        while self._state != _CLOSED and self.writable:
             try:
                 msg = reader.next()
             except GarbledError as exc:

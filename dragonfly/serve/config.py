@@ -658,7 +658,7 @@ def _fix_services(topo: TopologyFile | None, args: argparse.Namespace) -> list[F
         if svc.kind != "fix":
             continue
         o = svc.options
-        limits = {k: o[k] for k in ("max_sessions", "max_subscriptions") if k in o}
+        limits = {k: o[k] for k in ("max_sessions", "max_subscriptions", "snapshot_rate") if k in o}
         out.append(
             _fix_gateway(
                 f"{topo.path if topo else ''}: services.{svc.name}.",

@@ -50,7 +50,7 @@ Keys (every one optional except ``instruments``)::
     comp_id = "DRAGONFLY"  accept_comp_ids = ["DESK1"]   # default: any client CompID
     heartbeat_min = 1  heartbeat_max = 300   # the HeartBtInt a client may ask for, seconds
     username = ".."  password_file = ".."    # required in Logon when given
-    max_sessions = 256  max_subscriptions = 100
+    max_sessions = 256  max_subscriptions = 100  snapshot_rate = 20
 """
 
 from __future__ import annotations
@@ -215,7 +215,8 @@ _AGGREGATOR = ("kind", "instruments", "venues", "depth", "bands_bps", "quantitie
 _SERVICE = ("kind", "host", "port", "inputs", "queue", "max_lag_ms", "tls_cert", "tls_key", "token_file",
             "max_streams", "max_streams_per_connection", "write_timeout", "handshake_timeout", "idle_timeout")
 _FIX_SERVICE = ("kind", "host", "port", "inputs", "comp_id", "accept_comp_ids", "heartbeat_min",
-                "heartbeat_max", "username", "password_file", "max_sessions", "max_subscriptions")
+                "heartbeat_max", "username", "password_file", "max_sessions", "max_subscriptions",
+                "snapshot_rate")
 
 
 def load_topology(path: str | Path) -> TopologyFile:
@@ -360,6 +361,7 @@ def _fix_service(r: _Reader, base: Path | None) -> dict[str, Any]:
         ("password_file", _file(r.text("password_file"), base)),
         ("max_sessions", r.integer("max_sessions", 1, 100_000)),
         ("max_subscriptions", r.integer("max_subscriptions", 1, 100_000)),
+        ("snapshot_rate", r.integer("snapshot_rate", 1, 100_000)),
     ):
         if value is not None:
             options[key] = value

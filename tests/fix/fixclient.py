@@ -100,6 +100,9 @@ class FixClient:
             got.append(msg)
 
     async def close(self) -> None:
+        """Close; drop what is still unsent (a peer that stopped reading) instead of waiting."""
+        if self.writer.transport.get_write_buffer_size():
+            self.writer.transport.abort()
         self.writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await self.writer.wait_closed()
+        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+            await asyncio.wait_for(self.writer.wait_closed(), 2)

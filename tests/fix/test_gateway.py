@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
@@ -391,3 +392,47 @@ def test_tiny_and_huge_figures_are_written_without_an_exponent() -> None:
         b"9999999999999998.0",
     ]
     assert [float(v) for v in values] == [1.5e-8, 2.5e20, 1e-4, 1e16, 0.00012345, 9999999999999998.0]
+
+
+async def test_snapshots_are_rate_limited_per_session() -> None:
+    async with gateway(snapshot_rate=5) as gw:
+        client = await gw.client()
+        for i in range(8):
+            await client.send("V", request(f"s{i}", sub=0))
+        got = [await client.expect("W", skip=("0", "Y")) for _ in range(5)]
+        assert [m.get(262) for m in got] == [b"s0", b"s1", b"s2", b"s3", b"s4"]
+        reject = await client.expect("Y")
+        assert reject.get(281) == b"2" and b"at most 5 instruments a second" in (reject.get(58) or b"")
+
+
+async def test_a_peer_flooding_requests_without_reading_is_held_back_not_buffered() -> None:
+    async with gateway() as gw:
+        flood = await gw.client("FLOOD")
+        other = await gw.client("OTHER")
+        (session,) = [
+            c.session for c in gw.gateway._clients if c.session and c.session.peer_comp_id == "FLOOD"
+        ]
+        assert session is not None
+        sock = flood.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+
+        async def send_forever() -> None:
+            while True:
+                flood.writer.write(b"".join(flood.build("1", [(112, "x" * 1000)]) for _ in range(500)))
+                await flood.writer.drain()
+
+        sender = asyncio.create_task(send_forever())
+        try:
+            # The gateway stops reading FLOOD once its answers fill the write buffer ...
+            async with asyncio.timeout(10):
+                while session.writable:
+                    await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)
+            assert not session.closed and session.write_buffer_size < 2 * session.config.write_high
+            # ... and everyone else is served meanwhile.
+            await other.send("1", [(112, "still served")])
+            assert (await other.expect("0")).get(112) == b"still served"
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await sender

@@ -261,6 +261,7 @@ heartbeat_max = 60
 username = "desk"
 password_file = "pw.txt"
 max_sessions = 4
+snapshot_rate = 7
 """
 
 
@@ -278,7 +279,9 @@ async def test_a_fix_service_in_the_topology_file(tmp_path: Path) -> None:
         5,
         60,
     )
-    assert (fix.username, fix.password, fix.inputs, fix.max_sessions) == ("desk", "s3cret", ("top",), 4)
+    assert (fix.username, fix.password, fix.inputs, fix.max_sessions, fix.snapshot_rate) == (
+        "desk", "s3cret", ("top",), 4, 7
+    )
     assert cfg.inputs == ("book",) and not cfg.services  # the FIX service is not a gRPC one
     async with serving(cfg):
         refused = await FixClient.connect(fix_port, sender="OTHER", target="GW")

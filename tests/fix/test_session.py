@@ -350,3 +350,15 @@ async def test_a_peer_that_does_not_read_is_cut_off_at_the_write_limit() -> None
         await client.close()
     finally:
         acc.server.close()
+
+
+async def test_a_logon_above_1_asks_for_the_gap_and_a_gap_fill_closes_it(acceptor: Acceptor) -> None:
+    client = await FixClient.connect(acceptor.port)
+    client.seq = 5
+    reply = await client.logon(30)
+    assert reply.seq_num == 1
+    resend = await client.expect("2")
+    assert (resend.get(7), resend.get(16)) == (b"1", b"0")
+    await client.send("4", [(43, "Y"), (123, "Y"), (36, 6)], seq=1)
+    await client.send("U1", [(58, "six")])
+    assert (await client.expect("U1")).get(58) == b"echo six"

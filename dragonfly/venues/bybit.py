@@ -101,14 +101,16 @@ def unsubscribe(symbols: Sequence[str]) -> Sequence[bytes]:
     return _requests("unsubscribe", UNSUBSCRIBE_ID, symbols)
 
 
-class _Book(msgspec.Struct):
+# gc=False (here and below): a decoded frame holds no reference cycles, so its
+# structs need no collector tracking (nor count towards starting a collection).
+class _Book(msgspec.Struct, gc=False):
     s: str
     b: list[NumericLevel]
     a: list[NumericLevel]
     u: int
 
 
-class _Message(msgspec.Struct):
+class _Message(msgspec.Struct, gc=False):
     topic: str
     type: str
     data: _Book
@@ -120,14 +122,19 @@ def make_decoder() -> DiffDecoder:
     decode_message = msgspec.json.Decoder(_Message, strict=False).decode
 
     def decode(payload: bytes) -> Sequence[Event] | None:
-        # find, not `in`: bytes.__contains__ first tries the needle as an int
-        # and raises and clears a TypeError (~60 ns a test here).
-        if payload.find(b'"topic"') < 0 or payload.find(b'"orderbook.') < 0:
-            return None  # an op response (subscribe, pong) or another topic's data
+        # Decode first and look at what failed second: an op response (ack,
+        # pong) or another topic's data has not this shape. Byte tests on
+        # every frame first cost ~0.14 µs of ~5 (find, not `in`:
+        # bytes.__contains__ first tries the needle as an int, and raises and
+        # clears a TypeError).
         try:
             msg = decode_message(payload)
         except msgspec.DecodeError as exc:
+            if payload.find(b'"topic"') < 0 or payload.find(b'"orderbook.') < 0:
+                return None
             raise ParseError(f"bad orderbook message: {exc}") from None
+        if not msg.topic.startswith("orderbook."):
+            return None  # another topic whose data has a book's fields
         book = msg.data
         if msg.type == "delta":
             return (new_delta((book.s, book.b, book.a, book.u, book.u, None)),)

@@ -131,7 +131,9 @@ def _levels(raw: Any) -> list[TextLevel]:
 _Level = Annotated[list[str], msgspec.Meta(min_length=2)]
 
 
-class _Part(msgspec.Struct, forbid_unknown_fields=True):
+# gc=False (here and below): a decoded frame holds no reference cycles, so its
+# structs need no collector tracking (nor count towards starting a collection).
+class _Part(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """The object of a one-part update: ``{"a": levels}`` or ``{"b": levels, "c": checksum}``."""
 
     a: list[_Level] | None = None
@@ -139,7 +141,7 @@ class _Part(msgspec.Struct, forbid_unknown_fields=True):
     c: str | None = None
 
 
-class _Update(msgspec.Struct, array_like=True):
+class _Update(msgspec.Struct, array_like=True, gc=False):
     """A one-part update frame: ``[channelID, {..}, "book-N", "PAIR"]``."""
 
     channel_id: int

@@ -121,7 +121,9 @@ def diff_unsubscribe(symbols: Sequence[str]) -> Sequence[bytes]:
     return _request("unsubscribe", symbols)
 
 
-class _Arg(msgspec.Struct):
+# gc=False (here and below): a decoded frame holds no reference cycles, so its
+# structs need no collector tracking (nor count towards starting a collection).
+class _Arg(msgspec.Struct, gc=False):
     channel: str
     instId: str  # noqa: N815 (the venue's field name)
 
@@ -130,7 +132,7 @@ class _Arg(msgspec.Struct):
 _Level = Annotated[list[str], msgspec.Meta(min_length=2)]
 
 
-class _Book(msgspec.Struct):
+class _Book(msgspec.Struct, gc=False):
     asks: list[_Level]
     bids: list[_Level]
     checksum: int | None = None  # 0 or absent: not sent
@@ -138,7 +140,7 @@ class _Book(msgspec.Struct):
     seqId: int | None = None  # noqa: N815
 
 
-class _Push(msgspec.Struct):
+class _Push(msgspec.Struct, gc=False):
     arg: _Arg
     action: str
     data: list[_Book]

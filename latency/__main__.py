@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="interleaved rounds of each venue's recorded diffs (default 30; 0 skips the peer "
                    "comparison)")
     p.add_argument("--capacity-range", type=_rate_range, default=(250.0, 8000.0), metavar="LO,HI",
-                   help="msg/s range of the capacity search (default 250,8000)")
+                   help="msg/s range of the capacity search (gRPC path; default 250,8000)")
     p.add_argument("--capacity-steps", type=_count, default=10, metavar="N",
                    help="capacity probes per system (default 10; a rate passes on 2 passing probes in a "
                    "row; 0 skips the search; --quick skips it)")
@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alternations", type=_positive_count, default=1, metavar="K",
                    help="run each dragonfly/relay pair K times, alternating, the window cut in K, "
                    "and pool each system's samples (default 1)")
-    p.add_argument("--soak", action="store_true", help="only a 10-minute RSS soak at 10k msg/s (not in CI)")
+    p.add_argument("--soak", action="store_true",
+                   help="only a 10-minute RSS soak at 10k msg/s, gRPC path (not in CI)")
     p.add_argument("--soak-seconds", type=float, default=600.0)
     chaos = p.add_argument_group(
         "chaos (--chaos)",

@@ -30,7 +30,7 @@ import psutil
 from dragonfly.client.stream import DEFAULT_WINDOW_BYTES
 from dragonfly.core.errors import ConfigError
 from dragonfly.recording import RecordingError
-from latency.generator import LoadGenerator
+from latency.generator import INSTRUMENT, LoadGenerator
 from latency.replay_source import ReplaySource, ReplaySpec
 from latency.subscribers import SubscriberLog
 
@@ -110,14 +110,20 @@ def server_command(system: str, port: int, source_args: list[str]) -> list[str]:
     raise ValueError(f"unknown system {system!r}")
 
 
-def subscribers_command(spec: CellSpec, port: int, out: Path) -> list[str]:
-    """The command line of the subscriber process of ``spec`` (gRPC or FIX by its system)."""
+def subscribers_command(spec: CellSpec, port: int, out: Path, instrument: str = INSTRUMENT) -> list[str]:
+    """The command line of the subscriber process of ``spec`` (gRPC or FIX by its system).
+
+    FIX subscribers ask for ``instrument`` by name; gRPC ones read BookSummary (the server's first).
+    """
     common = [
         "--count", str(spec.subscribers), "--slow", str(spec.slow), "--out", str(out),
         "--ready", "first" if spec.replay is None else "open",
     ]  # fmt: skip
     if PATH[spec.system] == "fix":
-        return [sys.executable, "-m", "latency.fix_subscribers", "--port", str(port), *common]
+        return [
+            sys.executable, "-m", "latency.fix_subscribers", "--port", str(port), "--instrument", instrument,
+            *common,
+        ]  # fmt: skip
     window = "grpc" if spec.sub_window is None else str(spec.sub_window)
     return [
         sys.executable, "-m", "latency.subscribers", "--target", f"127.0.0.1:{port}", *common,
@@ -187,8 +193,9 @@ async def run_cell(spec: CellSpec, workdir: Path, *, soak_sample_s: float = 0.0)
         if spec.replay is None:
             gen.go()  # a replay waits for the subscribers: its recording is short
         out = workdir / f"{tag}.subs.pickle"
+        instrument = gen.instrument if isinstance(gen, ReplaySource) else INSTRUMENT
         subs = await asyncio.create_subprocess_exec(
-            *subscribers_command(spec, port, out),
+            *subscribers_command(spec, port, out, instrument),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
         )
         assert subs.stdout is not None and subs.stdin is not None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from latency.__main__ import build_parser
@@ -101,3 +103,16 @@ def test_each_path_runs_against_its_own_null_relay(capsys: pytest.CaptureFixture
         with pytest.raises(SystemExit):
             build_parser().parse_args(["--paths", bad])
         assert "--paths" in capsys.readouterr().err
+
+
+def test_fix_subscribers_ask_for_the_cells_instrument(tmp_path: Path) -> None:
+    from latency.cell import CellSpec, server_command, subscribers_command
+
+    fix = subscribers_command(CellSpec("dragonfly-fix", 500, 10, 1), 9878, tmp_path / "o", "btcusdt")
+    assert fix[1:3] == ["-m", "latency.fix_subscribers"]
+    assert fix[fix.index("--instrument") + 1] == "btcusdt" and fix[fix.index("--port") + 1] == "9878"
+    grpc = subscribers_command(CellSpec("dragonfly", 500, 10, 1), 50051, tmp_path / "o", "btcusdt")
+    assert grpc[1:3] == ["-m", "latency.subscribers"] and "--instrument" not in grpc
+    serve = server_command("dragonfly-fix", 9878, ["ethbtc"])
+    assert serve[serve.index("--fix-port") + 1] == "9878" and serve[serve.index("--port") + 1] != "9878"
+    assert server_command("relay-fix", 9878, [])[1:3] == ["-m", "latency.fix_relay"]

@@ -249,9 +249,9 @@ def markdown(
         "time until each sent frame is reflected at a fast subscriber; `deliv%`: worst fast "
         "subscriber's share of published updates; cpu: share of one core over the window. "
         "`-fix` systems: dragonfly's FIX gateway and the null FIX relay, read by FIX clients; there "
-        "dragonfly's `publish_ns` is the view's DFPublishNs (20002: when the aggregator made it, "
-        "before the W is encoded), so its `t2q` is the book work alone and its `out` includes the "
-        "W's encoding.",
+        "dragonfly's `publish_ns` is the view's DFPublishNs (20002), stamped as the aggregator starts "
+        "the merge, so its `t2q` leaves out the merge, the sinks before the gateway's and the W's "
+        "encoding: they land in `out` (gRPC's is stamped as the Summary is encoded).",
         "",
         "## dragonfly / relay (the transport floor), same run, alternating",
         "",

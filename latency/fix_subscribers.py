@@ -173,7 +173,8 @@ class StampClient(asyncio.Protocol):
             msg = bytes(buf[pos:msg_end])
             body = len_end + 1 - pos
             pos = msg_end
-            if msg[-7:-4] != b"10=" or int(msg[-4:-1]) != sum(msg[:-7]) & 0xFF:
+            check = msg[-7:]  # 10=nnn<SOH>
+            if check[:3] != b"10=" or not check[3:6].isdigit() or int(check[3:6]) != sum(msg[:-7]) & 0xFF:
                 return self.close(f"bad BodyLength or CheckSum: {msg[-40:]!r}")
             if msg[body : body + 5] == _W:
                 self._on_w(msg, now)

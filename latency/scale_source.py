@@ -258,6 +258,8 @@ class ReplayedVenues:
         self.exhausted: set[tuple[str, str]] = set()
         #: µs added to the stamps of a venue that dates its books by them (set at start).
         self.shift_us = 0
+        #: Venue -> channel key -> the rounds served (the captures', restamped where needed).
+        self.served: dict[str, dict[str, list[Sent]]] = {v: c.rounds for v, c in captures.items()}
         self._task: asyncio.Task[None] | None = None
         for venue, cap in captures.items():
             server = SERVERS[venue](self.market, venue_config(venue, period_s=_IDLE_PERIOD_S), host)
@@ -286,10 +288,13 @@ class ReplayedVenues:
         for venue, cap in self.captures.items():
             restamp = RESTAMPED.get(venue)
             if restamp is not None:
-                # Round i's stamps are now + i periods: never ahead of its sending.
+                # Round i's stamps are now + i periods: never ahead of its sending. A copy:
+                # the captures stay as generated, for another source built from them.
                 self.shift_us = time.time_ns() // 1000 - cap.clock_us
-                for rounds in cap.rounds.values():
-                    rounds[:] = [tuple(restamp(data, self.shift_us) for data in sent) for sent in rounds]
+                self.served[venue] = {
+                    key: [tuple(restamp(data, self.shift_us) for data in sent) for sent in rounds]
+                    for key, rounds in cap.rounds.items()
+                }
         for server in self.servers.values():
             await server.start()
         self._task = asyncio.create_task(self._drive())
@@ -329,8 +334,9 @@ class ReplayedVenues:
         cursor = self.cursor
         for venue, server in self.servers.items():
             cap = self.captures[venue]
+            served = self.served[venue]
             for key, sessions in server.channels.items():
-                frames = cap.rounds.get(key)
+                frames = served.get(key)
                 if frames is None:
                     continue
                 at = (venue, key)

@@ -101,6 +101,8 @@ class FixInitiator:
             password=venue.password,
             logon_timeout_s=connect_timeout,
             max_message=max_message,
+            # The session reads a W's header, the venue's decoder its bytes: no field split.
+            lazy_fields=True,
         )
         self.connects = 0  #: sessions established (Logon answered) so far
         self.oversized = 0  #: sessions ended by a message over ``max_message``

@@ -313,3 +313,60 @@ def test_the_cost_bench_runs_and_its_two_reads_agree(
     bench_fix_venue.main()  # asserts the general read equals the fast one on the gateway's W
     out = capsys.readouterr().out
     assert "venue decode (fast)" in out and "whole path" in out
+
+
+def test_a_lazy_reader_reads_and_refuses_exactly_what_the_eager_one_does() -> None:
+    from dragonfly.fix.codec import FixError, FixMessage
+    from latency.bench_fix_venue import make_w
+
+    def raw_message(body: bytes) -> bytes:
+        checksum = sum(b"8=FIX.4.4\x019=%d\x01" % len(body) + body) & 0xFF
+        return b"8=FIX.4.4\x019=%d\x01%s10=%03d\x01" % (len(body), body, checksum)
+
+    stream = [
+        make_w(),
+        encode("0", HEAD),
+        encode("A", [*HEAD, (98, 0), (108, 5), (141, "Y")]),
+        encode("W", [*HEAD, (262, "x"), (268, 2), (269, 0), (270, 1), (269, 1), (270, 2), (58, "")]),
+        make_w()[:-4] + b"000\x01",  # a bad CheckSum
+        raw_message(b"35=0\x0149=A\x01abc\x01"),  # a field that is not tag=value
+        raw_message(b"35=0\x0149=A\x010=1\x01"),  # a tag with a leading zero
+        raw_message(b"35=0\x011234567890=1\x01"),  # a tag too long
+        raw_message(b"49=A\x0135=0\x01"),  # MsgType not third
+        raw_message(b"35=\x0149=A\x01"),  # an empty MsgType
+        raw_message(b"35=D\x0155=a=b\x01"),  # '=' inside a value
+        encode("1", [*HEAD, (112, "T")]),
+    ]
+    data = b"".join(stream)
+
+    def read_all(lazy: bool) -> list[object]:
+        reader = FixReader(1 << 16, lazy=lazy)
+        out: list[object] = []
+        for at in range(0, len(data), 97):  # fed in pieces that split messages anywhere
+            reader.feed(data[at : at + 97])
+            while True:
+                try:
+                    msg = reader.next()
+                except FixError as exc:
+                    out.append((type(exc).__name__, exc.reason))
+                    continue
+                if msg is None:
+                    break
+                out.append(msg)
+        return out
+
+    eager, lazy = read_all(False), read_all(True)
+    assert len(eager) == len(lazy) == len(stream)
+    tags = (8, 9, 35, 34, 49, 52, 56, 58, 98, 108, 112, 141, 262, 268, 269, 270, 271, 20001, 20011, 55, 999)
+    lazily_read = 0
+    for e, z in zip(eager, lazy, strict=True):
+        if not isinstance(e, FixMessage):
+            assert e == z
+            continue
+        assert isinstance(z, FixMessage)
+        lazily_read += z._fields is None
+        assert (z.msg_type, z.raw, z.seq_num) == (e.msg_type, e.raw, e.seq_num)
+        assert [z.get(t) for t in tags] == [e.get(t) for t in tags]
+        assert [t in z for t in tags] == [t in e for t in tags]
+        assert z.fields == e.fields  # split on first use
+    assert lazily_read == 6

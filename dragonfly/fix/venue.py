@@ -54,13 +54,12 @@ Parsing W on the hot path (``python -m latency.bench_fix_venue``: a
 gateway's 10+10-level W of three venues, ~1.4 KB; medians in one run on the
 shared 2-core VM under load, so read the ratios): one ``re.findall`` picks
 every entry written 269, 270, 271 with plain decimals out in C, then
-``float`` each: ~20 µs. Any other layout takes a field-by-field read (~2.6x).
-Walking the fields the session's reader already split
-(``FixMessage.group`` and ``float``) costs ~1.5x the regex, and
-``simplefix.FixParser`` with ``get(tag, n)`` per entry ~45x, so the regex it
-is. The whole path, bytes into the session to the decoded book, is ~5.6x
-the decode (~115 µs there): the session's framing and its split of every
-field (``FixReader.next``, ~4x the decode) are most of it.
+``float`` each: ~22 µs there. Any other layout takes a field-by-field read
+(~1.7x). ``simplefix.FixParser`` with ``get(tag, n)`` per entry is ~40x. The
+initiator's session reads a W's header only, so its reader checks every
+field but splits none (``FixReader(lazy=True)``, ~0.8x the decode against
+~3.1x with the split); the whole path, bytes into the session to the decoded
+book, is ~1.8x the decode (~41 µs there; 5.6x with the split).
 """
 
 from __future__ import annotations

@@ -11,10 +11,7 @@ iteration (a deferred :class:`~dragonfly.core.slots.SlotQueue`, folding the
 bursts of every socket read in that iteration) and at most once per
 ``min_interval`` (default :data:`MIN_INTERVAL`, 50 ms: 20 views a second),
 the books conflating in their slots meanwhile; a venue withdrawn from the
-merge is never held back (the next view comes at once). The aggregators of
-a topology's instruments keep different phases of that pace (after the
-first view, each waits up to one more ``min_interval`` once), so their
-recomputes do not all fall in one loop iteration. ``min_interval=0``
+merge is never held back (the next view comes at once). ``min_interval=0``
 recomputes on every iteration that brought a change. Measured with
 ``python -m latency.scale`` (20 instruments x 6 venues, depth 50, 4 bands,
 3 quantities, paced at 50 ms): ~250-340 recomputes a second, ~15% of the
@@ -33,7 +30,6 @@ walks past them is filled from the other venues, or not at all
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from functools import partial
 
@@ -57,7 +53,7 @@ class LiquidityAggregator(BaseAggregator[Liquidity]):
     """Publish the liquidity bands and fill costs of the venues in the merge."""
 
     kind = "liquidity"
-    __slots__ = ("_caches", "_last_figures", "_phase", "bands", "quantities")
+    __slots__ = ("_caches", "_last_figures", "bands", "quantities")
 
     def __init__(
         self,
@@ -81,19 +77,6 @@ class LiquidityAggregator(BaseAggregator[Liquidity]):
         self._last_figures: object = None
         # What was read of each venue's current sides (this aggregator's own).
         self._caches = (SideCache(bids=True), SideCache(bids=False))
-        # The instruments of a topology get their first books together, so their paced
-        # recomputes would stay in step, every one in the same loop iteration each
-        # min_interval (20 x ~0.3 ms: a ~6 ms stall that every view then waits out).
-        # Once, after its first paced recompute, each waits this much longer: a phase
-        # in [0, min_interval) from its name, so that the recomputes spread out.
-        self._phase = min_interval * (zlib.crc32(instrument.encode()) % 1024) / 1024
-
-    def recompute(self) -> None:
-        """Recompute now (see the base); the first paced one also sets this aggregator's phase."""
-        if self._phase and self._next_at:
-            self._next_at += self._phase
-            self._phase = 0.0
-        super().recompute()
 
     def _reset_view(self) -> None:
         self._last_figures = None

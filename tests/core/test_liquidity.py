@@ -442,27 +442,3 @@ def test_check_quantities_errors(quantities: object, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         check_quantities(quantities)  # type: ignore[arg-type]
     assert str(info.value).startswith(message), str(info.value)
-
-
-async def test_paced_aggregators_of_two_instruments_keep_different_phases() -> None:
-    """Books arriving together: after its first view, each instrument waits its own phase more."""
-    import asyncio
-    import zlib
-
-    from dragonfly.core.liquidity_agg import LiquidityAggregator
-    from dragonfly.core.types import VenueBook
-
-    loop = asyncio.get_running_loop()
-    waits = {}
-    for name in ("ethbtc", "solusdt"):
-        agg = LiquidityAggregator(name, ["a"], quantities=(1.0,), min_interval=0.05)
-        producer = agg.producers["a"]
-        producer.put(VenueBook("a", ((9.0, 1.0),), ((11.0, 1.0),), 1))
-        producer.end_burst()
-        await asyncio.sleep(0)  # deferred: once per loop iteration
-        assert agg.sequence == 1  # the first view comes at once
-        waits[name] = agg._next_at - loop.time()
-        agg.reset()
-        phase = 0.05 * (zlib.crc32(name.encode()) % 1024) / 1024
-        assert 0.05 + phase - 0.005 < waits[name] <= 0.05 + phase + 1e-9
-    assert abs(waits["ethbtc"] - waits["solusdt"]) > 0.005  # not in one loop iteration

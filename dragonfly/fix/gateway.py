@@ -220,7 +220,8 @@ class _Client:
         fields: list[tuple[int, str]] = [(262, md_req_id)]
         if exc.reason is not None:
             fields.append((281, exc.reason))
-        fields.append((58, exc.text[:200]))
+        # Text may quote what the client sent: ASCII only, no SOH, bounded.
+        fields.append((58, exc.text.encode("ascii", "replace").decode().replace("\x01", " ")[:200]))
         self.gateway.rejected += 1
         session.send(b"Y", fields)
 
@@ -431,7 +432,8 @@ class FixGateway:
             raise MdRejectError(reason, str(exc)) from None
 
     def _acquire(self, source: ViewSource, request: MdRequest) -> MdFeed:
-        depth = request.depth if request.view == "book" else 0
+        # The source's full depth asked by number is the same feed as 0.
+        depth = request.depth if request.view == "book" and request.depth < source.depth else 0
         key = (id(source), request.view, depth, request.entry_types)
         feed = self._feeds.get(key)
         if feed is None:

@@ -189,8 +189,11 @@ def parse_request(msg: FixMessage) -> MdRequest:
         raise MdRejectError(REJ_UNKNOWN_SYMBOL, f"at most {MAX_SYMBOLS} instruments a request")
     symbols: dict[str, str] = {}
     for entry in related:
-        text = entry[55].decode("ascii", "replace")
+        raw = entry[55]
+        text = raw.decode("ascii", "replace")
         try:
+            if not raw.isascii():  # the W echoes the spelling: FIX strings are ASCII here
+                raise ConfigError("not ASCII")
             name = normalise_instrument(text)
         except ConfigError:
             raise MdRejectError(

@@ -53,7 +53,7 @@ async def gateway(**kwargs: object) -> AsyncIterator[Gw]:
 
 def request(
     req_id: str,
-    symbols: Sequence[str] = ("ethbtc",),
+    symbols: Sequence[FieldValue] = ("ethbtc",),
     sub: FieldValue = 1,
     depth: FieldValue = 0,
     types: Sequence[FieldValue] = (0, 1),
@@ -227,6 +227,8 @@ async def test_liquidity_view_on_request() -> None:
     [
         (request("x", ["xyzabc"]), b"0", b"unknown instrument"),
         (request("x", ["not a symbol!"]), b"0", b"not an instrument name"),
+        (request("x", [b"eth\xe2\x80\x83btc"]), b"0", b"not an instrument name"),
+        (request("x", [b"\xc3\xa9thbtc"]), b"0", b"not an instrument name"),
         (request("x", sub=5), b"4", b"SubscriptionRequestType"),
         (request("x", depth=11), b"5", b"deeper than the 10 levels"),
         (request("x", depth="abc"), b"5", b"MarketDepth"),

@@ -69,6 +69,8 @@ class Server:
             async with asyncio.timeout(timeout):
                 while not self.count(text):
                     if self.proc is not None and self.proc.returncode is not None:
+                        if self._pump is not None:
+                            await asyncio.wait_for(self._pump, 5)  # the last lines, the reason
                         raise AssertionError(f"server exited: {''.join(self.lines)[-3000:]}")
                     await asyncio.sleep(0.05)
         except TimeoutError:
@@ -213,6 +215,9 @@ async def test_a_server_takes_another_servers_fix_gateway_as_its_venue(
         assert a.count("DRAGONFLY-FEED logged on") == 1
 
         # A goes away: the book leaves B's merge; A comes back: B reconnects and resubscribes.
+        # (Nothing of ours dials A's ports while it is down: a loopback dial can land on its
+        # own port number as the source port and hold it, and A could not bind it again.)
+        await reader_a.close()
         await a.stop()
         await reader_b.until(lambda bk: not upstream_in(bk), "upstream out of B's merge", timeout=10)
         assert b.proc is not None and b.proc.returncode is None

@@ -438,3 +438,44 @@ async def test_a_peer_flooding_requests_without_reading_is_held_back_not_buffere
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await sender
+
+
+async def test_random_hostile_bytes_never_crash_the_gateway_or_stop_it_serving_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import random
+
+    rng = random.Random(14)
+    async with gateway() as gw:
+        witness = await gw.client("WITNESS")
+        await witness.send("V", request("w"))
+        await sync(witness)
+        source = gw.catalog.source("ethbtc", "book")
+        for round_ in range(40):
+            victim = await gw.connect(f"FUZZ{round_}")
+            if rng.random() < 0.7:
+                await victim.logon(30)
+            data = bytearray(
+                victim.build("V", request(f"f{round_}", ["ethbtc", "btcusdt"], sub=rng.choice([0, 1])))
+            )
+            data += victim.build("1", [(112, "t")])
+            for _ in range(rng.randint(1, 6)):
+                at = rng.randrange(len(data))
+                choice = rng.random()
+                if choice < 0.4:
+                    data[at] = rng.randrange(256)
+                elif choice < 0.6:
+                    data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+                elif choice < 0.8:
+                    del data[at : at + rng.randint(1, 8)]
+                else:
+                    data[at:at] = b"\x01"
+            await victim.send_raw(bytes(data))
+            # Whatever it gets (W, Reject, Logout, a close), the others are served all along.
+            with contextlib.suppress(TimeoutError, AssertionError, ConnectionError):
+                await victim.recv(timeout=0.05)
+            source.publish(make_book("ethbtc", round_ + 1))
+            assert (await w(witness)).get_int(20001) == round_ + 1
+        assert gw.gateway.sessions >= 1
+    # Every hostile input was a Reject, a Y or a clean end: none reached an error handler.
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]

@@ -33,6 +33,11 @@ Session rules (both roles; written for a market-data session, nothing stored):
 
 - Sequence numbers start at 1 on both sides for every connection (no store:
   as if ResetSeqNumFlag 141=Y; a Logon with 141=Y is answered with 141=Y).
+- A client Logon above MsgSeqNum 1 without 141=Y (a client that keeps sequence
+  numbers across connections, QuickFIX's default) is answered with 141=Y: both
+  sides start again at 1, and the client's Logon 34=1 141=Y that confirms it is
+  taken as that reset. A Logon 141=Y while logged on resets both sequences (and
+  is confirmed with ours), as FIX says.
 - The first message must be a Logon (A); anything else, a Logon with a wrong
   CompID, a HeartBtInt outside the bounds, a bad EncryptMethod (98 must be 0)
   or bad credentials, ends the connection with a Logout (5) saying why.
@@ -202,6 +207,8 @@ class FixSession(asyncio.Protocol):
         self._resend_target: int | None = None  # the gap we asked for ends below this number
         self._held: dict[int, FixMessage] = {}
         self._reset_requested = False
+        #: Our Logon answer asked a resuming peer to reset; its Logon 141=Y confirms it.
+        self._reset_sent = False
         self._reading_paused = False
         # Precomputed header bytes between MsgType and MsgSeqNum.
         self._comp_head = b""
@@ -509,6 +516,9 @@ class FixSession(asyncio.Protocol):
         if msg_type == b"4" and msg.get(123) != b"Y":
             self._on_sequence_reset(msg, seq)
             return
+        if msg_type == b"A" and msg.get(141) == b"Y":
+            self._on_reset_logon(seq)
+            return
         expected = self.next_in_seq
         if seq < expected:
             if msg.get(43) == b"Y":
@@ -606,6 +616,26 @@ class FixSession(asyncio.Protocol):
         for held_seq in [s for s in self._held if s < new_seq]:
             del self._held[held_seq]
 
+    def _on_reset_logon(self, seq: int) -> None:
+        """A Logon with ResetSeqNumFlag (141=Y) while logged on: both sequences start again at 1.
+
+        It confirms the reset our Logon answer asked for, or the peer resets on
+        its own, which our Logon 34=1 141=Y confirms.
+        """
+        if seq != 1:
+            text = f"a Logon with ResetSeqNumFlag (141=Y) must have MsgSeqNum 1, not {seq}"
+            self.reject(seq, 5, text, 34, b"A")
+            return
+        self.next_in_seq = 2
+        self._held.clear()
+        self._resend_target = None
+        if self._reset_sent:
+            self._reset_sent = False
+            return
+        log.info("fix %s %s: the peer reset the sequence numbers", self.peername, self.peer_comp_id)
+        self.next_out_seq = 1
+        self._send_admin(b"A", [(98, 0), (108, int(self.heartbeat_s)), (141, b"Y")])
+
     def _answer_logout(self, msg: FixMessage) -> None:
         text = msg.get_str(58)
         if self._state == _LOGOUT_SENT:
@@ -667,17 +697,22 @@ class FixSession(asyncio.Protocol):
         self.heartbeat_s = float(hb)
         self._cancel_timer()
         self._state = _ACTIVE
+        resumes = seq > 1 and msg.get(141) != b"Y"
         if self.role == "acceptor":
             reply: list[tuple[int, FieldValue]] = [(98, 0), (108, hb)]
-            if msg.get(141) == b"Y":
+            # A client resuming a sequence (34 > 1, as QuickFIX does by default) is told that
+            # both sides start again at 1: nothing is stored here to resume from. It resets
+            # and confirms with a Logon 34=1 141=Y (see _on_reset_logon).
+            if msg.get(141) == b"Y" or resumes:
                 reply.append((141, b"Y"))
             self._send_admin(b"A", reply)
+            self._reset_sent = resumes
         self.next_in_seq = seq + 1 if seq == 1 else 1
         self._last_recv = self._loop.time()
         self._timer = self._loop.call_later(self.heartbeat_s, self._tick)
         log.info("fix %s: %s logged on (HeartBtInt %d s)", self.peername, sender, hb)
         self.handler.on_logon(self)
-        if seq > 1 and self._state == _ACTIVE:
+        if resumes and self.role == "initiator" and self._state == _ACTIVE:
             # The peer resumes a sequence we have no record of: ask for the gap.
             self._resend_target = seq
             self._send_admin(b"2", [(7, 1), (16, 0)])

@@ -352,13 +352,29 @@ async def test_a_peer_that_does_not_read_is_cut_off_at_the_write_limit() -> None
         acc.server.close()
 
 
-async def test_a_logon_above_1_asks_for_the_gap_and_a_gap_fill_closes_it(acceptor: Acceptor) -> None:
+async def test_a_logon_above_1_is_answered_with_a_reset_which_the_client_confirms(acceptor: Acceptor) -> None:
     client = await FixClient.connect(acceptor.port)
-    client.seq = 5
+    client.seq = 5  # a client that keeps its sequence numbers across connections
     reply = await client.logon(30)
-    assert reply.seq_num == 1
-    resend = await client.expect("2")
-    assert (resend.get(7), resend.get(16)) == (b"1", b"0")
-    await client.send("4", [(43, "Y"), (123, "Y"), (36, 6)], seq=1)
-    await client.send("U1", [(58, "six")])
-    assert (await client.expect("U1")).get(58) == b"echo six"
+    assert reply.seq_num == 1 and reply.get(141) == b"Y"
+    # The client resets and confirms with a Logon 34=1 141=Y: taken as that reset, not a second Logon.
+    client.seq = 1
+    await client.send("A", [(98, 0), (108, 30), (141, "Y")])
+    await client.send("U1", [(58, "two")])
+    echo = await client.expect("U1")
+    assert echo.get(58) == b"echo two" and echo.seq_num == 2
+
+
+async def test_a_reset_logon_mid_session_restarts_both_sequences(acceptor: Acceptor) -> None:
+    client = await _logged_on(acceptor)
+    await client.send("U1", [(58, "a")])
+    assert (await client.expect("U1")).seq_num == 2
+    client.seq = 1
+    await client.send("A", [(98, 0), (108, 30), (141, "Y")])
+    confirm = await client.expect("A")
+    assert confirm.seq_num == 1 and confirm.get(141) == b"Y"
+    await client.send("U1", [(58, "b")])
+    echo = await client.expect("U1")
+    assert echo.get(58) == b"echo b" and echo.seq_num == 2
+    await client.send("A", [(98, 0), (108, 30), (141, "Y")], seq=7)
+    assert (await client.expect("3")).get(371) == b"34"

@@ -263,15 +263,6 @@ def test_log_on_again_with_reset_on_logon(gateway: Gateway, tmp_path: Path) -> N
         gateway.check_healthy()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the gateway starts every connection at MsgSeqNum 1 but does not say so: its Logon answer "
-    "to a Logon with 34=N>1 and no 141 carries 34=1 without ResetSeqNumFlag (141=Y), and QuickFIX, "
-    "expecting N', logs out ('MsgSeqNum too low, expecting N' but received 1') and reconnects in a loop. "
-    "The fix: answer with 141=Y; QuickFIX then resets and confirms with a Logon 34=1 141=Y of its own, "
-    "which the gateway must take as that reset, not as a second Logon",
-)
 def test_log_on_again_with_sequence_numbers_kept(gateway: Gateway, tmp_path: Path) -> None:
     """A QuickFIX session with QuickFIX's defaults (sequence numbers kept across logons) logs on again."""
     with session(gateway.fix_port, "QF-KEEP", tmp_path) as client:

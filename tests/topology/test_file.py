@@ -18,6 +18,8 @@ from dragonfly.serve.config import parse_config
 from dragonfly.serve.server import run_server
 from dragonfly.topology.file import load_topology, parse_topology
 
+from ..fix.fixclient import FixClient
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FILES = sorted(EXAMPLES.glob("*.toml"))
 
@@ -30,12 +32,14 @@ def free_port() -> int:
 
 def test_there_are_examples() -> None:
     assert {p.name for p in FILES} >= {"two_aggregators.toml", "desk.toml"}
+    assert "fix" in {svc.kind for svc in load_topology(EXAMPLES / "desk.toml").services}
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 async def test_each_example_starts_and_serves_offline(path: Path) -> None:
     cfg = parse_config(["--config", str(path), "--sim", "--sim-period", "0.05", "--port", str(free_port())])
     cfg.services = [dataclasses.replace(s, port=free_port()) for s in cfg.services]
+    cfg.fix_services = [dataclasses.replace(s, port=free_port()) for s in cfg.fix_services]
     ready = asyncio.Event()
     server = asyncio.create_task(run_server(cfg, ready))
     try:
@@ -60,6 +64,8 @@ async def test_each_example_starts_and_serves_offline(path: Path) -> None:
                 update = await asyncio.wait_for(updates.read(), 10)
                 assert update.instrument in cfg.instruments and update.kind == kind
                 updates.cancel()
+        for fix in cfg.fix_services:
+            await _serves_its_views_over_fix(fix.port, fix.inputs, cfg.instrument)
     finally:
         import os
         import signal
@@ -67,6 +73,29 @@ async def test_each_example_starts_and_serves_offline(path: Path) -> None:
         if not server.done():
             os.kill(os.getpid(), signal.SIGTERM)  # run_server's own handler stops it
         assert await asyncio.wait_for(server, 30) == 0
+
+
+async def _serves_its_views_over_fix(port: int, inputs: tuple[str, ...], symbol: str) -> None:
+    """A FIX client with no configuration logs on, gets a W of each exposed view, and a Y for the others."""
+    asks = {"book": [(264, 0)], "bbo": [(264, 1)], "liquidity": [(264, 0), (20000, "liquidity")]}
+    client = await FixClient.connect(port)
+    try:
+        await client.logon(30)
+        for kind, how in asks.items():
+            await client.send("V", [(262, kind), (263, 1), *how, (265, 0), (267, 2), (269, 0), (269, 1),
+                                    (146, 1), (55, symbol)])
+            want = b"W" if not inputs or kind in inputs else b"Y"
+            async with asyncio.timeout(10):
+                while True:  # past the W of the views asked for before
+                    answer = await client.expect(want.decode(), skip=("0", "W"))
+                    if answer.get(262) == kind.encode():
+                        break
+            if want == b"W":
+                assert answer.get(268) not in (None, b"0"), answer  # entries: the view has data
+        await client.send("5")
+        await client.expect("5", skip=("0", "W"))
+    finally:
+        await client.close()
 
 
 def test_flags_override_the_file(tmp_path: Path) -> None:

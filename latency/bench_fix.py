@@ -15,7 +15,14 @@ venues (1.3 KB with the view sequence, times and venue states):
   (``frame(head, tail, tail_sum)``: only the header and MDReqID/Symbol are
   summed);
 * parse one W: ``simplefix.FixParser`` (then reading every entry's fields),
-  against ``codec.FixReader`` plus ``FixMessage.group``.
+  against ``codec.FixReader`` plus ``FixMessage.group``;
+* the latency harness's books in sequence (its generator's Binance and
+  Bitstamp frames through the listeners and the merge, 10 + 10 levels; every
+  frame gives its venue's levels new sizes, so about half the merged levels
+  are new at each update): ``encode_book`` against the gateway's
+  ``BookEncoder``, which keeps each level's entry text, and the floats'
+  formatting alone (``repr`` of the new levels' prices and sizes: what a C
+  encoder would still pay).
 
 Figures of the run written down in ``dragonfly/fix/codec.py`` (python 3.11,
 this VM): see its module docstring.
@@ -31,9 +38,13 @@ from collections.abc import Callable
 
 import simplefix
 
+from dragonfly.core.aggregator import Aggregator
+from dragonfly.core.listener import TopNListener
 from dragonfly.core.types import MergedBook, MergedLevel, VenueState
 from dragonfly.fix.codec import FixReader, byte_sum, field, frame, sending_time
-from dragonfly.fix.mdcodec import encode_book
+from dragonfly.fix.mdcodec import BookEncoder, encode_book
+from dragonfly.venues import binance, bitstamp
+from latency.frames import binance_depth20, bitstamp_order_book
 
 VENUES = ("binance", "bitstamp", "kraken")
 ENTRY = frozenset({269, 270, 271, 282, 290})
@@ -142,6 +153,31 @@ def parse_simplefix(raw: bytes) -> int:
     return count
 
 
+def harness_books(count: int = 400) -> list[MergedBook]:
+    """The merged books the latency harness's generator makes, in order (frames alternate venues)."""
+    agg = Aggregator("ethbtc", ["binance", "bitstamp"], 10)
+    books: list[MergedBook] = []
+    agg.add_sink(books.append)
+    lb = TopNListener("binance", binance.make_decoder(10), agg.producers["binance"])
+    ls = TopNListener("bitstamp", bitstamp.make_decoder(10), agg.producers["bitstamp"])
+    frames = zip(binance_depth20(count // 2), bitstamp_order_book(count // 2), strict=True)
+    for i, (fb, fs) in enumerate(frames):
+        lb.on_frame(fb, 2 * i + 1, True)
+        ls.on_frame(fs, 2 * i + 2, True)
+    return books
+
+
+def new_floats(books: list[MergedBook]) -> list[list[float]]:
+    """Per book, the prices and sizes of its levels that the book before it did not hold."""
+    out: list[list[float]] = []
+    seen: set[MergedLevel] = set()
+    for book in books:
+        levels = set(book.bids) | set(book.asks)
+        out.append([x for level in levels - seen for x in level[1:]])
+        seen = levels
+    return out
+
+
 def timed(fn: Callable[[], object], rounds: int, number: int) -> float:
     """Median seconds per call over ``rounds`` rounds of ``number`` calls."""
     times = []
@@ -181,6 +217,39 @@ def main(argv: list[str] | None = None) -> None:
     tail = encode_book(book).tail
     summed = timed(lambda: byte_sum(tail), args.rounds, 5000)
     print(f"byte sum of the shared part ({len(tail)} bytes), saved per session: {summed * 1e6:.1f} µs")
+    books = harness_books()
+    fresh = new_floats(books)
+    n = len(books)
+
+    def plain() -> None:
+        for b in books:
+            encode_book(b)
+
+    def cached() -> None:
+        encode = BookEncoder(0, 10)
+        for b in books:
+            encode(b)
+
+    def formatting() -> None:
+        for floats in fresh:
+            for x in floats:
+                repr(x)
+
+    new_share = sum(len(f) for f in fresh) / sum(2 * (len(b.bids) + len(b.asks)) for b in books)
+    # Interleaved, one batch of each case a round: the VM drifts within seconds.
+    cases = {"plain": plain, "cached": cached, "repr": formatting}
+    per: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(args.rounds * 3):
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            per[name].append((time.perf_counter() - start) / n * 1e6)
+    pe, ce, fe = (statistics.median(per[k]) for k in cases)
+    gain = statistics.median(p / c for p, c in zip(per["plain"], per["cached"], strict=True))
+    print(
+        f"harness books ({n}, {new_share:.0%} of levels new per update): encode_book {pe:5.1f} µs   "
+        f"BookEncoder {ce:5.1f} µs ({gain:3.1f}x, per round)   repr of the new floats alone {fe:4.1f} µs"
+    )
     psf = timed(lambda: parse_simplefix(raw), args.rounds, 2000)
     pus = timed(lambda: parse_ours(raw), args.rounds, 2000)
     print(

@@ -269,7 +269,7 @@ _LEVEL_SLOW: Final = {t: b"269=" + t + b"\x01270=%s\x01271=%s\x01%s290=%d\x01" f
 _ENTRY_PRICED: Final = {t: b"269=" + t + b"\x01270=%s\x01271=%r\x01%s" for t in (BID, OFFER)}
 #: ``_POSITIONS[n]`` is ``290=n<SOH>`` (extended on demand by :func:`_positions`).
 _POSITIONS: list[bytes] = [b"290=%d\x01" % n for n in range(101)]
-#: Entries a :class:`BookEncoder` keeps a side (then it starts afresh): ~0.3 MB.
+#: Price texts a :class:`BookEncoder` keeps (then it starts afresh): ~0.2 MB.
 _CACHE_MAX: Final = 2048
 
 
@@ -303,22 +303,25 @@ def _levels_cached(
     parts: list[bytes],
     entry_type: bytes,
     levels: Sequence[MergedLevel],
-    cache: dict[MergedLevel, bytes],
+    last: dict[MergedLevel, bytes],
+    seen: dict[MergedLevel, bytes],
     prices: dict[float, bytes],
 ) -> int:
-    """:func:`_levels`, each entry's text (but its 290) taken from ``cache`` when the level was seen.
+    """:func:`_levels`, each entry's text (but its 290) reused when the last update held its level.
 
-    ``cache`` is keyed by the level tuple (venue, price, amount), ``prices``
-    (the text of a price: a price recurs far more often than its level's
-    size) by the price. Only values of the plain range are kept, where equal
-    floats have one text (no -0.0, no NaN). The books of an aggregator hold
-    floats, never ints, which would compare equal to a float and be written as it.
+    ``last`` maps the levels of the side's last update (venue, price, amount)
+    to their entries; ``seen`` receives this one's, the same way, for the
+    next. ``prices`` holds the text of the prices seen (a price recurs far
+    more often than its level's size). Only values of the plain range are
+    kept, where equal floats have one text (no -0.0, no NaN). The books of an
+    aggregator hold floats, never ints, which would compare equal to a float
+    and be written as it. Returns how many entries were written.
     """
     positions = _positions(len(levels))
     fast = _ENTRY_PRICED[entry_type]
     position = 0
     for level in levels:
-        entry = cache.get(level)
+        entry = last.get(level)
         if entry is None:
             venue, price, amount = level
             if _PLAIN_LOW <= price < _PLAIN_HIGH and _PLAIN_LOW <= amount < _PLAIN_HIGH:
@@ -328,9 +331,6 @@ def _levels_cached(
                         prices.clear()
                     text = prices[price] = b"%r" % price
                 entry = fast % (text, amount, _venue_fields.get(venue) or _venue(venue))
-                if len(cache) >= _CACHE_MAX:
-                    cache.clear()
-                cache[level] = entry
             elif math.isfinite(price) and math.isfinite(amount):
                 position += 1
                 slow = (format_float(price), format_float(amount), _venue(venue), position)
@@ -338,6 +338,7 @@ def _levels_cached(
                 continue
             else:
                 continue
+        seen[level] = entry
         position += 1
         parts.append(entry)
         parts.append(positions[position])
@@ -373,12 +374,15 @@ class BookEncoder:
     same sequence of books: an update whose top ``depth`` levels and venue
     memberships equal the last encoded one's is not sent.
 
-    Each entry's text is kept per level, and each price's text
+    The entries of the last update are kept by level, and each price's text
     (:func:`_levels_cached`): from one book to the next most levels are
     unchanged, or only moved, and most prices recur, so they are not
-    formatted again (the float formatting was ~80% of a 10 + 10 W's
-    encoding). The bytes are :func:`encode_book`'s; ``python -m
-    latency.bench_fix`` measures both on the latency harness's books.
+    formatted again (the float formatting is most of a W's encoding). Only
+    the last update's entries are kept, a few hot dicts: a cache of every
+    level seen (2048 a side) hit no more often (a level that comes back
+    later has mostly another size) and was no faster live. The bytes are
+    :func:`encode_book`'s; ``python -m latency.bench_fix`` measures both on
+    the latency harness's books.
     """
 
     __slots__ = ("_asks", "_bids", "_depth", "_last", "_prices", "_suppress", "_types")
@@ -389,8 +393,9 @@ class BookEncoder:
         self._types = entry_types
         self._suppress = 0 < depth < source_depth
         self._last: tuple[object, ...] | None = None
-        self._bids: dict[MergedLevel, bytes] | None = {} if BID in entry_types else None
-        self._asks: dict[MergedLevel, bytes] | None = {} if OFFER in entry_types else None
+        #: Each side's entries of the last update, by level.
+        self._bids: dict[MergedLevel, bytes] = {}
+        self._asks: dict[MergedLevel, bytes] = {}
         self._prices: dict[float, bytes] = {}
 
     def __call__(self, book: MergedBook) -> MdUpdate | None:
@@ -406,10 +411,14 @@ class BookEncoder:
                 self._last = key
         parts = [b""]  # 268, once the entries are counted
         count = 0
-        if self._bids is not None:
-            count += _levels_cached(parts, BID, bids, self._bids, self._prices)
-        if self._asks is not None:
-            count += _levels_cached(parts, OFFER, asks, self._asks, self._prices)
+        if BID in self._types:
+            seen: dict[MergedLevel, bytes] = {}
+            count += _levels_cached(parts, BID, bids, self._bids, seen, self._prices)
+            self._bids = seen
+        if OFFER in self._types:
+            seen = {}
+            count += _levels_cached(parts, OFFER, asks, self._asks, seen, self._prices)
+            self._asks = seen
         parts[0] = b"268=%d\x01" % count
         parts.append(_trailer(book))
         tail = b"".join(parts)

@@ -16,13 +16,13 @@ venues (1.3 KB with the view sequence, times and venue states):
   summed);
 * parse one W: ``simplefix.FixParser`` (then reading every entry's fields),
   against ``codec.FixReader`` plus ``FixMessage.group``;
-* the latency harness's books in sequence (its generator's Binance and
-  Bitstamp frames through the listeners and the merge, 10 + 10 levels; every
-  frame gives its venue's levels new sizes, so about half the merged levels
-  are new at each update): ``encode_book`` against the gateway's
-  ``BookEncoder``, which keeps each level's entry text, and the floats'
-  formatting alone (``repr`` of the new levels' prices and sizes: what a C
-  encoder would still pay).
+* the latency harness's books in sequence, and quieter ones
+  (:func:`quiet_books`: one size a side changed at each update) (:func:`harness_books`: 10 + 10
+  levels of one venue, every size new at each update): ``encode_book``
+  against the gateway's ``BookEncoder``, which reuses the last update's
+  entries and the prices' text, and the floats' formatting alone (``repr``
+  of the prices and sizes the last book did not hold: what a C encoder
+  calling CPython's ``repr`` would still pay).
 
 Figures of the run written down in ``dragonfly/fix/codec.py`` (python 3.11,
 this VM): see its module docstring.
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -43,8 +44,8 @@ from dragonfly.core.listener import TopNListener
 from dragonfly.core.types import MergedBook, MergedLevel, VenueState
 from dragonfly.fix.codec import FixReader, byte_sum, field, frame, sending_time
 from dragonfly.fix.mdcodec import BookEncoder, encode_book
-from dragonfly.venues import binance, bitstamp
-from latency.frames import binance_depth20, bitstamp_order_book
+from dragonfly.venues import binance
+from latency.frames import binance_depth20
 
 VENUES = ("binance", "bitstamp", "kraken")
 ENTRY = frozenset({269, 270, 271, 282, 290})
@@ -154,17 +155,42 @@ def parse_simplefix(raw: bytes) -> int:
 
 
 def harness_books(count: int = 400) -> list[MergedBook]:
-    """The merged books the latency harness's generator makes, in order (frames alternate venues)."""
+    """The merged books the latency harness's gateway encodes, in order.
+
+    Its generator's Binance frames through the listener and the merge: the
+    Bitstamp frames it sends carry a 2023 ``microtimestamp``, so the freshness
+    rule keeps Bitstamp out of the merge there and every update is a book of
+    Binance's levels alone, each frame with new sizes at every level.
+    """
     agg = Aggregator("ethbtc", ["binance", "bitstamp"], 10)
     books: list[MergedBook] = []
     agg.add_sink(books.append)
-    lb = TopNListener("binance", binance.make_decoder(10), agg.producers["binance"])
-    ls = TopNListener("bitstamp", bitstamp.make_decoder(10), agg.producers["bitstamp"])
-    frames = zip(binance_depth20(count // 2), bitstamp_order_book(count // 2), strict=True)
-    for i, (fb, fs) in enumerate(frames):
-        lb.on_frame(fb, 2 * i + 1, True)
-        ls.on_frame(fs, 2 * i + 2, True)
+    listener = TopNListener("binance", binance.make_decoder(10), agg.producers["binance"])
+    for i, payload in enumerate(binance_depth20(count)):
+        listener.on_frame(payload, i + 1, True)
     return books
+
+
+def quiet_books(count: int = 400) -> list[MergedBook]:
+    """:func:`make_book` updated ``count`` times, one level a side getting a new size each time.
+
+    A market between busy moments, as a venue's diffs describe it: most
+    levels of a merged top 10 stay as they were from one update to the next.
+    """
+    rng = random.Random(1)
+    book = make_book()
+    out = []
+    for sequence in range(count):
+        sides = []
+        for side in (book.bids, book.asks):
+            levels = list(side)
+            i = rng.randrange(len(levels))
+            venue, price, amount = levels[i]
+            levels[i] = MergedLevel(venue, price, round(amount + rng.uniform(-1, 1), 8) or 0.5)
+            sides.append(tuple(levels))
+        book = book._replace(bids=sides[0], asks=sides[1], sequence=sequence)
+        out.append(book)
+    return out
 
 
 def new_floats(books: list[MergedBook]) -> list[list[float]]:
@@ -176,6 +202,42 @@ def new_floats(books: list[MergedBook]) -> list[list[float]]:
         out.append([x for level in levels - seen for x in level[1:]])
         seen = levels
     return out
+
+
+def encode_cases(label: str, books: list[MergedBook], rounds: int) -> None:
+    """Time encode_book against the BookEncoder on ``books`` in order, interleaved; print medians."""
+    fresh = new_floats(books)
+    n = len(books)
+
+    def plain() -> None:
+        for b in books:
+            encode_book(b)
+
+    def cached() -> None:
+        encode = BookEncoder(0, 10)
+        for b in books:
+            encode(b)
+
+    def formatting() -> None:
+        for floats in fresh:
+            for x in floats:
+                repr(x)
+
+    new_share = sum(len(f) for f in fresh) / sum(2 * (len(b.bids) + len(b.asks)) for b in books)
+    # Interleaved, one batch of each case a round: the VM drifts within seconds.
+    cases = {"plain": plain, "cached": cached, "repr": formatting}
+    per: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(rounds * 3):
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            per[name].append((time.perf_counter() - start) / n * 1e6)
+    pe, ce, fe = (statistics.median(per[k]) for k in cases)
+    gain = statistics.median(p / c for p, c in zip(per["plain"], per["cached"], strict=True))
+    print(
+        f"{label} ({n}, {new_share:.0%} of levels new per update): encode_book {pe:5.1f} µs   "
+        f"BookEncoder {ce:5.1f} µs ({gain:3.1f}x, per round)   repr of the new floats alone {fe:4.1f} µs"
+    )
 
 
 def timed(fn: Callable[[], object], rounds: int, number: int) -> float:
@@ -217,39 +279,8 @@ def main(argv: list[str] | None = None) -> None:
     tail = encode_book(book).tail
     summed = timed(lambda: byte_sum(tail), args.rounds, 5000)
     print(f"byte sum of the shared part ({len(tail)} bytes), saved per session: {summed * 1e6:.1f} µs")
-    books = harness_books()
-    fresh = new_floats(books)
-    n = len(books)
-
-    def plain() -> None:
-        for b in books:
-            encode_book(b)
-
-    def cached() -> None:
-        encode = BookEncoder(0, 10)
-        for b in books:
-            encode(b)
-
-    def formatting() -> None:
-        for floats in fresh:
-            for x in floats:
-                repr(x)
-
-    new_share = sum(len(f) for f in fresh) / sum(2 * (len(b.bids) + len(b.asks)) for b in books)
-    # Interleaved, one batch of each case a round: the VM drifts within seconds.
-    cases = {"plain": plain, "cached": cached, "repr": formatting}
-    per: dict[str, list[float]] = {k: [] for k in cases}
-    for _ in range(args.rounds * 3):
-        for name, fn in cases.items():
-            start = time.perf_counter()
-            fn()
-            per[name].append((time.perf_counter() - start) / n * 1e6)
-    pe, ce, fe = (statistics.median(per[k]) for k in cases)
-    gain = statistics.median(p / c for p, c in zip(per["plain"], per["cached"], strict=True))
-    print(
-        f"harness books ({n}, {new_share:.0%} of levels new per update): encode_book {pe:5.1f} µs   "
-        f"BookEncoder {ce:5.1f} µs ({gain:3.1f}x, per round)   repr of the new floats alone {fe:4.1f} µs"
-    )
+    for label, books in (("harness books", harness_books()), ("quiet books", quiet_books())):
+        encode_cases(label, books, args.rounds)
     psf = timed(lambda: parse_simplefix(raw), args.rounds, 2000)
     pus = timed(lambda: parse_ours(raw), args.rounds, 2000)
     print(

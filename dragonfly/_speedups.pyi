@@ -20,6 +20,14 @@ def apply_side(
     bids: bool,
     bound: float,
 ) -> bool: ...
+def apply_book(
+    bid_side: SortedDict[float, tuple[float, float]],
+    ask_side: SortedDict[float, tuple[float, float]],
+    bids: Iterable[tuple[float, float]],
+    asks: Iterable[tuple[float, float]],
+    bid_floor: float,
+    ask_ceiling: float,
+) -> int: ...
 def apply_text_side(
     side: SortedDict[float, tuple[float, float]],
     text: dict[float, tuple[str, str]],
@@ -32,3 +40,6 @@ def top_levels(
 ) -> tuple[Any, ...]: ...
 def crc32_digits(first: Sequence[tuple[str, str]], second: Sequence[tuple[str, str]]) -> int: ...
 def crc32_interleaved(bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str, str]]) -> int: ...
+def read_bybit_delta(
+    payload: bytes,
+) -> tuple[str, list[tuple[float, float]], list[tuple[float, float]], int, int, None] | None: ...

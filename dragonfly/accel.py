@@ -1,11 +1,13 @@
 """The optional C speedups of the hot path, and the switch between them and pure Python.
 
-``dragonfly/_speedups.c`` holds nine hot-path functions in C: the reader of
+``dragonfly/_speedups.c`` holds eleven hot-path functions in C: the reader of
 a compact JSON side's top N (``read_levels``, for the Binance and Bitstamp
-snapshot decoders), the listener's book check (``check_book``), the merge of
+snapshot decoders), the reader of Bybit's deltas (``read_bybit_delta``,
+msgspec its twin), the listener's book check (``check_book``), the merge of
 the venues' top N (``merge_side``), the Summary encoder
 (``encode_summary``), a diff book's update, numeric or of the venue's strings,
-and its top-N read, of levels or of strings (``apply_side``,
+and its top-N read, of levels or of strings (``apply_book``, both sides of
+a numeric update in one call, and ``apply_side``, one side of it;
 ``apply_text_side``, ``top_levels``, used by ``dragonfly.core.book``), and the
 CRC32 book checksums over the venue's strings (``crc32_digits`` for Kraken,
 ``crc32_interleaved`` for OKX, used by ``dragonfly.core.checksum``).

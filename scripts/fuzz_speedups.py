@@ -61,6 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import msgspec  # noqa: E402
 from sortedcontainers import SortedDict  # noqa: E402
 
 from dragonfly import accel  # noqa: E402
@@ -72,6 +73,7 @@ from dragonfly.core.listener import check_book_py  # noqa: E402
 from dragonfly.core.types import MergedBook, MergedLevel  # noqa: E402
 from dragonfly.recording import received_payloads, shared_recordings  # noqa: E402
 from dragonfly.serve.encode import encode_summary_pb  # noqa: E402
+from dragonfly.venues import bybit  # noqa: E402
 from dragonfly.venues.bitstamp import _top_of_side  # noqa: E402
 
 
@@ -695,28 +697,41 @@ def _twin_books(load: int) -> tuple[L2Book, L2Book]:
     return books
 
 
+def _apply_book_by_sides(
+    bid_side: SortedDict[float, Any],
+    ask_side: SortedDict[float, Any],
+    bids: Any,
+    asks: Any,
+    floor: float,
+    ceiling: float,
+) -> int:
+    """apply_book's contract through two apply_side calls (so both C entries meet the same batches)."""
+    hit = 1 if C.apply_side(bid_side, bids, True, floor) else 0
+    return hit | (2 if C.apply_side(ask_side, asks, False, ceiling) else 0)
+
+
 def fuzz_apply_side(rng: Random, corpus: Corpus) -> None:
-    """apply_side and top_levels against L2Book's own Python loops, batch by batch."""
+    """apply_book (or apply_side twice) and top_levels against L2Book's own Python loops, batch by batch."""
     grid = sorted(rng.sample(corpus.prices, min(len(corpus.prices), rng.choice([5, 20, 200]))))
     load = rng.choice([4, 5, 8, 1000])
     c_book, py_book = _twin_books(load)
-    c_twins = C.apply_side, C.top_levels
+    c_twins = (C.apply_book if rng.random() < 0.5 else _apply_book_by_sides), C.top_levels
     for _ in range(rng.randint(1, 30)):
         bids = _changes(rng, corpus, grid, rng.randint(0, 40))
         asks = _changes(rng, corpus, grid, rng.randint(0, 40))
         floor, ceiling = rng.choice(grid), rng.choice(grid)
-        book_module._apply_side, book_module._top_levels = c_twins
+        book_module._apply_book, book_module._top_levels = c_twins
         try:
             c_hit = c_book.update_numeric(bids, asks, floor, ceiling)
             ns = [rng.choice([0, 1, 10, load, 3 * load, 5000, sys.maxsize]) for _ in range(3)]
             c_top = [c_book.top(n) for n in ns]
         finally:
-            book_module._apply_side, book_module._top_levels = None, None
+            book_module._apply_book, book_module._top_levels = None, None
         try:
             py_hit = py_book.update_numeric(bids, asks, floor, ceiling)
             py_top = [py_book.top(n) for n in ns]
         finally:
-            book_module._apply_side, book_module._top_levels = c_twins  # as imported: C is built
+            book_module._apply_book, book_module._top_levels = C.module.apply_book, C.module.top_levels
         where = f"bids={_short(bids)} asks={_short(asks)} load={load}"
         expect_same("apply_side (hit)", ("ok", c_hit), ("ok", py_hit), where)
         expect_same("top_levels", ("ok", tuple(c_top)), ("ok", tuple(py_top)), where)
@@ -835,8 +850,20 @@ def _top_text_py(book: L2Book, n: int) -> tuple[list[Any], list[Any]]:
         book_module._top_levels = saved
 
 
+def hostile_apply(rng: Random, side: Any, levels: Any, bids: Any, bound: Any) -> None:
+    """apply_side, or apply_book with ``side`` as either side (and the other side empty or hostile too)."""
+    if rng.random() < 0.5:
+        survives(C.apply_side, side, levels, bids, bound)
+        return
+    other: Any = SortedDict() if rng.random() < 0.8 else side
+    if rng.random() < 0.5:
+        survives(C.apply_book, side, other, levels, rng.choice([[], levels]), bound, 0.0)
+    else:
+        survives(C.apply_book, other, side, rng.choice([[], levels]), levels, 0.0, bound)
+
+
 def fuzz_top_levels(rng: Random, corpus: Corpus) -> None:
-    """Hostile books for apply_side and top_levels (their valid use is fuzz_apply_side's)."""
+    """Hostile books for apply_side, apply_book and top_levels (their valid use is fuzz_apply_side's)."""
     side: SortedDict[Any, Any] = SortedDict()
     side._list._reset(rng.choice([4, 8, 1000]))
     grid = sorted(rng.sample(corpus.prices, min(len(corpus.prices), 30)))
@@ -852,7 +879,7 @@ def fuzz_top_levels(rng: Random, corpus: Corpus) -> None:
                     (HashClearing(rng.choice(grid)), rng.choice([0.0, 1.0]))
                     for _ in range(rng.randint(1, 10))
                 ]
-                survives(C.apply_side, side, keys, False, rng.choice(grid))
+                hostile_apply(rng, side, keys, False, rng.choice(grid))
                 side2: SortedDict[Any, Any] = SortedDict({HashClearing(p): (p, 1.0) for p in grid})
                 HashClearing.side = side2
                 survives(C.top_levels, side2, rng.choice([1, 5, 100]))
@@ -864,12 +891,12 @@ def fuzz_top_levels(rng: Random, corpus: Corpus) -> None:
             p, q = levels[j]
             bad = hostile_number(rng, p, [levels] if rng.random() < 0.5 else [levels, side])
             levels[j] = (bad, q) if rng.random() < 0.5 else (p, bad)
-            survives(C.apply_side, side, levels, rng.random() < 0.5, rng.choice(grid))
+            hostile_apply(rng, side, levels, rng.random() < 0.5, rng.choice(grid))
         elif kind == 2:  # keys that cannot be hashed
-            survives(C.apply_side, side, [(HashRaising(grid[0]), 1.0)], False, 0.0)
+            hostile_apply(rng, side, [(HashRaising(grid[0]), 1.0)], False, 0.0)
         elif kind == 3:  # not a SortedDict, or one whose insides are wrong
             plain: Any = rng.choice([{}, {1.0: (1.0, 1.0)}, [], None, SortedDict])
-            survives(C.apply_side, plain, _changes(rng, corpus, grid, 5), True, 0.0)
+            hostile_apply(rng, plain, _changes(rng, corpus, grid, 5), True, 0.0)
             survives(C.top_levels, plain, 5)
             broken = SortedDict(side)
             broken._list._lists = rng.choice([None, (), [None], [(1.0,)], [[HashRaising(1.0)]], [[2.0**70]]])
@@ -877,10 +904,19 @@ def fuzz_top_levels(rng: Random, corpus: Corpus) -> None:
         elif kind == 4:  # finalizers that empty the levels list mid-call
             levels = _changes(rng, corpus, grid, rng.randint(5, 40))
             plant_finalizers(rng, levels, *side._list._lists)
-            survives(C.apply_side, side, levels, rng.random() < 0.5, rng.choice(grid))
+            hostile_apply(rng, side, levels, rng.random() < 0.5, rng.choice(grid))
             plant_finalizers(rng, *side._list._lists, side._list._lists)
             survives(C.top_levels, side, rng.choice([1, 5, 100]))
         elif kind == 5:  # wrong arguments
+            survives(
+                C.apply_book,
+                rng.choice([side, None, {}]),
+                rng.choice([SortedDict(), 5]),
+                rng.choice([None, 5, [[1.0, 1.0]], [(1.0,)], iter([(1.0, 0.0)])]),
+                [],
+                rng.choice([0.0, "x", Raising()]),
+                rng.choice([0.0, None]),
+            )
             survives(
                 C.apply_side,
                 side,
@@ -893,7 +929,7 @@ def fuzz_top_levels(rng: Random, corpus: Corpus) -> None:
             meddling = Meddling(side)
             levels = _changes(rng, corpus, grid + [g * 1.5 for g in grid], rng.randint(1, 20))
             meddling.victim = levels
-            survives(C.apply_side, meddling, levels, rng.random() < 0.5, 0.0)
+            hostile_apply(rng, meddling, levels, rng.random() < 0.5, 0.0)
             survives(C.top_levels, meddling, 10)
 
 
@@ -1047,6 +1083,93 @@ def fuzz_checksums(rng: Random, corpus: Corpus) -> None:
         survives(fn, second, side)
 
 
+# -- read_bybit_delta ---------------------------------------------------------------------
+
+_bybit_decode = msgspec.json.Decoder(bybit._Message, strict=False).decode
+_BYBIT_NAMES = ["BTCUSDT", "ETHBTC", "X", "", "a.b", "é", "a\\u0041", "A" * 80]
+
+
+def read_bybit_delta_twin(payload: Any) -> tuple[Any, ...] | None:
+    """What bybit's msgspec decoder reads from a delta (None: no delta, or no frame msgspec accepts)."""
+    try:
+        msg = _bybit_decode(payload)
+    except (msgspec.DecodeError, TypeError):
+        return None
+    if msg.type != "delta" or not msg.topic.startswith("orderbook."):
+        return None
+    d = msg.data
+    return (d.s, d.b, d.a, d.u, d.u, None)
+
+
+def bybit_delta_frame(rng: Random, corpus: Corpus) -> bytes:
+    """A delta as Bybit writes it: numbers the recordings hold (and worse), optional fields left out."""
+
+    def number() -> str:
+        r = rng.random()
+        if r < 0.9:
+            return f"{rng.choice(corpus.prices):.{rng.randint(0, 6)}f}"
+        if r < 0.95:
+            return rng.choice(corpus.texts)
+        if r < 0.98:
+            return rng.choice(["0", "0.0", "1", "00.1", "1.", ".5", "-1", "1e3", "0." + "0" * 21 + "1"])
+        return rng.choice(EXTREME_TEXTS).decode("latin-1")
+
+    def side() -> str:
+        return ",".join(f'["{number()}","{number()}"]' for _ in range(rng.choice([0, 1, 2, 3, 5, 10, 60])))
+
+    name = rng.choice(_BYBIT_NAMES) if rng.random() < 0.3 else "BTCUSDT"
+    kind = rng.choice(["delta"] * 8 + ["snapshot", "Delta"])
+    u = rng.choice([1, 7, 2**40, 10**17, 10**18 - 1, 10**18, 2**63, 0])
+    parts = [f'{{"topic":"orderbook.50.{name}","type":"{kind}"']
+    if rng.random() < 0.9:
+        parts.append(f',"ts":{rng.randint(0, 2**41)}')
+    parts.append(f',"data":{{"s":"{name}","b":[{side()}],"a":[{side()}],"u":{u}')
+    if rng.random() < 0.9:
+        parts.append(f',"seq":{rng.randint(0, 2**40)}')
+    parts.append("}")
+    if rng.random() < 0.9:
+        parts.append(f',"cts":{rng.randint(0, 2**41)}')
+    parts.append("}")
+    return "".join(parts).encode("utf-8", "surrogatepass")
+
+
+def fuzz_read_bybit_delta(rng: Random, corpus: Corpus) -> None:
+    """read_bybit_delta against bybit's msgspec decoder: it reads the same, or leaves the frame to msgspec.
+
+    It may leave (None) a frame msgspec reads; it must never read one that
+    msgspec refuses, nor read a value msgspec reads differently.
+    """
+    frame = bybit_delta_frame(rng, corpus)
+    for _ in range(rng.randint(1, 4)):
+        payload: Any = mutate(rng, frame) if rng.random() < 0.7 else frame
+        if rng.random() < 0.02:
+            payload = rng.choice([bytearray(payload), payload.decode("latin-1"), None, memoryview(payload)])
+        got = outcome(C.read_bybit_delta, payload)
+        if not isinstance(payload, bytes):
+            expect_same("read_bybit_delta", got, ("raise", TypeError), f"payload={_short(payload, 160)}")
+            continue
+        if got[0] != "ok":
+            raise MismatchError(f"read_bybit_delta raised {got[1]}; payload={_short(payload, 300)}")
+        if got[1] is None:
+            continue
+        want = read_bybit_delta_twin(payload)
+        if want is None or not same_fields(got[1], want):
+            raise MismatchError(
+                f"read_bybit_delta: C read {_short(got[1])}, msgspec {_short(want)}; "
+                f"payload={_short(payload, 300)}"
+            )
+
+
+def same_fields(got: tuple[Any, ...], want: tuple[Any, ...]) -> bool:
+    """The delta's fields equal, the level lists as lists of float tuples, bit for bit."""
+    if len(got) != 6 or got[0] != want[0] or type(got[0]) is not str or got[3:] != want[3:]:
+        return False
+    return all(
+        type(g) is list and len(g) == len(w) and all(map(same, g, map(tuple, w)))
+        for g, w in zip(got[1:3], want[1:3], strict=True)
+    )
+
+
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -1055,6 +1178,8 @@ TARGETS: dict[str, Callable[[Random, Corpus], None]] = {
     "merge_side": fuzz_merge_side,
     "check_book": fuzz_check_book,
     "apply_side": fuzz_apply_side,
+    "apply_book": fuzz_apply_side,
+    "read_bybit_delta": fuzz_read_bybit_delta,
     "apply_text_side": fuzz_apply_text_side,
     "top_levels": fuzz_top_levels,
     "encode_summary": fuzz_encode_summary,
@@ -1074,6 +1199,8 @@ ROUND = [
     "apply_text_side",
     "top_levels",
     "encode_summary",
+    "read_bybit_delta",
+    "apply_book",
 ]
 
 

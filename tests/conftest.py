@@ -32,14 +32,14 @@ def both_hot_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
         monkeypatch.setattr(aggregator, "merge_side", accel.speedups.merge_side)
         monkeypatch.setattr(listener, "check_book", accel.speedups.check_book)
         monkeypatch.setattr(encode, "speedups", accel.speedups)
-        monkeypatch.setattr(book, "_apply_side", accel.speedups.apply_side)
+        monkeypatch.setattr(book, "_apply_book", accel.speedups.apply_book)
         monkeypatch.setattr(book, "_top_levels", accel.speedups.top_levels)
         monkeypatch.setattr(book, "_apply_text_side", accel.speedups.apply_text_side)
     else:
         monkeypatch.setattr(aggregator, "merge_side", aggregator.merge_side_py)
         monkeypatch.setattr(listener, "check_book", listener.check_book_py)
         monkeypatch.setattr(encode, "speedups", None)
-        monkeypatch.setattr(book, "_apply_side", None)
+        monkeypatch.setattr(book, "_apply_book", None)
         monkeypatch.setattr(book, "_top_levels", None)
         monkeypatch.setattr(book, "_apply_text_side", None)
         monkeypatch.setattr(accel, "speedups", None)  # decoders made from here on

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, cast
 
 from sortedcontainers import SortedDict
@@ -63,12 +64,14 @@ Levels = Iterable[VenueLevel] | Iterable[Level]
 _dict_set = dict.__setitem__
 _INF = math.inf
 
-# The C twins of update_numeric's loops and of the top-N read, or None (the
-# Python code below runs). Module globals: tests swap them (both_hot_paths).
-_apply_side: Callable[[SortedDict[float, Level], Iterable[Level], bool, float], bool] | None = (
-    accel.speedups.apply_side if accel.speedups is not None else None
-)
+# The C twins of update_numeric (both sides in one call) and of the top-N
+# read, or None (the Python code below runs). Module globals: tests swap them
+# (both_hot_paths).
 _top_levels: Callable[..., Side] | None = accel.speedups.top_levels if accel.speedups is not None else None
+_ApplyBook = Callable[
+    [SortedDict[float, Level], SortedDict[float, Level], Iterable[Level], Iterable[Level], float, float], int
+]
+_apply_book: _ApplyBook | None = accel.speedups.apply_book if accel.speedups is not None else None
 # The C twin of update's loops (a book that keeps the venue's strings), or None.
 _ApplyText = Callable[
     [SortedDict[float, Level], dict[float, TextLevel], Iterable[VenueLevel], bool, float], bool
@@ -270,11 +273,8 @@ class L2Book:
         raises TypeError. With the C speedups a level must be a tuple, as
         the decoders give them.
         """
-        if _apply_side is not None:
-            hit = BIDS if _apply_side(self.bids, bids, True, bid_floor) else 0
-            if _apply_side(self.asks, asks, False, ask_ceiling):
-                hit |= ASKS
-            return hit
+        if _apply_book is not None:
+            return _apply_book(self.bids, self.asks, bids, asks, bid_floor, ask_ceiling)
         hit = 0
         # Two loops that differ only in the key, as in update (hot path).
         side = self.bids
@@ -303,6 +303,18 @@ class L2Book:
             if value <= ask_ceiling:
                 hit |= ASKS
         return hit
+
+    def numeric_updater(self) -> Callable[[Iterable[Level], Iterable[Level], float, float], int]:
+        """:meth:`update_numeric`, bound once for a caller that applies every delta to this book (hot path).
+
+        With the C speedups, the C update itself with both sides bound (a
+        ``partial``): a delta then runs no Python frame of the book's. The
+        sides are never replaced (``clear`` empties them in place), so the
+        binding holds for the book's life.
+        """
+        if _apply_book is not None:
+            return partial(_apply_book, self.bids, self.asks)
+        return self.update_numeric
 
     def truncate(self, depth: int) -> None:
         """Keep only the best ``depth`` levels of each side (venues that cap depth; hot path)."""

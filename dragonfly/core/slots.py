@@ -54,8 +54,13 @@ class SlotQueue(Generic[T]):
     def drain(self) -> list[tuple[int, T | None]]:
         """Return ``(slot, newest item or None if withdrawn)`` for every dirty slot."""
         items = self._items
-        out = [(i, items[i]) for i in self._dirty]
-        self._dirty.clear()
+        dirty = self._dirty
+        # A loop, not a comprehension: in Python 3.11 that is a function object
+        # and a frame per call (~1.4k of ~44k instructions a Bybit message, callgrind).
+        out: list[tuple[int, T | None]] = []
+        for i in dirty:
+            out.append((i, items[i]))
+        dirty.clear()
         return out
 
     def peek(self, slot: int) -> T | None:
@@ -104,4 +109,8 @@ class SlotProducer(Generic[T]):
 
     def end_burst(self) -> None:
         """Wake the consumer if any slot is dirty (call when no frame is buffered)."""
-        self._queue._ready()
+        q = self._queue
+        if q._dirty and not q._deferred:  # _ready's common case inline (hot path)
+            q._on_ready()
+        else:
+            q._ready()

@@ -11,6 +11,7 @@ import re
 import struct
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -226,7 +227,7 @@ _changes = st.lists(
 
 @settings(max_examples=400, deadline=None)
 @given(_changes, st.integers(1, 60), st.integers(1, 60), st.integers(4, 12), st.integers(1, 3))
-def test_apply_side_and_top_levels_equal_the_python_book(
+def test_apply_book_and_top_levels_equal_the_python_book(
     changes: list[tuple[bool, int, float]], floor: int, ceiling: int, load: int, batch: int
 ) -> None:
     """The C apply and top-N read against L2Book's own loops, delta by delta, sublists split small."""
@@ -239,12 +240,12 @@ def test_apply_side_and_top_levels_equal_the_python_book(
         bids = [(tick / 100, qty) for is_bid, tick, qty in changes[i : i + batch] if is_bid]
         asks = [(tick / 100, qty) for is_bid, tick, qty in changes[i : i + batch] if not is_bid]
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(book_module, "_apply_side", accel.speedups.apply_side)
+            mp.setattr(book_module, "_apply_book", accel.speedups.apply_book)
             mp.setattr(book_module, "_top_levels", accel.speedups.top_levels)
             c_hit = c_book.update_numeric(bids, asks, floor / 100, ceiling / 100)
             c_top = [c_book.top(n) for n in (1, load, 3 * load)]
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(book_module, "_apply_side", None)
+            mp.setattr(book_module, "_apply_book", None)
             mp.setattr(book_module, "_top_levels", None)
             py_hit = py_book.update_numeric(bids, asks, floor / 100, ceiling / 100)
             py_top = [py_book.top(n) for n in (1, load, 3 * load)]
@@ -280,6 +281,34 @@ def test_apply_side_and_top_levels_refuse_what_is_not_a_book() -> None:
         top_levels(side, -1)
     with pytest.raises(TypeError):
         top_levels(5, 1)  # type: ignore[arg-type]
+
+
+def test_apply_book_is_apply_side_on_each_side_and_refuses_what_is_not_a_book() -> None:
+    assert accel.speedups is not None
+    apply_book, apply_side = accel.speedups.apply_book, accel.speedups.apply_side
+    bids: SortedDict[float, tuple[float, float]] = SortedDict()
+    asks: SortedDict[float, tuple[float, float]] = SortedDict()
+    assert apply_book(bids, asks, [(1.0, 2.0), (0.5, 1.0)], [(2.0, 1.0)], 0.9, 1.5) == 1  # 1.0 >= 0.9
+    assert apply_book(bids, asks, [(0.5, 0.0)], [(1.5, 3.0)], 0.9, 1.5) == 2  # 1.5 <= 1.5
+    assert apply_book(bids, asks, [(1.0, 3.0)], [(1.5, 0.0)], 1.0, 1.5) == 3
+    side_bids: SortedDict[float, tuple[float, float]] = SortedDict()
+    side_asks: SortedDict[float, tuple[float, float]] = SortedDict()
+    deltas = [([(1.0, 2.0), (0.5, 1.0)], [(2.0, 1.0)]), ([(0.5, 0.0)], [(1.5, 3.0)])]
+    for b, a in [*deltas, ([(1.0, 3.0)], [(1.5, 0.0)])]:
+        apply_side(side_bids, b, True, 0.0)
+        apply_side(side_asks, a, False, 0.0)
+    assert list(bids.items()) == list(side_bids.items()) == [(-1.0, (1.0, 3.0))]
+    assert list(asks.items()) == list(side_asks.items()) == [(2.0, (2.0, 1.0))]
+    with pytest.raises(TypeError):
+        apply_book(bids, asks, [(0.7, 1.0), (0.1,)], [(3.0, 1.0)], 0.0, 0.0)
+    assert -0.7 in bids and 3.0 not in asks  # the bids before the bad level applied, the asks untouched
+    loose: Any = apply_book  # wrong arguments on purpose
+    wrong: list[tuple[Any, ...]] = [(5, asks, [], [], 0.0, 0.0), (bids, None, [], [], 0.0, 0.0)]
+    for bad_args in [*wrong, (bids, asks, [], [], "x", 0.0)]:
+        with pytest.raises(TypeError):
+            loose(*bad_args)
+    with pytest.raises(TypeError):
+        loose(bids, asks, [], [])
 
 
 def _key_lists(book: L2Book) -> list[object]:

@@ -8,8 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 
+from dragonfly import accel
 from dragonfly.core.aggregator import Aggregator
 from dragonfly.core.diff import Delta, DiffListener, Snapshot, SyncState
 from dragonfly.core.errors import ParseError
@@ -330,3 +333,118 @@ async def test_feed_reports_an_unknown_symbol() -> None:
     feed, published = await run_feed(ScriptedVenue(lambda msg: [REFUSED]), lambda f: f.outcome.done())
     assert "Invalid symbol" in (feed.outcome.result() or "")
     assert published == []
+
+
+# -- the C reader of deltas -------------------------------------------------------
+
+_plain = st.builds(
+    lambda whole, frac: f"{whole}.{frac}" if frac else str(whole),
+    st.integers(0, 10**9),
+    st.one_of(st.just(""), st.from_regex(r"[0-9]{1,12}", fullmatch=True)),
+)
+_number = st.one_of(
+    _plain,
+    st.sampled_from(
+        ["0", "0.0", "00.1", "1.", ".5", "-1", "1e3", "1E-2", "nan", "inf", " 1", "1_0", "0x1", ""]
+    ),
+    st.sampled_from(["0." + "0" * 21 + "1", "0." + "0" * 22 + "1", "1" * 15 + ".5", "9" * 16]),
+    st.from_regex(r"[0-9.eE+-]{1,25}", fullmatch=True),
+)
+_levels = st.lists(st.tuples(_number, _number), max_size=8)
+
+
+def compact_side(levels: list[tuple[str, str]]) -> str:
+    return "[" + ",".join(f'["{p}","{q}"]' for p, q in levels) + "]"
+
+
+def compact_delta(
+    symbol: str, b: list[tuple[str, str]], a: list[tuple[str, str]], u: int, extra: bool
+) -> bytes:
+    """A delta as Bybit writes it (no whitespace), optionally without ts, seq and cts."""
+    head = f'{{"topic":"orderbook.50.{symbol}","type":"delta",' + ('"ts":1672304484978,' if extra else "")
+    data = f'"data":{{"s":"{symbol}","b":{compact_side(b)},"a":{compact_side(a)},"u":{u}'
+    data += ',"seq":7961638724' if extra else ""
+    return (head + data + "}" + (',"cts":1672304484976' if extra else "") + "}").encode()
+
+
+def decoded(decode: Callable[[bytes], Any], payload: bytes) -> object:
+    try:
+        return decode(payload)
+    except ParseError:
+        return ParseError
+
+
+def both_decoders(monkeypatch: pytest.MonkeyPatch) -> tuple[Callable[[bytes], Any], Callable[[bytes], Any]]:
+    """Bybit's decoder with the C reader of deltas, and without it (msgspec alone: the twin)."""
+    if accel.speedups is None:
+        pytest.skip("C speedups not built (no C compiler at install) or DRAGONFLY_PURE_PYTHON set")
+    with_c = bybit.make_decoder()
+    monkeypatch.setattr(accel, "speedups", None)
+    return with_c, bybit.make_decoder()
+
+
+def test_the_c_reader_reads_the_documented_delta() -> None:
+    if accel.speedups is None:
+        pytest.skip("C speedups not built (no C compiler at install) or DRAGONFLY_PURE_PYTHON set")
+    frame = compact_delta("ETHBTC", [("0.05115", "2.05")], [("0.05116", "0"), ("0.05117", "3.1")], 9, True)
+    assert accel.speedups.read_bybit_delta(frame) == (
+        "ETHBTC",
+        [(0.05115, 2.05)],
+        [(0.05116, 0.0), (0.05117, 3.1)],
+        9,
+        9,
+        None,
+    )
+    # Not its shape (spaces, a snapshot, an escape, a price of zero): left to msgspec.
+    for other in (
+        book_msg("delta", 9, [], []),
+        frame.replace(b'"delta"', b'"snapshot"'),
+        frame.replace(b"ETHBTC", b"ETH\\u0042TC"),
+        frame.replace(b"0.05115", b"0.00000"),
+        frame + b" ",
+    ):
+        assert accel.speedups.read_bybit_delta(other) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["ETHBTC", "BTCUSDT", "X", ""]),
+    _levels,
+    _levels,
+    st.integers(0, 2**64),
+    st.booleans(),
+    st.integers(0, 400),
+    st.binary(max_size=3),
+)
+def test_the_c_reader_reads_what_msgspec_reads(
+    symbol: str,
+    b: list[tuple[str, str]],
+    a: list[tuple[str, str]],
+    u: int,
+    extra: bool,
+    cut: int,
+    junk: bytes,
+) -> None:
+    """Every delta decodes to the same events (or the same error) with and without the C reader."""
+    with pytest.MonkeyPatch.context() as mp:
+        with_c, twin = both_decoders(mp)
+        frame = compact_delta(symbol, b, a, u, extra)
+        for payload in (frame, frame[:cut] + junk + frame[cut:], frame[:cut]):
+            assert decoded(with_c, payload) == decoded(twin, payload)
+
+
+def test_the_c_reader_reads_the_recorded_deltas_as_msgspec(monkeypatch: pytest.MonkeyPatch) -> None:
+    from latency.peers import MissingRecordingError, load_venue, recordings_dir
+
+    try:
+        frames = load_venue("bybit", recordings_dir())
+    except MissingRecordingError as exc:
+        pytest.skip(str(exc))
+    with_c, twin = both_decoders(monkeypatch)
+    assert accel.ACTIVE
+    from dragonfly import _speedups
+
+    read = sum(_speedups.read_bybit_delta(p) is not None for p in frames.updates)
+    assert read == len(frames.updates)  # every recorded delta takes the C path
+    for payload in [*frames.snapshots, *frames.updates]:
+        assert with_c(payload) == twin(payload)

@@ -64,6 +64,22 @@ def make_frames(venue: str, count: int) -> list[bytes]:
     raise ValueError(f"unknown venue {venue!r}: expected one of {', '.join(VENUES)}")
 
 
+def restamp_bitstamp(frame: bytes, now_ns: int) -> bytes:
+    """``frame`` with its ``timestamp`` and ``microtimestamp`` set to ``now_ns``.
+
+    A Bitstamp book's age is read from its ``microtimestamp`` (the trust rules
+    withdraw a book whose data is older than its venue's ``stale_after``), so a
+    recycled frame keeping the time it was generated at would never be let into
+    the merge: every figure would be a one-venue merge's. Both fields are
+    fixed-width numbers in :func:`latency.frames.bitstamp_order_book`'s frames;
+    the time only goes forward, so no frame reads as older than the last.
+    """
+    i = frame.index(b'"timestamp":"') + 13
+    j = frame.index(b'"microtimestamp":"', i) + 18
+    seconds, micros = now_ns // 1_000_000_000, now_ns // 1000
+    return b"%s%010d%s%016d%s" % (frame[:i], seconds, frame[i + 10 : j], micros, frame[j + 16 :])
+
+
 class VenueStream(WSListener):
     """One client connection: answers the subscribe, then streams when told to."""
 
@@ -148,6 +164,8 @@ class VenueServer:
         """Send the next frame of the cycle to every subscribed stream; return how many sends."""
         frame = self.frames[self._next]
         self._next = (self._next + 1) % len(self.frames)
+        if self.venue == "bitstamp":
+            frame = restamp_bitstamp(frame, _time_ns())
         n = 0
         for stream in self.streams:
             if stream.subscribed and stream.transport is not None:

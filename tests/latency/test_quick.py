@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -54,4 +57,27 @@ def test_quick_run_writes_report_plot_and_table(tmp_path: Path, path: str) -> No
         assert 0 < p50 <= p99 <= latency_max
         assert 0 < delivered <= 100
         assert float(cols[19]) > 5  # peak RSS of the server, MB
+    for (system, _), cols in rows.items():
+        if system.startswith("dragonfly"):
+            # Both venues in the merge: every frame (either venue's) moves the top of the book.
+            # A venue kept out (stale stamps: it was Bitstamp) halves this.
+            assert float(cols[4]) > 0.7 * float(cols[3]), table
     assert "error" not in table
+
+
+def test_the_generator_stamps_bitstamp_frames_with_the_time_they_leave() -> None:
+    from latency.frames import bitstamp_order_book
+    from latency.generator import VenueServer, restamp_bitstamp
+
+    frame = bitstamp_order_book(1)[0]
+    now = 1_796_000_000_123_456_789
+    out = restamp_bitstamp(frame, now)
+    data, was = json.loads(out)["data"], json.loads(frame)["data"]
+    assert (data["timestamp"], data["microtimestamp"]) == ("1796000000", "1796000000123456")
+    assert {**data, "timestamp": was["timestamp"], "microtimestamp": was["microtimestamp"]} == was
+    sent: list[bytes] = []
+    server = VenueServer("bitstamp", [frame])
+    server.streams = [SimpleNamespace(subscribed=True, transport=object(), send=sent.append)]  # type: ignore[list-item]
+    before = time.time_ns() // 1000
+    server.send_next()
+    assert before <= int(json.loads(sent[0])["data"]["microtimestamp"]) <= time.time_ns() // 1000

@@ -122,7 +122,8 @@ Number = Annotated[float, msgspec.Meta(ge=0.0, le=sys.float_info.max)]
 Price = Annotated[float, msgspec.Meta(gt=0.0, le=sys.float_info.max)]
 #: A ``(price, amount)`` level of a numeric channel, as decoded.
 NumericLevel = tuple[Price, Number]
-_UNBOUNDED = (-math.inf, math.inf)
+_NO_FLOOR = -math.inf
+_NO_CEILING = math.inf
 #: Hot-path decoder of a diff channel: payload -> events, or ``None`` for a non-book frame.
 DiffDecoder = Callable[[bytes], "Sequence[Event] | None"]
 
@@ -236,10 +237,11 @@ class SymbolSync:
         "after_rest",
         "apply",
         "book",
-        "bounds",
         "buffer",
+        "ceiling",
         "data_ns",
         "detail",
+        "floor",
         "loaded_at",
         "newest",
         "out",
@@ -299,9 +301,11 @@ class SymbolSync:
         self.verified = False
         #: The newest sequence position any delta has shown (snapshots must reach it).
         self.newest: int | None = None
-        #: (N-th best bid, N-th best ask) of the published top N: changes
+        #: N-th best bid and N-th best ask of the published top N: changes
         #: beyond them leave it as it is. Unbounded while fewer than N levels.
-        self.bounds = _UNBOUNDED
+        #: Two attributes, not a pair: a tuple built per publish and unpacked per delta.
+        self.floor = _NO_FLOOR
+        self.ceiling = _NO_CEILING
 
 
 class DiffListener:
@@ -378,9 +382,11 @@ class DiffListener:
         self._last_recv = recv_ns
         for event in events:
             if type(event) is Delta:
-                target = self.syms.get(event.symbol)
+                # Read by index: a NamedTuple field is an unspecialised
+                # descriptor lookup (hot path).
+                target = self.syms.get(event[0])
                 if target is not None:
-                    last = event.last
+                    last = event[4]
                     if last is not None and (target.newest is None or last > target.newest):
                         target.newest = last
                     if target.state is _SYNCED:
@@ -430,6 +436,7 @@ class DiffListener:
             return
         outs = []
         depth = self.depth
+        read = _book._top_levels
         for sync in touched:
             sides = sync.touched
             sync.touched = 0
@@ -447,7 +454,6 @@ class DiffListener:
             # the book's methods (no Python frame: hot path).
             published = sync.published
             book = sync.book
-            read = _book._top_levels
             if read is None:
                 if published is None or sides == BOTH:
                     top = book.top(depth)
@@ -464,10 +470,8 @@ class DiffListener:
             if top != published:
                 sync.published = top
                 bids, asks = top
-                sync.bounds = (
-                    bids[-1][0] if len(bids) >= depth else -math.inf,
-                    asks[-1][0] if len(asks) >= depth else math.inf,
-                )
+                sync.floor = bids[-1][0] if len(bids) >= depth else _NO_FLOOR
+                sync.ceiling = asks[-1][0] if len(asks) >= depth else _NO_CEILING
                 seq = book.seq
                 out.put(new_venue_book((self.venue, bids, asks, self._last_recv, self.frames, seq or 0)))
                 outs.append(out)
@@ -593,15 +597,20 @@ class DiffListener:
     def _apply(self, sync: SymbolSync, delta: Delta) -> bool:
         """Apply one delta to a synced book; ``False`` if the book was resynced."""
         book = sync.book
-        last = delta.last
+        # One unpacking, not an attribute lookup a field (a NamedTuple field
+        # is an unspecialised descriptor call: hot path).
+        _symbol, bids, asks, first, last, checksum = delta
         if last is not None:
             if self._continuity:
                 seq = book.seq
                 if seq is not None:
                     if last <= seq:
                         return self._older(sync)
-                    first = delta.first if delta.first is not None else last
-                    if first > seq + 1 or (not sync.after_rest and first != seq + 1):
+                    if first is None:
+                        first = last
+                    # In sequence (the common case) is one test: a gap is a
+                    # first past seq + 1, or any other first but after a REST snapshot.
+                    if first != seq + 1 and (first > seq + 1 or not sync.after_rest):
                         sync.stats.gaps += 1
                         self._resync(sync, f"sequence gap: expected {seq + 1}, got {first}..{last}")
                         return False
@@ -615,9 +624,8 @@ class DiffListener:
         # Whether a change reaches the published top N: a change beyond the
         # N-th level cannot move the top N (or cross the book), so the burst
         # then skips the top-N read and the publish (the incremental top N).
-        floor, ceiling = sync.bounds  # not *sync.bounds: that call builds an argument tuple
         try:
-            hit = sync.apply(delta.bids, delta.asks, floor, ceiling)
+            hit = sync.apply(bids, asks, sync.floor, sync.ceiling)
         except (ValueError, TypeError) as exc:
             sync.stats.malformed += 1
             self._resync(sync, f"bad level in update ({exc})", VenueStatus.BAD_DATA)
@@ -629,14 +637,36 @@ class DiffListener:
         sync.stats.applied += 1
         # The proof's time: when the venue made the change, where its seq is
         # its clock and that is older (a delay in transit); else the receipt.
-        sent_ns = last * self._seq_ns if last is not None else 0
-        sync.data_ns = sent_ns if 0 < sent_ns < self._last_recv else self._last_recv
+        recv_ns = self._last_recv
+        if self._seq_ns and last is not None:
+            sent_ns = last * self._seq_ns
+            sync.data_ns = sent_ns if 0 < sent_ns < recv_ns else recv_ns
+        else:
+            sync.data_ns = recv_ns
         if sync.stale and (self._continuity or self.channel.gapless):
             # It followed on by sequence (or the decoder would have reset it):
             # nothing was missed while it was silent. Publish it again.
             sync.stale = False
             hit = BOTH
-        return self._validate(sync, delta.checksum, hit)
+        if checksum is not None:
+            return self._validate(sync, checksum, hit)
+        # _validate without a checksum, inline (hot path: every delta of a
+        # venue without checksums; keep the two alike).
+        depth = self._truncate
+        if depth is not None and (len(book.bids) > depth or len(book.asks) > depth):
+            book.truncate(depth)
+        if not hit:
+            return True
+        bid_keys = book.bids._list._lists
+        ask_keys = book.asks._list._lists
+        if bid_keys and ask_keys and -bid_keys[0][0] >= ask_keys[0][0]:
+            sync.stats.crossed += 1
+            self._resync(sync, "book crossed")
+            return False
+        if not sync.touched:
+            self._touched.append(sync)
+        sync.touched |= hit
+        return True
 
     def _older(self, sync: SymbolSync) -> bool:
         """Drop a delta the book already holds; resync a snapshot no delta stitches onto."""
@@ -652,6 +682,7 @@ class DiffListener:
         return True
 
     def _validate(self, sync: SymbolSync, checksum: int | None, hit: int = BOTH) -> bool:
+        # _apply repeats this without a checksum, inline: keep the two alike.
         book = sync.book
         depth = self._truncate
         # Mostly nothing is cut: the sizes are tested here, without a call.
@@ -771,4 +802,5 @@ class DiffListener:
         if sync.published is not None and sync.out is not None:
             sync.out.withdraw()
         sync.published = None
-        sync.bounds = _UNBOUNDED
+        sync.floor = _NO_FLOOR
+        sync.ceiling = _NO_CEILING

@@ -94,6 +94,21 @@ def test_a_gap_withdraws_and_asks_for_the_book_again() -> None:
     assert lst.control.resubscribed == "S"  # type: ignore[attr-defined]
 
 
+def test_an_overlapping_delta_is_a_gap_unless_it_follows_a_rest_snapshot() -> None:
+    # 99..101 overlaps the in-band snapshot at 100: only the first delta after
+    # a REST snapshot may (Binance's U <= lastUpdateId + 1 <= u).
+    lst, out = make([SNAP, Delta("S", [("10", "2")], [], 99, 101)])
+    lst.on_frame(b"", 1, True)
+    lst.on_frame(b"", 2, True)
+    assert out[-1].bids == () and lst.syms["S"].stats.gaps == 1
+    lst, out = make([Delta("S", [("10", "2")], [], 99, 101)])
+    lst.on_snapshot(SNAP)  # from REST
+    lst.on_frame(b"", 1, True)
+    sync = lst.syms["S"]
+    assert sync.stats.gaps == 0 and sync.book.seq == 101
+    assert [(lv.price, lv.amount) for lv in out[-1].bids] == [(10.0, 2.0), (9.0, 1.0)]
+
+
 _bid_levels = st.lists(
     st.tuples(st.integers(1, 30).map(str), st.sampled_from(["0", "1", "2", "3.5"])), max_size=6
 )

@@ -648,25 +648,7 @@ class DiffListener:
             # nothing was missed while it was silent. Publish it again.
             sync.stale = False
             hit = BOTH
-        if checksum is not None:
-            return self._validate(sync, checksum, hit)
-        # _validate without a checksum, inline (hot path: every delta of a
-        # venue without checksums; keep the two alike).
-        depth = self._truncate
-        if depth is not None and (len(book.bids) > depth or len(book.asks) > depth):
-            book.truncate(depth)
-        if not hit:
-            return True
-        bid_keys = book.bids._list._lists
-        ask_keys = book.asks._list._lists
-        if bid_keys and ask_keys and -bid_keys[0][0] >= ask_keys[0][0]:
-            sync.stats.crossed += 1
-            self._resync(sync, "book crossed")
-            return False
-        if not sync.touched:
-            self._touched.append(sync)
-        sync.touched |= hit
-        return True
+        return self._validate(sync, checksum, hit)
 
     def _older(self, sync: SymbolSync) -> bool:
         """Drop a delta the book already holds; resync a snapshot no delta stitches onto."""
@@ -682,7 +664,6 @@ class DiffListener:
         return True
 
     def _validate(self, sync: SymbolSync, checksum: int | None, hit: int = BOTH) -> bool:
-        # _apply repeats this without a checksum, inline: keep the two alike.
         book = sync.book
         depth = self._truncate
         # Mostly nothing is cut: the sizes are tested here, without a call.

@@ -316,6 +316,11 @@ class BaseAggregator(Generic[V]):
                 ask_runs[rank] = (names[slot], ())
                 mids[rank] = None
                 self._held &= ~(1 << rank)
+                # Published even when the venue was out already (stale, now
+                # reconnecting): its new status is news to subscribers once
+                # they have had a view (before, the first book says it all).
+                if self.last is not None:
+                    self._last_members = -1
                 continue
             if book.recv_ns > recv_ns:
                 recv_ns = book.recv_ns

@@ -258,6 +258,7 @@ class SymbolSync:
         "touched",
         "venue",
         "verified",
+        "withdrawn_as",
     )
 
     def __init__(
@@ -306,6 +307,8 @@ class SymbolSync:
         #: Two attributes, not a pair: a tuple built per publish and unpacked per delta.
         self.floor = _NO_FLOOR
         self.ceiling = _NO_CEILING
+        #: The status the book's slot was last withdrawn with (the one subscribers see while it is out).
+        self.withdrawn_as = VenueStatus.SYNCING
 
 
 class DiffListener:
@@ -780,8 +783,11 @@ class DiffListener:
         sync.requested = False
 
     def _unpublish(self, sync: SymbolSync) -> None:
-        if sync.published is not None and sync.out is not None:
+        # A book already out is withdrawn again when its status changed
+        # (stale, then disconnected): the new status is news to subscribers.
+        if sync.out is not None and (sync.published is not None or sync.status is not sync.withdrawn_as):
             sync.out.withdraw()
+        sync.withdrawn_as = sync.status
         sync.published = None
         sync.floor = _NO_FLOOR
         sync.ceiling = _NO_CEILING

@@ -280,11 +280,15 @@ class TopNListener:
         self.withdraw(VenueStatus.REJECTED, detail)
 
     def _drop(self, status: VenueStatus, detail: str) -> None:
+        # A book already out is withdrawn again only when its status changed
+        # (stale, then disconnected): the new status is news to subscribers.
+        news = self._bids is not None or status is not self.status
         self._bids = None
         self._asks = None
         self.status = status
         self.detail = detail
-        self._out.withdraw()
+        if news:
+            self._out.withdraw()
 
     def _reject(self, payload: bytes, why: str) -> None:
         # The venue sent a book we cannot use: its current book is unknown, so

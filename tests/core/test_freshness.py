@@ -205,3 +205,22 @@ def test_a_snapshot_that_the_stream_stitches_onto_is_kept(monkeypatch: pytest.Mo
     lst.on_frame(b"", time.time_ns(), True)  # stitches (U <= 101 <= u)
     clock[0] += 60
     assert lst.syms["S"].stitched and out[-1].bids[0].amount == 5.0
+
+
+def test_a_venue_already_out_of_the_merge_publishes_its_new_status() -> None:
+    """Stale, then disconnected: the view changes only in the venue's status, and that is published.
+
+    CI once reconnected a venue so fast that no other venue's book changed
+    meanwhile: subscribers saw it go from stale straight back to live.
+    """
+    queue: list[Event] = [SNAP]
+    lst, _, out = make(channel(queue))
+    t0 = time.time_ns()
+    lst.on_frame(b"", t0, True)
+    assert lst.check_stale(t0 + 2 * S) == 1
+    published = len(out)
+    assert out[-1].venues[0].status == VenueStatus.STALE
+    lst.withdraw(VenueStatus.CONNECTING, "closed")
+    assert len(out) == published + 1
+    assert out[-1].venues[0].status == VenueStatus.CONNECTING and not out[-1].venues[0].in_merge
+    assert out[-1].sequence == out[-2].sequence + 1

@@ -137,6 +137,28 @@ def test_a_book_nothing_proves_current_is_withdrawn_and_returns() -> None:
     assert lst.status is VenueStatus.LIVE and out[-1].bids[0].price == 10.0
 
 
+def test_a_stale_book_then_disconnected_publishes_the_new_status() -> None:
+    """Out of the merge already, the venue's status still changes what subscribers see.
+
+    CI once saw a venue reconnect so fast that no other venue's book changed
+    meanwhile: the subscriber saw it go from stale straight back to live.
+    """
+    from dragonfly.core.health import VenueStatus
+
+    agg = Aggregator("ethbtc", ["binance"], depth=2)
+    out: list[MergedBook] = []
+    agg.add_sink(out.append)
+    lst = TopNListener("binance", binance.make_decoder(2), agg.producers["binance"], stale_after=1.0)
+    agg.watch("binance", lst)
+    t0 = time.time_ns()
+    lst.on_frame(depth_frame([("10", "1")], [("11", "1")]), t0, True)
+    assert lst.check_stale(t0 + 2_000_000_000)
+    assert out[-1].venues[0].status == VenueStatus.STALE
+    lst.withdraw(VenueStatus.CONNECTING, "closed")
+    assert out[-1].venues[0].status == VenueStatus.CONNECTING and not out[-1].venues[0].in_merge
+    assert [b.sequence for b in out[-2:]] == [out[-2].sequence, out[-2].sequence + 1]
+
+
 def test_withdraw_removes_the_venue() -> None:
     lst, out = make()
     lst.on_frame(depth_frame([("10", "1")], [("11", "1")]), 1, True)

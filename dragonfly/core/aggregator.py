@@ -38,7 +38,8 @@ and a client sees the flags. Real crossed or locked markets across venues
 are a few basis points, far inside the bound, and are published as they are.
 Every published update lists every venue's state (:class:`VenueState`), and
 an update is published whenever a venue enters or leaves the merge, even if
-the top N did not change.
+the top N did not change, and when a venue already out changes its status
+(stale, then disconnected: its listener withdraws its slot again).
 """
 
 from __future__ import annotations
@@ -300,7 +301,7 @@ class BaseAggregator(Generic[V]):
         self.recompute()
 
     def recompute(self) -> None:
-        """Fold the changed venue slots into the merge; publish if the top N or the members changed."""
+        """Fold the changed venue slots into the merge; publish if the top N, members or a status changed."""
         recv_ns = 0
         source: VenueBook | None = None
         names = self.queue.names

@@ -3,8 +3,9 @@
  *
  * Optional: without this module the pure-Python twins run (in
  * dragonfly/core/aggregator.py, listener.py and book.py,
- * dragonfly/serve/encode.py and dragonfly/venues/bitstamp.py), and
- * tests/core/test_accel.py checks that both give the same results.
+ * dragonfly/serve/encode.py, dragonfly/venues/bitstamp.py and
+ * dragonfly/fix/mdcodec.py), and tests/core/test_accel.py (and
+ * tests/fix/test_book_encoder.py) check that both give the same results.
  *
  * merge_side(runs, depth, descending, level_type) -> tuple
  *     runs: a sequence of (name, side) pairs in venue-name order; a side is a
@@ -634,6 +635,232 @@ done:
     return result;
 }
 
+/* Powers of ten that a double holds exactly. */
+static const double POW10[] = {
+    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+/*
+ * fix_entries(levels, entry_type, venues) -> (bytes, int) | None
+ *     The MarketDataSnapshotFullRefresh (W) entries of one side of a merged
+ *     book: for the n-th of `levels` (a tuple of MergedLevel tuples (venue,
+ *     price, amount), best first) "269=<entry_type>\x01270=<price>\x01271=
+ *     <amount>\x01<venues[venue]>290=<n>\x01", each float as repr writes
+ *     it, and how many were written. `venues` maps a venue name to its
+ *     "282=<name>\x01" field. None when a level is not one this writes
+ *     exactly: a price or amount not a float in [1e-4, 1e16) (where repr
+ *     never uses an exponent) or a venue not an exact str key of `venues`;
+ *     then the Python encoder (dragonfly/fix/mdcodec.py, `_levels`, the twin
+ *     of what this returns) writes the side. TypeError for levels that are
+ *     not a tuple of 3-tuples, or a field that is not bytes.
+ */
+#define FIX_PLAIN_LOW 1e-4
+#define FIX_PLAIN_HIGH 1e16
+/* Per entry, past the entry type and the venue's field: the tags, the
+ * separators, two floats of at most 17 digits, a point and 4 zeros after
+ * it (repr's plain form here), and the position's digits. */
+#define FIX_ENTRY_FIXED (5 + 1 + 5 + 24 + 1 + 5 + 24 + 1 + 4 + 20 + 1)
+
+static char *
+write_decimal(char *out, size_t n)
+{
+    char digits[24];
+    int i = 0;
+    do {
+        digits[i++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n > 0);
+    while (i > 0) {
+        *out++ = digits[--i];
+    }
+    return out;
+}
+
+/*
+ * x (in [1e-4, 1e16)) as repr writes it, without repr's dtoa when a short
+ * decimal is exact: for k = 0, 1, ... decimals, the integers c near x * 10^k
+ * whose c / 10^k rounds back to x (a division of two exact doubles is
+ * correctly rounded: it is the double strtod reads from that decimal). Every
+ * such c is within 1 of m = nearbyint(x * 10^k) while x * 10^k < 2^53, so
+ * m - 1, m and m + 1 are tried. The first k with exactly one is repr's
+ * shortest decimal (no shorter one reads back as x); two at one k (repr then
+ * picks the nearer, a tie dtoa settles) or no k below 2^53 take repr's dtoa.
+ * Venue prices and sizes have a few decimals: ~4-9 tries against ~0.3-0.5 µs
+ * of dtoa a float on this VM. scripts/fuzz_speedups.py checks it against
+ * repr on random, decimal and boundary floats.
+ */
+#define TWO_53 9007199254740992.0
+
+static char *
+write_repr(char *out, double x)
+{
+    for (int k = 0; k < 18; k++) {
+        double scaled = x * POW10[k];
+        if (!(scaled < TWO_53)) {
+            break;
+        }
+        double m = nearbyint(scaled);
+        int found = 0;
+        double hit = 0.0;
+        for (int d = -1; d <= 1; d++) {
+            double c = m + d;
+            if (c >= 1.0 && c / POW10[k] == x) {
+                found++;
+                hit = c;
+            }
+        }
+        if (found > 1) {
+            break;
+        }
+        if (found == 1) {
+            uint64_t digits = (uint64_t)hit;
+            uint64_t scale = (uint64_t)POW10[k];
+            out = write_decimal(out, (size_t)(digits / scale));
+            *out++ = '.';
+            if (k == 0) {
+                *out++ = '0';
+                return out;
+            }
+            uint64_t frac = digits % scale;
+            for (int i = k - 1; i >= 0; i--) {
+                out[i] = (char)('0' + frac % 10);
+                frac /= 10;
+            }
+            return out + k;
+        }
+    }
+    char *text = PyOS_double_to_string(x, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (text == NULL) {
+        return NULL;
+    }
+    size_t len = strlen(text);
+    memcpy(out, text, len);
+    PyMem_Free(text);
+    return out + len;
+}
+
+static PyObject *
+fix_entries(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "fix_entries(levels, entry_type, venues)");
+        return NULL;
+    }
+    PyObject *levels = args[0];
+    if (!PyTuple_Check(levels)) {
+        PyErr_SetString(PyExc_TypeError, "levels must be a tuple");
+        return NULL;
+    }
+    if (!PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "entry_type must be bytes");
+        return NULL;
+    }
+    if (!PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "venues must be a dict");
+        return NULL;
+    }
+    /* Held: `levels` (the caller's, a tuple: its items live while it does),
+     * the entry type and the venue dict. */
+    PyObject *entry_type = Py_NewRef(args[1]);
+    PyObject *venues = Py_NewRef(args[2]);
+    PyObject *result = NULL;
+    char *buf = NULL;
+    const char *type_text = PyBytes_AS_STRING(entry_type);
+    size_t type_len = (size_t)PyBytes_GET_SIZE(entry_type);
+    Py_ssize_t count = PyTuple_GET_SIZE(levels);
+    size_t cap = 256, used = 0;
+    buf = PyMem_Malloc(cap);
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *level = PyTuple_GET_ITEM(levels, i);
+        if (!PyTuple_Check(level) || PyTuple_GET_SIZE(level) != 3) {
+            PyErr_SetString(PyExc_TypeError, "a level must be a (venue, price, amount) tuple");
+            goto done;
+        }
+        PyObject *venue = PyTuple_GET_ITEM(level, 0);
+        PyObject *price = PyTuple_GET_ITEM(level, 1);
+        PyObject *amount = PyTuple_GET_ITEM(level, 2);
+        if (!PyFloat_CheckExact(price) || !PyFloat_CheckExact(amount) || !PyUnicode_CheckExact(venue)) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        double p = PyFloat_AS_DOUBLE(price), a = PyFloat_AS_DOUBLE(amount);
+        if (!(p >= FIX_PLAIN_LOW && p < FIX_PLAIN_HIGH && a >= FIX_PLAIN_LOW && a < FIX_PLAIN_HIGH)) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        /* An exact str key hashes and compares in C, but another key of the
+         * dict may run Python code on a hash collision: hold the field. */
+        PyObject *field = PyDict_GetItemWithError(venues, venue);
+        if (field == NULL) {
+            if (!PyErr_Occurred()) {
+                result = Py_NewRef(Py_None);
+            }
+            goto done;
+        }
+        if (!PyBytes_Check(field)) {
+            PyErr_SetString(PyExc_TypeError, "a venue's field must be bytes");
+            goto done;
+        }
+        Py_INCREF(field);
+        size_t field_len = (size_t)PyBytes_GET_SIZE(field);
+        size_t need = used + type_len + field_len + FIX_ENTRY_FIXED;
+        if (need > cap) {
+            size_t grown = cap * 2 > need ? cap * 2 : need;
+            char *bigger = PyMem_Realloc(buf, grown);
+            if (bigger == NULL) {
+                Py_DECREF(field);
+                PyErr_NoMemory();
+                goto done;
+            }
+            buf = bigger;
+            cap = grown;
+        }
+        char *out = buf + used;
+        memcpy(out, "269=", 4);
+        out += 4;
+        memcpy(out, type_text, type_len);
+        out += type_len;
+        memcpy(out, "\x01" "270=", 5);
+        out += 5;
+        out = write_repr(out, p);
+        if (out == NULL) {
+            Py_DECREF(field);
+            goto done;
+        }
+        memcpy(out, "\x01" "271=", 5);
+        out += 5;
+        out = write_repr(out, a);
+        if (out == NULL) {
+            Py_DECREF(field);
+            goto done;
+        }
+        *out++ = '\x01';
+        memcpy(out, PyBytes_AS_STRING(field), field_len);
+        out += field_len;
+        Py_DECREF(field);
+        memcpy(out, "290=", 4);
+        out += 4;
+        out = write_decimal(out, (size_t)i + 1);
+        *out++ = '\x01';
+        used = (size_t)(out - buf);
+    }
+    PyObject *text = PyBytes_FromStringAndSize(buf, (Py_ssize_t)used);
+    if (text != NULL) {
+        result = Py_BuildValue("(Nn)", text, count);
+    }
+done:
+    PyMem_Free(buf);
+    Py_DECREF(entry_type);
+    Py_DECREF(venues);
+    return result;
+}
+
 /*
  * read_levels(payload, start, depth) -> tuple | None
  *     The first `depth` levels of the JSON array at payload[start] ("["),
@@ -689,12 +916,6 @@ is_json_number(const char *p, const char *q)
     return p == q;
 #undef DIGIT
 }
-
-/* Powers of ten that a double holds exactly. */
-static const double POW10[] = {
-    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
-};
 
 /*
  * The value of the JSON number [p, q) when it is -?digits[.digits] with at
@@ -2229,6 +2450,8 @@ static PyMethodDef methods[] = {
      "read_levels(payload, start, depth) -> tuple | None: the top levels of a compact JSON side."},
     {"encode_summary", (PyCFunction)(void (*)(void))encode_summary, METH_FASTCALL,
      "encode_summary(book, send_ns, clock) -> bytes: a MergedBook as an orderbook.Summary."},
+    {"fix_entries", (PyCFunction)(void (*)(void))fix_entries, METH_FASTCALL,
+     "fix_entries(levels, entry_type, venues) -> (bytes, int) | None: a side's FIX W entries."},
     {"crc32_digits", (PyCFunction)(void (*)(void))crc32_digits, METH_FASTCALL,
      "crc32_digits(first, second) -> int: CRC32 of the levels' strings without '.' and leading zeros."},
     {"crc32_interleaved", (PyCFunction)(void (*)(void))crc32_interleaved, METH_FASTCALL,

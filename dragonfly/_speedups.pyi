@@ -43,3 +43,6 @@ def crc32_interleaved(bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str,
 def read_bybit_delta(
     payload: bytes,
 ) -> tuple[str, list[tuple[float, float]], list[tuple[float, float]], int, int, None] | None: ...
+def fix_entries(
+    levels: tuple[MergedLevel, ...], entry_type: bytes, venues: dict[str, bytes]
+) -> tuple[bytes, int] | None: ...

@@ -20,12 +20,13 @@ What it calls, for each of the module's functions in turn:
   each nested array and anywhere; depths from 0 to ``sys.maxsize``, and
   values that are not depths at all;
 * **books** (``merge_side``, ``check_book``, ``apply_side``,
-  ``apply_text_side``, ``top_levels``, ``encode_summary``): random books with the recordings'
-  prices, extreme numbers (subnormals, 1e308, -0.0, infinities, NaN),
+  ``apply_text_side``, ``top_levels``, ``encode_summary``, ``fix_entries``): random books with the
+  recordings' prices, extreme numbers (subnormals, 1e308, -0.0, infinities, NaN),
+  short decimals and their neighbouring floats (the FIX writer's repr shortcut),
   extreme depths and integers, and unicode names;
 * **misbehaving objects**: a ``__float__`` that empties the list being read
   or raises, keys whose ``__hash__`` or ``__eq__`` clears the SortedDict's
-  key lists, a clock that empties the book's sides, garbage collection on
+  key lists or a venue dict being read, a clock that empties the book's sides, garbage collection on
   every allocation with finalizers that do the same, struct sequences and
   other wrong types. These must only return or raise.
 
@@ -71,6 +72,7 @@ from dragonfly.core.book import L2Book  # noqa: E402
 from dragonfly.core.checksum import crc32_digits_py, crc32_interleaved_py  # noqa: E402
 from dragonfly.core.listener import check_book_py  # noqa: E402
 from dragonfly.core.types import MergedBook, MergedLevel  # noqa: E402
+from dragonfly.fix import mdcodec  # noqa: E402
 from dragonfly.recording import received_payloads, shared_recordings  # noqa: E402
 from dragonfly.serve.encode import encode_summary_pb  # noqa: E402
 from dragonfly.venues import bybit  # noqa: E402
@@ -1037,6 +1039,89 @@ def fuzz_encode_summary(rng: Random, corpus: Corpus) -> None:
         survives(C.encode_summary, value, rng.choice([send_ns, 2**63, None]), clock)
 
 
+# -- fix_entries ---------------------------------------------------------------------------
+
+
+def draw_fix_float(rng: Random, corpus: Corpus) -> float:
+    """A price or size: the recordings', a short decimal or a float next to one, or an extreme."""
+    r = rng.random()
+    if r < 0.3:
+        return draw_float(rng, corpus, 0.2)
+    x: float = rng.randint(1, 10 ** rng.randint(1, 17)) / 10 ** rng.randint(0, 22)
+    if r < 0.6:
+        return x
+    if r < 0.8:
+        return math.nextafter(x, rng.choice((0.0, math.inf)))
+    edges = [1e-4, math.nextafter(1e-4, 0.0), 1e16, math.nextafter(1e16, 0.0), 2.0**53, 2.0**53 + 2]
+    return rng.choice(edges)
+
+
+class EqMeddling(str):
+    """A venue-dict key whose __eq__ (called on a hash collision) empties the dict being read."""
+
+    victim: dict[Any, Any] | None = None
+
+    def __hash__(self) -> int:
+        return str.__hash__(str(self))
+
+    def __eq__(self, other: object) -> bool:
+        victim = EqMeddling.victim
+        if victim is not None:
+            victim.clear()
+            gc.collect()
+        return str.__eq__(self, other)
+
+
+def fuzz_fix_entries(rng: Random, corpus: Corpus) -> None:
+    names = rng.sample(NAMES, rng.randint(1, len(NAMES)))
+    venues: dict[Any, Any] = {name: mdcodec._venue(name) for name in names}
+    level: Callable[[Any, Any, Any], Any] = rng.choice(
+        [MergedLevel, lambda e, p, a: (e, p, a), lambda e, p, a: PlainLevel((e, p, a))]
+    )
+    n = rng.choice([0, 1, 10, 20, rng.randint(0, 300)])
+    side = [
+        level(rng.choice(names), draw_fix_float(rng, corpus), draw_fix_float(rng, corpus)) for _ in range(n)
+    ]
+    entry_type = rng.choice([mdcodec.BID, mdcodec.OFFER, b"", b"x" * rng.randint(0, 300)])
+    if rng.random() < 0.7:
+        got = outcome(C.fix_entries, tuple(side), entry_type, venues)
+        want = outcome(mdcodec.fix_entries_py, tuple(side), entry_type, venues)
+        expect_same("fix_entries", got, want, f"levels={_short(side)} entry_type={entry_type!r}")
+        if got[0] == "ok" and got[1] is not None and entry_type in (mdcodec.BID, mdcodec.OFFER):
+            parts: list[bytes] = []
+            count = mdcodec._levels(parts, entry_type, tuple(side))
+            expect_same("fix_entries", got, ("ok", (b"".join(parts), count)), "against _levels")
+        return
+    kind = rng.randrange(4)
+    if kind == 0 and side:  # a level of the wrong shape or with wrong types
+        j = rng.randrange(len(side))
+        e, p, a = side[j]
+        side[j] = rng.choice(
+            [(e, p), (e, p, a, 1), [e, p, a], None, (e, 10**400, a), (e, p, Raising()), (b"x", p, a),
+             (e, HashClearing(p), a), (e, True, a), ("\ud800", p, a)]
+        )
+    elif kind == 1:  # fields that are not bytes, keys that are not strings
+        venues[rng.choice(names)] = rng.choice(["282=x", None, 5, bytearray(b"282=x\x01")])
+        venues[rng.choice([5, 1.5, (1, 2), b"binance"])] = b"282=?\x01"
+    elif kind == 2 and side:  # a key whose __eq__ (the venue's lookup calls it) empties the dict
+        e = side[0][0]
+        EqMeddling.victim = venues
+        venues.pop(e, None)
+        venues[EqMeddling(e)] = b"282=meddled\x01"
+    else:  # not a tuple, not bytes, not a dict
+        args: list[Any] = [tuple(side), entry_type, venues]
+        i = rng.randrange(3)
+        args[i] = rng.choice([side, None, "0", 5, [], bytearray(b"0")])
+        with collecting_always():
+            survives(C.fix_entries, *args)
+        return
+    try:
+        with collecting_always():
+            survives(C.fix_entries, tuple(side), entry_type, venues)
+    finally:
+        EqMeddling.victim = None
+
+
 # -- crc32_digits / crc32_interleaved ------------------------------------------------------
 
 
@@ -1183,6 +1268,7 @@ TARGETS: dict[str, Callable[[Random, Corpus], None]] = {
     "apply_text_side": fuzz_apply_text_side,
     "top_levels": fuzz_top_levels,
     "encode_summary": fuzz_encode_summary,
+    "fix_entries": fuzz_fix_entries,
     "crc32_digits": fuzz_checksums,
     "crc32_interleaved": fuzz_checksums,
 }
@@ -1201,6 +1287,7 @@ ROUND = [
     "encode_summary",
     "read_bybit_delta",
     "apply_book",
+    "fix_entries",
 ]
 
 

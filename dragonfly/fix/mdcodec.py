@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
+from dragonfly import accel
 from dragonfly.core.errors import ConfigError
 from dragonfly.core.health import VenueStatus
 from dragonfly.core.liquidity import Fill, Liquidity, VenueAmount
@@ -216,6 +217,8 @@ class MdUpdate(NamedTuple):
 Encoder = Callable[[Any], "MdUpdate | None"]
 
 _venue_fields: dict[str, bytes] = {}
+#: The C writer of a side's entries (``None``: pure Python; see :class:`BookEncoder`).
+_fix_entries = accel.speedups.fix_entries if accel.speedups is not None else None
 _STATUS_NAMES: Final = {int(s): s.name.encode() for s in VenueStatus}
 
 
@@ -299,6 +302,40 @@ def _levels(parts: list[bytes], entry_type: bytes, levels: Sequence[MergedLevel]
     return position
 
 
+def fix_entries_py(
+    levels: tuple[MergedLevel, ...], entry_type: bytes, venues: dict[str, bytes]
+) -> tuple[bytes, int] | None:
+    """The twin of the C ``fix_entries`` (:mod:`dragonfly.accel`): a side's entries, or ``None``.
+
+    The bytes :func:`_levels` writes for ``levels``, and how many, when
+    every level is one the C writer writes exactly (price and size floats
+    in the plain range, the venue's ``282`` field in ``venues``); ``None``
+    at the first level that is not, and the caller writes the side in
+    Python. TypeError for a shape the C function refuses. The tests and
+    ``scripts/fuzz_speedups.py`` hold the C function to it.
+    """
+    if not isinstance(levels, tuple) or not isinstance(entry_type, bytes) or not isinstance(venues, dict):
+        raise TypeError("fix_entries(levels: tuple, entry_type: bytes, venues: dict)")
+    parts: list[bytes] = []
+    for level in levels:
+        # tuple's own length and items, as C reads them (not a subclass's overrides)
+        if not isinstance(level, tuple) or tuple.__len__(level) != 3:
+            raise TypeError("a level must be a (venue, price, amount) tuple")
+        venue, price, amount = (tuple.__getitem__(level, i) for i in range(3))
+        if type(price) is not float or type(amount) is not float or type(venue) is not str:
+            return None
+        if not (_PLAIN_LOW <= price < _PLAIN_HIGH and _PLAIN_LOW <= amount < _PLAIN_HIGH):
+            return None
+        field = venues.get(venue)
+        if field is None:
+            return None
+        if not isinstance(field, bytes):
+            raise TypeError("a venue's field must be bytes")
+        entry = (entry_type, price, amount, field, len(parts) + 1)
+        parts.append(b"269=%s\x01270=%r\x01271=%r\x01%s290=%d\x01" % entry)
+    return b"".join(parts), len(parts)
+
+
 def _levels_cached(
     parts: list[bytes],
     entry_type: bytes,
@@ -374,15 +411,19 @@ class BookEncoder:
     same sequence of books: an update whose top ``depth`` levels and venue
     memberships equal the last encoded one's is not sent.
 
-    The entries of the last update are kept by level, and each price's text
+    With the C speedups a side's entries are written by ``fix_entries``
+    (the float formatting is most of a W's encoding: it has a shortcut for
+    short decimals, docs/fix.md), ~3x faster than Python where every size is
+    new; it declines a side it cannot write exactly (a level outside the
+    plain range, an unknown venue) and Python writes that one. In Python the
+    entries of the last update are kept by level, and each price's text
     (:func:`_levels_cached`): from one book to the next most levels are
     unchanged, or only moved, and most prices recur, so they are not
-    formatted again (the float formatting is most of a W's encoding). Only
-    the last update's entries are kept, a few hot dicts: a cache of every
-    level seen (2048 a side) hit no more often (a level that comes back
-    later has mostly another size) and was no faster live. The bytes are
-    :func:`encode_book`'s; ``python -m latency.bench_fix`` measures both on
-    the latency harness's books.
+    formatted again. Only the last update's entries are kept, a few hot
+    dicts: a cache of every level seen (2048 a side) hit no more often (a
+    level that comes back later has mostly another size) and was no faster
+    live. The bytes are :func:`encode_book`'s either way; ``python -m
+    latency.bench_fix`` measures them on the latency harness's books.
     """
 
     __slots__ = ("_asks", "_bids", "_depth", "_last", "_prices", "_suppress", "_types")
@@ -412,13 +453,23 @@ class BookEncoder:
         parts = [b""]  # 268, once the entries are counted
         count = 0
         if BID in self._types:
-            seen: dict[MergedLevel, bytes] = {}
-            count += _levels_cached(parts, BID, bids, self._bids, seen, self._prices)
-            self._bids = seen
+            written = _fix_entries(bids, BID, _venue_fields) if _fix_entries is not None else None
+            if written is not None:
+                parts.append(written[0])
+                count += written[1]
+            else:
+                seen: dict[MergedLevel, bytes] = {}
+                count += _levels_cached(parts, BID, bids, self._bids, seen, self._prices)
+                self._bids = seen
         if OFFER in self._types:
-            seen = {}
-            count += _levels_cached(parts, OFFER, asks, self._asks, seen, self._prices)
-            self._asks = seen
+            written = _fix_entries(asks, OFFER, _venue_fields) if _fix_entries is not None else None
+            if written is not None:
+                parts.append(written[0])
+                count += written[1]
+            else:
+                seen = {}
+                count += _levels_cached(parts, OFFER, asks, self._asks, seen, self._prices)
+                self._asks = seen
         parts[0] = b"268=%d\x01" % count
         parts.append(_trailer(book))
         tail = b"".join(parts)

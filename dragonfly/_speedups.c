@@ -761,8 +761,10 @@ fix_entries(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "venues must be a dict");
         return NULL;
     }
-    /* Held: `levels` (the caller's, a tuple: its items live while it does),
-     * the entry type and the venue dict. */
+    /* Held: `levels` (a tuple: its items live while it does), the entry
+     * type and the venue dict, across the venue lookups (which may run
+     * Python code: a key's __eq__ on a hash collision). */
+    levels = Py_NewRef(levels);
     PyObject *entry_type = Py_NewRef(args[1]);
     PyObject *venues = Py_NewRef(args[2]);
     PyObject *result = NULL;
@@ -856,6 +858,7 @@ fix_entries(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
 done:
     PyMem_Free(buf);
+    Py_DECREF(levels);
     Py_DECREF(entry_type);
     Py_DECREF(venues);
     return result;

@@ -120,9 +120,16 @@ def test(args: list[str]) -> int:
 
 
 #: Every test that runs the C speedups: their fuzz tests against the Python twins
-#: (tests/core/test_accel.py), the hot-path tests run on both twins, and the
-#: venues' decoders on the recordings.
-SANITIZE_TESTS = ["tests/core", "tests/serve/test_encode.py", "tests/venues", "tests/replay"]
+#: (tests/core/test_accel.py), the hot-path tests run on both twins, the FIX
+#: gateway's C entry writer (tests/fix/test_book_encoder.py), and the venues'
+#: decoders on the recordings.
+SANITIZE_TESTS = [
+    "tests/core",
+    "tests/serve/test_encode.py",
+    "tests/fix/test_book_encoder.py",
+    "tests/venues",
+    "tests/replay",
+]
 SANITIZE_FLAGS = "-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1"
 
 

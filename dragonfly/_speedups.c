@@ -865,6 +865,30 @@ done:
 }
 
 /*
+ * byte_sum(data) -> int
+ *     The sum of the bytes of `data`, any C-contiguous buffer (FIX's
+ *     CheckSum before its modulo 256). The twin is
+ *     dragonfly/fix/codec.py's byte_sum_py (zlib's Adler-32, 256 bytes at a
+ *     time). Anything without a C-contiguous buffer: TypeError or BufferError.
+ */
+static PyObject *
+byte_sum(PyObject *module, PyObject *data)
+{
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const unsigned char *p = (const unsigned char *)view.buf;
+    uint64_t total = 0;
+    for (Py_ssize_t i = 0; i < view.len; i++) {
+        total += p[i];
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLongLong((unsigned long long)total);
+}
+
+/*
  * read_levels(payload, start, depth) -> tuple | None
  *     The first `depth` levels of the JSON array at payload[start] ("["),
  *     in the compact form venues send: ["price","amount"] pairs of number
@@ -2455,6 +2479,8 @@ static PyMethodDef methods[] = {
      "encode_summary(book, send_ns, clock) -> bytes: a MergedBook as an orderbook.Summary."},
     {"fix_entries", (PyCFunction)(void (*)(void))fix_entries, METH_FASTCALL,
      "fix_entries(levels, entry_type, venues) -> (bytes, int) | None: a side's FIX W entries."},
+    {"byte_sum", (PyCFunction)byte_sum, METH_O,
+     "byte_sum(data) -> int: the sum of a buffer's bytes (a FIX CheckSum before its modulo)."},
     {"crc32_digits", (PyCFunction)(void (*)(void))crc32_digits, METH_FASTCALL,
      "crc32_digits(first, second) -> int: CRC32 of the levels' strings without '.' and leading zeros."},
     {"crc32_interleaved", (PyCFunction)(void (*)(void))crc32_interleaved, METH_FASTCALL,

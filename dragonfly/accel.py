@@ -1,6 +1,6 @@
 """The optional C speedups of the hot path, and the switch between them and pure Python.
 
-``dragonfly/_speedups.c`` holds twelve hot-path functions in C: the reader of
+``dragonfly/_speedups.c`` holds thirteen hot-path functions in C: the reader of
 a compact JSON side's top N (``read_levels``, for the Binance and Bitstamp
 snapshot decoders), the reader of Bybit's deltas (``read_bybit_delta``,
 msgspec its twin), the listener's book check (``check_book``), the merge of
@@ -12,7 +12,9 @@ a numeric update in one call, and ``apply_side``, one side of it;
 CRC32 book checksums over the venue's strings (``crc32_digits`` for Kraken,
 ``crc32_interleaved`` for OKX, used by ``dragonfly.core.checksum``), and the
 writer of a merged side's FIX W entries (``fix_entries``, for the gateway's
-``dragonfly.fix.mdcodec.BookEncoder``; ``fix_entries_py`` its twin).
+``dragonfly.fix.mdcodec.BookEncoder``; ``fix_entries_py`` its twin) and the
+FIX CheckSum's byte sum (``byte_sum``, ``dragonfly.fix.codec``, of every FIX
+message written and read).
 ``pip install`` builds it when a C compiler is present; without one the
 install still succeeds and the pure-Python versions run, with
 the same results (``tests/core/test_accel.py`` compares both on random books).

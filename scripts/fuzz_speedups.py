@@ -13,7 +13,8 @@ to run on pure Python: there would be nothing to fuzz).
 
 What it calls, for each of the module's functions in turn:
 
-* **venue bytes** (``read_levels``): frames from the shared recordings
+* **venue bytes** (``read_levels``, and ``byte_sum`` on bytes, bytearrays and
+  views of them): frames from the shared recordings
   (``$DRAGONFLY_RECORDINGS`` or ``../shared/recordings``; synthetic frames
   when absent), mutated (bytes flipped, inserted, deleted, duplicated,
   numbers swapped for extreme ones), and every truncation of some; starts at
@@ -73,6 +74,7 @@ from dragonfly.core.checksum import crc32_digits_py, crc32_interleaved_py  # noq
 from dragonfly.core.listener import check_book_py  # noqa: E402
 from dragonfly.core.types import MergedBook, MergedLevel  # noqa: E402
 from dragonfly.fix import mdcodec  # noqa: E402
+from dragonfly.fix.codec import byte_sum_py  # noqa: E402
 from dragonfly.recording import received_payloads, shared_recordings  # noqa: E402
 from dragonfly.serve.encode import encode_summary_pb  # noqa: E402
 from dragonfly.venues import bybit  # noqa: E402
@@ -1122,6 +1124,29 @@ def fuzz_fix_entries(rng: Random, corpus: Corpus) -> None:
         EqMeddling.victim = None
 
 
+# -- byte_sum --------------------------------------------------------------------------------
+
+
+def fuzz_byte_sum(rng: Random, corpus: Corpus) -> None:
+    r = rng.random()
+    if r < 0.4:
+        data: Any = rng.choice(corpus.frames) if corpus.frames else b""
+        if rng.random() < 0.5:
+            data = data[rng.randint(0, len(data)) :]
+    else:
+        size = rng.choice([0, 1, 255, 256, 257, rng.randint(0, 5000), rng.randint(0, 300000)])
+        data = rng.randbytes(size) if rng.random() < 0.7 else bytes([rng.choice((0, 255))]) * size
+    cut = rng.randint(0, len(data))
+    data = rng.choice([data, bytearray(data), memoryview(data), memoryview(data)[cut:]])
+    if rng.random() < 0.1:  # no buffer, or not a contiguous one
+        data = rng.choice(["text", 5, None, [1, 2], memoryview(bytes(data))[:: rng.randint(2, 5)], 1.5])
+    got = outcome(C.byte_sum, data)
+    want = outcome(byte_sum_py, data)
+    expect_same("byte_sum", got, want, f"data={_short(data)}")
+    if got[0] == "ok":
+        expect_same("byte_sum", got, ("ok", sum(bytes(data))), "against sum()")
+
+
 # -- crc32_digits / crc32_interleaved ------------------------------------------------------
 
 
@@ -1269,6 +1294,7 @@ TARGETS: dict[str, Callable[[Random, Corpus], None]] = {
     "top_levels": fuzz_top_levels,
     "encode_summary": fuzz_encode_summary,
     "fix_entries": fuzz_fix_entries,
+    "byte_sum": fuzz_byte_sum,
     "crc32_digits": fuzz_checksums,
     "crc32_interleaved": fuzz_checksums,
 }
@@ -1288,6 +1314,7 @@ ROUND = [
     "read_bybit_delta",
     "apply_book",
     "fix_entries",
+    "byte_sum",
 ]
 
 

@@ -279,3 +279,29 @@ def test_to_float_refuses_what_fix_does_not_allow(text: bytes) -> None:
 def test_sending_time_has_milliseconds() -> None:
     assert sending_time(1_767_225_600_123_000_000) == b"20260101-00:00:00.123"
     assert len(sending_time()) == 21
+
+
+@pytest.mark.parametrize("path", ["c", "python"])
+def test_byte_sum_is_the_sum_of_the_bytes(path: str) -> None:
+    """Both twins (the C speedup and zlib's Adler-32 in 256-byte chunks) are ``sum(data)``, exactly."""
+    from dragonfly import accel
+    from dragonfly.fix import codec
+
+    if path == "c":
+        if accel.speedups is None:
+            pytest.skip("C speedups not built (no C compiler at install) or DRAGONFLY_PURE_PYTHON set")
+        summed = accel.speedups.byte_sum
+    else:
+        summed = codec.byte_sum_py
+    rng = random.Random(3)
+    for size in (0, 1, 255, 256, 257, 511, 512, 513, 1255, 4096, 70000):
+        for fill in (0, 255, None):
+            data = bytes(rng.randrange(256) for _ in range(size)) if fill is None else bytes([fill]) * size
+            assert summed(data) == sum(data)
+            assert summed(bytearray(data)) == sum(data)
+            assert summed(memoryview(data)[1:]) == sum(data[1:])
+    for bad in ("text", 5, None, [1, 2]):
+        with pytest.raises(TypeError):
+            summed(bad)  # type: ignore[arg-type]
+    with pytest.raises((BufferError, ValueError)):
+        summed(memoryview(b"abcdef")[::2])  # not contiguous

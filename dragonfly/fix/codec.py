@@ -93,7 +93,7 @@ DEFAULT_MAX_MESSAGE: Final = 64 * 1024
 #: BodyLength digits accepted (a 64 KiB bound needs 5; 7 leaves room for larger limits).
 _MAX_LENGTH_DIGITS: Final = 7
 _TRAILER_LEN: Final = 7  # "10=nnn<SOH>"
-#: Bytes byte_sum hands zlib.adler32 at once: their sum stays below Adler-32's modulus 65521.
+#: Bytes byte_sum_py hands zlib.adler32 at once: their sum stays below Adler-32's modulus 65521.
 _ADLER_CHUNK: Final = 256
 
 FieldValue = bytes | str | int | float

@@ -652,8 +652,9 @@ static const double POW10[] = {
  *     exactly: a price or amount not a float in [1e-4, 1e16) (where repr
  *     never uses an exponent) or a venue not an exact str key of `venues`;
  *     then the Python encoder (dragonfly/fix/mdcodec.py, `_levels`, the twin
- *     of what this returns) writes the side. TypeError for levels that are
- *     not a tuple of 3-tuples, or a field that is not bytes.
+ *     of what this returns) writes the side; None too for `levels` not a
+ *     tuple. TypeError for a level that is not a 3-tuple, or a field that
+ *     is not bytes.
  */
 #define FIX_PLAIN_LOW 1e-4
 #define FIX_PLAIN_HIGH 1e16
@@ -750,8 +751,7 @@ fix_entries(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *levels = args[0];
     if (!PyTuple_Check(levels)) {
-        PyErr_SetString(PyExc_TypeError, "levels must be a tuple");
-        return NULL;
+        Py_RETURN_NONE; /* a side as a list (not what the merge makes): Python writes it */
     }
     if (!PyBytes_Check(args[1])) {
         PyErr_SetString(PyExc_TypeError, "entry_type must be bytes");

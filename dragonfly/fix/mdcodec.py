@@ -310,12 +310,15 @@ def fix_entries_py(
     The bytes :func:`_levels` writes for ``levels``, and how many, when
     every level is one the C writer writes exactly (price and size floats
     in the plain range, the venue's ``282`` field in ``venues``); ``None``
-    at the first level that is not, and the caller writes the side in
-    Python. TypeError for a shape the C function refuses. The tests and
+    at the first level that is not (or for ``levels`` not a tuple), and the
+    caller writes the side in Python. TypeError for a shape the C function
+    refuses. The tests and
     ``scripts/fuzz_speedups.py`` hold the C function to it.
     """
-    if not isinstance(levels, tuple) or not isinstance(entry_type, bytes) or not isinstance(venues, dict):
-        raise TypeError("fix_entries(levels: tuple, entry_type: bytes, venues: dict)")
+    if not isinstance(levels, tuple):
+        return None  # a side as a list (not what the merge makes): the caller writes it
+    if not isinstance(entry_type, bytes) or not isinstance(venues, dict):
+        raise TypeError("fix_entries(levels, entry_type: bytes, venues: dict)")
     parts: list[bytes] = []
     for level in levels:
         # tuple's own length and items, as C reads them (not a subclass's overrides)

@@ -385,6 +385,24 @@ def _levels_cached(
     return position
 
 
+def _side(
+    parts: list[bytes],
+    entry_type: bytes,
+    levels: Sequence[MergedLevel],
+    last: dict[MergedLevel, bytes],
+    prices: dict[float, bytes],
+) -> tuple[int, dict[MergedLevel, bytes]]:
+    """Append one side's entries (the C writer's, else :func:`_levels_cached`); return how
+    many, and the side's entries by level for the next update (``last`` when C wrote them:
+    the Python cache stays valid, an entry's text depends on its level alone)."""
+    written = _fix_entries(levels, entry_type, _venue_fields) if _fix_entries is not None else None
+    if written is not None:
+        parts.append(written[0])
+        return written[1], last
+    seen: dict[MergedLevel, bytes] = {}
+    return _levels_cached(parts, entry_type, levels, last, seen, prices), seen
+
+
 def _finish(
     count: int, parts: list[bytes], view: MergedBook | BboView | Liquidity, extra: bytes = b""
 ) -> MdUpdate:
@@ -456,23 +474,11 @@ class BookEncoder:
         parts = [b""]  # 268, once the entries are counted
         count = 0
         if BID in self._types:
-            written = _fix_entries(bids, BID, _venue_fields) if _fix_entries is not None else None
-            if written is not None:
-                parts.append(written[0])
-                count += written[1]
-            else:
-                seen: dict[MergedLevel, bytes] = {}
-                count += _levels_cached(parts, BID, bids, self._bids, seen, self._prices)
-                self._bids = seen
+            written, self._bids = _side(parts, BID, bids, self._bids, self._prices)
+            count += written
         if OFFER in self._types:
-            written = _fix_entries(asks, OFFER, _venue_fields) if _fix_entries is not None else None
-            if written is not None:
-                parts.append(written[0])
-                count += written[1]
-            else:
-                seen = {}
-                count += _levels_cached(parts, OFFER, asks, self._asks, seen, self._prices)
-                self._asks = seen
+            written, self._asks = _side(parts, OFFER, asks, self._asks, self._prices)
+            count += written
         parts[0] = b"268=%d\x01" % count
         parts.append(_trailer(book))
         tail = b"".join(parts)

@@ -340,9 +340,15 @@ async def test_a_bad_level_in_a_diff_resynchronises_the_book(venue: str, spec: s
         (sync,) = lst.syms.values()
         # The fault may still hit a frame after the book came back (count=3 frames,
         # not necessarily before the first resync): compare once it is spent and the
-        # book is live again, not while a later hit has it resynchronising.
+        # book is live again, not while a later hit has it resynchronising. The last
+        # faulted frame leaves the simulator when the fault is spent but may still be
+        # on its way (CI once paused the market then, and the resync it caused could
+        # not finish): the market runs on until the book has been live a while after it.
         async with asyncio.timeout(15):
             while fault.active or sync.status is not VenueStatus.LIVE:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)
+            while sync.status is not VenueStatus.LIVE:
                 await asyncio.sleep(0.01)
         stack.sim.pause_market()
         await asyncio.sleep(0.4)

@@ -10,7 +10,9 @@ recorded venue of a recording directory (``--replay``), it runs dragonfly and
 the null relay one after the other (alternating which goes first), over loopback
 sockets, each in its own process, for each path (``--paths``: gRPC subscribers
 against ``latency.relay``, FIX subscribers of the FIX gateway against
-``latency.fix_relay``), and reports HDR percentiles, throughput,
+``latency.fix_relay``; ``--paths grpc-decode`` or ``fix-decode``: a probe of
+the floor instead, that relay decoding every frame with dragonfly's decoder
+against the relay as it is), and reports HDR percentiles, throughput,
 CPU and RSS (:mod:`latency.cell`, :mod:`latency.stats`); then the per-message
 processing of every venue's recorded diffs against cryptofeed (and a naive
 baseline on Binance; :mod:`latency.peers`). Writes ``report.md``, ``latency.png`` and
@@ -88,9 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="results folder (default results/)")
     p.add_argument("--rates", default="500,1000,10000,50000,100000", help="offered frames/s, all venues")
     p.add_argument("--subs", default="1,10,100", help="subscriber counts (one is slow when > 1)")
-    p.add_argument("--paths", type=_paths, default=PATHS, metavar="grpc,fix",
+    p.add_argument("--paths", type=_paths, default=DEFAULT_PATHS, metavar="grpc,fix",
                    help="the transports to measure, each against its own null relay: grpc "
-                   "(BookSummary) and fix (the FIX gateway, MarketDepth 0); default both")
+                   "(BookSummary) and fix (the FIX gateway, MarketDepth 0); default both. "
+                   "grpc-decode and fix-decode probe a floor instead: the null relay that decodes "
+                   "every frame with dragonfly's decoder, against the null relay")
     p.add_argument("--window", type=float, default=4.0, help="measured seconds per cell")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
     p.add_argument("--max-subs-rate", type=float, default=10_000,
@@ -149,8 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-#: Every transport the harness measures (:data:`latency.cell.PATH`).
-PATHS = ("grpc", "fix")
+#: Every path the harness measures (:data:`latency.cell.PATH`): the two transports, and
+#: two probes of their floors (the null relay decoding every frame, against the null relay).
+PATHS = ("grpc", "fix", "grpc-decode", "fix-decode")
+#: What ``--paths`` runs unless told.
+DEFAULT_PATHS = ("grpc", "fix")
 
 
 def _paths(text: str) -> tuple[str, ...]:

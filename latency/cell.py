@@ -34,16 +34,29 @@ from latency.generator import INSTRUMENT, LoadGenerator
 from latency.replay_source import ReplaySource, ReplaySpec
 from latency.subscribers import SubscriberLog
 
-SYSTEMS = ("dragonfly", "relay", "dragonfly-fix", "relay-fix")
-#: Each system's floor: the null relay of the same transport (gRPC, FIX).
-FLOOR = {"dragonfly": "relay", "dragonfly-fix": "relay-fix"}
+SYSTEMS = ("dragonfly", "relay", "dragonfly-fix", "relay-fix", "relay-decode", "relay-fix-decode")
+#: Each measured system's floor: the null relay of the same transport (gRPC, FIX). The
+#: ``-decode`` relays are probes of the floor (:mod:`latency.relay`): the null relay that
+#: decodes every frame with dragonfly's decoder, against the null relay.
+FLOOR = {
+    "dragonfly": "relay", "dragonfly-fix": "relay-fix",
+    "relay-decode": "relay", "relay-fix-decode": "relay-fix",
+}  # fmt: skip
 #: The transport each system serves on.
-PATH = {"dragonfly": "grpc", "relay": "grpc", "dragonfly-fix": "fix", "relay-fix": "fix"}
+TRANSPORT = {
+    "dragonfly": "grpc", "relay": "grpc", "relay-decode": "grpc",
+    "dragonfly-fix": "fix", "relay-fix": "fix", "relay-fix-decode": "fix",
+}  # fmt: skip
+#: The harness path (``--paths``) of each measured system: its transport, or a probe of its floor.
+PATH = {
+    "dragonfly": "grpc", "relay": "grpc", "dragonfly-fix": "fix", "relay-fix": "fix",
+    "relay-decode": "grpc-decode", "relay-fix-decode": "fix-decode",
+}  # fmt: skip
 
 
 def engine(system: str) -> str:
-    """``dragonfly`` or ``relay``: what ``system`` runs, whatever its transport."""
-    return system.removesuffix("-fix")
+    """``dragonfly`` or ``relay``: what ``system`` runs, whatever its transport (a probe is a relay)."""
+    return "dragonfly" if system.startswith("dragonfly") else "relay"
 
 
 @dataclass(frozen=True)
@@ -107,6 +120,10 @@ def server_command(system: str, port: int, source_args: list[str]) -> list[str]:
         return [sys.executable, "-m", "latency.relay", "--port", str(port), *source_args]
     if system == "relay-fix":
         return [sys.executable, "-m", "latency.fix_relay", "--port", str(port), *source_args]
+    if system == "relay-decode":
+        return [sys.executable, "-m", "latency.relay", "--port", str(port), "--decode", *source_args]
+    if system == "relay-fix-decode":
+        return [sys.executable, "-m", "latency.fix_relay", "--port", str(port), "--decode", *source_args]
     raise ValueError(f"unknown system {system!r}")
 
 
@@ -119,7 +136,7 @@ def subscribers_command(spec: CellSpec, port: int, out: Path, instrument: str = 
         "--count", str(spec.subscribers), "--slow", str(spec.slow), "--out", str(out),
         "--ready", "first" if spec.replay is None else "open",
     ]  # fmt: skip
-    if PATH[spec.system] == "fix":
+    if TRANSPORT[spec.system] == "fix":
         return [
             sys.executable, "-m", "latency.fix_subscribers", "--port", str(port), "--instrument", instrument,
             *common,

@@ -20,6 +20,9 @@ above the high-water mark) keeps only the newest W, sent when it drains:
 the gateway's slow-reader rule. Its ``publish_ns - recv_ns`` is the relay's
 internal hop.
 
+``--decode``: the same probe as :mod:`latency.relay`'s (dragonfly's decoder
+on every data frame first; ``python -m latency --paths fix-decode``).
+
 Any client CompID is accepted; it answers a MarketDataRequest (V) for
 snapshot + updates (263=1) of anything with the template, and 263=2 ends it.
 """
@@ -42,7 +45,7 @@ from dragonfly.fix.codec import FixMessage, byte_sum, field, fields_bytes
 from dragonfly.fix.mdcodec import encode_book
 from dragonfly.fix.session import FixSession, SessionConfig
 from latency.fix_subscribers import StampTags
-from latency.relay import SUBSCRIBE, Feed
+from latency.relay import SUBSCRIBE, Feed, decoder
 
 _time_ns = time.time_ns
 
@@ -152,8 +155,16 @@ class FixRelay:
         self.pending.pop(session, None)
 
 
-async def run(port: int, endpoints: dict[str, str], subscribe: dict[str, list[bytes]] | None = None) -> int:
-    """Serve until SIGTERM/SIGINT; ``subscribe``: frames per venue (default: the gRPC relay's)."""
+async def run(
+    port: int,
+    endpoints: dict[str, str],
+    subscribe: dict[str, list[bytes]] | None = None,
+    decode: bool = False,
+) -> int:
+    """Serve until SIGTERM/SIGINT; ``subscribe``: frames per venue (default: the gRPC relay's).
+
+    ``decode``: run dragonfly's decoder on every data frame first (module doc).
+    """
     frames = {v: [f] for v, f in SUBSCRIBE.items()} | (subscribe or {})
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -164,8 +175,10 @@ async def run(port: int, endpoints: dict[str, str], subscribe: dict[str, list[by
     server = await loop.create_server(lambda: FixSession(config, relay, "acceptor"), "127.0.0.1", port)
     transports = []
     for venue, url in endpoints.items():
-        # picows calls a factory with (request, response) if it takes two arguments: take none.
-        feed = functools.partial(Feed, relay, venue, frames[venue], relay.venue_field(venue))
+        # picows calls a factory with (request, response) if it takes two arguments: this one takes one.
+        feed = functools.partial(
+            Feed, relay, venue, frames[venue], relay.venue_field(venue), decoder(venue) if decode else None
+        )
         transport, _ = await ws_connect(lambda f=feed: f(), url)
         transports.append(transport)
     print(f"serving FIX relay on 127.0.0.1:{port}", file=sys.stderr, flush=True)
@@ -185,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--endpoint", action="append", default=[], metavar="VENUE=URL")
     p.add_argument("--subscribe", action="append", default=[], metavar="VENUE=FRAME",
                    help="a frame to send on connecting to VENUE (repeatable; default: its ethbtc book)")
+    p.add_argument("--decode", action="store_true",
+                   help="decode every data frame with dragonfly's decoder first (a probe of the floor)")
     args = p.parse_args(argv)
     endpoints = dict(e.split("=", 1) for e in args.endpoint)
     subscribe: dict[str, list[bytes]] = {}
@@ -193,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         subscribe.setdefault(venue, []).append(frame.encode())
     import uvloop
 
-    return int(uvloop.run(run(args.port, endpoints, subscribe)))
+    return int(uvloop.run(run(args.port, endpoints, subscribe, args.decode)))
 
 
 if __name__ == "__main__":

@@ -11,15 +11,25 @@ levels are a fixed, pre-encoded merged 10 + 10 book of dragonfly's size; only
 the stamps (``sequence``, ``recv_ns``, ``publish_ns``, ``source_venue``,
 ``source_frame``) are appended per frame, and the one bytes object is shared
 by every subscriber. Its ``publish_ns - recv_ns`` is the relay's internal hop.
+
+``--decode`` makes it a probe of the floor rather than the floor: every data
+frame is first decoded by dragonfly's own decoder of the venue's channel (the
+one ``python -m dragonfly.serve`` runs on these frames: Binance's depth20 and
+Bitstamp's order book, top 10, with the C speedups where built) and the result
+dropped. No gateway can skip that step, so ``relay-decode`` against ``relay``
+(``python -m latency --paths grpc-decode``) measures how much of the 1.1x
+budget the decode alone takes, live.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
@@ -29,6 +39,7 @@ from dragonfly.core.types import MergedBook, MergedLevel
 from dragonfly.serve.config import DEFAULT_MAX_LAG_MS, DEFAULT_QUEUE
 from dragonfly.serve.encode import encode_summary
 from dragonfly.serve.grpc_service import GrpcService
+from dragonfly.venues import get_venue
 from latency.wire import field_bytes, field_varint
 
 _TEXT = WSMsgType.TEXT
@@ -87,14 +98,23 @@ class Feed(WSListener):
     """One venue connection of a null relay: subscribes, then publishes once per data frame."""
 
     def __init__(
-        self, relay: Publisher, venue: str, subscribe: list[bytes], venue_field: bytes = b""
+        self,
+        relay: Publisher,
+        venue: str,
+        subscribe: list[bytes],
+        venue_field: bytes = b"",
+        decode: Callable[[bytes], object] | None = None,
     ) -> None:
         self.relay = relay
         self.venue = venue
         self.subscribe = subscribe
         #: How the venue's name is written into an update (default: Summary field 9).
         self.venue_field = venue_field or field_bytes(9, venue.encode())
+        #: ``--decode``: dragonfly's decoder, run on every data frame first (module doc).
+        self.decode = decode
         self.count = 0
+        #: Data frames the decoder refused (``--decode``; 0 on the harness's frames).
+        self.undecoded = 0
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         for frame in self.subscribe:
@@ -106,11 +126,37 @@ class Feed(WSListener):
         recv_ns = _time_ns()
         self.count += 1
         if self.count > 1:  # frame 1 is the subscription ack
+            decode = self.decode
+            if decode is not None:
+                try:
+                    decode(frame.get_payload_as_bytes())
+                except Exception:  # a probe: count it, publish anyway (the floor's cadence)
+                    self.undecoded += 1
             self.relay.publish(self.venue_field, self.count, recv_ns)
 
 
-async def run(port: int, endpoints: dict[str, str], subscribe: dict[str, list[bytes]] | None = None) -> int:
-    """Serve until SIGTERM/SIGINT; ``subscribe``: frames per venue (default :data:`SUBSCRIBE`)."""
+#: The depth dragonfly's server reads by default (``python -m dragonfly.serve``).
+DECODE_DEPTH = 10
+
+
+def decoder(venue: str) -> Callable[[bytes], object]:
+    """dragonfly's decoder of ``venue``'s snapshot channel (what its server reads in the harness)."""
+    channel = get_venue(venue).snapshot
+    if channel is None:
+        raise SystemExit(f"--decode: {venue} has no snapshot channel")
+    return channel.make_decoder(DECODE_DEPTH)
+
+
+async def run(
+    port: int,
+    endpoints: dict[str, str],
+    subscribe: dict[str, list[bytes]] | None = None,
+    decode: bool = False,
+) -> int:
+    """Serve until SIGTERM/SIGINT; ``subscribe``: frames per venue (default :data:`SUBSCRIBE`).
+
+    ``decode``: run dragonfly's decoder on every data frame first (module doc).
+    """
     frames = {v: [f] for v, f in SUBSCRIBE.items()} | (subscribe or {})
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -125,7 +171,9 @@ async def run(port: int, endpoints: dict[str, str], subscribe: dict[str, list[by
     relay = Relay(fanout)
     transports = []
     for venue, url in endpoints.items():
-        transport, _ = await ws_connect(lambda v=venue: Feed(relay, v, frames[v]), url)
+        # picows calls a factory with (request, response) if it takes two arguments: this one takes one.
+        feed = functools.partial(Feed, relay, venue, frames[venue], decode=decoder(venue) if decode else None)
+        transport, _ = await ws_connect(lambda f=feed: f(), url)
         transports.append(transport)
     print(f"serving relay on 127.0.0.1:{port}", file=sys.stderr, flush=True)
     await stop.wait()
@@ -143,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--endpoint", action="append", default=[], metavar="VENUE=URL")
     p.add_argument("--subscribe", action="append", default=[], metavar="VENUE=FRAME",
                    help="a frame to send on connecting to VENUE (repeatable; default: its ethbtc book)")
+    p.add_argument("--decode", action="store_true",
+                   help="decode every data frame with dragonfly's decoder first (a probe of the floor)")
     args = p.parse_args(argv)
     endpoints = dict(e.split("=", 1) for e in args.endpoint)
     subscribe: dict[str, list[bytes]] = {}
@@ -151,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         subscribe.setdefault(venue, []).append(frame.encode())
     import uvloop
 
-    return int(uvloop.run(run(args.port, endpoints, subscribe)))
+    return int(uvloop.run(run(args.port, endpoints, subscribe, args.decode)))
 
 
 if __name__ == "__main__":

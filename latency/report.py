@@ -106,6 +106,7 @@ def peers_rows(peers: Sequence[PeerResult]) -> list[list[str]]:
 #: Line style of each system in the plot: the floors dashed, the FIX path dotted.
 SYSTEM_STYLE: dict[str, Literal["-", "--", ":", "-."]] = {
     "dragonfly": "-", "relay": "--", "dragonfly-fix": ":", "relay-fix": "-.",
+    "relay-decode": ":", "relay-fix-decode": ":",
 }
 #: One line of a plot panel: system, subscriber set, colour, xs, ys.
 Line = tuple[str, str, str, list[float], list[float]]

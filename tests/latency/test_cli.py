@@ -116,3 +116,56 @@ def test_fix_subscribers_ask_for_the_cells_instrument(tmp_path: Path) -> None:
     serve = server_command("dragonfly-fix", 9878, ["ethbtc"])
     assert serve[serve.index("--fix-port") + 1] == "9878" and serve[serve.index("--port") + 1] != "9878"
     assert server_command("relay-fix", 9878, [])[1:3] == ["-m", "latency.fix_relay"]
+
+
+def test_the_decode_probes_run_a_decoding_relay_against_the_null_relay(tmp_path: Path) -> None:
+    from latency.__main__ import plan
+    from latency.cell import CellSpec, engine, server_command, subscribers_command
+
+    args = build_parser().parse_args(["--rates", "500", "--subs", "1", "--paths", "fix-decode,grpc-decode"])
+    assert [c.system for c in plan(args)] == ["relay-fix-decode", "relay-fix", "relay", "relay-decode"]
+    assert build_parser().parse_args([]).paths == ("grpc", "fix")  # the probes run only when asked
+    fix = server_command("relay-fix-decode", 9878, ["--endpoint", "binance=ws://x"])
+    assert fix[1:3] == ["-m", "latency.fix_relay"] and "--decode" in fix
+    grpc = server_command("relay-decode", 50051, [])
+    assert grpc[1:3] == ["-m", "latency.relay"] and "--decode" in grpc
+    assert "--decode" not in server_command("relay", 50051, []) + server_command("relay-fix", 9878, [])
+    assert engine("relay-fix-decode") == engine("relay-decode") == "relay"
+    assert engine("dragonfly-fix") == "dragonfly"
+    sub = subscribers_command(CellSpec("relay-fix-decode", 500, 1, 0), 9878, tmp_path / "o")
+    assert sub[1:3] == ["-m", "latency.fix_subscribers"]
+
+
+class _Frame:
+    def __init__(self, payload: bytes) -> None:
+        self.msg_type = __import__("picows").WSMsgType.TEXT
+        self.payload = payload
+
+    def get_payload_as_bytes(self) -> bytes:
+        return self.payload
+
+
+def test_a_decoding_relay_decodes_every_data_frame_with_dragonflys_decoder() -> None:
+    from latency.frames import binance_depth20
+    from latency.relay import Feed, decoder
+
+    published: list[int] = []
+    decoded: list[object] = []
+    decode = decoder("binance")
+
+    class Sink:
+        def publish(self, venue_field: bytes, frame: int, recv_ns: int) -> None:
+            published.append(frame)
+
+    def spy(payload: bytes) -> object:
+        decoded.append(out := decode(payload))
+        return out
+
+    feed = Feed(Sink(), "binance", [], decode=spy)
+    frames = [b'{"result":null,"id":1}', *binance_depth20(3), b'{"lastUpdateId":1,"bids":[["0.1","x']
+    for f in frames:
+        feed.on_ws_frame(None, _Frame(f))  # type: ignore[arg-type]
+    assert published == [2, 3, 4, 5]  # the ack is not published; every data frame is, decoded or not
+    assert len(decoded) == 3 and all(d is not None for d in decoded)  # the last one raised
+    assert feed.undecoded == 1
+    assert decoder("bitstamp") is not None

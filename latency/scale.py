@@ -27,7 +27,11 @@ source and the hub are pinned to different cores), one after the other:
 - ``c``: the hub of ``b`` with only the ``book`` sink attached (the
   others are declared but unread, hence detached);
 - ``d`` and ``e`` (not run by default): ``b`` with ``book`` and ``bbo``
-  only, and with ``book`` and ``liquidity`` only: ``b``'s cost split by kind.
+  only, and with ``book`` and ``liquidity`` only: ``b``'s cost split by kind;
+- ``f`` (not run by default): the hub of ``b`` with no view read: the
+  layers below the aggregators alone (every frame decoded into its book, the
+  top N of each changed book read for its tee, which keeps it for on-demand
+  reads), the part of ``b``'s cost that no aggregator can take back.
 
 Scenario ``a`` reads one stream per venue at the same period as every
 stream of ``b``: each book updates as often in both, ``a`` just has 1/N of
@@ -126,6 +130,7 @@ SCENARIO = {
     # Not run by default: b's cost split by kind.
     "d": Scenario("d", True, ("book", "bbo"), ("book", "bbo")),
     "e": Scenario("e", True, ("book", "liquidity"), ("book", "liquidity")),
+    "f": Scenario("f", True, KINDS, ()),
 }
 
 
@@ -468,6 +473,9 @@ def _derive(scenarios: dict[str, Any]) -> dict[str, Any]:
         out["cost_ratio_c_over_a"] = c["cpu_us_per_frame"] / a["cpu_us_per_frame"]
     if ok(b) and ok(c):
         out["cost_ratio_c_over_b"] = c["cpu_us_per_frame"] / b["cpu_us_per_frame"]
+    f = scenarios.get("f", {})
+    if ok(a) and ok(f):
+        out["cost_ratio_f_over_a"] = f["cpu_us_per_frame"] / a["cpu_us_per_frame"]
     return out
 
 

@@ -26,11 +26,13 @@ T2Q_FIELDS = {"p50", "p90", "p99", "p999", "max"}
 
 def test_quick_run_reports_every_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "scale.json"
-    assert main(["--quick", "--out", str(out)]) == 0
+    # f, not a default: b's hub with no view read (the layers below the aggregators alone).
+    assert main(["--quick", "--out", str(out), "--scenarios", ",".join((*SCENARIOS, "f"))]) == 0
     result = json.loads(out.read_text())
     assert result["params"]["venues"] == ["binance", "bitstamp"]
     assert result["params"]["instruments"] == ["ethbtc", "btcusdt"]
-    assert set(result["scenarios"]) == set(SCENARIOS)
+    assert set(result["scenarios"]) == {*SCENARIOS, "f"}
+    assert result["scenarios"]["f"]["kinds"] == {} and result["scenarios"]["f"]["aggregators_read"] == []
     for name, s in result["scenarios"].items():
         assert "error" not in s, s.get("error")
         assert set(s) >= SCENARIO_FIELDS, SCENARIO_FIELDS - set(s)
@@ -51,5 +53,6 @@ def test_quick_run_reports_every_field(tmp_path: Path, capsys: pytest.CaptureFix
             assert 0 < kind["t2q_us"]["p50"] <= kind["t2q_us"]["p99"] <= kind["t2q_us"]["max"]
     derived = result["derived"]
     assert derived["cost_ratio_b_over_a"] > 0 and derived["cost_ratio_c_over_a"] > 0
+    assert derived["cost_ratio_f_over_a"] > 0
     assert math.isfinite(derived["marginal_mb_per_book_b_vs_a"])  # RSS noise may make it <= 0
     assert "| scen |" in capsys.readouterr().out

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
+
+# gRPC's fork handlers off for the suite, before anything imports grpc: tests start
+# subprocesses (fork, then exec at once) while their own gRPC servers and channels are
+# live, and grpcio 1.85 runs its handlers in such a child ("Other threads are currently
+# calling into gRPC, skipping fork() handlers"); once one aborted the child before its
+# exec (ev_epoll1_linux.cc "Check failed: next_worker->state == KICKED": exit -6 in
+# test_client_cli_reports_a_full_server_in_one_line). gRPC's fork-support doc says to
+# turn them off for programs that always exec right after fork, which the suite does.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import pytest
 import uvloop

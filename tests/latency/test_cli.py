@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from picows import WSMsgType
 
 from latency.__main__ import build_parser
 
@@ -137,8 +138,11 @@ def test_the_decode_probes_run_a_decoding_relay_against_the_null_relay(tmp_path:
 
 
 class _Frame:
+    """What a relay's feed reads of a picows text frame."""
+
+    msg_type = WSMsgType.TEXT
+
     def __init__(self, payload: bytes) -> None:
-        self.msg_type = __import__("picows").WSMsgType.TEXT
         self.payload = payload
 
     def get_payload_as_bytes(self) -> bytes:

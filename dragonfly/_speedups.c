@@ -312,6 +312,179 @@ done:
     return result;
 }
 
+/*
+ * venue_states(state_type, names, books, healths, members, now, codes) -> tuple | None
+ *     Every venue's state in an update (the aggregator's _states; its twin is
+ *     venue_states_py in dragonfly/core/aggregator.py). names, books and
+ *     healths are sequences of one length, by rank; a book is None or a tuple
+ *     (a VenueBook) with recv_ns at [3] and seq at [5]; a health is None or
+ *     has data_ns and status; members holds bit r (in the merge) and bit
+ *     count + r (flagged) for rank r; codes is (live, stale, outlier,
+ *     unknown). Returns a tuple of `state_type` tuples (name, in_merge,
+ *     status, data_ns, age_ns, seq), or None, before any Python code runs,
+ *     where the twin must decide: more than 32 venues, members not an int in
+ *     [0, 2**64), a book that is neither None nor a plain tuple of 6 items
+ *     or more. Attributes are read, compared and subtracted in the twin's
+ *     order, with Python's own operations, so what a health's properties do
+ *     (or raise) happens here as there.
+ */
+static PyObject *interned(PyObject **slot, const char *text);
+static PyObject *str_data_ns, *str_status; /* interned attribute names, held for the module's life */
+
+static PyObject *
+venue_states(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "venue_states(state_type, names, books, healths, members, now, codes)");
+        return NULL;
+    }
+    PyObject *type_obj = args[0];
+    if (!PyType_Check(type_obj) || !PyType_IsSubtype((PyTypeObject *)type_obj, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "state_type must be a tuple subclass");
+        return NULL;
+    }
+    PyTypeObject *state_type = (PyTypeObject *)type_obj;
+    int plain = plain_tuple_type(state_type);
+    if (plain <= 0) {
+        if (plain == 0) {
+            PyErr_SetString(PyExc_TypeError, "state_type must be tuple or a class derived from it (a NamedTuple)");
+        }
+        return NULL;
+    }
+    if (!PyTuple_Check(args[6]) || PyTuple_GET_SIZE(args[6]) != 4) {
+        PyErr_SetString(PyExc_TypeError, "codes must be a (live, stale, outlier, unknown) tuple");
+        return NULL;
+    }
+    PyObject *codes = args[6];
+    PyObject *live = PyTuple_GET_ITEM(codes, 0), *stale = PyTuple_GET_ITEM(codes, 1);
+    PyObject *outlier = PyTuple_GET_ITEM(codes, 2), *unknown = PyTuple_GET_ITEM(codes, 3);
+    PyObject *now = args[5];
+
+    /* Copies (tuples): what a health's property does to the lists cannot move them under us. */
+    PyObject *names = NULL, *books = NULL, *healths = NULL, *result = NULL, *zero = NULL;
+    names = tuple_snapshot(args[1], "names must be a sequence");
+    if (names == NULL) {
+        goto done;
+    }
+    books = tuple_snapshot(args[2], "books must be a sequence");
+    if (books == NULL) {
+        goto done;
+    }
+    healths = tuple_snapshot(args[3], "healths must be a sequence");
+    if (healths == NULL) {
+        goto done;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(names);
+    if (PyTuple_GET_SIZE(books) != count || PyTuple_GET_SIZE(healths) != count) {
+        PyErr_SetString(PyExc_ValueError, "names, books and healths must have one item per venue");
+        goto done;
+    }
+    /* Declined (None): the twin decides. Nothing has run Python code yet. */
+    if (count > 32 || !PyLong_CheckExact(args[4])) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    unsigned long long members = PyLong_AsUnsignedLongLong(args[4]);
+    if (members == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear(); /* negative or too large: the twin's */
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    for (Py_ssize_t r = 0; r < count; r++) {
+        PyObject *book = PyTuple_GET_ITEM(books, r);
+        if (book == Py_None) {
+            continue;
+        }
+        PyTypeObject *bt = Py_TYPE(book);
+        if (!PyTuple_Check(book) || PyTuple_GET_SIZE(book) < 6 || bt->tp_as_mapping == NULL ||
+            bt->tp_as_mapping->mp_subscript != PyTuple_Type.tp_as_mapping->mp_subscript) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+    }
+    if (interned(&str_data_ns, "data_ns") == NULL || interned(&str_status, "status") == NULL) {
+        goto done;
+    }
+    zero = PyLong_FromLong(0);
+    if (zero == NULL) {
+        goto done;
+    }
+    result = PyTuple_New(count);
+    if (result == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t r = 0; r < count; r++) {
+        int in_merge = (int)((members >> r) & 1u);
+        int flagged = (int)((members >> (count + r)) & 1u);
+        PyObject *book = PyTuple_GET_ITEM(books, r);
+        PyObject *health = PyTuple_GET_ITEM(healths, r);
+        PyObject *data_ns, *status;
+        if (health == Py_None) {
+            data_ns = Py_NewRef(book != Py_None ? PyTuple_GET_ITEM(book, 3) : zero);
+            status = Py_NewRef(book != Py_None ? live : unknown);
+        }
+        else {
+            data_ns = PyObject_GetAttr(health, str_data_ns);
+            if (data_ns == NULL) {
+                goto fail;
+            }
+            status = PyObject_GetAttr(health, str_status);
+            if (status == NULL) {
+                Py_DECREF(data_ns);
+                goto fail;
+            }
+            /* status == live first, always, as the twin's `and` chain does. */
+            PyObject *eq = PyObject_RichCompare(status, live, Py_EQ);
+            int is_live = eq == NULL ? -1 : PyObject_IsTrue(eq);
+            Py_XDECREF(eq);
+            if (is_live < 0) {
+                Py_DECREF(data_ns);
+                Py_DECREF(status);
+                goto fail;
+            }
+            if (is_live && !in_merge && book != Py_None && !flagged) {
+                Py_SETREF(status, Py_NewRef(stale));
+            }
+        }
+        if (flagged) {
+            Py_SETREF(status, Py_NewRef(outlier));
+        }
+        int has_data = PyObject_IsTrue(data_ns);
+        PyObject *age = has_data < 0 ? NULL : has_data ? PyNumber_Subtract(now, data_ns) : Py_NewRef(zero);
+        if (age == NULL) {
+            Py_DECREF(data_ns);
+            Py_DECREF(status);
+            goto fail;
+        }
+        /* tp_alloc may collect garbage (Python code): every item is held by now. */
+        PyObject *state = state_type->tp_alloc(state_type, 6);
+        if (state == NULL) {
+            Py_DECREF(data_ns);
+            Py_DECREF(status);
+            Py_DECREF(age);
+            goto fail;
+        }
+        PyTuple_SET_ITEM(state, 0, Py_NewRef(PyTuple_GET_ITEM(names, r)));
+        PyTuple_SET_ITEM(state, 1, Py_NewRef(in_merge ? Py_True : Py_False));
+        PyTuple_SET_ITEM(state, 2, status);
+        PyTuple_SET_ITEM(state, 3, data_ns);
+        PyTuple_SET_ITEM(state, 4, age);
+        PyTuple_SET_ITEM(state, 5, Py_NewRef(book != Py_None ? PyTuple_GET_ITEM(book, 5) : zero));
+        PyTuple_SET_ITEM(result, r, state);
+    }
+    goto done;
+
+fail:
+    Py_CLEAR(result);
+done:
+    Py_XDECREF(zero);
+    Py_XDECREF(names);
+    Py_XDECREF(books);
+    Py_XDECREF(healths);
+    return result;
+}
+
 static size_t
 varint_size(uint64_t v)
 {
@@ -2469,6 +2642,8 @@ static PyMethodDef methods[] = {
      "top_levels(side, n, values=None) -> tuple: the values (in side, or values) of a SortedDict's first n keys."},
     {"merge_side", (PyCFunction)(void (*)(void))merge_side, METH_FASTCALL,
      "merge_side(runs, depth, descending, level_type) -> tuple: the best depth levels across runs."},
+    {"venue_states", (PyCFunction)(void (*)(void))venue_states, METH_FASTCALL,
+     "venue_states(state_type, names, books, healths, members, now, codes) -> tuple | None: venues' states."},
     {"check_book", (PyCFunction)(void (*)(void))check_book, METH_FASTCALL,
      "check_book(bids, asks) -> str | None: why a venue's top-N book cannot be trusted."},
     {"read_bybit_delta", (PyCFunction)read_bybit_delta, METH_O,

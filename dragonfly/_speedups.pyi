@@ -3,7 +3,7 @@ from typing import Any
 
 from sortedcontainers import SortedDict
 
-from dragonfly.core.types import MergedBook, MergedLevel
+from dragonfly.core.types import MergedBook, MergedLevel, VenueState
 
 def merge_side(
     runs: Sequence[tuple[str, Sequence[tuple[float, float]]]],
@@ -11,6 +11,15 @@ def merge_side(
     descending: bool,
     level_type: type[MergedLevel],
 ) -> tuple[MergedLevel, ...]: ...
+def venue_states(
+    state_type: type[VenueState],
+    names: Sequence[str],
+    books: Sequence[Any],
+    healths: Sequence[Any],
+    members: int,
+    now: int,
+    codes: tuple[int, int, int, int],
+) -> tuple[VenueState, ...] | None: ...
 def encode_summary(book: MergedBook, send_ns: int, clock: Callable[[], int] | None) -> bytes: ...
 def read_levels(payload: bytes, start: int, depth: int) -> tuple[tuple[float, float], ...] | None: ...
 def check_book(bids: Sequence[tuple[float, float]], asks: Sequence[tuple[float, float]]) -> str | None: ...

@@ -68,11 +68,12 @@ from sortedcontainers import SortedDict  # noqa: E402
 
 from dragonfly import accel  # noqa: E402
 from dragonfly.core import book as book_module  # noqa: E402
-from dragonfly.core.aggregator import merge_side_py  # noqa: E402
+from dragonfly.core.aggregator import STATUS_CODES, merge_side_py, venue_states_py  # noqa: E402
 from dragonfly.core.book import L2Book  # noqa: E402
 from dragonfly.core.checksum import crc32_digits_py, crc32_interleaved_py  # noqa: E402
+from dragonfly.core.health import VenueStatus  # noqa: E402
 from dragonfly.core.listener import check_book_py  # noqa: E402
-from dragonfly.core.types import MergedBook, MergedLevel  # noqa: E402
+from dragonfly.core.types import MergedBook, MergedLevel, VenueBook, VenueState  # noqa: E402
 from dragonfly.fix import mdcodec  # noqa: E402
 from dragonfly.fix.codec import byte_sum_py  # noqa: E402
 from dragonfly.recording import received_payloads, shared_recordings  # noqa: E402
@@ -1280,6 +1281,123 @@ def same_fields(got: tuple[Any, ...], want: tuple[Any, ...]) -> bool:
     )
 
 
+# -- venue_states --------------------------------------------------------------------------
+
+
+class FuzzHealth:
+    """A health record whose reads may meddle: empty the caller's lists, leave garbage, raise."""
+
+    def __init__(self, data_ns: Any, status: Any, victims: list[list[Any]], mode: int) -> None:
+        self._data_ns = data_ns
+        self._status = status
+        self.victims = victims
+        self.mode = mode
+
+    @property
+    def data_ns(self) -> Any:
+        if self.mode == 1:
+            for victim in self.victims:
+                victim.clear()
+        elif self.mode == 2:
+            Finalizer(*self.victims)  # the lists emptied at a later allocation, inside C
+        elif self.mode == 3:
+            raise LookupError("no data_ns")
+        return self._data_ns
+
+    @property
+    def status(self) -> Any:
+        if self.mode == 4:
+            raise LookupError("no status")
+        return self._status
+
+
+class EqRaising(int):
+    def __eq__(self, other: object) -> bool:
+        raise ArithmeticError("no compare")
+
+    __hash__ = int.__hash__
+
+
+class EqAlways:
+    """Not an int, yet equal to anything: to the live code too (a live venue out of the merge is stale)."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = object.__hash__
+
+
+def _draw_states_args(rng: Random) -> list[Any]:
+    """One venue_states call's arguments (fresh lists: a meddling health empties them)."""
+    n = rng.choice([0, 1, 2, 6, rng.randint(0, 12), 32, 33])
+    names: list[Any] = [rng.choice(NAMES) for _ in range(n)]
+    books: list[Any] = []
+    healths: list[Any] = []
+    meddle = rng.random() < 0.2
+    for i in range(n):
+        r = rng.random()
+        if r < 0.3:
+            books.append(None)
+        elif r < 0.97:
+            stamp = rng.choice([0, 1, 2**62, 2**70, -5, rng.getrandbits(64)])
+            books.append(VenueBook(names[i], (), (), stamp, 1, rng.choice([0, 7, 2**65, -1])))
+        else:  # a plain tuple (taken) or not a VenueBook (declined)
+            books.append(rng.choice([
+                ("x", (), (), 5, 1, 2), ("x", (), (), 5, 1, 2, 3), ("x", 1), ["x", (), (), 5, 1, 2],
+                PlainLevel(("x", (), (), 5, 1, 2)), Quote("x", 1.0, 2.0), 5,
+            ]))  # fmt: skip
+        if rng.random() < 0.3:
+            healths.append(None)
+            continue
+        data_ns = rng.choice([0, 1, 2**62, 2**70, -3, 0.0, 2.5, None, "x", rng.getrandbits(63)])
+        status = rng.choice([
+            *list(VenueStatus), *STATUS_CODES, 99, "live", None, EqRaising(1), EqAlways(), True,
+        ])  # fmt: skip
+        mode = rng.choice([1, 2, 3, 4]) if meddle and rng.random() < 0.5 else 0
+        healths.append(FuzzHealth(data_ns, status, [names, books, healths], mode))
+    top = 2 * n
+    if rng.random() < 0.85:
+        members: Any = rng.choice([rng.getrandbits(top) if top else 0, (1 << n) - 1, 0])
+    else:  # not an int in [0, 2**64): declined, and the twin's
+        members = rng.choice([-1, 2**64, 2**64 - 1, True, 1.5])
+    now = rng.choice([0, 2**62, rng.getrandbits(63), -(2**70), 1.5])
+    return [VenueState, names, books, healths, members, now, STATUS_CODES]
+
+
+def _declines(args: list[Any]) -> bool:
+    """Whether C must leave the call to its twin (see venue_states in _speedups.c)."""
+    names, books, members = args[1], args[2], args[4]
+    if len(names) > 32 or type(members) is not int or not 0 <= members < 2**64:
+        return True
+    def plain(b: Any) -> bool:
+        return isinstance(b, tuple) and len(b) >= 6 and type(b).__getitem__ is tuple.__getitem__
+
+    return any(b is not None and not plain(b) for b in books)
+
+
+def fuzz_venue_states(rng: Random, corpus: Corpus) -> None:
+    seed = rng.getrandbits(32)
+    args = _draw_states_args(Random(seed))
+    declines = _declines(args)
+    with collecting_always():
+        got = outcome(C.venue_states, *args)
+    want = outcome(venue_states_py, *_draw_states_args(Random(seed)))
+    where = f"seed={seed} n={len(args[1])} members={_short(args[4])}"
+    if got == ("ok", None):
+        if not declines:
+            raise MismatchError(f"venue_states: C declined a call it must take; {where}")
+        return
+    if declines and got[0] == "ok":
+        raise MismatchError(f"venue_states: C took a call it must decline; {where}")
+    expect_same("venue_states", got, want, where)
+    if rng.random() < 0.05:  # not a state type, not a codes tuple, not sequences
+        bad = list(args)
+        i = rng.choice([0, 1, 2, 3, 6])
+        bad[i] = rng.choice([*BAD_LEVEL_TYPES, (1, 2), None, 5, [1, 2, 3, 4]])
+        with collecting_always():
+            survives(C.venue_states, *bad)
+
+
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -1295,6 +1413,7 @@ TARGETS: dict[str, Callable[[Random, Corpus], None]] = {
     "encode_summary": fuzz_encode_summary,
     "fix_entries": fuzz_fix_entries,
     "byte_sum": fuzz_byte_sum,
+    "venue_states": fuzz_venue_states,
     "crc32_digits": fuzz_checksums,
     "crc32_interleaved": fuzz_checksums,
 }
@@ -1315,6 +1434,7 @@ ROUND = [
     "apply_book",
     "fix_entries",
     "byte_sum",
+    "venue_states",
 ]
 
 

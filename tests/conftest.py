@@ -40,6 +40,7 @@ def both_hot_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
         if accel.speedups is None:
             pytest.skip("C speedups not built (no C compiler at install) or DRAGONFLY_PURE_PYTHON set")
         monkeypatch.setattr(aggregator, "merge_side", accel.speedups.merge_side)
+        monkeypatch.setattr(aggregator, "venue_states", accel.speedups.venue_states)
         monkeypatch.setattr(listener, "check_book", accel.speedups.check_book)
         monkeypatch.setattr(encode, "speedups", accel.speedups)
         monkeypatch.setattr(book, "_apply_book", accel.speedups.apply_book)
@@ -47,6 +48,7 @@ def both_hot_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
         monkeypatch.setattr(book, "_apply_text_side", accel.speedups.apply_text_side)
     else:
         monkeypatch.setattr(aggregator, "merge_side", aggregator.merge_side_py)
+        monkeypatch.setattr(aggregator, "venue_states", aggregator.venue_states_py)
         monkeypatch.setattr(listener, "check_book", listener.check_book_py)
         monkeypatch.setattr(encode, "speedups", None)
         monkeypatch.setattr(book, "_apply_book", None)

@@ -67,7 +67,6 @@ V = TypeVar("V")
 
 _NAN = float("nan")
 _merged_book = partial(tuple.__new__, MergedBook)
-_venue_state = partial(tuple.__new__, VenueState)
 _LIVE = int(VenueStatus.LIVE)
 _STALE = int(VenueStatus.STALE)
 _OUTLIER = int(VenueStatus.OUTLIER)
@@ -110,6 +109,66 @@ def merge_side_py(
 #: contract) when built, else :func:`merge_side_py`.
 merge_side: Callable[[Sequence[Run], int, bool, type[MergedLevel]], tuple[MergedLevel, ...]] = (
     speedups.merge_side if speedups is not None else merge_side_py
+)
+
+#: The statuses the aggregator writes itself: (live, stale, outlier, unknown).
+STATUS_CODES = (_LIVE, _STALE, _OUTLIER, _UNKNOWN)
+
+
+def venue_states_py(
+    state_type: type[VenueState],
+    names: Sequence[str],
+    books: Sequence[VenueBook | None],
+    healths: Sequence[Health | None],
+    members: int,
+    now: int,
+    codes: tuple[int, int, int, int] = STATUS_CODES,
+) -> tuple[VenueState, ...]:
+    """Every venue's state in an update, in name order (pure Python; the C twin is ``venue_states``).
+
+    ``names``, ``books`` (``None``: withdrawn) and ``healths`` (``None``: no
+    record, the book counts as fresh) hold one item per venue, by rank;
+    ``members`` has bit ``r`` set for a venue in the merge and bit
+    ``len(names) + r`` for one the sanity rule flags. A live venue out of the
+    merge with a book and no flag is past its limit (``STALE``: the watchdog
+    withdraws it next); a flagged one is ``OUTLIER``. A book's ``recv_ns`` and
+    ``seq`` are read by index (``[3]``, ``[5]``), as the C twin reads them.
+    """
+    if not (isinstance(state_type, type) and issubclass(state_type, tuple)):
+        raise TypeError("state_type must be a tuple subclass")
+    if not isinstance(codes, tuple) or len(codes) != 4:
+        raise TypeError("codes must be a (live, stale, outlier, unknown) tuple")
+    live, stale, outlier, unknown = codes
+    names, books, healths = tuple(names), tuple(books), tuple(healths)
+    count = len(names)
+    if len(books) != count or len(healths) != count:
+        raise ValueError("names, books and healths must have one item per venue")
+    states = []
+    for rank in range(count):
+        in_merge = bool(members >> rank & 1)
+        flagged = bool(members >> (count + rank) & 1)
+        book = books[rank]
+        health = healths[rank]
+        if health is None:
+            data_ns = book[3] if book is not None else 0
+            status = live if book is not None else unknown
+        else:
+            data_ns = health.data_ns
+            status = health.status  # an IntEnum: an int on the wire
+            if status == live and not in_merge and book is not None and not flagged:
+                status = stale
+        if flagged:
+            status = outlier
+        age = now - data_ns if data_ns else 0
+        seq = book[5] if book is not None else 0
+        states.append(tuple.__new__(state_type, (names[rank], in_merge, status, data_ns, age, seq)))
+    return tuple(states)
+
+
+#: The venues' states: the C speedups' ``venue_states`` when built (it returns ``None``
+#: where :func:`venue_states_py` must decide: more than 32 venues, say), else the twin.
+venue_states: Callable[..., tuple[VenueState, ...] | None] = (
+    speedups.venue_states if speedups is not None else venue_states_py
 )
 
 
@@ -412,37 +471,10 @@ class BaseAggregator(Generic[V]):
         return excluded
 
     def _states(self, now: int, members: int) -> tuple[VenueState, ...]:
-        """Every venue's state in this update, in name order."""
-        states = []
-        count = len(self._names)
-        for rank, name in enumerate(self._names):
-            in_merge = bool(members >> rank & 1)
-            flagged = bool(members >> (count + rank) & 1)
-            book = self._books[rank]
-            health = self._health[rank]
-            if health is None:
-                data_ns = book.recv_ns if book is not None else 0
-                status = _LIVE if book is not None else _UNKNOWN
-            else:
-                data_ns = health.data_ns
-                status = health.status  # an IntEnum: an int on the wire
-                if status == _LIVE and not in_merge and book is not None and not flagged:
-                    status = _STALE  # past its limit: the watchdog withdraws it next
-            if flagged:
-                status = _OUTLIER
-            states.append(
-                _venue_state(
-                    (
-                        name,
-                        in_merge,
-                        status,
-                        data_ns,
-                        now - data_ns if data_ns else 0,
-                        book.seq if book is not None else 0,
-                    )
-                )
-            )
-        return tuple(states)
+        """Every venue's state in this update, in name order (:func:`venue_states_py`)."""
+        args = (VenueState, self._names, self._books, self._health, members, now, STATUS_CODES)
+        states = venue_states(*args)
+        return states if states is not None else venue_states_py(*args)
 
 
 class Aggregator(BaseAggregator[MergedBook]):

@@ -20,11 +20,12 @@ from sortedcontainers import SortedDict
 
 from dragonfly import accel
 from dragonfly.core import book as book_module
-from dragonfly.core.aggregator import Run, merge_side_py
+from dragonfly.core.aggregator import STATUS_CODES, Run, merge_side_py, venue_states_py
 from dragonfly.core.book import L2Book
 from dragonfly.core.checksum import crc32_digits_py, crc32_interleaved_py
+from dragonfly.core.health import VenueStatus
 from dragonfly.core.listener import check_book_py
-from dragonfly.core.types import MergedBook, MergedLevel
+from dragonfly.core.types import MergedBook, MergedLevel, VenueBook, VenueState
 from dragonfly.serve.encode import encode_summary_pb
 from dragonfly.venues.bitstamp import _top_of_side
 
@@ -458,3 +459,143 @@ def test_crc32_checksums_refuse_what_is_not_text_levels() -> None:
         with pytest.raises(UnicodeEncodeError):
             fn([("\ud800", "1")], [])
         assert fn((), []) == zlib.crc32(b"")
+
+
+# -- venue_states ---------------------------------------------------------------------------
+
+
+class _Health:
+    """A listener's health record, as the aggregator reads it."""
+
+    def __init__(self, data_ns: int, status: VenueStatus) -> None:
+        self.data_ns = data_ns
+        self.status = status
+
+
+_NAMES = ("binance", "bitstamp", "bybit", "coinbase", "kraken", "okx")
+
+
+@st.composite
+def _venues(draw: st.DrawFn) -> tuple[list[str], list[VenueBook | None], list[_Health | None], int]:
+    n = draw(st.integers(0, len(_NAMES)))
+    names = list(_NAMES[:n])
+    books: list[VenueBook | None] = []
+    healths: list[_Health | None] = []
+    for name in names:
+        if draw(st.booleans()):
+            stamp, seq = draw(st.integers(0, 2**62)), draw(st.integers(0, 99))
+            books.append(VenueBook(name, ((1.0, 2.0),), ((3.0, 4.0),), stamp, 7, seq))
+        else:
+            books.append(None)
+        healths.append(
+            _Health(draw(st.sampled_from([0, 1, 2**62])), draw(st.sampled_from(list(VenueStatus))))
+            if draw(st.booleans())
+            else None
+        )
+    members = draw(st.integers(0, (1 << (2 * n)) - 1)) if n else 0
+    return names, books, healths, members
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_venues(), st.integers(0, 2**63))
+def test_venue_states_equal_the_python_states(venues: Any, now: int) -> None:
+    names, books, healths, members = venues
+    assert accel.speedups is not None
+    args = (VenueState, names, books, healths, members, now, STATUS_CODES)
+    got = accel.speedups.venue_states(*args)
+    want = venue_states_py(*args)
+    assert got == want
+    for g, w in zip(got, want, strict=True):
+        assert type(g) is VenueState
+        assert [type(x) for x in g] == [type(x) for x in w]  # a status stays an IntEnum where it was one
+        assert g.status is w.status or g.status == w.status
+
+
+def test_venue_states_decline_what_the_twin_must_decide() -> None:
+    assert accel.speedups is not None
+    states = accel.speedups.venue_states
+    book = VenueBook("a", (), (), 5, 1, 2)
+    # more than 32 venues, members not an int in [0, 2**64), a book that is not a plain 6-tuple
+    assert states(VenueState, ["a"] * 33, [None] * 33, [None] * 33, 0, 9, STATUS_CODES) is None
+    for members in (-1, 2**64, True, 1.0):
+        assert states(VenueState, ["a"], [book], [None], members, 9, STATUS_CODES) is None
+    for bad in ((1, 2, 3), [0, 1, 2, 3, 4, 5], _Indexed(("a", (), (), 5, 1, 2))):
+        assert states(VenueState, ["a"], [bad], [None], 1, 9, STATUS_CODES) is None
+    # what it takes, the twin takes: a plain tuple of 6 or more items
+    assert states(VenueState, ["a"], [("a", (), (), 5, 1, 2, 0)], [None], 1, 9, STATUS_CODES) == (
+        VenueState("a", True, int(VenueStatus.LIVE), 5, 4, 2),
+    )
+
+
+class _Indexed(tuple):  # type: ignore[type-arg]
+    """A tuple whose items are not what indexing returns."""
+
+    __slots__ = ()
+
+    def __getitem__(self, i: Any) -> Any:
+        return 0
+
+
+class _Meddling:
+    """A health whose data_ns empties the aggregator's lists and whose status raises on compare."""
+
+    def __init__(self, victims: list[list[Any]], status: Any) -> None:
+        self.victims = victims
+        self._status = status
+
+    @property
+    def data_ns(self) -> int:
+        for victim in self.victims:
+            victim.clear()
+        return 3
+
+    @property
+    def status(self) -> Any:
+        return self._status
+
+
+class _BadEq(int):
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no")
+
+    __hash__ = int.__hash__
+
+
+@pytest.mark.parametrize("status", [VenueStatus.LIVE, _BadEq(1), "live"])
+def test_venue_states_survive_healths_that_meddle(status: Any) -> None:
+    assert accel.speedups is not None
+
+    def run(fn: Any) -> Any:
+        names = ["a", "b"]
+        books: list[Any] = [VenueBook("a", (), (), 5, 1, 2), None]
+        healths: list[Any] = [None, None]
+        healths[0] = _Meddling([names, books, healths], status)
+        try:
+            return fn(VenueState, names, books, healths, 0, 10, STATUS_CODES)
+        except Exception as exc:
+            return type(exc)
+
+    got, want = run(accel.speedups.venue_states), run(venue_states_py)
+    assert got == want
+    if isinstance(status, _BadEq):
+        assert got is RuntimeError
+    elif status == "live":  # a status of no known kind is written as it is
+        assert got[0] == ("a", False, "live", 3, 7, 2)
+    else:  # live, out of the merge, with a book: past its limit
+        assert got[0] == VenueState("a", False, int(VenueStatus.STALE), 3, 7, 2)
+
+
+def test_venue_states_refuse_what_is_not_a_venue_list() -> None:
+    assert accel.speedups is not None
+    twins: list[Any] = [accel.speedups.venue_states, venue_states_py]
+    for fn in twins:
+        with pytest.raises(ValueError):
+            fn(VenueState, ["a", "b"], [None], [None, None], 0, 1, STATUS_CODES)
+        with pytest.raises(TypeError):
+            fn(VenueState, None, [], [], 0, 1, STATUS_CODES)
+        with pytest.raises(TypeError):
+            fn(dict, [], [], [], 0, 1, STATUS_CODES)
+        with pytest.raises(TypeError):
+            fn(VenueState, [], [], [], 0, 1, (1, 2, 3))
+        with pytest.raises(AttributeError):
+            fn(VenueState, ["a"], [None], [object()], 0, 1, STATUS_CODES)

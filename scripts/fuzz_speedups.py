@@ -25,9 +25,15 @@ What it calls, for each of the module's functions in turn:
   recordings' prices, extreme numbers (subnormals, 1e308, -0.0, infinities, NaN),
   short decimals and their neighbouring floats (the FIX writer's repr shortcut),
   extreme depths and integers, and unicode names;
+* **venue states** (``venue_states``): random venues in and out of the merge,
+  flagged or not, with or without a book and a health record, statuses and
+  stamps of every kind, and the inputs it must decline (33 venues, members
+  outside [0, 2**64), books that are not plain tuples): declined exactly
+  there, else the twin's states;
 * **misbehaving objects**: a ``__float__`` that empties the list being read
   or raises, keys whose ``__hash__`` or ``__eq__`` clears the SortedDict's
-  key lists or a venue dict being read, a clock that empties the book's sides, garbage collection on
+  key lists or a venue dict being read, a clock that empties the book's sides, a health record
+  whose reads empty the venue lists, raise, or compare by raising, garbage collection on
   every allocation with finalizers that do the same, struct sequences and
   other wrong types. These must only return or raise.
 

@@ -74,10 +74,28 @@ async def start_server(*extra: str) -> Server:
     return Server(proc, port)
 
 
+async def start_serving(*extra: str, timeout: float = 20.0) -> Server:
+    """A server that has said it serves, on a port again if the one chosen was taken meanwhile.
+
+    ``free_port`` closes the port it found, so another socket can take it
+    before the server binds it (the server's own simulator's among them):
+    that server exits with "address already in use", and a new port is tried.
+    """
+    for attempt in range(3):
+        server = await start_server(*extra)
+        try:
+            await server.wait_serving(timeout)
+            return server
+        except AssertionError:
+            if "address already in use" not in server.stderr or attempt == 2:
+                raise
+            await server.proc.wait()
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture
 async def sim_server() -> AsyncIterator[Server]:
-    server = await start_server("--sim", "--sim-period", "0.02")
-    await server.wait_serving()
+    server = await start_serving("--sim", "--sim-period", "0.02")
     yield server
     if server.proc.returncode is None:
         server.proc.kill()
@@ -164,10 +182,9 @@ async def test_bad_arguments_are_one_clear_line(args: list[str], message: str) -
 
 
 async def test_unreachable_endpoint_is_reported_and_retried() -> None:
-    server = await start_server(
+    server = await start_serving(
         "--venues", "binance", "--endpoint", "binance=ws://127.0.0.1:9/ws", "--start-timeout", "1"
     )
-    await server.wait_serving()
     assert await server.stop() == 0
     assert "cannot connect to ws://127.0.0.1:9/ws: connection refused" in server.stderr
     assert "Traceback" not in server.stderr
@@ -175,8 +192,7 @@ async def test_unreachable_endpoint_is_reported_and_retried() -> None:
 
 async def test_endpoint_override_with_sim_points_one_venue_elsewhere() -> None:
     async with Simulator(venues=["binance"], instruments=["ethbtc"], seed=11, period_s=0.02) as own:
-        server = await start_server("--sim", "--endpoint", f"binance={own.ws_url('binance')}")
-        await server.wait_serving()
+        server = await start_serving("--sim", "--endpoint", f"binance={own.ws_url('binance')}")
         try:
             code, out, err = await run(
                 *CLIENT, "--server", f"127.0.0.1:{server.port}", "--count", "20", "--json"
@@ -193,11 +209,11 @@ async def test_a_venue_that_acks_but_sends_no_book_is_not_listed_as_serving() ->
     """The start-up line used to list a venue that acked and then sent nothing."""
     async with Simulator(venues=["binance", "bitstamp"], instruments=["ethbtc"], period_s=0.02) as sim:
         sim.fault("binance", "pause")  # acks, no data
-        server = await start_server(
+        server = await start_serving(
             *(f"--endpoint={v}={sim.ws_url(v)}" for v in ("binance", "bitstamp")),
             *(f"--rest-endpoint={v}={sim.rest_url(v)}" for v in ("binance", "bitstamp")),
+            timeout=30,
         )
-        await server.wait_serving(timeout=30)
         assert await server.stop() == 0
     line = next(ln for ln in server.stderr.splitlines() if "serving ethbtc merged top" in ln)
     assert " from bitstamp (live)" in line

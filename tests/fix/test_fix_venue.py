@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -27,15 +26,10 @@ import pytest
 
 from dragonfly.serve import dragonfly_v1_pb2 as v1
 from dragonfly.serve import dragonfly_v1_pb2_grpc as v1_grpc
+from tests.ports import free_port
 
 SERVE = [sys.executable, "-m", "dragonfly.serve"]
 Levels = list[tuple[float, float]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -23,6 +22,7 @@ from dragonfly.serve import dragonfly_v1_pb2 as pb
 from dragonfly.serve import dragonfly_v1_pb2_grpc as pb_grpc
 from dragonfly.serve.config import ServeConfig, parse_config
 from dragonfly.serve.server import run_server
+from tests.ports import free_port
 
 from .fixclient import FixClient
 
@@ -30,12 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ENTRY = frozenset({269, 270, 271, 276, 282, 290})
 
 Book = tuple[tuple[tuple[str, float, float], ...], tuple[tuple[str, float, float], ...]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.asynccontextmanager

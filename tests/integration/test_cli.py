@@ -12,15 +12,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from dragonfly.sim import Simulator
+from tests.ports import free_port
 
 SERVE = [sys.executable, "-m", "dragonfly.serve"]
 CLIENT = [sys.executable, "-m", "dragonfly.client"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def run(*args: str, timeout: float = 30.0) -> tuple[int, str, str]:
@@ -77,9 +72,10 @@ async def start_server(*extra: str) -> Server:
 async def start_serving(*extra: str, timeout: float = 20.0) -> Server:
     """A server that has said it serves, on a port again if the one chosen was taken meanwhile.
 
-    ``free_port`` closes the port it found, so another socket can take it
-    before the server binds it (the server's own simulator's among them):
-    that server exits with "address already in use", and a new port is tried.
+    ``free_port`` closes the port it found, so another socket could take it
+    before the server binds it; its ports lie outside the kernel's ephemeral
+    range (tests/ports.py), and should one be taken all the same, the server
+    exits with "address already in use" and a new port is tried.
     """
     for attempt in range(3):
         server = await start_server(*extra)

@@ -13,14 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 #: The simulator's publish period: fast, so the tests see many updates in a second.
 SIM_PERIOD = "0.05"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

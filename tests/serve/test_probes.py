@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,15 +17,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from dragonfly.serve.config import ServeConfig, parse_config
 from dragonfly.serve.server import run_server
 from dragonfly.sim import Simulator
+from tests.ports import free_port
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

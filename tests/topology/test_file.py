@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,17 +16,12 @@ from dragonfly.serve import dragonfly_v1_pb2, dragonfly_v1_pb2_grpc, orderbook_p
 from dragonfly.serve.config import parse_config
 from dragonfly.serve.server import run_server
 from dragonfly.topology.file import load_topology, parse_topology
+from tests.ports import free_port
 
 from ..fix.fixclient import FixClient
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FILES = sorted(EXAMPLES.glob("*.toml"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_there_are_examples() -> None:

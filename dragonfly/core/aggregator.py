@@ -188,6 +188,10 @@ class BaseAggregator(Generic[V]):
 
     #: The kind's name in a topology (``book``, ``bbo``, ``liquidity``).
     kind: ClassVar[str] = ""
+    #: Whether it reads its venues' books on demand when it recomputes, as
+    #: deep as its ``depth``, rather than what each listener forwards
+    #: (:mod:`dragonfly.core.tee`): a kind that recomputes seldom and reads deep.
+    on_demand: ClassVar[bool] = False
 
     __slots__ = (
         "_ask_runs",

@@ -34,6 +34,14 @@ A REST snapshot that is ahead of the stream makes every later delta look
 stale; if no delta has stitched onto it within :data:`STITCH_TIMEOUT`
 seconds, the snapshot cannot be trusted and the book resynchronises (it used
 to stay published, frozen, with every delta dropped).
+
+Deep reads on demand (:meth:`DiffListener.set_deep`): a book holds more
+levels than the listener forwards (its channel's depth against the top N of
+the views that recompute on every change). When a view reads deeper on
+demand (``liquidity``, through its :class:`~dragonfly.core.tee.BookTee`), a
+change below the forwarded top N is still forwarded, as its levels unchanged
+with the change's receipt time and sequence (``put_deep``), so that view
+hears of it and reads the book itself (:meth:`DiffListener.reader`).
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Annotated, NamedTuple, Protocol
+from typing import Annotated, NamedTuple, Protocol, cast
 
 import msgspec
 
@@ -57,6 +65,7 @@ from dragonfly.core.errors import ParseError
 from dragonfly.core.health import DEFAULT_LIVENESS, Liveness, VenueStatus
 from dragonfly.core.logs import RateLimitedLog
 from dragonfly.core.slots import SlotProducer
+from dragonfly.core.tee import BookTee
 from dragonfly.core.types import Side, VenueBook, check_depth, new_venue_book
 
 
@@ -208,6 +217,8 @@ class SyncState(enum.Enum):
 
 
 _SYNCED = SyncState.SYNCED  # a global read, not an enum attribute lookup, per delta
+#: SymbolSync.touched's bit for a change below the forwarded top N (BIDS, ASKS: within it).
+DEEP = 4
 _LIVE = VenueStatus.LIVE
 
 
@@ -296,7 +307,8 @@ class SymbolSync:
         self.stats = SyncStats()
         self.out = out
         self.published: tuple[Side, Side] | None = None
-        #: Sides changed within the top N since the last burst: BIDS | ASKS bits.
+        #: Sides changed within the top N since the last burst: BIDS | ASKS bits
+        #: (DEEP: a change below it, counted while the listener forwards those).
         self.touched = 0
         self.requested = False
         self.verified = False
@@ -357,6 +369,8 @@ class DiffListener:
         self._warn = RateLimitedLog(self._log)
         self._last_recv = 0
         self._flush_pending = False
+        #: Whether changes below the forwarded top N are forwarded too (module doc).
+        self.deep = False
 
     # -- listener protocol (driven by the feed) ------------------------------
 
@@ -431,6 +445,33 @@ class DiffListener:
             sync.touched = BOTH
         self.end_burst()
 
+    def set_deep(self, on: bool) -> None:
+        """Forward changes below the top N too (``put_deep`` on the outputs), or stop (module doc)."""
+        if on and not all(s.out is None or hasattr(s.out, "put_deep") for s in self.syms.values()):
+            raise TypeError("a deep change can only be forwarded to an output with put_deep (a BookTee)")
+        self.deep = on
+
+    def reader(self, symbol: str) -> Callable[[int], VenueBook | None]:
+        """A reader of ``symbol``'s book now: ``read(depth)`` (``None`` while it is not published).
+
+        What the listener would forward at that depth: the book's top
+        ``depth`` levels with the latest receipt time, frame count and
+        sequence. A book is published from its first forward until it is
+        withdrawn (untrusted, stale or disconnected): every change it holds
+        meanwhile was checked as it was applied.
+        """
+        sync = self.syms[symbol]
+        venue = self.venue
+
+        def read(depth: int) -> VenueBook | None:
+            if sync.published is None:
+                return None
+            book = sync.book
+            bids, asks = book.top(depth)
+            return new_venue_book((venue, bids, asks, self._last_recv, self.frames, book.seq or 0))
+
+        return read
+
     def end_burst(self) -> None:
         """Forward the top N of every symbol changed in this burst, once."""
         self._flush_pending = False
@@ -451,12 +492,23 @@ class DiffListener:
             out = sync.out
             if out is None:
                 continue
+            published = sync.published
+            book = sync.book
+            if sides == DEEP:
+                # Only levels below the forwarded top N changed: no top-N read.
+                if published is not None:
+                    seq = book.seq
+                    deep = new_venue_book(
+                        (self.venue, published[0], published[1], self._last_recv, self.frames, seq or 0)
+                    )
+                    cast(BookTee, out).put_deep(deep)  # set_deep checked it has one
+                    outs.append(out)
+                continue
+            sides &= BOTH
             # Re-read only the side(s) whose top N a change reached: the other
             # is the one published (a top-N read is ~1 µs a side).
             # With the C speedups the read is called here rather than through
             # the book's methods (no Python frame: hot path).
-            published = sync.published
-            book = sync.book
             if read is None:
                 if published is None or sides == BOTH:
                     top = book.top(depth)
@@ -477,6 +529,12 @@ class DiffListener:
                 sync.ceiling = asks[-1][0] if len(asks) >= depth else _NO_CEILING
                 seq = book.seq
                 out.put(new_venue_book((self.venue, bids, asks, self._last_recv, self.frames, seq or 0)))
+                outs.append(out)
+            elif self.deep:
+                # A change within the top N that left it as it was: news to a deep reader only.
+                seq = book.seq
+                deep = new_venue_book((self.venue, top[0], top[1], self._last_recv, self.frames, seq or 0))
+                cast(BookTee, out).put_deep(deep)
                 outs.append(out)
         touched.clear()
         for out in outs:
@@ -683,6 +741,11 @@ class DiffListener:
                 sync.stale = False
                 hit = BOTH
         if not hit:
+            if self.deep:
+                # Below the forwarded top N: it cannot cross the book or move that top.
+                if not sync.touched:
+                    self._touched.append(sync)
+                sync.touched |= DEEP
             return True
         # L2Book.crossed inline, the first key of each side's first sublist
         # (hot path: a frame less a delta, ~0.5k of ~44k instructions on Bybit).

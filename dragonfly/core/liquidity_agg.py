@@ -19,18 +19,25 @@ hub's CPU at 20k frames/s and ~35% at 1.5k (each ~230 µs on the hub's
 inputs replayed off-line, more in the hub with its caches cold); see the
 README.
 
-Depth: it reads each venue's book as deep as the listeners forward it, which
-a topology sets to its deepest consumer (``depth`` of this aggregator at
-least). A diff channel's book holds that depth; a snapshot channel serves its
-own top N only (Binance ``depth20``: 20 levels, Bitstamp ``order_book``:
-100), so a venue read through one counts only those levels: a quantity that
-walks past them is filled from the other venues, or not at all
-(``complete`` says which).
+Depth: it reads each venue's book on demand (``on_demand``), ``depth``
+levels a side, when it recomputes: a reader per venue
+(:meth:`LiquidityAggregator.read_with`, a
+:meth:`~dragonfly.core.tee.BookTee.read`) is called for every venue whose
+book changed since the last recompute. So the listeners forward per frame
+only the top N of the views that recompute on every change (the merged
+book's 10 levels), and this view's 50 levels are read some 20 times a second
+per instrument rather than on every frame (see :mod:`dragonfly.core.tee`
+for what that saves). Without a reader it reads
+what the listener forwards. A diff channel's book holds the topology's
+deepest depth; a snapshot channel serves its own top N only (Binance
+``depth20``: 20 levels, Bitstamp ``order_book``: 100), so a venue read
+through one counts only those levels: a quantity that walks past them is
+filled from the other venues, or not at all (``complete`` says which).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from dragonfly.core.aggregator import MAX_DEVIATION, BaseAggregator, Run
@@ -53,7 +60,8 @@ class LiquidityAggregator(BaseAggregator[Liquidity]):
     """Publish the liquidity bands and fill costs of the venues in the merge."""
 
     kind = "liquidity"
-    __slots__ = ("_caches", "_last_figures", "bands", "quantities")
+    on_demand = True
+    __slots__ = ("_caches", "_last_figures", "_readers", "bands", "quantities")
 
     def __init__(
         self,
@@ -77,6 +85,25 @@ class LiquidityAggregator(BaseAggregator[Liquidity]):
         self._last_figures: object = None
         # What was read of each venue's current sides (this aggregator's own).
         self._caches = (SideCache(bids=True), SideCache(bids=False))
+        # Per slot, how to read that venue's book now (None: read what is forwarded).
+        self._readers: list[Callable[[int], VenueBook | None] | None] = [None] * len(venues)
+
+    def read_with(self, venue: str, reader: Callable[[int], VenueBook | None]) -> None:
+        """Read ``venue``'s book with ``reader(depth)`` when it changed (module doc)."""
+        self._readers[self.producers[venue].slot] = reader
+
+    def recompute(self) -> None:
+        """Read the changed venues' books as deep as this view reads, then recompute."""
+        queue = self.queue
+        items = queue._items
+        readers = self._readers
+        depth = self.depth
+        for slot in queue._dirty:
+            reader = readers[slot]
+            if reader is not None and items[slot] is not None:
+                # None: not published now (its withdrawal is on its way): out of this view too.
+                items[slot] = reader(depth)
+        super().recompute()
 
     def _reset_view(self) -> None:
         self._last_figures = None

@@ -18,9 +18,13 @@ subset, another kind) is built the first time someone asks for it
 (:meth:`Hub.source`) and kept. Either sort is attached to its tees only while
 it has a sink, so a view nobody reads costs nothing per frame.
 
-The listeners forward each venue book as deep as the deepest consumer needs
+Each venue book holds as many levels as the deepest consumer needs
 (:attr:`Hub.book_depth`): the deepest ``book`` or ``liquidity`` aggregator,
-capped for a snapshot channel at what the channel serves.
+capped for a snapshot channel at what the channel serves. A diff channel's
+listener forwards per frame only as deep as the attached views that
+recompute on every change read (``book``; ``bbo`` reads one level); a
+``liquidity`` view reads its levels on demand when it recomputes
+(:mod:`dragonfly.core.tee`), so its depth costs nothing per frame.
 """
 
 from __future__ import annotations
@@ -147,6 +151,9 @@ class AggregatorSource:
         #: The declaring spec's name, or ``""`` for a view built on request.
         self.name = name
         self._tees = dict(tees)
+        if isinstance(aggregator, LiquidityAggregator):
+            for venue, tee in self._tees.items():
+                aggregator.read_with(venue, tee.read)
         # Per venue, the levels it reads when its listener forwards more (0: all it gets).
         self._depths = dict(depths or {})
         self._attached = False
@@ -227,8 +234,12 @@ class AggregatorSource:
         producers = self.aggregator.producers
         if self._on_attach is not None:
             self._on_attach(self)  # deepen the listeners first: it starts from books deep enough
+        aggregator = self.aggregator
         for venue, tee in self._tees.items():
-            tee.attach(producers[venue], self._depths.get(venue, 0))
+            if aggregator.on_demand:
+                tee.attach(producers[venue], aggregator.depth, on_demand=True)
+            else:
+                tee.attach(producers[venue], self._depths.get(venue, 0))
 
     def _maybe_detach(self) -> None:
         if self._attached and not self.aggregator.sinks and not self._pins:
@@ -349,8 +360,10 @@ class Hub:
         }
         # Whether views time their tick-to-queue (enable_timing).
         self._timing = False
-        # Levels a side the views attached now read, per (instrument, venue) (see _retune).
+        # Levels a side the views attached now read on every change, and whether
+        # one attached reads on demand, per (instrument, venue) (see _retune).
         self._need: dict[tuple[str, str], int] = {}
+        self._deep: dict[tuple[str, str], bool] = {}
         # Sources: declared ones by (instrument, name), and every one by (instrument, kind, venues).
         self._declared: dict[tuple[str, str], AggregatorSource] = {}
         self._sources: dict[tuple[str, str, tuple[str, ...]], AggregatorSource] = {}
@@ -444,7 +457,7 @@ class Hub:
         depths = {
             v: aggregator.depth
             for v in names
-            if aggregator.depth < self._listener_depth(self._endpoints[v].spec)
+            if aggregator.depth < self._forward_depth(self._endpoints[v].spec)
         }
         if self._timing:
             aggregator.timing = Histogram()
@@ -463,21 +476,24 @@ class Hub:
     def _retune(self, changed: AggregatorSource) -> None:
         """Set each diff listener of ``changed``'s venues to the depth its attached views read.
 
-        A listener forwards as deep as the deepest view reading it now, not as
-        deep as any declared one: a deep view nobody reads (a declared
-        ``liquidity`` without a sink) must not make every frame cost a deeper
-        top-N read and compare. Snapshot channels keep their decoders' depth.
+        A listener forwards as deep as the deepest view reading it now on
+        every change, not as deep as any declared one: a deep view nobody
+        reads must not make every frame cost a deeper top-N read and compare,
+        and a view that reads on demand (``liquidity``) reads its own levels
+        when it recomputes (the listener then forwards its deep changes too).
+        Snapshot channels keep their decoders' depth.
         """
         instrument = changed.instrument
         for venue in changed.venue_names:
+            attached = [
+                s
+                for s in self._all_sources()
+                if s.attached and s.instrument == instrument and venue in s.venue_names
+            ]
             self._need[instrument, venue] = max(
-                (
-                    s.depth
-                    for s in self._all_sources()
-                    if s.attached and s.instrument == instrument and venue in s.venue_names
-                ),
-                default=1,
+                (s.depth for s in attached if not s.aggregator.on_demand), default=1
             )
+            self._deep[instrument, venue] = any(s.aggregator.on_demand for s in attached)
             feed = self._feed_of.get((instrument, venue))
             if feed is not None:
                 self._tune(feed)
@@ -486,8 +502,9 @@ class Hub:
         listener = feed.listener
         if isinstance(listener, DiffListener):
             venue = feed.name
-            by_symbol = {self.symbols[i, venue]: i for i in self.instruments}
-            listener.set_depth(max(self._need.get((by_symbol[s], venue), 1) for s in feed.symbols))
+            keys = [(i, venue) for i in self.instruments if self.symbols[i, venue] in feed.symbols]
+            listener.set_deep(any(self._deep.get(key, False) for key in keys))
+            listener.set_depth(max((self._need.get(key, 1) for key in keys), default=1))
 
     def _all_sources(self) -> list[AggregatorSource]:
         return list({id(s): s for s in (*self._declared.values(), *self._sources.values())}.values())
@@ -505,6 +522,12 @@ class Hub:
             if s.kind == kind and (not s.instruments or instrument in s.instruments)
         ]
         return max(depths) if depths else min(default, self.book_depth)
+
+    def _forward_depth(self, spec: VenueSpec) -> int:
+        """Levels a side its listener forwards at most (diff: the deepest view read on every change)."""
+        if self.channels[spec.name] == "snapshot":
+            return self._listener_depth(spec)
+        return max([s.depth for s in self.specs if s.kind == "book"] + [1])
 
     def _listener_depth(self, spec: VenueSpec) -> int:
         snap = spec.snapshot
@@ -573,15 +596,19 @@ class Hub:
     def venue_book(self, venue: str, instrument: str | None = None) -> VenueBook | None:
         """``venue``'s current book of ``instrument`` as its listener forwards it (``None``: none now).
 
-        A diff channel's listener forwards as many levels as the deepest view
-        attached now reads (its best level at least); a snapshot channel's,
-        as many as the deepest declared view (at most what the channel serves).
+        A diff channel's book is read as deep as the deepest view attached
+        now reads (its best level at least; a view read on demand included,
+        from the book itself); a snapshot channel's, as deep as the deepest
+        declared view (at most what the channel serves).
         """
         name = self._instrument(instrument or self.instruments[0])
         tee = self.tees.get((name, venue))
         if tee is None:
             raise NotFoundError(f"unknown venue {venue!r}: this topology reads {', '.join(self.venues)}")
-        return tee.latest
+        deep = tee.deep
+        if not deep:
+            return tee.latest
+        return tee.read(max(deep, self._need.get((name, venue), 1)))
 
     def venue_bbo(self, venue: str, instrument: str | None = None) -> VenueBbo | None:
         """``venue``'s current best bid and ask of ``instrument`` (``None``: no book now)."""
@@ -644,8 +671,12 @@ class Hub:
                     rest_limit=rest_limit,
                 )
                 feeds.append(feed)
+                listener = feed.listener
                 for s in group:
                     self._feed_of[symbols[s], venue] = feed
+                    if isinstance(listener, DiffListener):
+                        # Its books hold more than it forwards: a deep view reads them there.
+                        self.tees[symbols[s], venue].reader = listener.reader(s)
                 self._tune(feed)
                 self._tasks.append(asyncio.create_task(feed.run(), name=f"feed-{venue}-{len(feeds)}"))
         for source in self._sources.values():

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from dragonfly.core.aggregator import Aggregator
 from dragonfly.core.diff import Delta, DiffChannel, DiffListener, Event, Snapshot
 from dragonfly.core.slots import SlotQueue
+from dragonfly.core.tee import BookTee
 from dragonfly.core.types import MergedBook, VenueBook
 
 # The numeric book's apply and top-N read on their C twins and on Python.
@@ -169,3 +170,97 @@ def test_a_numeric_channel_cannot_have_a_checksum() -> None:
             checksum=lambda book: 0,
             numeric=True,
         )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 3),
+    st.integers(1, 8),
+    _bid_levels,
+    _ask_levels,
+    st.lists(st.tuples(_bid_levels, _ask_levels), min_size=1, max_size=30),
+    st.booleans(),
+)
+def test_a_deep_reader_hears_of_every_change_and_reads_the_books_own_top(
+    depth: int,
+    deep: int,
+    snap_bids: list[tuple[str, str]],
+    snap_asks: list[tuple[str, str]],
+    deltas: list[tuple[list[tuple[str, str]], list[tuple[str, str]]]],
+    numeric: bool,
+) -> None:
+    """A view read on demand is told of every change, however deep, and reads the book as it is.
+
+    The listener forwards ``depth`` levels; the on-demand output reads
+    ``deep`` (deeper or not). The forwarded top never changes for a change
+    below it, and the reader's sequence is the last delta's.
+    """
+    events: list[Event] = [Snapshot("S", snap_bids, snap_asks, 0)]
+    events += [Delta("S", b, a, i, i) for i, (b, a) in enumerate(deltas, 1)]
+    eager: SlotQueue[VenueBook] = SlotQueue(lambda: None)
+    lazy: SlotQueue[VenueBook] = SlotQueue(lambda: None)
+    tee = BookTee()
+    tee.attach(eager.producer("v"))
+    tee.attach(lazy.producer("v"), deep, on_demand=True)
+    lst = DiffListener("v", scripted(events, numeric), {"S": tee}, depth, Control())
+    lst.set_deep(True)
+    tee.reader = lst.reader("S")
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    for seq, event in enumerate(events):
+        for side, levels in ((bids, event.bids), (asks, event.asks)):
+            if isinstance(event, Snapshot):
+                side.clear()
+            for price, amount in levels:
+                if float(amount):
+                    side[float(price)] = float(amount)
+                else:
+                    side.pop(float(price), None)
+        eager.drain()
+        lazy.drain()
+        lst.on_frame(b"", 0, True)
+        top = (tuple(sorted(bids.items(), reverse=True)[:depth]), tuple(sorted(asks.items())[:depth]))
+        want = (tuple(sorted(bids.items(), reverse=True)[:deep]), tuple(sorted(asks.items())[:deep]))
+        read = tee.read(deep)
+        if read is None:  # never published: an empty book
+            assert want == ((), ()) and lazy.peek(0) is None
+            continue
+        assert (read.bids, read.asks) == want and read.seq == seq
+        if event.bids or event.asks:  # a change: the deep reader hears of it, told the change's sequence
+            assert lazy._dirty == [0]
+            told = lazy.peek(0)
+            assert told is not None and told.seq == seq and (told.bids, told.asks) == top
+        forwarded = eager.peek(0)
+        assert forwarded is not None and (forwarded.bids, forwarded.asks) == top
+
+
+def test_a_deep_change_is_forwarded_only_while_asked_for_and_only_to_a_tee() -> None:
+    delta = Delta("S", [("7", "5")], [], 101, 101)  # below the top 2
+    slots: SlotQueue[VenueBook] = SlotQueue(lambda: None)
+    lst = DiffListener("v", scripted([SNAP, delta]), {"S": slots.producer("S")}, 2, Control())
+    with pytest.raises(TypeError, match="put_deep"):
+        lst.set_deep(True)
+    ran = {"lazy": 0}
+    lazy: SlotQueue[VenueBook] = SlotQueue(lambda: ran.__setitem__("lazy", ran["lazy"] + 1))
+    tee = BookTee()
+    tee.attach(lazy.producer("v"), 3, on_demand=True)
+    for deep in (False, True):
+        ran["lazy"] = 0
+        lst = DiffListener("v", scripted([SNAP, delta]), {"S": tee}, 2, Control())
+        lst.set_deep(deep)
+        tee.reader = lst.reader("S")
+        assert tee.read(3) is None  # nothing published yet
+        lst.on_frame(b"", 1, True)
+        first = lazy.drain()[0][1]
+        assert first is not None and first.seq == 100 and ran["lazy"] == 1
+        lst.on_frame(b"", 2, True)
+        if deep:
+            told = lazy.drain()[0][1]
+            assert ran["lazy"] == 2 and told is not None and told.seq == 101
+            assert told.bids is first.bids and told.asks is first.asks  # the forwarded top, unchanged
+        else:
+            assert not lazy._dirty and ran["lazy"] == 1
+        read = tee.read(3)
+        assert read is not None and read.bids == ((10.0, 1.0), (9.0, 1.0), (8.0, 1.0)) and read.seq == 101
+        lst.withdraw()
+        assert tee.read(3) is None and lazy.drain() == [(0, None)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dragonfly.core.slots import SlotQueue
 from dragonfly.core.tee import BookTee
 from dragonfly.core.types import VenueBook
@@ -65,3 +67,46 @@ def test_attach_hands_over_the_newest_book_and_detach_stops_the_feed() -> None:
     tee.put(book([(10, 3)], [(11, 1)], 3))
     tee.end_burst()
     assert ran["n"] == 1 and len(tee) == 0 and tee.puts == 3
+
+
+def test_an_output_read_on_demand_hears_of_every_change_and_reads_the_book_itself() -> None:
+    ran = {"eager": 0, "lazy": 0}
+    eager = counted(ran, "eager")
+    lazy = counted(ran, "lazy")
+    tee = BookTee()
+    tee.attach(eager.producer("v"), 1)
+    with pytest.raises(ValueError, match="depth"):
+        tee.attach(SlotQueue[VenueBook](lambda: None).producer("w"), 0, on_demand=True)
+    out = lazy.producer("v")
+    tee.attach(out, 3, on_demand=True)
+    assert tee.deep == 3
+    first = book([(10, 1), (9, 1), (8, 1), (7, 1)], [(11, 1)], 1)
+    tee.put(first)
+    tee.end_burst()
+    assert ran == {"eager": 1, "lazy": 1}
+    # Without a reader, what was forwarded is all there is: read to the depth asked.
+    read = tee.read(2)
+    assert read is not None and read.bids == ((10, 1), (9, 1)) and read.seq == 1
+    assert tee.read(5) is first
+    # A change below what the listener forwards: the on-demand output only.
+    deep = book([(10, 1), (9, 1), (8, 1), (7, 1)], [(11, 1)], 2)
+    tee.put_deep(deep)
+    tee.end_burst()
+    assert ran == {"eager": 1, "lazy": 2} and lazy.peek(0) is deep and tee.latest is deep
+    # A reader (the listener's book) answers for the levels it forwards not.
+    asked: list[int] = []
+
+    def reader(depth: int) -> VenueBook:
+        asked.append(depth)
+        return book([(10, 1), (9, 1), (8, 2)][:depth], [(11, 1)], 3)
+
+    tee.reader = reader
+    read = tee.read(3)
+    assert read is not None and read.bids == ((10, 1), (9, 1), (8, 2)) and asked == [3]
+    tee.withdraw()  # withdrawn: nothing to read, whatever the reader says
+    assert tee.read(3) is None and asked == [3] and lazy.peek(0) is None
+    tee.detach(out)
+    assert tee.deep == 0
+    tee.put_deep(deep)
+    tee.end_burst()
+    assert ran == {"eager": 2, "lazy": 3}  # the withdrawal only

@@ -300,13 +300,22 @@ async def test_listeners_read_only_as_deep_as_the_views_attached_now(sim: Simula
         undo_book = hub.on_view(seen.append, "ethbtc", "book")
         assert listener.depth == 10  # type: ignore[union-attr]
         await wait_until(lambda: bool(seen), what="a book view")
+        assert not listener.deep  # type: ignore[union-attr]
         liq: list[Liquidity] = []
         undo_liq = hub.on_view(liq.append, "ethbtc", "liquidity")
-        assert listener.depth == 50  # type: ignore[union-attr]
+        # The liquidity view reads its 50 levels on demand: the listener still
+        # forwards the book view's 10 a frame, and its deep changes too.
+        assert listener.depth == 10  # type: ignore[union-attr]
+        assert listener.deep  # type: ignore[union-attr]
         book = hub.venue_book("binance")
-        assert book is not None and len(book.bids) > 10  # the deeper top came at once
+        assert book is not None and len(book.bids) > 10  # the deeper top, read at once
+        assert len(book.bids) <= 50
         await wait_until(lambda: bool(liq), what="a liquidity view")
+        aggregator = hub.source("ethbtc", "liquidity").aggregator  # type: ignore[attr-defined]
+        read = [b for b in aggregator._books if b is not None]
+        assert read and all(len(b.bids) > 10 for b in read)  # what it computed from
         undo_liq()
         assert listener.depth == 10  # type: ignore[union-attr]
+        assert not listener.deep  # type: ignore[union-attr]
         undo_book()
         assert listener.depth == 1  # type: ignore[union-attr]

@@ -2631,6 +2631,104 @@ done:
     return result;
 }
 
+/*
+ * side_sums(side, negate) -> (keys, amounts, notionals) | None
+ *
+ * What the liquidity view reads of one venue side (side_sums_py in
+ * dragonfly/core/liquidity.py, its twin): the side's bisect keys (its prices,
+ * negated into a list when `negate`, else the prices themselves in a tuple)
+ * and the running sums of its amounts and of price * amount, each a list
+ * starting at 0.0, added left to right as itertools.accumulate adds them,
+ * each product rounded to a double before it is added (no fused multiply-add:
+ * the twin's floats bit for bit). One pass, no intermediate tuples.
+ *
+ * None (the twin decides, and raises where it must) unless `side` is a
+ * non-empty tuple of 2-tuples of floats, all of exactly those types. Nothing
+ * here calls into Python once the side is checked (only allocations: the
+ * tuples read are immutable and held by the caller).
+ */
+static PyObject *
+side_sums(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "side_sums(side, negate)");
+        return NULL;
+    }
+    int negate = PyObject_IsTrue(args[1]);
+    if (negate < 0) {
+        return NULL;
+    }
+    PyObject *side = args[0];
+    if (!PyTuple_CheckExact(side)) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(side);
+    if (n == 0 || n > PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(PyObject *) - 1) {
+        Py_RETURN_NONE;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *level = PyTuple_GET_ITEM(side, i);
+        if (!PyTuple_CheckExact(level) || PyTuple_GET_SIZE(level) != 2 ||
+            !PyFloat_CheckExact(PyTuple_GET_ITEM(level, 0)) || !PyFloat_CheckExact(PyTuple_GET_ITEM(level, 1))) {
+            Py_RETURN_NONE;
+        }
+    }
+    PyObject *keys = negate ? PyList_New(n) : PyTuple_New(n);
+    PyObject *amounts = PyList_New(n + 1);
+    PyObject *notionals = PyList_New(n + 1);
+    PyObject *result = NULL;
+    if (keys == NULL || amounts == NULL || notionals == NULL) {
+        goto done;
+    }
+    /* Filled in order; a list's unset items are NULL, which its dealloc skips. */
+    double amount_sum = 0.0;
+    double notional_sum = 0.0;
+    PyObject *zero = PyFloat_FromDouble(0.0);
+    if (zero == NULL) {
+        goto done;
+    }
+    PyList_SET_ITEM(amounts, 0, Py_NewRef(zero));
+    PyList_SET_ITEM(notionals, 0, zero);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *level = PyTuple_GET_ITEM(side, i);
+        PyObject *price = PyTuple_GET_ITEM(level, 0);
+        double p = PyFloat_AS_DOUBLE(price);
+        double a = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(level, 1));
+        PyObject *key;
+        if (negate) {
+            key = PyFloat_FromDouble(-p);
+            if (key == NULL) {
+                goto done;
+            }
+            PyList_SET_ITEM(keys, i, key);
+        }
+        else {
+            PyTuple_SET_ITEM(keys, i, Py_NewRef(price));
+        }
+        /* volatile: the product is rounded on its own, as Python's float * does. */
+        volatile double product = p * a;
+        amount_sum = amount_sum + a;
+        notional_sum = notional_sum + product;
+        PyObject *sum = PyFloat_FromDouble(amount_sum);
+        if (sum == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(amounts, i + 1, sum);
+        sum = PyFloat_FromDouble(notional_sum);
+        if (sum == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(notionals, i + 1, sum);
+    }
+    result = PyTuple_Pack(3, keys, amounts, notionals);
+done:
+    Py_XDECREF(keys);
+    Py_XDECREF(amounts);
+    Py_XDECREF(notionals);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"apply_side", (PyCFunction)(void (*)(void))apply_side, METH_FASTCALL,
      "apply_side(side, levels, bids, bound) -> bool: apply float levels to one side of a numeric book."},
@@ -2660,6 +2758,8 @@ static PyMethodDef methods[] = {
      "crc32_digits(first, second) -> int: CRC32 of the levels' strings without '.' and leading zeros."},
     {"crc32_interleaved", (PyCFunction)(void (*)(void))crc32_interleaved, METH_FASTCALL,
      "crc32_interleaved(bids, asks) -> int: CRC32 of 'price:amount' levels, bid and ask alternating."},
+    {"side_sums", (PyCFunction)(void (*)(void))side_sums, METH_FASTCALL,
+     "side_sums(side, negate) -> (keys, amounts, notionals) | None: a side's keys and running sums."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -25,6 +25,10 @@ What it calls, for each of the module's functions in turn:
   recordings' prices, extreme numbers (subnormals, 1e308, -0.0, infinities, NaN),
   short decimals and their neighbouring floats (the FIX writer's repr shortcut),
   extreme depths and integers, and unicode names;
+* **liquidity sides** (``side_sums``): sides of the recordings' prices and
+  extreme numbers, with a level that is not a float pair, sides that are not
+  tuples, and truth values that raise: declined exactly where the twin must
+  decide, else the twin's keys and sums bit for bit;
 * **venue states** (``venue_states``): random venues in and out of the merge,
   flagged or not, with or without a book and a health record, statuses and
   stamps of every kind, and the inputs it must decline (33 venues, members
@@ -78,6 +82,7 @@ from dragonfly.core.aggregator import STATUS_CODES, merge_side_py, venue_states_
 from dragonfly.core.book import L2Book  # noqa: E402
 from dragonfly.core.checksum import crc32_digits_py, crc32_interleaved_py  # noqa: E402
 from dragonfly.core.health import VenueStatus  # noqa: E402
+from dragonfly.core.liquidity import side_sums_py  # noqa: E402
 from dragonfly.core.listener import check_book_py  # noqa: E402
 from dragonfly.core.types import MergedBook, MergedLevel, VenueBook, VenueState  # noqa: E402
 from dragonfly.fix import mdcodec  # noqa: E402
@@ -129,7 +134,7 @@ def same(a: Any, b: Any) -> bool:
     """Equal, with floats bit for bit and containers of the same type."""
     if isinstance(a, float) and isinstance(b, float):
         return (math.isnan(a) and math.isnan(b)) or struct.pack("<d", a) == struct.pack("<d", b)
-    if isinstance(a, tuple) and isinstance(b, tuple):
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
         return type(a) is type(b) and len(a) == len(b) and all(map(same, a, b))
     return type(a) is type(b) and bool(a == b)
 
@@ -1404,6 +1409,56 @@ def fuzz_venue_states(rng: Random, corpus: Corpus) -> None:
             survives(C.venue_states, *bad)
 
 
+# -- side_sums -------------------------------------------------------------------------------
+
+
+class FloatChild(float):
+    """A float of another type: side_sums must decline it (the twin's arithmetic may differ)."""
+
+
+def _sums_declines(side: object) -> bool:
+    """Whether C must decline ``side``: anything but a non-empty tuple of exact (float, float) tuples."""
+    if type(side) is not tuple or not side:
+        return True
+    return not all(
+        type(level) is tuple and len(level) == 2 and type(level[0]) is float and type(level[1]) is float
+        for level in side
+    )
+
+
+def fuzz_side_sums(rng: Random, corpus: Corpus) -> None:
+    """A liquidity side's keys and running sums against the twin; declined exactly where it must."""
+    n = rng.choice([0, 1, 2, 10, 50, 100, rng.randint(0, 400)])
+    levels: list[Any] = [(draw_float(rng, corpus, 0.2), draw_float(rng, corpus, 0.2)) for _ in range(n)]
+    if levels and rng.random() < 0.2:  # one level that is not a float pair
+        i = rng.randrange(len(levels))
+        levels[i] = rng.choice([
+            (1, 2.0), (1.0, 2), (FloatChild(1.0), 2.0), (1.0, 2.0, 3.0), (1.0,), [1.0, 2.0],
+            PlainLevel((1.0, 2.0)), Quote("v", 1.0, 2.0), None, 1.0, "ab", (True, 2.0), (2**70, 1.0),
+        ])
+    side: Any = tuple(levels)
+    if rng.random() < 0.05:
+        side = rng.choice([levels, PlainLevel(levels), iter(levels), None, b"ab", *BAD_LEVEL_TYPES])
+    negate: Any = rng.random() < 0.5
+    if rng.random() < 0.05:
+        negate = rng.choice([0, 1, "", "x", None, [], [0], Raising()])
+    where = f"n={n} negate={_short(negate)} side={_short(side)}"
+    with collecting_always():
+        got = outcome(C.side_sums, side, negate)
+    if got[0] == "raise":  # only a truth value that raises may make it raise
+        want_raise = outcome(bool, negate)
+        expect_same("side_sums", got, want_raise, where)
+        return
+    if got[1] is None:
+        if not _sums_declines(side):
+            raise MismatchError(f"side_sums: C declined a side it must take; {where}")
+        survives(side_sums_py, side, bool(negate))
+        return
+    if _sums_declines(side):
+        raise MismatchError(f"side_sums: C took a side it must decline; {where}")
+    expect_same("side_sums", got, outcome(side_sums_py, side, bool(negate)), where)
+
+
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -1420,6 +1475,7 @@ TARGETS: dict[str, Callable[[Random, Corpus], None]] = {
     "fix_entries": fuzz_fix_entries,
     "byte_sum": fuzz_byte_sum,
     "venue_states": fuzz_venue_states,
+    "side_sums": fuzz_side_sums,
     "crc32_digits": fuzz_checksums,
     "crc32_interleaved": fuzz_checksums,
 }
@@ -1441,6 +1497,7 @@ ROUND = [
     "fix_entries",
     "byte_sum",
     "venue_states",
+    "side_sums",
 ]
 
 

@@ -599,3 +599,60 @@ def test_venue_states_refuse_what_is_not_a_venue_list() -> None:
             fn(VenueState, [], [], [], 0, 1, (1, 2, 3))
         with pytest.raises(AttributeError):
             fn(VenueState, ["a"], [None], [object()], 0, 1, STATUS_CODES)
+
+
+def _bits(values: Sequence[float]) -> list[bytes]:
+    """Each float's bits; every NaN as one (its sign and payload are the FPU's, not a figure)."""
+    return [b"nan" if math.isnan(v) else struct.pack("<d", v) for v in values]
+
+
+_any_float = st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.tuples(_any_float, _any_float), min_size=1, max_size=120), st.booleans())
+def test_side_sums_equal_the_python_sums_bit_for_bit(levels: list[tuple[float, float]], negate: bool) -> None:
+    from dragonfly.core.liquidity import side_sums_py
+
+    side = tuple(levels)
+    got = accel.speedups.side_sums(side, negate)
+    want = side_sums_py(side, negate)
+    assert got is not None
+    for mine, theirs in zip(got, want, strict=True):
+        assert type(mine) is type(theirs)
+        assert _bits(mine) == _bits(theirs)
+    if not negate:
+        assert all(a is b for a, b in zip(got[0], (p for p, _ in side), strict=True))  # the prices themselves
+
+
+def test_side_sums_decline_what_the_twin_must_decide() -> None:
+    from dragonfly.core.liquidity import side_sums_py
+
+    sums = accel.speedups.side_sums
+    class Float(float):
+        pass
+
+    for side in (
+        (),  # the twin raises: nothing to split
+        [(1.0, 2.0)],  # not a tuple
+        ((1, 2.0),),  # an int price: the twin's int arithmetic
+        ((1.0, Float(2.0)),),
+        ((1.0, 2.0, 3.0),),  # the twin raises (zip strict)
+        ([1.0, 2.0],),
+        (VenueBook("v", (), (), 0, 0, 0),),
+        "ab",
+    ):
+        assert sums(side, True) is None, side
+    # Where the twin takes it, it gives what a sum of those objects gives.
+    assert side_sums_py(((1, 2.0),), False) == ((1,), [0.0, 2.0], [0.0, 2.0])
+    with pytest.raises(ValueError):
+        side_sums_py((), True)
+    with pytest.raises(TypeError):
+        sums(((1.0, 2.0),))  # type: ignore[call-arg]
+
+    class Truth:
+        def __bool__(self) -> bool:
+            raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        sums(((1.0, 2.0),), Truth())  # type: ignore[arg-type]

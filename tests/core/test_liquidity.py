@@ -22,6 +22,9 @@ from dragonfly.core.liquidity import (
 )
 from dragonfly.core.types import Side
 
+# Every side read by the C speedups' side_sums and again by its Python twin.
+pytestmark = pytest.mark.usefixtures("both_hot_paths")
+
 # A venue's book as the test writes it: decimal strings, best first.
 Book = list[tuple[str, str]]
 Books = dict[str, Book]

@@ -100,6 +100,8 @@ SYNC_COUNTERS = ("snapshots", "gaps", "resyncs", "checksums_bad", "stale", "malf
 #: Seconds of frames a replay source holds beyond ``--warmup`` + ``--seconds``: the hub's
 #: start and its books' sync (a channel's frames start when it is subscribed).
 REPLAY_SLACK_S = 12.0
+#: A hub's share of a core from which it is taken to be saturated (see ``_derive``).
+SATURATED = 0.9
 LIQUIDITY_BANDS_BPS = (10.0, 25.0, 50.0, 100.0)
 LIQUIDITY_QUANTITIES = (1.0, 10.0, 100.0)
 _MB = 1024 * 1024
@@ -476,6 +478,13 @@ def _derive(scenarios: dict[str, Any]) -> dict[str, Any]:
     f = scenarios.get("f", {})
     if ok(a) and ok(f):
         out["cost_ratio_f_over_a"] = f["cpu_us_per_frame"] / a["cpu_us_per_frame"]
+    full = [name for name, s in scenarios.items() if ok(s) and s["cpu_util"] >= SATURATED]
+    if full:
+        out["saturated"] = (
+            f"{', '.join(full)}: the hub used {SATURATED:g} of a core or more, so its reads "
+            "carried bigger bursts, which conflate into fewer views: its CPU per frame is "
+            "understated against a scenario that keeps up; compare at a --rate it keeps up with"
+        )
     return out
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from latency.scale import KINDS, SCENARIO, SCENARIOS, main
+from latency.scale import KINDS, SCENARIO, SCENARIOS, _derive, main
 
 SCENARIO_FIELDS = {
     "scenario", "description", "venues", "instruments", "books", "aggregators_declared",
@@ -56,3 +56,13 @@ def test_quick_run_reports_every_field(tmp_path: Path, capsys: pytest.CaptureFix
     assert derived["cost_ratio_f_over_a"] > 0
     assert math.isfinite(derived["marginal_mb_per_book_b_vs_a"])  # RSS noise may make it <= 0
     assert "| scen |" in capsys.readouterr().out
+
+
+def test_a_saturated_hub_is_named_in_the_derived_figures() -> None:
+    def scenario(util: float, us: float) -> dict[str, object]:
+        return {"cpu_util": util, "cpu_us_per_frame": us, "books": 6, "rss_warm_mb": 50.0}
+
+    calm = _derive({"a": scenario(0.3, 20.0), "b": scenario(0.6, 60.0)})
+    assert "saturated" not in calm and calm["cost_ratio_b_over_a"] == 3.0
+    full = _derive({"a": scenario(0.3, 20.0), "b": scenario(0.97, 50.0), "c": {"error": "x"}})
+    assert full["saturated"].startswith("b: the hub used 0.9 of a core or more")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dragonfly.core.aggregator import Aggregator
 from dragonfly.core.diff import Delta, DiffChannel, DiffListener, Event, Snapshot
-from dragonfly.core.slots import SlotQueue
+from dragonfly.core.slots import SlotProducer, SlotQueue
 from dragonfly.core.tee import BookTee
 from dragonfly.core.types import MergedBook, VenueBook
 
@@ -118,6 +120,34 @@ _ask_levels = st.lists(
 )
 
 
+def as_output(tee: BookTee) -> SlotProducer[VenueBook]:
+    """A tee as a listener's output (it speaks the SlotProducer protocol, as the hub casts it)."""
+    return cast(SlotProducer[VenueBook], tee)
+
+
+class Model:
+    """A book kept by the test itself, float levels in dicts."""
+
+    def __init__(self) -> None:
+        self.bids: dict[float, float] = {}
+        self.asks: dict[float, float] = {}
+
+    def apply(self, event: Event) -> None:
+        assert isinstance(event, (Snapshot, Delta))
+        for side, levels in ((self.bids, event.bids), (self.asks, event.asks)):
+            if isinstance(event, Snapshot):
+                side.clear()
+            for price, amount in levels:
+                if float(amount):
+                    side[float(price)] = float(amount)
+                else:
+                    side.pop(float(price), None)
+
+    def top(self, depth: int) -> tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]]:
+        bids = tuple(sorted(self.bids.items(), reverse=True)[:depth])
+        return bids, tuple(sorted(self.asks.items())[:depth])
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.integers(1, 5),
@@ -141,20 +171,12 @@ def test_the_published_top_n_is_always_the_books_top_n(
     events += [Delta("S", b, a, i, i) for i, (b, a) in enumerate(deltas, 1)]
     slots: SlotQueue[VenueBook] = SlotQueue(lambda: None)
     lst = DiffListener("v", scripted(events, numeric), {"S": slots.producer("S")}, depth, Control())
-    bids: dict[float, float] = {}
-    asks: dict[float, float] = {}
+    model = Model()
     for event in events:
-        for side, levels in ((bids, event.bids), (asks, event.asks)):
-            if isinstance(event, Snapshot):
-                side.clear()
-            for price, amount in levels:
-                if float(amount):
-                    side[float(price)] = float(amount)
-                else:
-                    side.pop(float(price), None)
+        model.apply(event)
         lst.on_frame(b"", 0, True)
         published = slots.peek(0)
-        want = (tuple(sorted(bids.items(), reverse=True)[:depth]), tuple(sorted(asks.items())[:depth]))
+        want = model.top(depth)
         if published is None:
             assert want == ((), ())
         else:
@@ -202,30 +224,23 @@ def test_a_deep_reader_hears_of_every_change_and_reads_the_books_own_top(
     tee = BookTee()
     tee.attach(eager.producer("v"))
     tee.attach(lazy.producer("v"), deep, on_demand=True)
-    lst = DiffListener("v", scripted(events, numeric), {"S": tee}, depth, Control())
+    lst = DiffListener("v", scripted(events, numeric), {"S": as_output(tee)}, depth, Control())
     lst.set_deep(True)
     tee.reader = lst.reader("S")
-    bids: dict[float, float] = {}
-    asks: dict[float, float] = {}
+    model = Model()
     for seq, event in enumerate(events):
-        for side, levels in ((bids, event.bids), (asks, event.asks)):
-            if isinstance(event, Snapshot):
-                side.clear()
-            for price, amount in levels:
-                if float(amount):
-                    side[float(price)] = float(amount)
-                else:
-                    side.pop(float(price), None)
+        model.apply(event)
         eager.drain()
         lazy.drain()
         lst.on_frame(b"", 0, True)
-        top = (tuple(sorted(bids.items(), reverse=True)[:depth]), tuple(sorted(asks.items())[:depth]))
-        want = (tuple(sorted(bids.items(), reverse=True)[:deep]), tuple(sorted(asks.items())[:deep]))
+        top = model.top(depth)
+        want = model.top(deep)
         read = tee.read(deep)
         if read is None:  # never published: an empty book
             assert want == ((), ()) and lazy.peek(0) is None
             continue
         assert (read.bids, read.asks) == want and read.seq == seq
+        assert isinstance(event, (Snapshot, Delta))
         if event.bids or event.asks:  # a change: the deep reader hears of it, told the change's sequence
             assert lazy._dirty == [0]
             told = lazy.peek(0)
@@ -246,7 +261,7 @@ def test_a_deep_change_is_forwarded_only_while_asked_for_and_only_to_a_tee() -> 
     tee.attach(lazy.producer("v"), 3, on_demand=True)
     for deep in (False, True):
         ran["lazy"] = 0
-        lst = DiffListener("v", scripted([SNAP, delta]), {"S": tee}, 2, Control())
+        lst = DiffListener("v", scripted([SNAP, delta]), {"S": as_output(tee)}, 2, Control())
         lst.set_deep(deep)
         tee.reader = lst.reader("S")
         assert tee.read(3) is None  # nothing published yet

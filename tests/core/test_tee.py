@@ -98,7 +98,7 @@ def test_an_output_read_on_demand_hears_of_every_change_and_reads_the_book_itsel
 
     def reader(depth: int) -> VenueBook:
         asked.append(depth)
-        return book([(10, 1), (9, 1), (8, 2)][:depth], [(11, 1)], 3)
+        return book([(10.0, 1.0), (9.0, 1.0), (8.0, 2.0)][:depth], [(11.0, 1.0)], 3)
 
     tee.reader = reader
     read = tee.read(3)

@@ -311,7 +311,7 @@ async def test_listeners_read_only_as_deep_as_the_views_attached_now(sim: Simula
         assert book is not None and len(book.bids) > 10  # the deeper top, read at once
         assert len(book.bids) <= 50
         await wait_until(lambda: bool(liq), what="a liquidity view")
-        aggregator = hub.source("ethbtc", "liquidity").aggregator  # type: ignore[attr-defined]
+        aggregator = hub.source("ethbtc", "liquidity").aggregator
         read = [b for b in aggregator._books if b is not None]
         assert read and all(len(b.bids) > 10 for b in read)  # what it computed from
         undo_liq()

@@ -2643,9 +2643,10 @@ done:
  * the twin's floats bit for bit). One pass, no intermediate tuples.
  *
  * None (the twin decides, and raises where it must) unless `side` is a
- * non-empty tuple of 2-tuples of floats, all of exactly those types. Nothing
- * here calls into Python once the side is checked (only allocations: the
- * tuples read are immutable and held by the caller).
+ * non-empty tuple of 2-tuples of floats, all of exactly those types. Once the
+ * side is checked, only allocations here can run Python (a collection's
+ * finalizers), and nothing they do can change what is read: the tuples and
+ * floats are immutable and the caller holds the side.
  */
 static PyObject *
 side_sums(PyObject *module, PyObject *const *args, Py_ssize_t nargs)

@@ -233,14 +233,14 @@ def check_quantities(quantities: Sequence[float], what: str = "quantities") -> t
 _Depth = tuple[Side, Sequence[float], list[float], list[float]]
 
 
-
 def side_sums_py(side: Side, negate: bool) -> tuple[Sequence[float], list[float], list[float]]:
     """A side's sort keys and prefix sums of amounts and of ``price * amount`` (pure Python).
 
     Keys: the prices negated into a list when ``negate`` (bids), else the
     prices as a tuple (``bisect`` reads either). The C twin is ``side_sums``
-    (one pass, ~10x faster on 50 levels; it returns ``None`` where this one
-    must decide: any side that is not a non-empty tuple of float pairs).
+    (one pass: 1.6 µs against 6.5 µs on 50 levels, timeit; it returns
+    ``None`` where this one must decide: any side that is not a non-empty
+    tuple of float pairs).
     """
     # One C pass splits the levels.
     prices, amounts = zip(*side, strict=True)

@@ -328,6 +328,7 @@ class BaseAggregator(Generic[V]):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        queue.held = False
         self._reset_view()
 
     def _reset_view(self) -> None:
@@ -347,13 +348,17 @@ class BaseAggregator(Generic[V]):
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+                queue.held = False
             self._next_at = now + self.min_interval
             self.recompute()
         elif self._timer is None:
             self._timer = loop.call_at(self._next_at, self._paced_fire)
+            # Until it fires, a change need not wake this (SlotQueue.held).
+            queue.held = True
 
     def _paced_fire(self) -> None:
         self._timer = None
+        self.queue.held = False
         if self.queue._dirty:
             self._next_at = asyncio.get_running_loop().time() + self.min_interval
             self.recompute()

@@ -13,7 +13,11 @@ with dirty slots calls the consumer's ``on_ready`` synchronously (no event
 loop hop: a hop costs ~2 µs, a call ~40 ns), so a burst of frames costs one
 recompute. With ``deferred=True`` the consumer runs once per event-loop
 iteration instead (``loop.call_soon``), which also conflates bursts arriving
-on different sockets in the same iteration, at the price of one hop.
+on different sockets in the same iteration, at the price of one hop. A
+paced consumer (one recompute per interval at most) sets :attr:`SlotQueue.held`
+while its timer is due to run it anyway: changes then schedule nothing (a
+change per socket read would each cost a hop that does nothing), and a
+withdrawal clears it and wakes the consumer at once.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ T = TypeVar("T")
 class SlotQueue(Generic[T]):
     """Conflating multi-producer, single-consumer queue (see module doc)."""
 
-    __slots__ = ("_deferred", "_dirty", "_items", "_names", "_on_ready", "_scheduled")
+    __slots__ = ("_deferred", "_dirty", "_items", "_names", "_on_ready", "_scheduled", "held")
 
     def __init__(self, on_ready: Callable[[], None], *, deferred: bool = False) -> None:
         self._items: list[T | None] = []
@@ -37,6 +41,9 @@ class SlotQueue(Generic[T]):
         self._on_ready = on_ready
         self._deferred = deferred
         self._scheduled = False
+        #: Set by a paced consumer whose timer will run it: a deferred queue's
+        #: changes then wake nothing; a withdrawal clears it (module doc).
+        self.held = False
 
     def producer(self, name: str) -> SlotProducer[T]:
         """Add a producer slot named ``name`` (a venue) and return its handle."""
@@ -72,7 +79,7 @@ class SlotQueue(Generic[T]):
             return
         if not self._deferred:
             self._on_ready()
-        elif not self._scheduled:
+        elif not self._scheduled and not self.held:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._fire)
 
@@ -105,6 +112,7 @@ class SlotProducer(Generic[T]):
         q._items[self.slot] = None
         if self.slot not in q._dirty:
             q._dirty.append(self.slot)
+        q.held = False  # a venue leaving is never held back
         q._ready()
 
     def end_burst(self) -> None:

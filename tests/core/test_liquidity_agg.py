@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from dragonfly.core.liquidity_agg import LiquidityAggregator
 from dragonfly.core.types import VenueBook
 
@@ -49,3 +51,38 @@ def test_a_changed_venue_is_read_on_demand_as_deep_as_the_view_reads() -> None:
     last = agg.last
     assert last is not None and not last.venues[0].in_merge and last.venues[1].in_merge
     assert last.sells[0].filled == 3.0 and not last.sells[0].complete
+
+
+async def test_a_paced_view_schedules_nothing_while_its_timer_is_due_but_a_withdrawal_goes_at_once() -> None:
+    agg = LiquidityAggregator("x", ["a", "b"], 5, bands=(10.0,), quantities=(1.0,), min_interval=0.2)
+    views: list[object] = []
+    agg.add_sink(views.append)
+    a, b = agg.producers["a"], agg.producers["b"]
+    queue = agg.queue
+    b.put(book("b", 2, 1))
+    b.end_burst()
+    await asyncio.sleep(0)  # deferred: one loop hop
+    assert len(views) == 1 and not queue.held
+    a.put(book("a", 3, 2))  # within the interval: one hop, which sets the timer
+    a.end_burst()
+    assert queue._scheduled
+    await asyncio.sleep(0)
+    for seq in range(3, 30):  # the timer is due: nothing is scheduled for these
+        a.put(book("a", 2 + seq % 3, seq))
+        a.end_burst()
+        assert queue.held and not queue._scheduled  # no hop for this change
+        await asyncio.sleep(0)
+    assert len(views) == 1
+    await asyncio.sleep(0.3)
+    assert len(views) == 2 and not queue.held and agg.last is not None and agg.last.venues[0].seq == 29
+    a.put(book("a", 4, 40))
+    a.end_burst()
+    await asyncio.sleep(0)
+    assert queue.held and len(views) == 2
+    b.withdraw()  # within the interval, held: a venue leaving is still published at once
+    assert not queue.held and queue._scheduled
+    await asyncio.sleep(0)
+    assert len(views) == 3 and agg.last is not None
+    assert [s.in_merge for s in agg.last.venues] == [True, False] and agg.last.venues[0].seq == 40
+    agg.reset()
+    assert not queue.held

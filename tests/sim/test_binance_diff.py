@@ -81,9 +81,15 @@ async def snapshot(sim: Simulator, symbol: str = "ETHBTC", limit: int | None = 5
     return body
 
 
-async def synchronise(sim: Simulator, probe: Probe) -> LocalBook:
-    """Buffer events, fetch a snapshot and apply the buffer, as documented."""
+async def synchronise(sim: Simulator, probe: Probe, wait: float = 0.0) -> LocalBook:
+    """Buffer events, fetch a snapshot and apply the buffer, as documented.
+
+    ``wait``: seconds between the first event and the snapshot request (a
+    client that asks later; the documented procedure allows any delay).
+    """
     buffered = [await probe.recv_json()]  # buffer; note the first event's U
+    if wait:
+        await asyncio.sleep(wait)
     while True:
         snap = await snapshot(sim)
         if snap["lastUpdateId"] >= buffered[0]["U"]:
@@ -143,10 +149,15 @@ async def test_snapshots_inside_an_event_range_rebuild_exactly(fine_sim: Simulat
     """Clients joining at different moments: snapshots fall between market steps, mid-event."""
     sim = fine_sim
     clients: list[tuple[Probe, LocalBook]] = []
-    for _ in range(8):
+    # A snapshot asked for right after an event can be served before the next
+    # market step (4 ms here), so that it falls between two events; asking at
+    # once only, 7-8 of 8 clients fell inside an event on an idle machine but
+    # none in one CI run. Six clients ask 1-5 market steps later (events every
+    # 40 ms), so that their snapshots fall inside the next event's range.
+    for wait in (0.0, 0.006, 0.012, 0.018, 0.0, 0.009, 0.015, 0.021):
         probe = await connect(sim.ws_url("binance"))
         await subscribe(probe, ["ethbtc@depth@100ms"])
-        clients.append((probe, await synchronise(sim, probe)))
+        clients.append((probe, await synchronise(sim, probe, wait)))
         await asyncio.sleep(0.011)
     final = await catch_up(sim, *clients[0])
     expected = sim.book("binance", "ethbtc")

@@ -18,7 +18,6 @@ import contextlib
 import os
 import pickle
 import signal
-import socket
 import sys
 import time
 from array import array
@@ -31,6 +30,7 @@ from dragonfly.client.stream import DEFAULT_WINDOW_BYTES
 from dragonfly.core.errors import ConfigError
 from dragonfly.recording import RecordingError
 from latency.generator import INSTRUMENT, LoadGenerator
+from latency.ports import free_port
 from latency.replay_source import ReplaySource, ReplaySpec
 from latency.subscribers import SubscriberLog
 
@@ -91,13 +91,6 @@ class CellRaw:
     peak_rss: int = 0  #: server VmHWM, bytes
     rss_samples: list[tuple[float, int]] = field(default_factory=list)
     error: str = ""
-
-
-def free_port() -> int:
-    """An unused loopback TCP port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def server_command(system: str, port: int, source_args: list[str]) -> list[str]:

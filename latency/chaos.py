@@ -56,10 +56,11 @@ from dragonfly.serve import orderbook_pb2
 from dragonfly.sim import Simulator
 from dragonfly.sim.faults import parse_fault
 from dragonfly.sim.truth import DEFAULT_DEPTH
-from latency.cell import free_port, wait_for_text
+from latency.cell import wait_for_text
 from latency.chaos_check import TruthChecker, Verdict
 from latency.chaos_faults import FaultDeck, FaultEvent, catalogue
 from latency.chaos_report import ChaosReport, analyse, markdown
+from latency.ports import free_port
 
 METHOD = "/orderbook.OrderbookAggregator/BookSummary"
 VENUES = ("binance", "bitstamp")

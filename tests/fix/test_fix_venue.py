@@ -26,7 +26,7 @@ import pytest
 
 from dragonfly.serve import dragonfly_v1_pb2 as v1
 from dragonfly.serve import dragonfly_v1_pb2_grpc as v1_grpc
-from tests.ports import free_port
+from latency.ports import free_port
 
 SERVE = [sys.executable, "-m", "dragonfly.serve"]
 Levels = list[tuple[float, float]]

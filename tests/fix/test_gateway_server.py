@@ -22,7 +22,7 @@ from dragonfly.serve import dragonfly_v1_pb2 as pb
 from dragonfly.serve import dragonfly_v1_pb2_grpc as pb_grpc
 from dragonfly.serve.config import ServeConfig, parse_config
 from dragonfly.serve.server import run_server
-from tests.ports import free_port
+from latency.ports import free_port
 
 from .fixclient import FixClient
 

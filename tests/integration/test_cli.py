@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from dragonfly.sim import Simulator
-from tests.ports import free_port
+from latency.ports import free_port
 
 SERVE = [sys.executable, "-m", "dragonfly.serve"]
 CLIENT = [sys.executable, "-m", "dragonfly.client"]
@@ -74,7 +74,7 @@ async def start_serving(*extra: str, timeout: float = 20.0) -> Server:
 
     ``free_port`` closes the port it found, so another socket could take it
     before the server binds it; its ports lie outside the kernel's ephemeral
-    range (tests/ports.py), and should one be taken all the same, the server
+    range (latency/ports.py), and should one be taken all the same, the server
     exits with "address already in use" and a new port is tried.
     """
     for attempt in range(3):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ports import free_port
+from latency.ports import free_port
 
 #: The simulator's publish period: fast, so the tests see many updates in a second.
 SIM_PERIOD = "0.05"

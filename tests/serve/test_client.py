@@ -8,7 +8,6 @@ import contextlib
 import json
 import math
 import os
-import socket
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -30,18 +29,12 @@ from dragonfly.core.types import MergedBook, MergedLevel
 from dragonfly.serve import orderbook_pb2
 from dragonfly.serve.encode import encode_summary
 from dragonfly.serve.grpc_service import GrpcService
+from latency.ports import free_port
 
 if TYPE_CHECKING:
     from conftest import MakeBook, Running, WaitUntil
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def _client(
@@ -121,7 +114,7 @@ async def test_cli_prints_a_table(running: Running, make_book: MakeBook) -> None
 
 
 async def test_cli_reports_an_unreachable_server_in_one_line() -> None:
-    port = _free_port()
+    port = free_port()
     code, out, err = await _client("--server", f"127.0.0.1:{port}", "--timeout", "0.5")
     assert code == 1
     assert out == ""
@@ -155,7 +148,7 @@ async def test_stream_summaries_yields_updates(running: Running, make_book: Make
 
 
 async def test_stream_summaries_waits_for_a_server_that_starts_late(make_book: MakeBook) -> None:
-    port = _free_port()
+    port = free_port()
     fanout: FanOut[bytes] = FanOut()
     fanout.publish(encode_summary(make_book(7)))
     service = GrpcService(fanout, "127.0.0.1", port)
@@ -175,7 +168,7 @@ async def test_stream_summaries_waits_for_a_server_that_starts_late(make_book: M
 
 
 async def test_stream_summaries_gives_up_after_the_timeout() -> None:
-    port = _free_port()
+    port = free_port()
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(ServerUnreachableError) as raised:
@@ -322,7 +315,7 @@ def test_channel_options_refuse_a_bad_window(bad: object) -> None:
 
 async def test_stream_summaries_refuses_a_bad_window_before_connecting() -> None:
     with pytest.raises(ValueError, match="window_bytes"):
-        await anext(stream_summaries(f"127.0.0.1:{_free_port()}", window_bytes=-5))
+        await anext(stream_summaries(f"127.0.0.1:{free_port()}", window_bytes=-5))
 
 
 @pytest.mark.parametrize(("text", "value"), [("grpc", None), ("GRPC", None), ("0", 0), ("65536", 65536)])

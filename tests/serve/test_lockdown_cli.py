@@ -21,7 +21,7 @@ from dragonfly.core.fanout import FanOut
 from dragonfly.serve.config import parse_config
 from dragonfly.serve.grpc_service import GrpcService, Limits, load_tls_key_pair
 from dragonfly.sim.tls import make_self_signed
-from tests.ports import free_port
+from latency.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 METHOD = "/orderbook.OrderbookAggregator/BookSummary"

@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from dragonfly.serve.config import ServeConfig, parse_config
 from dragonfly.serve.server import run_server
 from dragonfly.sim import Simulator
-from tests.ports import free_port
+from latency.ports import free_port
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -16,7 +16,7 @@ from dragonfly.serve import dragonfly_v1_pb2, dragonfly_v1_pb2_grpc, orderbook_p
 from dragonfly.serve.config import parse_config
 from dragonfly.serve.server import run_server
 from dragonfly.topology.file import load_topology, parse_topology
-from tests.ports import free_port
+from latency.ports import free_port
 
 from ..fix.fixclient import FixClient
 

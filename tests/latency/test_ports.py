@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from tests.ports import LOWEST, ephemeral_range, free_port
+from latency.ports import LOWEST, ephemeral_range, free_port
 
 
 def test_free_ports_are_below_the_ephemeral_range_and_bindable() -> None:

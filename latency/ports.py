@@ -1,12 +1,15 @@
-"""Loopback ports for the servers the tests start, chosen outside the kernel's ephemeral range.
+"""Loopback ports for the servers the harness and tests start, outside the kernel's ephemeral range.
 
 A port found by binding port 0 and closing the socket is an ephemeral one:
 the kernel may hand it to the next socket that binds port 0 or connects,
-before the server the test starts gets to bind it. A server's own simulator
+before the server started on it gets to bind it. A server's own simulator
 binds several such sockets, and CI failed on "address already in use" twice
-in a row that way. A port below the ephemeral range
-(``/proc/sys/net/ipv4/ip_local_port_range``) is never handed out like that;
-each one is checked free by binding it before it is returned.
+in a row that way (and a client connecting to an ephemeral port nothing
+listens on yet can even be given it as its own source port). A port below
+the ephemeral range (``/proc/sys/net/ipv4/ip_local_port_range``) is never
+handed out like that; each one is checked free by binding it before it is
+returned. The latency harness's cells and chaos runs take their servers'
+ports here too, and so do the tests (``tests/latency/test_ports.py``).
 """
 
 from __future__ import annotations

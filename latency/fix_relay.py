@@ -29,15 +29,11 @@ snapshot + updates (263=1) of anything with the template, and 263=2 ends it.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
-import signal
 import sys
 import time
 from typing import Final
-
-from picows import ws_connect
 
 from dragonfly.core.health import VenueStatus
 from dragonfly.core.types import MergedBook, MergedLevel, VenueState
@@ -45,7 +41,7 @@ from dragonfly.fix.codec import FixMessage, byte_sum, field, fields_bytes
 from dragonfly.fix.mdcodec import encode_book
 from dragonfly.fix.session import FixSession, SessionConfig
 from latency.fix_subscribers import StampTags
-from latency.relay import SUBSCRIBE, Feed, decoder
+from latency.relay import Feed, connect_venues, decoder, frames_per_venue, parse_cli, stop_on_signals
 
 _time_ns = time.time_ns
 
@@ -165,22 +161,18 @@ async def run(
 
     ``decode``: run dragonfly's decoder on every data frame first (module doc).
     """
-    frames = {v: [f] for v, f in SUBSCRIBE.items()} | (subscribe or {})
+    frames = frames_per_venue(subscribe)
+    stop = stop_on_signals()
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     relay = FixRelay()
     config = SessionConfig()  # the gateway's defaults: CompID DRAGONFLY, any client
     server = await loop.create_server(lambda: FixSession(config, relay, "acceptor"), "127.0.0.1", port)
-    transports = []
-    for venue, url in endpoints.items():
-        # picows calls a factory with (request, response) if it takes two arguments: this one takes one.
-        feed = functools.partial(
+    transports = await connect_venues(
+        endpoints,
+        lambda venue: functools.partial(
             Feed, relay, venue, frames[venue], relay.venue_field(venue), decoder(venue) if decode else None
-        )
-        transport, _ = await ws_connect(lambda f=feed: f(), url)
-        transports.append(transport)
+        ),
+    )
     print(f"serving FIX relay on 127.0.0.1:{port}", file=sys.stderr, flush=True)
     await stop.wait()
     for transport in transports:
@@ -193,22 +185,12 @@ async def run(
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run the relay on uvloop."""
-    p = argparse.ArgumentParser(prog="python -m latency.fix_relay", description=__doc__.splitlines()[0])
-    p.add_argument("--port", type=int, required=True, help="the FIX acceptor's port on 127.0.0.1")
-    p.add_argument("--endpoint", action="append", default=[], metavar="VENUE=URL")
-    p.add_argument("--subscribe", action="append", default=[], metavar="VENUE=FRAME",
-                   help="a frame to send on connecting to VENUE (repeatable; default: its ethbtc book)")
-    p.add_argument("--decode", action="store_true",
-                   help="decode every data frame with dragonfly's decoder first (a probe of the floor)")
-    args = p.parse_args(argv)
-    endpoints = dict(e.split("=", 1) for e in args.endpoint)
-    subscribe: dict[str, list[bytes]] = {}
-    for item in args.subscribe:
-        venue, _, frame = item.partition("=")
-        subscribe.setdefault(venue, []).append(frame.encode())
+    args = parse_cli(
+        "python -m latency.fix_relay", __doc__.splitlines()[0], argv, "the FIX acceptor's port on 127.0.0.1"
+    )
     import uvloop
 
-    return int(uvloop.run(run(args.port, endpoints, subscribe, args.decode)))
+    return int(uvloop.run(run(args.port, args.endpoints, args.subscribe_frames, args.decode)))
 
 
 if __name__ == "__main__":

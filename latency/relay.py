@@ -147,6 +147,56 @@ def decoder(venue: str) -> Callable[[bytes], object]:
     return channel.make_decoder(DECODE_DEPTH)
 
 
+# -- what both null relays (this one and latency.fix_relay) run and parse -----------------
+
+
+def frames_per_venue(subscribe: dict[str, list[bytes]] | None) -> dict[str, list[bytes]]:
+    """The frames each venue is sent on connecting: ``subscribe``'s, else :data:`SUBSCRIBE`'s."""
+    return {v: [f] for v, f in SUBSCRIBE.items()} | (subscribe or {})
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM (a relay serves until then)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def connect_venues(
+    endpoints: dict[str, str], listener: Callable[[str], Callable[[], WSListener]]
+) -> list[WSTransport]:
+    """Connect to every venue's ``endpoints`` URL with the listener ``listener(venue)`` makes."""
+    transports = []
+    for venue, url in endpoints.items():
+        make = listener(venue)
+        # picows calls a factory with (request, response) if it takes two arguments: this one takes one.
+        transport, _ = await ws_connect(lambda f=make: f(), url)
+        transports.append(transport)
+    return transports
+
+
+def parse_cli(
+    prog: str, description: str, argv: list[str] | None, port_help: str | None = None
+) -> argparse.Namespace:
+    """A relay's command line: ``port``, ``endpoints`` and ``subscribe_frames`` (dicts), ``decode``."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--port", type=int, required=True, help=port_help)
+    p.add_argument("--endpoint", action="append", default=[], metavar="VENUE=URL")
+    p.add_argument("--subscribe", action="append", default=[], metavar="VENUE=FRAME",
+                   help="a frame to send on connecting to VENUE (repeatable; default: its ethbtc book)")
+    p.add_argument("--decode", action="store_true",
+                   help="decode every data frame with dragonfly's decoder first (a probe of the floor)")
+    args = p.parse_args(argv)
+    args.endpoints = dict(e.split("=", 1) for e in args.endpoint)
+    args.subscribe_frames = {}
+    for item in args.subscribe:
+        venue, _, frame = item.partition("=")
+        args.subscribe_frames.setdefault(venue, []).append(frame.encode())
+    return args
+
+
 async def run(
     port: int,
     endpoints: dict[str, str],
@@ -157,11 +207,8 @@ async def run(
 
     ``decode``: run dragonfly's decoder on every data frame first (module doc).
     """
-    frames = {v: [f] for v, f in SUBSCRIBE.items()} | (subscribe or {})
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    frames = frames_per_venue(subscribe)
+    stop = stop_on_signals()
     fanout: FanOut[bytes] = FanOut(maxlen=1)
     # The subscriber queue policy of dragonfly's server defaults (same queue, same lag bound).
     service = GrpcService(
@@ -169,12 +216,12 @@ async def run(
     )
     await service.start()
     relay = Relay(fanout)
-    transports = []
-    for venue, url in endpoints.items():
-        # picows calls a factory with (request, response) if it takes two arguments: this one takes one.
-        feed = functools.partial(Feed, relay, venue, frames[venue], decode=decoder(venue) if decode else None)
-        transport, _ = await ws_connect(lambda f=feed: f(), url)
-        transports.append(transport)
+    transports = await connect_venues(
+        endpoints,
+        lambda venue: functools.partial(
+            Feed, relay, venue, frames[venue], decode=decoder(venue) if decode else None
+        ),
+    )
     print(f"serving relay on 127.0.0.1:{port}", file=sys.stderr, flush=True)
     await stop.wait()
     for transport in transports:
@@ -186,22 +233,10 @@ async def run(
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run the relay on uvloop."""
-    p = argparse.ArgumentParser(prog="python -m latency.relay", description=__doc__.splitlines()[0])
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--endpoint", action="append", default=[], metavar="VENUE=URL")
-    p.add_argument("--subscribe", action="append", default=[], metavar="VENUE=FRAME",
-                   help="a frame to send on connecting to VENUE (repeatable; default: its ethbtc book)")
-    p.add_argument("--decode", action="store_true",
-                   help="decode every data frame with dragonfly's decoder first (a probe of the floor)")
-    args = p.parse_args(argv)
-    endpoints = dict(e.split("=", 1) for e in args.endpoint)
-    subscribe: dict[str, list[bytes]] = {}
-    for item in args.subscribe:
-        venue, _, frame = item.partition("=")
-        subscribe.setdefault(venue, []).append(frame.encode())
+    args = parse_cli("python -m latency.relay", __doc__.splitlines()[0], argv)
     import uvloop
 
-    return int(uvloop.run(run(args.port, endpoints, subscribe, args.decode)))
+    return int(uvloop.run(run(args.port, args.endpoints, args.subscribe_frames, args.decode)))
 
 
 if __name__ == "__main__":

@@ -283,6 +283,10 @@ class BaseAggregator(Generic[V]):
         self._health[rank] = health
         self._watched = [(r, h) for r, h in enumerate(self._health) if h is not None]
 
+    def read_with(self, venue: str, reader: Callable[[int], VenueBook | None]) -> None:
+        """Read ``venue``'s book with ``reader(depth)`` when it changed: only a kind that reads on demand."""
+        raise TypeError(f"a {self.kind or type(self).__name__} view reads what its listeners forward")
+
     def add_sink(self, sink: Callable[[V], None]) -> None:
         """Call ``sink`` with every view published from now on."""
         self._sinks.append(sink)

@@ -151,7 +151,7 @@ class AggregatorSource:
         #: The declaring spec's name, or ``""`` for a view built on request.
         self.name = name
         self._tees = dict(tees)
-        if isinstance(aggregator, LiquidityAggregator):
+        if aggregator.on_demand:
             for venue, tee in self._tees.items():
                 aggregator.read_with(venue, tee.read)
         # Per venue, the levels it reads when its listener forwards more (0: all it gets).

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from dragonfly.core.liquidity_agg import LiquidityAggregator
 from dragonfly.core.types import VenueBook
 
@@ -86,3 +88,12 @@ async def test_a_paced_view_schedules_nothing_while_its_timer_is_due_but_a_withd
     assert [s.in_merge for s in agg.last.venues] == [True, False] and agg.last.venues[0].seq == 40
     agg.reset()
     assert not queue.held
+
+
+def test_only_a_kind_that_reads_on_demand_takes_a_reader() -> None:
+    from dragonfly.core.aggregator import Aggregator
+
+    book_view = Aggregator("x", ["a"], 5)
+    assert not book_view.on_demand and LiquidityAggregator.on_demand
+    with pytest.raises(TypeError, match="book view reads what its listeners forward"):
+        book_view.read_with("a", lambda depth: None)

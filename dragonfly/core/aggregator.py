@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from operator import attrgetter
-from typing import ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar, cast
 
 from dragonfly.accel import speedups
 from dragonfly.core.health import Health, VenueStatus
@@ -197,6 +197,7 @@ class BaseAggregator(Generic[V]):
         "_ask_runs",
         "_bid_runs",
         "_books",
+        "_empty_runs",
         "_flags",
         "_health",
         "_held",
@@ -254,8 +255,10 @@ class BaseAggregator(Generic[V]):
         order = sorted(range(len(venues)), key=lambda slot: venues[slot])
         self._rank = [order.index(slot) for slot in range(len(venues))]
         self._names = [venues[slot] for slot in order]
-        self._bid_runs: list[Run] = [(venues[slot], ()) for slot in order]
-        self._ask_runs: list[Run] = [(venues[slot], ()) for slot in order]
+        # Per rank, the run of a venue out of the merge (one object for both sides).
+        self._empty_runs: list[Run] = [(venues[slot], ()) for slot in order]
+        self._bid_runs: list[Run] = list(self._empty_runs)
+        self._ask_runs: list[Run] = list(self._empty_runs)
         # Per rank: the venue's last book (None: withdrawn), its mid (None:
         # no book or a side empty) and its health record (None: none
         # registered, the book counts as fresh). Bit masks by rank: the
@@ -376,33 +379,44 @@ class BaseAggregator(Generic[V]):
         """Fold the changed venue slots into the merge; publish if the top N, members or a status changed."""
         recv_ns = 0
         source: VenueBook | None = None
-        names = self.queue.names
         bid_runs = self._bid_runs
         ask_runs = self._ask_runs
         books = self._books
         mids = self._mids
-        for slot, book in self.queue.drain():
-            rank = self._rank[slot]
+        ranks = self._rank
+        held = self._held
+        queue = self.queue
+        items = queue._items
+        dirty = queue._dirty
+        # The slots are read in place and then marked clean (SlotQueue.drain
+        # without its list): nothing below runs code that could put to them.
+        # A book is read by index, as venue_states reads it (no descriptor call).
+        for slot in dirty:
+            rank = ranks[slot]
+            book = items[slot]
             books[rank] = book
             if book is None:
-                bid_runs[rank] = (names[slot], ())
-                ask_runs[rank] = (names[slot], ())
+                bid_runs[rank] = ask_runs[rank] = self._empty_runs[rank]
                 mids[rank] = None
-                self._held &= ~(1 << rank)
+                held &= ~(1 << rank)
                 # Published even when the venue was out already (stale, now
                 # reconnecting): its new status is news to subscribers once
                 # they have had a view (before, the first book says it all).
                 if self.last is not None:
                     self._last_members = -1
                 continue
-            if book.recv_ns > recv_ns:
-                recv_ns = book.recv_ns
+            if book[3] > recv_ns:
+                recv_ns = book[3]
                 source = book
-            best_bids, best_asks = book.bids, book.asks
-            bid_runs[rank] = (names[slot], best_bids)
-            ask_runs[rank] = (names[slot], best_asks)
+            best_bids = book[1]
+            best_asks = book[2]
+            name = self._names[rank]
+            bid_runs[rank] = (name, best_bids)
+            ask_runs[rank] = (name, best_asks)
             mids[rank] = (best_bids[0][0] + best_asks[0][0]) * 0.5 if best_bids and best_asks else None
-            self._held |= 1 << rank
+            held |= 1 << rank
+        dirty.clear()
+        self._held = held
         now = time.time_ns()
         # Bit masks by rank: the books left out (too old, or the sanity rule's).
         excluded = 0
@@ -448,8 +462,13 @@ class BaseAggregator(Generic[V]):
         if not excluded:
             # The common case, in C calls only: every mid is within the bound
             # of any reference between the lowest and the highest.
-            values = [m for m in mids if m is not None]
-            if len(values) < 2 or max(values) - min(values) <= self.max_deviation * min(values):
+            # (Every venue has a mid, the usual case: no list built.)
+            values = cast(list[float], mids) if None not in mids else [m for m in mids if m is not None]
+            if len(values) < 2:
+                self._flags = 0
+                return excluded
+            low = min(values)
+            if max(values) - low <= self.max_deviation * low:
                 self._flags = 0
                 return excluded
         live = [(r, m) for r, m in enumerate(mids) if m is not None and not excluded >> r & 1]

@@ -2,8 +2,8 @@
  * dragonfly._speedups: hot-path functions in C (the list is in dragonfly/accel.py).
  *
  * Optional: without this module the pure-Python twins run (in
- * dragonfly/core/aggregator.py, listener.py and book.py,
- * dragonfly/serve/encode.py, dragonfly/venues/bitstamp.py and
+ * dragonfly/core/aggregator.py, bbo.py, liquidity.py, listener.py and
+ * book.py, dragonfly/serve/encode.py, dragonfly/venues/bitstamp.py and
  * dragonfly/fix/mdcodec.py), and tests/core/test_accel.py (and
  * tests/fix/test_book_encoder.py) check that both give the same results.
  *
@@ -2730,6 +2730,184 @@ done:
     return result;
 }
 
+/*
+ * bbo_quotes(bid_runs, ask_runs, quote_type, level_type, nan) -> (quotes, best_bid, best_ask) | None
+ *
+ * The bbo aggregator's recompute (bbo_quotes_py in dragonfly/core/bbo.py,
+ * its twin): bid_runs and ask_runs hold one (name, side) run per venue, in
+ * the same order. A venue with both sides empty has no quote; the others get
+ * a `quote_type` tuple (name, bid_price, bid_amount, ask_price, ask_amount)
+ * of their sides' first levels, an empty side quoted at `nan` (the object
+ * given) for a 0.0. The best bid is the first venue with the highest price,
+ * then the larger amount; the best ask the lowest price, then the larger
+ * amount: a `level_type` tuple (name, price, amount), or None where no venue
+ * has that side. Every name is the bid run's, and the prices and amounts are
+ * the levels' own float objects. C double comparisons are Python's on floats,
+ * NaN included.
+ *
+ * TypeError for a type that is not a tuple subclass, or runs that are not
+ * sequences; ValueError for runs of different lengths. None (the twin
+ * decides), before any Python code runs and with nothing built, for a type
+ * that is not plain_tuple_type's (a struct sequence), and unless every run
+ * is a plain 2-tuple whose side is a plain tuple and every non-empty side's
+ * first level a plain 2-tuple of exact floats (only that level is read).
+ * Once checked, only allocations here can run Python (a collection's
+ * finalizers), and nothing they do changes what is read: the runs are our
+ * tuple copies, everything in them immutable, and the caller holds `nan`.
+ */
+static PyObject *
+bbo_quotes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "bbo_quotes(bid_runs, ask_runs, quote_type, level_type, nan)");
+        return NULL;
+    }
+    for (int i = 2; i < 4; i++) {
+        if (!PyType_Check(args[i]) || !PyType_IsSubtype((PyTypeObject *)args[i], &PyTuple_Type)) {
+            PyErr_SetString(PyExc_TypeError,
+                            i == 2 ? "quote_type must be a tuple subclass" : "level_type must be a tuple subclass");
+            return NULL;
+        }
+    }
+    PyTypeObject *quote_type = (PyTypeObject *)args[2];
+    PyTypeObject *level_type = (PyTypeObject *)args[3];
+    PyObject *nan = args[4];
+
+    /* Copies (tuples): a finalizer run by an allocation cannot change what is read. */
+    PyObject *bid_runs = NULL, *ask_runs = NULL, *quotes = NULL, *zero = NULL, *result = NULL;
+    PyObject *best[2] = {NULL, NULL};
+    bid_runs = tuple_snapshot(args[0], "bid_runs must be a sequence");
+    if (bid_runs == NULL) {
+        goto done;
+    }
+    ask_runs = tuple_snapshot(args[1], "ask_runs must be a sequence");
+    if (ask_runs == NULL) {
+        goto done;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(bid_runs);
+    if (PyTuple_GET_SIZE(ask_runs) != count) {
+        PyErr_SetString(PyExc_ValueError, "bid_runs and ask_runs must have one run per venue");
+        goto done;
+    }
+    int plain = plain_tuple_type(quote_type);
+    if (plain > 0) {
+        plain = plain_tuple_type(level_type);
+    }
+    if (plain < 0) {
+        goto done;
+    }
+    if (plain == 0) {
+        result = Py_NewRef(Py_None); /* a struct sequence: the twin's */
+        goto done;
+    }
+    /* Check every run, and find the quoted venues and the best of each side:
+     * no allocation, no Python code. */
+    Py_ssize_t quoted = 0;
+    int any_empty = 0;
+    Py_ssize_t best_at[2] = {-1, -1};
+    double best_price[2] = {0.0, 0.0}, best_amount[2] = {0.0, 0.0};
+    for (Py_ssize_t r = 0; r < count; r++) {
+        Py_ssize_t filled = 0;
+        for (int s = 0; s < 2; s++) {
+            PyObject *run = PyTuple_GET_ITEM(s == 0 ? bid_runs : ask_runs, r);
+            if (!PyTuple_CheckExact(run) || PyTuple_GET_SIZE(run) != 2 ||
+                !PyTuple_CheckExact(PyTuple_GET_ITEM(run, 1))) {
+                result = Py_NewRef(Py_None);
+                goto done;
+            }
+            PyObject *side = PyTuple_GET_ITEM(run, 1);
+            if (PyTuple_GET_SIZE(side) == 0) {
+                continue;
+            }
+            PyObject *level = PyTuple_GET_ITEM(side, 0);
+            if (!PyTuple_CheckExact(level) || PyTuple_GET_SIZE(level) != 2 ||
+                !PyFloat_CheckExact(PyTuple_GET_ITEM(level, 0)) || !PyFloat_CheckExact(PyTuple_GET_ITEM(level, 1))) {
+                result = Py_NewRef(Py_None);
+                goto done;
+            }
+            filled++;
+            double p = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(level, 0));
+            double a = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(level, 1));
+            /* Strictly better only: an equal level keeps the earlier venue. */
+            int better = best_at[s] < 0 || (s == 0 ? p > best_price[s] : p < best_price[s]) ||
+                         (p == best_price[s] && a > best_amount[s]);
+            if (better) {
+                best_at[s] = r;
+                best_price[s] = p;
+                best_amount[s] = a;
+            }
+        }
+        if (filled > 0) {
+            quoted++;
+            any_empty |= filled < 2;
+        }
+    }
+    /* Built from here on; every object read is held by a tuple we hold. */
+    if (any_empty) {
+        zero = PyFloat_FromDouble(0.0);
+        if (zero == NULL) {
+            goto done;
+        }
+    }
+    quotes = PyTuple_New(quoted);
+    if (quotes == NULL) {
+        goto done;
+    }
+    Py_ssize_t q = 0;
+    for (Py_ssize_t r = 0; r < count && q < quoted; r++) {
+        PyObject *bid_run = PyTuple_GET_ITEM(bid_runs, r);
+        PyObject *bids = PyTuple_GET_ITEM(bid_run, 1);
+        PyObject *asks = PyTuple_GET_ITEM(PyTuple_GET_ITEM(ask_runs, r), 1);
+        if (PyTuple_GET_SIZE(bids) == 0 && PyTuple_GET_SIZE(asks) == 0) {
+            continue;
+        }
+        PyObject *quote = quote_type->tp_alloc(quote_type, 5);
+        if (quote == NULL) {
+            goto done;
+        }
+        PyTuple_SET_ITEM(quote, 0, Py_NewRef(PyTuple_GET_ITEM(bid_run, 0)));
+        PyObject *sides[2] = {bids, asks};
+        for (int s = 0; s < 2; s++) {
+            if (PyTuple_GET_SIZE(sides[s]) > 0) {
+                PyObject *level = PyTuple_GET_ITEM(sides[s], 0);
+                PyTuple_SET_ITEM(quote, 1 + 2 * s, Py_NewRef(PyTuple_GET_ITEM(level, 0)));
+                PyTuple_SET_ITEM(quote, 2 + 2 * s, Py_NewRef(PyTuple_GET_ITEM(level, 1)));
+            }
+            else {
+                PyTuple_SET_ITEM(quote, 1 + 2 * s, Py_NewRef(nan));
+                PyTuple_SET_ITEM(quote, 2 + 2 * s, Py_NewRef(zero));
+            }
+        }
+        PyTuple_SET_ITEM(quotes, q, quote);
+        q++;
+    }
+    for (int s = 0; s < 2; s++) {
+        if (best_at[s] < 0) {
+            continue;
+        }
+        PyObject *name = PyTuple_GET_ITEM(PyTuple_GET_ITEM(bid_runs, best_at[s]), 0);
+        PyObject *side = PyTuple_GET_ITEM(PyTuple_GET_ITEM(s == 0 ? bid_runs : ask_runs, best_at[s]), 1);
+        PyObject *level = PyTuple_GET_ITEM(side, 0);
+        best[s] = level_type->tp_alloc(level_type, 3);
+        if (best[s] == NULL) {
+            goto done;
+        }
+        PyTuple_SET_ITEM(best[s], 0, Py_NewRef(name));
+        PyTuple_SET_ITEM(best[s], 1, Py_NewRef(PyTuple_GET_ITEM(level, 0)));
+        PyTuple_SET_ITEM(best[s], 2, Py_NewRef(PyTuple_GET_ITEM(level, 1)));
+    }
+    result = PyTuple_Pack(3, quotes, best[0] != NULL ? best[0] : Py_None, best[1] != NULL ? best[1] : Py_None);
+done:
+    Py_XDECREF(best[0]);
+    Py_XDECREF(best[1]);
+    Py_XDECREF(quotes);
+    Py_XDECREF(zero);
+    Py_XDECREF(bid_runs);
+    Py_XDECREF(ask_runs);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"apply_side", (PyCFunction)(void (*)(void))apply_side, METH_FASTCALL,
      "apply_side(side, levels, bids, bound) -> bool: apply float levels to one side of a numeric book."},
@@ -2761,6 +2939,9 @@ static PyMethodDef methods[] = {
      "crc32_interleaved(bids, asks) -> int: CRC32 of 'price:amount' levels, bid and ask alternating."},
     {"side_sums", (PyCFunction)(void (*)(void))side_sums, METH_FASTCALL,
      "side_sums(side, negate) -> (keys, amounts, notionals) | None: a side's keys and running sums."},
+    {"bbo_quotes", (PyCFunction)(void (*)(void))bbo_quotes, METH_FASTCALL,
+     "bbo_quotes(bid_runs, ask_runs, quote_type, level_type, nan) -> (quotes, best_bid, best_ask) | None: "
+     "each venue's quote and the best of each side."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -4,6 +4,7 @@ from typing import Any
 from sortedcontainers import SortedDict
 
 from dragonfly.core.types import MergedBook, MergedLevel, VenueState
+from dragonfly.core.views import VenueBbo
 
 def merge_side(
     runs: Sequence[tuple[str, Sequence[tuple[float, float]]]],
@@ -59,3 +60,10 @@ def byte_sum(data: bytes | bytearray | memoryview) -> int: ...
 def side_sums(
     side: tuple[tuple[float, float], ...], negate: bool
 ) -> tuple[Sequence[float], list[float], list[float]] | None: ...
+def bbo_quotes(
+    bid_runs: Sequence[tuple[str, Sequence[tuple[float, float]]]],
+    ask_runs: Sequence[tuple[str, Sequence[tuple[float, float]]]],
+    quote_type: type[VenueBbo],
+    level_type: type[MergedLevel],
+    nan: float,
+) -> tuple[tuple[VenueBbo, ...], MergedLevel | None, MergedLevel | None] | None: ...

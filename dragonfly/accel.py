@@ -1,6 +1,6 @@
 """The optional C speedups of the hot path, and the switch between them and pure Python.
 
-``dragonfly/_speedups.c`` holds fifteen hot-path functions in C: the reader of
+``dragonfly/_speedups.c`` holds sixteen hot-path functions in C: the reader of
 a compact JSON side's top N (``read_levels``, for the Binance and Bitstamp
 snapshot decoders), the reader of Bybit's deltas (``read_bybit_delta``,
 msgspec its twin), the listener's book check (``check_book``), the merge of
@@ -18,7 +18,9 @@ writer of a merged side's FIX W entries (``fix_entries``, for the gateway's
 FIX CheckSum's byte sum (``byte_sum``, ``dragonfly.fix.codec``, of every FIX
 message written and read), and the liquidity view's read of a venue side, its
 keys and running sums (``side_sums``, ``dragonfly.core.liquidity``;
-``side_sums_py`` its twin).
+``side_sums_py`` its twin), and the bbo view's quotes, each venue's best bid
+and ask and the best of each side across venues (``bbo_quotes``,
+``dragonfly.core.bbo``; ``bbo_quotes_py`` its twin).
 ``pip install`` builds it when a C compiler is present; without one the
 install still succeeds and the pure-Python versions run, with
 the same results (``tests/core/test_accel.py`` compares both on random books).

@@ -34,12 +34,20 @@ What it calls, for each of the module's functions in turn:
   stamps of every kind, and the inputs it must decline (33 venues, members
   outside [0, 2**64), books that are not plain tuples): declined exactly
   there, else the twin's states;
+* **bbo quotes** (``bbo_quotes``): up to 40 venues' runs, sides empty or
+  not, prices and amounts tied across venues, NaN, infinities and -0.0, names
+  of any type, and what it must decline (a run or side that is not a plain
+  tuple, a first level that is not a plain pair of exact floats, a struct
+  sequence type): declined exactly there, else the twin's result, its very
+  float and nan objects; runs of two lengths, types that are not tuple
+  types, arguments that are not sequences or not five;
 * **misbehaving objects**: a ``__float__`` that empties the list being read
   or raises, keys whose ``__hash__`` or ``__eq__`` clears the SortedDict's
   key lists or a venue dict being read, a clock that empties the book's sides, a health record
   whose reads empty the venue lists, raise, or compare by raising, garbage collection on
-  every allocation with finalizers that do the same, struct sequences and
-  other wrong types. These must only return or raise.
+  every allocation with finalizers that do the same (for ``bbo_quotes``, at a
+  chosen allocation of the call: the result is then what the runs held when
+  copied), struct sequences and other wrong types. These must only return or raise.
 
 Valid input must give the twin's result exactly: floats bit for bit, levels
 of the same type; invalid input the same exception class where the twin
@@ -79,12 +87,14 @@ from sortedcontainers import SortedDict  # noqa: E402
 from dragonfly import accel  # noqa: E402
 from dragonfly.core import book as book_module  # noqa: E402
 from dragonfly.core.aggregator import STATUS_CODES, merge_side_py, venue_states_py  # noqa: E402
+from dragonfly.core.bbo import bbo_quotes_py  # noqa: E402
 from dragonfly.core.book import L2Book  # noqa: E402
 from dragonfly.core.checksum import crc32_digits_py, crc32_interleaved_py  # noqa: E402
 from dragonfly.core.health import VenueStatus  # noqa: E402
 from dragonfly.core.liquidity import side_sums_py  # noqa: E402
 from dragonfly.core.listener import check_book_py  # noqa: E402
 from dragonfly.core.types import MergedBook, MergedLevel, VenueBook, VenueState  # noqa: E402
+from dragonfly.core.views import VenueBbo  # noqa: E402
 from dragonfly.fix import mdcodec  # noqa: E402
 from dragonfly.fix.codec import byte_sum_py  # noqa: E402
 from dragonfly.recording import received_payloads, shared_recordings  # noqa: E402
@@ -1459,6 +1469,200 @@ def fuzz_side_sums(rng: Random, corpus: Corpus) -> None:
     expect_same("side_sums", got, outcome(side_sums_py, side, bool(negate)), where)
 
 
+# -- bbo_quotes -------------------------------------------------------------------------------
+
+
+class BboRun(NamedTuple):
+    """A run of the right shape but not a plain tuple: bbo_quotes must decline it."""
+
+    name: str
+    side: tuple[tuple[float, float], ...]
+
+
+class Relay:
+    """Cyclic garbage that leaves its successor when collected; the last one empties the lists.
+
+    Under collecting_always, relay k meddles at about the k-th allocation of
+    the call: the runs' copies, the quotes, a best level, the result.
+    """
+
+    def __init__(self, k: int, *victims: list[Any]) -> None:
+        self.k = k
+        self.victims = victims
+        self.cycle = self
+
+    def __del__(self) -> None:
+        if self.k > 0:
+            Relay(self.k - 1, *self.victims)
+            return
+        for victim in self.victims:
+            victim.clear()
+
+
+def _fresh_float(x: float) -> float:
+    """A new float object of x's bits: the quotes must hold the levels' own objects."""
+    return float(struct.unpack("<d", struct.pack("<d", x))[0])
+
+
+#: Level shapes bbo_quotes declines when one is a side's first level.
+BAD_BBO_LEVELS: list[Any] = [
+    (1, 2.0), (1.0, 2), (FloatChild(1.0), 2.0), (1.0, FloatChild(2.0)), (1.0, 2.0, 3.0), (1.0,),
+    [1.0, 2.0], PlainLevel((1.0, 2.0)), Quote("v", 1.0, 2.0), None, 1.0, "ab", (True, 2.0), (2**70, 1.0),
+    (Raising(), 1.0),
+]  # fmt: skip
+
+
+def _draw_bbo_args(rng: Random, corpus: Corpus) -> list[Any]:
+    """One bbo_quotes call's arguments (fresh lists and floats: a meddler may empty the lists)."""
+    n = rng.choice([0, 1, 2, 6, rng.randint(0, 40)])
+    # A few values for the whole call: ties in price and in amount across venues.
+    pool = [draw_float(rng, corpus, 0.3) for _ in range(3)] + [math.nan, -0.0]
+
+    def number() -> float:
+        return _fresh_float(rng.choice(pool) if rng.random() < 0.6 else draw_float(rng, corpus, 0.3))
+
+    def side() -> Any:
+        if rng.random() < 0.3:
+            return ()
+        return tuple((number(), number()) for _ in range(rng.choice([1, 1, 2, 10, rng.randint(1, 30)])))
+
+    bid_runs: list[Any] = []
+    ask_runs: list[Any] = []
+    for _ in range(n):
+        name = rng.choice(NAMES) if rng.random() < 0.9 else rng.choice([5, None, b"x", ("t",), 1.5])
+        bid_runs.append((name, side()))
+        ask_runs.append((name if rng.random() < 0.8 else "other", side()))  # the twin reads the bid's name
+    if n and rng.random() < 0.2:  # one thing C must decline, or past what it reads
+        runs = rng.choice([bid_runs, ask_runs])
+        i = rng.randrange(n)
+        name, levels = runs[i]
+        kind = rng.randrange(7)
+        if kind == 0:
+            shapes = [[name, levels], BboRun(name, levels), (name, levels, 3), (name,), None, "ab", 5]
+            runs[i] = rng.choice(shapes)
+        elif kind == 1:
+            runs[i] = (name, rng.choice([list(levels), PlainLevel(levels), None, 5, "ab", iter(levels)]))
+        elif kind in (2, 3, 4):  # the first level
+            runs[i] = (name, (rng.choice(BAD_BBO_LEVELS), *levels[1:]))
+        else:  # a later level: never read
+            runs[i] = (name, (*(levels[:1] or ((1.0, 2.0),)), rng.choice(BAD_BBO_LEVELS)))
+    if rng.random() < 0.03:  # one run more on one side
+        rng.choice([bid_runs, ask_runs]).append(("extra", ()))
+    types: tuple[Any, Any] = (VenueBbo, MergedLevel)
+    r = rng.random()
+    if r < 0.1:
+        types = (rng.choice(ANY_LEVEL_TYPES), rng.choice(ANY_LEVEL_TYPES))
+    elif r < 0.13:  # a struct sequence (declined) or not a tuple type at all (TypeError)
+        bad = rng.choice(BAD_LEVEL_TYPES)
+        types = (bad, MergedLevel) if rng.random() < 0.5 else (VenueBbo, bad)
+    nan: Any = float("nan") if rng.random() < 0.95 else rng.choice([None, 0.0, "nan", -math.inf])
+    bids: Any = tuple(bid_runs) if rng.random() < 0.3 else bid_runs
+    asks: Any = tuple(ask_runs) if rng.random() < 0.3 else ask_runs
+    return [bids, asks, *types, nan]
+
+
+def _tuple_type(t: object) -> bool:
+    return isinstance(t, type) and issubclass(t, tuple)
+
+
+def _bbo_declines(bid_runs: Any, ask_runs: Any, quote_type: type, level_type: type) -> bool:
+    """Whether C must leave the call to its twin (see bbo_quotes in _speedups.c).
+
+    For tuple types and runs of one length: a struct sequence type, a run that
+    is not a plain 2-tuple whose side is a plain tuple, or a non-empty side
+    whose first level is not a plain 2-tuple of exact floats.
+    """
+    if hasattr(quote_type, "n_sequence_fields") or hasattr(level_type, "n_sequence_fields"):
+        return True
+
+    def taken(run: object) -> bool:
+        if type(run) is not tuple or len(run) != 2 or type(run[1]) is not tuple:
+            return False
+        if not run[1]:
+            return True
+        level = run[1][0]
+        return type(level) is tuple and len(level) == 2 and all(type(x) is float for x in level)
+
+    return not all(map(taken, [*bid_runs, *ask_runs]))
+
+
+def _bbo_want(args: list[Any]) -> tuple[str, Any]:
+    """What C must give for ``args`` (sequences): its errors, None where it declines, else the twin's."""
+    bid_runs, ask_runs, quote_type, level_type, _ = args
+    if not _tuple_type(quote_type) or not _tuple_type(level_type):
+        return "raise", TypeError
+    if len(bid_runs) != len(ask_runs):
+        return "raise", ValueError
+    if _bbo_declines(bid_runs, ask_runs, quote_type, level_type):
+        return "ok", None
+    return outcome(bbo_quotes_py, *args)
+
+
+def _bbo_same_objects(got: Any, want: Any, nan: object) -> bool:
+    """The twin's very objects (names, floats, nan), the types too; the C's own 0.0 for an empty side."""
+    quotes, want_quotes = got[0], want[0]
+    if type(quotes) is not tuple or len(quotes) != len(want_quotes):
+        return False
+    for quote, twin in zip(quotes, want_quotes, strict=True):
+        if type(quote) is not type(twin) or len(quote) != 5:
+            return False
+        for i, (g, w) in enumerate(zip(quote, twin, strict=True)):
+            empty_amount = i in (2, 4) and twin[i - 1] is nan
+            if not (same(g, w) and type(g) is float if empty_amount else g is w):
+                return False
+    for g, w in zip(got[1:], want[1:], strict=True):
+        if w is None:
+            if g is not None:
+                return False
+        elif type(g) is not type(w) or len(g) != 3 or not all(a is b for a, b in zip(g, w, strict=True)):
+            return False
+    return True
+
+
+def fuzz_bbo_quotes(rng: Random, corpus: Corpus) -> None:
+    """Each venue's quote and the best of each side against the twin; declined exactly where it must."""
+    seed = rng.getrandbits(32)
+    args = _draw_bbo_args(Random(seed), corpus)
+    where = f"seed={seed} n={len(args[0])},{len(args[1])} types={args[2]!r},{args[3]!r}"
+    r = rng.random()
+    if r < 0.8:
+        want = _bbo_want(args)
+        with collecting_always():  # nothing to collect but what the call makes
+            got = outcome(C.bbo_quotes, *args)
+        if got == ("ok", None) and want != got:
+            raise MismatchError(f"bbo_quotes: C declined a call it must take; {where}")
+        if want == ("ok", None) and got != want:
+            raise MismatchError(f"bbo_quotes: C took a call it must decline; {where}")
+        expect_same("bbo_quotes", got, want, where)
+        if got[0] == "ok" and got[1] is not None and not _bbo_same_objects(got[1], want[1], args[4]):
+            raise MismatchError(
+                f"bbo_quotes: not the twin's objects: C {_short(got)}, twin {_short(want)}; {where}"
+            )
+        return
+    if r < 0.95:  # garbage whose finalizer empties the runs at some allocation of the call
+        bids, asks = list(args[0]), list(args[1])
+        want = _bbo_want(args)  # on the runs as drawn (the lists are copies: the twin left them be)
+        empty = _bbo_want([[], [], *args[2:]])
+        Relay(rng.choice([0, 1, 2, 3, rng.randint(0, 40)]), bids, asks)
+        with collecting_always():
+            got = outcome(C.bbo_quotes, bids, asks, *args[2:])
+        # What the lists held when copied: as drawn, both empty, or one of each (lengths differ).
+        if not (got in (want, empty, ("raise", ValueError)) or same(got, want)):
+            raise MismatchError(f"bbo_quotes: with a meddling finalizer C gave {_short(got)}; {where}")
+        return
+    # Not sequences, not types, not five arguments: it returns or raises.
+    bad = list(args)
+    i = rng.randrange(5)
+    bad[i] = rng.choice([None, 5, "ab", {"a": ()}, iter(args[i]) if i < 2 else (1, 2), *BAD_LEVEL_TYPES])
+    if rng.random() < 0.2:
+        bad = bad[: rng.randrange(5)] if rng.random() < 0.5 else [*bad, None]
+    plant_finalizers(rng, *(x for x in bad[:2] if isinstance(x, list)))
+    with collecting_always():
+        got = survives(C.bbo_quotes, *bad)
+    if len(bad) != 5 and got != ("raise", TypeError):
+        raise MismatchError(f"bbo_quotes: {len(bad)} arguments gave {_short(got)}; {where}")
+
+
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -1476,6 +1680,7 @@ TARGETS: dict[str, Callable[[Random, Corpus], None]] = {
     "byte_sum": fuzz_byte_sum,
     "venue_states": fuzz_venue_states,
     "side_sums": fuzz_side_sums,
+    "bbo_quotes": fuzz_bbo_quotes,
     "crc32_digits": fuzz_checksums,
     "crc32_interleaved": fuzz_checksums,
 }
@@ -1498,6 +1703,7 @@ ROUND = [
     "byte_sum",
     "venue_states",
     "side_sums",
+    "bbo_quotes",
 ]
 
 

@@ -33,7 +33,7 @@ def both_hot_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     The C run is skipped, with the reason, when the speedups are not built.
     """
     from dragonfly import accel
-    from dragonfly.core import aggregator, book, liquidity, listener
+    from dragonfly.core import aggregator, bbo, book, liquidity, listener
     from dragonfly.serve import encode
 
     if request.param == "c":
@@ -42,6 +42,7 @@ def both_hot_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
         monkeypatch.setattr(aggregator, "merge_side", accel.speedups.merge_side)
         monkeypatch.setattr(aggregator, "venue_states", accel.speedups.venue_states)
         monkeypatch.setattr(liquidity, "side_sums", accel.speedups.side_sums)
+        monkeypatch.setattr(bbo, "bbo_quotes", accel.speedups.bbo_quotes)
         monkeypatch.setattr(listener, "check_book", accel.speedups.check_book)
         monkeypatch.setattr(encode, "speedups", accel.speedups)
         monkeypatch.setattr(book, "_apply_book", accel.speedups.apply_book)
@@ -51,6 +52,7 @@ def both_hot_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
         monkeypatch.setattr(aggregator, "merge_side", aggregator.merge_side_py)
         monkeypatch.setattr(aggregator, "venue_states", aggregator.venue_states_py)
         monkeypatch.setattr(liquidity, "side_sums", liquidity.side_sums_py)
+        monkeypatch.setattr(bbo, "bbo_quotes", bbo.bbo_quotes_py)
         monkeypatch.setattr(listener, "check_book", listener.check_book_py)
         monkeypatch.setattr(encode, "speedups", None)
         monkeypatch.setattr(book, "_apply_book", None)

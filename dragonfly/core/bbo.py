@@ -14,16 +14,66 @@ sides' first levels; a recompute compares one small tuple per venue
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import partial
 
+from dragonfly.accel import speedups
 from dragonfly.core.aggregator import MAX_DEVIATION, BaseAggregator, Run
 from dragonfly.core.types import MergedLevel, VenueBook
 from dragonfly.core.views import BboView, VenueBbo
 
 _NAN = float("nan")
 _bbo_view = partial(tuple.__new__, BboView)
-_venue_bbo = partial(tuple.__new__, VenueBbo)
-_level = partial(tuple.__new__, MergedLevel)
+
+#: What :func:`bbo_quotes_py` returns: the venues' quotes, the best bid, the best ask.
+Quotes = tuple[tuple[VenueBbo, ...], MergedLevel | None, MergedLevel | None]
+
+
+def bbo_quotes_py(
+    bid_runs: Sequence[Run],
+    ask_runs: Sequence[Run],
+    quote_type: type[VenueBbo] = VenueBbo,
+    level_type: type[MergedLevel] = MergedLevel,
+    nan: float = _NAN,
+) -> Quotes:
+    """Each venue's quote and the best of each side across venues (pure Python; the C twin is ``bbo_quotes``).
+
+    ``bid_runs`` and ``ask_runs`` hold one run per venue in name order (its
+    name and its side, ``()`` when absent). A venue with both sides empty has
+    no quote; an empty side is quoted at ``nan`` (this very object: equal
+    quotes then compare equal) for 0.0. The best of a side: the best price,
+    then the larger amount, then the venue first in the runs.
+    """
+    quotes = []
+    best_bid: tuple[str, float, float] | None = None
+    best_ask: tuple[str, float, float] | None = None
+    for (name, bids), (_, asks) in zip(bid_runs, ask_runs, strict=True):
+        if not bids and not asks:
+            continue
+        bid_price, bid_amount = bids[0] if bids else (nan, 0.0)
+        ask_price, ask_amount = asks[0] if asks else (nan, 0.0)
+        quotes.append(tuple.__new__(quote_type, (name, bid_price, bid_amount, ask_price, ask_amount)))
+        if bids and (
+            best_bid is None
+            or bid_price > best_bid[1]
+            or (bid_price == best_bid[1] and bid_amount > best_bid[2])
+        ):
+            best_bid = (name, bid_price, bid_amount)
+        if asks and (
+            best_ask is None
+            or ask_price < best_ask[1]
+            or (ask_price == best_ask[1] and ask_amount > best_ask[2])
+        ):
+            best_ask = (name, ask_price, ask_amount)
+    return (
+        tuple(quotes),
+        tuple.__new__(level_type, best_bid) if best_bid is not None else None,
+        tuple.__new__(level_type, best_ask) if best_ask is not None else None,
+    )
+
+
+#: The C speedups' ``bbo_quotes`` when built (``None`` from it: use the twin), else the twin.
+bbo_quotes: Callable[..., Quotes | None] = speedups.bbo_quotes if speedups is not None else bbo_quotes_py
 
 
 class BboAggregator(BaseAggregator[BboView]):
@@ -55,29 +105,9 @@ class BboAggregator(BaseAggregator[BboView]):
         recv_ns: int,
         source: VenueBook | None,
     ) -> BboView | None:
-        quotes = []
-        best_bid: tuple[str, float, float] | None = None
-        best_ask: tuple[str, float, float] | None = None
-        for (name, bids), (_, asks) in zip(bid_runs, ask_runs, strict=True):
-            if not bids and not asks:
-                continue
-            bid_price, bid_amount = bids[0] if bids else (_NAN, 0.0)
-            ask_price, ask_amount = asks[0] if asks else (_NAN, 0.0)
-            quotes.append(_venue_bbo((name, bid_price, bid_amount, ask_price, ask_amount)))
-            # Runs come in name order: a tie keeps the larger amount, then the first name.
-            if bids and (
-                best_bid is None
-                or bid_price > best_bid[1]
-                or (bid_price == best_bid[1] and bid_amount > best_bid[2])
-            ):
-                best_bid = (name, bid_price, bid_amount)
-            if asks and (
-                best_ask is None
-                or ask_price < best_ask[1]
-                or (ask_price == best_ask[1] and ask_amount > best_ask[2])
-            ):
-                best_ask = (name, ask_price, ask_amount)
-        quoted = tuple(quotes)
+        args = (bid_runs, ask_runs, VenueBbo, MergedLevel, _NAN)
+        found = bbo_quotes(*args)
+        quoted, bid, ask = found if found is not None else bbo_quotes_py(*args)
         # An empty side's price is the one _NAN object: tuple equality checks identity
         # first, so unchanged quotes compare equal, NaN and all.
         if members == self._last_members and quoted == self._last_quotes:
@@ -85,8 +115,6 @@ class BboAggregator(BaseAggregator[BboView]):
         self._last_quotes = quoted
         self._last_members = members
         self._sequence += 1
-        bid = _level(best_bid) if best_bid is not None else None
-        ask = _level(best_ask) if best_ask is not None else None
         return _bbo_view(
             (
                 self.instrument,

@@ -6,12 +6,15 @@ The encoder's C twin is also run by every test of tests/serve/test_encode.py
 
 from __future__ import annotations
 
+import gc
 import math
+import os
 import re
 import struct
+import time
 import zlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import given, settings
@@ -26,6 +29,7 @@ from dragonfly.core.checksum import crc32_digits_py, crc32_interleaved_py
 from dragonfly.core.health import VenueStatus
 from dragonfly.core.listener import check_book_py
 from dragonfly.core.types import MergedBook, MergedLevel, VenueBook, VenueState
+from dragonfly.core.views import VenueBbo
 from dragonfly.serve.encode import encode_summary_pb
 from dragonfly.venues.bitstamp import _top_of_side
 
@@ -659,3 +663,248 @@ def test_side_sums_decline_what_the_twin_must_decide() -> None:
 
     with pytest.raises(RuntimeError):
         sums(((1.0, 2.0),), Truth())
+
+
+# -- bbo_quotes ------------------------------------------------------------------------------
+
+
+def _fresh(x: float) -> float:
+    """A new float object of x's bits (so that `is` tells the level's own object from an equal one)."""
+    return float(struct.unpack("<d", struct.pack("<d", x))[0])
+
+
+# Few values, so that ties in price and in amount across venues are common; NaN, infinities, -0.0.
+_bbo_prices = st.sampled_from([1.0, 1.0, 2.0, 2.0, 3.0, 0.0, -0.0, math.nan, math.inf, -math.inf, 1e-300])
+_bbo_amounts = st.sampled_from([0.5, 1.0, 1.0, 2.0, 0.0, -0.0, math.nan, math.inf])
+_bbo_side = st.one_of(
+    st.just(()),
+    st.lists(st.tuples(_bbo_prices, _bbo_amounts), min_size=1, max_size=3).map(
+        lambda levels: tuple((_fresh(p), _fresh(a)) for p, a in levels)
+    ),
+)
+_bbo_name = st.one_of(st.sampled_from(_NAMES), st.sampled_from(["", "é", "交易所"]), st.integers(), st.none())
+
+
+class _PlainTuple(tuple):  # type: ignore[type-arg]
+    __slots__ = ()
+
+
+@st.composite
+def _bbo_runs(draw: st.DrawFn) -> tuple[Any, Any]:
+    n = draw(st.integers(0, 40))
+    bid_runs: list[Any] = []
+    ask_runs: list[Any] = []
+    for _ in range(n):
+        name = draw(_bbo_name)
+        bid_runs.append((name, draw(_bbo_side)))
+        # The ask run's name is not read (the twin names both sides by the bid run).
+        ask_runs.append((draw(st.sampled_from([name, "other"])), draw(_bbo_side)))
+    return (
+        tuple(bid_runs) if draw(st.booleans()) else bid_runs,
+        tuple(ask_runs) if draw(st.booleans()) else ask_runs,
+    )
+
+
+def _same_value(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return type(a) is type(b) and a == b
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    _bbo_runs(),
+    st.sampled_from([(VenueBbo, MergedLevel), (tuple, tuple), (_PlainTuple, MergedLevel)]),
+)
+def test_bbo_quotes_equal_the_python_quotes(runs: tuple[Any, Any], types: tuple[Any, Any]) -> None:
+    from dragonfly.core.bbo import bbo_quotes_py
+
+    bid_runs, ask_runs = runs
+    quote_type, level_type = types
+    nan = float("nan")  # its own object: an empty side's price is this very one
+    assert accel.speedups is not None
+    got: Any = accel.speedups.bbo_quotes(bid_runs, ask_runs, quote_type, level_type, nan)
+    want: Any = bbo_quotes_py(bid_runs, ask_runs, quote_type, level_type, nan)
+    assert got is not None
+    assert type(got) is tuple and len(got) == 3 and type(got[0]) is tuple
+    quotes, want_quotes = got[0], want[0]
+    assert len(quotes) == len(want_quotes)
+    quoted = [(b, a) for b, a in zip(bid_runs, ask_runs, strict=True) if b[1] or a[1]]
+    for quote, twin, (bid_run, ask_run) in zip(quotes, want_quotes, quoted, strict=True):
+        assert type(quote) is quote_type and len(quote) == 5
+        assert all(map(_same_value, quote, twin))
+        assert quote[0] is bid_run[0]
+        for i, side in ((1, bid_run[1]), (3, ask_run[1])):
+            if side:  # the first level's own objects
+                assert quote[i] is side[0][0] and quote[i + 1] is side[0][1]
+            else:  # nan itself, for a +0.0
+                assert quote[i] is nan and type(quote[i + 1]) is float
+                assert quote[i + 1] == 0.0 and math.copysign(1.0, quote[i + 1]) == 1.0
+    for mine, theirs in zip(got[1:], want[1:], strict=True):
+        if theirs is None:
+            assert mine is None
+            continue
+        assert type(mine) is level_type and len(mine) == 3
+        assert all(a is b for a, b in zip(mine, theirs, strict=True))  # the same name and floats
+
+
+def test_bbo_quotes_pick_the_best_price_then_the_larger_amount_then_the_first() -> None:
+    from dragonfly.core.bbo import bbo_quotes_py
+
+    assert accel.speedups is not None
+    nan = float("nan")
+    bid_runs: list[Any] = [("a", ((1.0, 1.0),)), ("b", ((2.0, 1.0),)), ("c", ((2.0, 3.0),))]
+    ask_runs: list[Any] = [("a", ((5.0, 1.0),)), ("b", ((4.0, 1.0),)), ("c", ((4.0, 2.0),))]
+    bid_runs += [("d", ((2.0, 3.0),)), ("e", ())]  # c and d tie: c, the first, is the best
+    ask_runs += [("d", ((4.0, 2.0),)), ("e", ())]
+    for fn in (accel.speedups.bbo_quotes, bbo_quotes_py):
+        quotes, bid, ask = fn(bid_runs, ask_runs, VenueBbo, MergedLevel, nan)
+        assert [q.venue for q in quotes] == ["a", "b", "c", "d"]
+        assert bid == MergedLevel("c", 2.0, 3.0) and ask == MergedLevel("c", 4.0, 2.0)
+    # A first NaN price stays the best (nothing compares above it), as in the twin.
+    nan_first = [("a", ((nan, 1.0),)), ("b", ((2.0, 1.0),))]
+    got = accel.speedups.bbo_quotes(nan_first, nan_first, VenueBbo, MergedLevel, nan)
+    assert got is not None and got[1][0] == got[2][0] == "a"
+    assert accel.speedups.bbo_quotes([], (), VenueBbo, MergedLevel, nan) == ((), None, None)
+    only_asks = [("a", ())], [("a", ((1.0, 2.0),))]
+    assert accel.speedups.bbo_quotes(*only_asks, VenueBbo, MergedLevel, nan) == (
+        (VenueBbo("a", nan, 0.0, 1.0, 2.0),),
+        None,
+        MergedLevel("a", 1.0, 2.0),
+    )
+
+
+class _FloatChild(float):
+    pass
+
+
+class _RunTuple(NamedTuple):
+    name: str
+    side: tuple[tuple[float, float], ...]
+
+
+def test_bbo_quotes_decline_what_the_twin_must_decide() -> None:
+    from dragonfly.core.bbo import bbo_quotes_py
+
+    assert accel.speedups is not None
+    quotes: Any = accel.speedups.bbo_quotes  # called with what its signature refuses
+    nan = float("nan")
+    good = ("b", ((1.0, 2.0),))
+    for bad in (
+        ("a", [(1.0, 2.0)]),  # a list side
+        ("a", ((1.0, 2.0, 3.0),)),  # a level of 3
+        ("a", ((1.0,),)),
+        ("a", ([1.0, 2.0],)),  # a list level
+        ("a", (_PlainTuple((1.0, 2.0)),)),
+        ("a", ((_FloatChild(1.0), 2.0),)),  # a float subclass
+        ("a", ((1.0, _FloatChild(2.0)),)),
+        ("a", ((1, 2.0),)),  # an int price
+        ("a", ((1.0, 2),)),
+        ("a", ((True, 2.0),)),
+        ["a", ((1.0, 2.0),)],  # a run that is a list
+        _RunTuple("a", ((1.0, 2.0),)),  # a NamedTuple run
+        ("a", ((1.0, 2.0),), 3),
+        ("a",),
+        None,
+        "ab",
+    ):
+        for bid_runs, ask_runs in (([good, bad], [good, good]), ([good, good], [good, bad])):
+            assert quotes(bid_runs, ask_runs, VenueBbo, MergedLevel, nan) is None, (bid_runs, ask_runs)
+        assert quotes([bad], [good], VenueBbo, MergedLevel, nan) is None
+    # Struct sequences (hidden fields past the visible ones) as either output type.
+    for struct_seq in (time.struct_time, os.stat_result):
+        assert quotes([good], [good], struct_seq, MergedLevel, nan) is None
+        assert quotes([good], [good], VenueBbo, struct_seq, nan) is None
+    # Only a side's first level is read: what follows it may be anything.
+    loose: list[Any] = [("a", ((1.0, 2.0), "junk", [1])), ("b", ())]
+    asks = [("a", ()), ("b", ((3.0, 1),))]
+    assert quotes(loose, [("a", ()), ("b", ())], VenueBbo, MergedLevel, nan) == bbo_quotes_py(
+        loose, [("a", ()), ("b", ())], VenueBbo, MergedLevel, nan
+    )
+    assert quotes(loose, asks, VenueBbo, MergedLevel, nan) is None  # an int amount first on the asks
+
+
+def test_bbo_quotes_refuse_what_is_not_runs_or_types() -> None:
+    assert accel.speedups is not None
+    quotes: Any = accel.speedups.bbo_quotes
+    nan = float("nan")
+    runs = [("a", ((1.0, 2.0),))]
+    for bad_type in (dict, list, int, 5, None, "VenueBbo", VenueBbo("a", 1.0, 2.0, 3.0, 4.0)):
+        with pytest.raises(TypeError):
+            quotes(runs, runs, bad_type, MergedLevel, nan)
+        with pytest.raises(TypeError):
+            quotes(runs, runs, VenueBbo, bad_type, nan)
+    with pytest.raises(ValueError):
+        quotes(runs, [], VenueBbo, MergedLevel, nan)
+    with pytest.raises(ValueError):
+        quotes([], runs, VenueBbo, MergedLevel, nan)
+    for bad_runs in (5, None, 1.5):
+        with pytest.raises(TypeError):
+            quotes(bad_runs, runs, VenueBbo, MergedLevel, nan)
+        with pytest.raises(TypeError):
+            quotes(runs, bad_runs, VenueBbo, MergedLevel, nan)
+    for args in ((), (runs, runs, VenueBbo, MergedLevel), (runs, runs, VenueBbo, MergedLevel, nan, nan)):
+        with pytest.raises(TypeError):
+            quotes(*args)
+    with pytest.raises(TypeError):
+        quotes(runs, runs, VenueBbo, MergedLevel, nan=nan)
+
+
+class _Countdown:
+    """Cyclic garbage that, when collected, leaves its successor, and the last one meddles.
+
+    With garbage collected at (nearly) every allocation, countdown k meddles at
+    about the k-th allocation inside the C function: each of its copies, the
+    zero, the quotes tuple, a quote, a best level, the result.
+    """
+
+    def __init__(self, k: int, victims: list[list[Any]]) -> None:
+        self.k = k
+        self.victims = victims
+        self.cycle = self
+
+    def __del__(self) -> None:
+        if self.k > 0:
+            _Countdown(self.k - 1, self.victims)
+            return
+        for victim in self.victims:
+            victim.clear()
+            victim.append(("x", [(1.0, 2.0)]))  # not even a run C takes
+
+
+def test_bbo_quotes_survive_finalizers_that_empty_the_runs() -> None:
+    from dragonfly.core.bbo import bbo_quotes_py
+
+    assert accel.speedups is not None
+    nan = float("nan")
+
+    def runs() -> tuple[list[Any], list[Any]]:
+        bids: list[Any] = [(f"v{i}", ((_fresh(10.0 - i), 1.0),) if i % 3 else ()) for i in range(6)]
+        asks: list[Any] = [(f"v{i}", ((_fresh(11.0 + i), 2.0),) if i % 2 else ()) for i in range(6)]
+        return bids, asks
+
+    whole = bbo_quotes_py(*runs(), VenueBbo, MergedLevel, nan)
+    seen = []
+    old = gc.get_threshold()
+    for k in range(16):
+        bids, asks = runs()
+        gc.collect()
+        gc.set_threshold(1, 1, 1)
+        try:
+            _Countdown(k, [bids, asks])
+            try:
+                got: Any = accel.speedups.bbo_quotes(bids, asks, VenueBbo, MergedLevel, nan)
+            except ValueError:  # one list copied before the finalizer ran, the other after
+                got = ValueError
+            meddled = len(bids) == 1
+        finally:
+            gc.set_threshold(*old)
+            gc.collect()
+        # What the lists held when copied: all of it, or the meddler's run (declined).
+        assert got in (whole, None, ValueError), (k, got)
+        if got is not None and got is not ValueError:
+            assert all(type(q) is VenueBbo for q in got[0])
+        seen.append((meddled, got is None or got is ValueError))
+    # The finalizer ran before the copies (declined, or copies of two lengths) and
+    # after them (during the quotes' allocations: the result is what was copied).
+    assert (True, True) in seen and (True, False) in seen, seen

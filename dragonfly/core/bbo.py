@@ -8,8 +8,12 @@ deeper in a book publishes nothing. It needs one level a side, so it adds
 nothing to what the listeners forward.
 
 Cost: the runs are already sorted best first, so a venue's quote is its
-sides' first levels; a recompute compares one small tuple per venue
-(~1.5 µs for 6 venues here, timeit).
+sides' first levels. With 120 books a BBO view recomputes on ~0.8 of the
+frames (``python -m latency.scale``, scenario b), so the quotes and bests
+are one C call (``bbo_quotes``, :mod:`dragonfly.accel`): 0.45 µs for 6
+venues against 2.4 µs for its twin :func:`bbo_quotes_py` (timeit). A whole
+recompute (put, wake, fold, freshness, quotes, states, publish) took 4.5 µs
+back to back, against 7.3 µs with the twin.
 """
 
 from __future__ import annotations

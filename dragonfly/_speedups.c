@@ -2908,6 +2908,862 @@ done:
     return result;
 }
 
+/*
+ * band_figures(bid_names, bid_keys, bid_amounts, ask_names, ask_keys, ask_amounts, mid, bands,
+ *              band_type, amount_type) -> tuple[Band, ...] | None
+ * fill_figures(names, sides, keys, amounts, notionals, quantities, sell, fill_type, amount_type,
+ *              nan) -> tuple[Fill, ...] | None
+ *
+ * The liquidity view's figures: band_figures_py and fill_figures_py in
+ * dragonfly/core/liquidity.py are their twins, and the contract (the module
+ * doc there defines the figures). Per side, one item per venue in name
+ * order: its name, its side (fills), its sort keys (negated prices for the
+ * bids), and the prefix sums of its amounts and of price * amount, as
+ * SideCache reads them. The twins' arithmetic is done here operation by
+ * operation in doubles, in their order (sums left to right from 0.0, each
+ * product rounded on its own: no fused multiply-add), and their bisects are
+ * Python's loops, so every float is the twin's bit for bit. The fill walk's
+ * heap becomes a scan of the venues' next levels for the least (key,
+ * -amount, rank): with finite values a total order, so it is the venue the
+ * twin's heap pops, and the least key among the other venues' next levels
+ * is what heap[1] and heap[2] give there.
+ *
+ * The results hold the twins' objects where the twins put them: names,
+ * each band's bps, each quantity (a walked fill's filled is its quantity),
+ * a walked fill's worst price (its level's price), `nan` for every nan,
+ * "sell"/"buy", True/False; the other floats are new, of the same bits.
+ *
+ * Errors: a wrong argument count, or a figure type that is not a tuple
+ * subclass: TypeError; fill_figures' `sell` is read first, by its truth
+ * value, whose exception comes through.
+ *
+ * None (the twin decides), before anything is built and, but for `sell`'s
+ * truth value and plain_tuple_type's probe class (made once), before any
+ * Python code runs; always where doubles are not computed as doubles
+ * (FLT_EVAL_METHOD != 0: x87), else unless, in this order:
+ *   1. both figure types are plain_tuple_type's (a struct sequence is
+ *      declined), and fill_type's indexing is tuple's (the twin slices a
+ *      fill);
+ *   2. band_figures: mid is an exact float and bands an exact tuple of exact
+ *      floats (any values); fill_figures: quantities is an exact tuple of
+ *      exact finite floats. Empty, the result is () at once, as the twin's;
+ *   3. per side, the names, keys, amounts (and notionals, sides) are exact
+ *      lists or tuples of one length, at most LIQ_MAX_VENUES venues; names
+ *      may be anything (they are only referenced); each venue's keys an
+ *      exact list or tuple of n >= 1 exact finite floats, strictly
+ *      increasing, its amounts (and notionals) an exact list or tuple of n + 1
+ *      exact finite floats, its side (fills) an exact tuple of n exact
+ *      2-tuples of exact finite floats;
+ *   4. fill_figures with venues: their least first key is not 0 (the twin
+ *      divides by the best price).
+ * Strictly increasing keys (SideCache's always are: distinct prices, best
+ * first) keep the twin's bisection ahead from emptying its heap (an
+ * IndexError); finite values keep its heap and sort total orders; exact
+ * floats keep its arithmetic a float's.
+ *
+ * References: the lists are read, checked and their floats copied in one
+ * pass that allocates nothing but a PyMem buffer and so runs no Python code;
+ * the names and sides are held from then on (the sides are tuples of tuples
+ * of floats: immutable), the bands and quantities are the caller's tuples.
+ * Whatever a collection's finalizers do to the lists once objects are built
+ * changes nothing read.
+ */
+
+/* More venues: declined (the scans below are per run, over every venue). */
+#define LIQ_MAX_VENUES 64
+/* _EDGE and _SKIP_AFTER in dragonfly/core/liquidity.py. */
+#define LIQ_EDGE 1e-12
+#define LIQ_SKIP_AFTER 8
+/* 1.0 - _EDGE, rounded once as Python rounds it. */
+static const double liq_short_of = 1.0 - LIQ_EDGE;
+
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+#define LIQ_DOUBLES 1
+#else
+/* Doubles computed in wider registers (x87) could round twice: decline every call. */
+#define LIQ_DOUBLES 0
+#endif
+
+static PyObject *str_sell, *str_buy; /* interned labels, held for the module's life */
+
+/* One side's venues as read: the names and sides held, the floats copied. */
+typedef struct {
+    Py_ssize_t count;
+    int held;
+    PyObject *names[LIQ_MAX_VENUES];
+    PyObject *sides[LIQ_MAX_VENUES];
+    Py_ssize_t n[LIQ_MAX_VENUES];
+    double *keys[LIQ_MAX_VENUES];      /* n */
+    double *amounts[LIQ_MAX_VENUES];   /* n + 1 */
+    double *notionals[LIQ_MAX_VENUES]; /* n + 1; fills only */
+    double *buffer;
+} LiqVenues;
+
+static void
+liq_release(LiqVenues *s)
+{
+    if (s->held) {
+        for (Py_ssize_t v = 0; v < s->count; v++) {
+            Py_DECREF(s->names[v]);
+            Py_XDECREF(s->sides[v]);
+        }
+        s->held = 0;
+    }
+    PyMem_Free(s->buffer);
+    s->buffer = NULL;
+}
+
+static int
+liq_sequence(PyObject *seq)
+{
+    return PyList_CheckExact(seq) || PyTuple_CheckExact(seq);
+}
+
+/* Copy `size` exact finite floats of `seq` (an exact list or tuple) to out: 1, else 0. */
+static int
+liq_floats(PyObject *seq, Py_ssize_t size, double *out, int increasing)
+{
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t i = 0; i < size; i++) {
+        PyObject *x = items[i];
+        if (!PyFloat_CheckExact(x)) {
+            return 0;
+        }
+        double d = PyFloat_AS_DOUBLE(x);
+        if (!isfinite(d) || (increasing && i > 0 && !(out[i - 1] < d))) {
+            return 0;
+        }
+        out[i] = d;
+    }
+    return 1;
+}
+
+/* Whether `side` is a tuple of n exact 2-tuples of exact finite floats (its size checked). */
+static int
+liq_side(PyObject *side, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *level = PyTuple_GET_ITEM(side, i);
+        if (!PyTuple_CheckExact(level) || PyTuple_GET_SIZE(level) != 2) {
+            return 0;
+        }
+        PyObject *price = PyTuple_GET_ITEM(level, 0), *amount = PyTuple_GET_ITEM(level, 1);
+        if (!PyFloat_CheckExact(price) || !PyFloat_CheckExact(amount) || !isfinite(PyFloat_AS_DOUBLE(price)) ||
+            !isfinite(PyFloat_AS_DOUBLE(amount))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
+ * Read one side's venues (rule 3 above; notionals and sides NULL for the
+ * bands): 1 read (release it), 0 declined, -1 with MemoryError set (nothing
+ * to release either way but on 1). Runs no Python code.
+ */
+static int
+liq_read(LiqVenues *s, PyObject *names, PyObject *keys, PyObject *amounts, PyObject *notionals,
+         PyObject *sides)
+{
+    s->count = 0;
+    s->held = 0;
+    s->buffer = NULL;
+    int fills = notionals != NULL;
+    PyObject *seqs[5] = {names, keys, amounts, notionals, sides};
+    Py_ssize_t count = 0;
+    for (int j = 0; j < (fills ? 5 : 3); j++) {
+        if (!liq_sequence(seqs[j])) {
+            return 0;
+        }
+        if (j > 0 && PySequence_Fast_GET_SIZE(seqs[j]) != count) {
+            return 0;
+        }
+        count = PySequence_Fast_GET_SIZE(seqs[j]);
+    }
+    if (count > LIQ_MAX_VENUES) {
+        return 0;
+    }
+    PyObject **key_items = PySequence_Fast_ITEMS(keys);
+    PyObject **amount_items = PySequence_Fast_ITEMS(amounts);
+    PyObject **notional_items = fills ? PySequence_Fast_ITEMS(notionals) : NULL;
+    PyObject **side_items = fills ? PySequence_Fast_ITEMS(sides) : NULL;
+    size_t total = 0; /* doubles to copy */
+    for (Py_ssize_t v = 0; v < count; v++) {
+        if (!liq_sequence(key_items[v]) || !liq_sequence(amount_items[v])) {
+            return 0;
+        }
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(key_items[v]);
+        if (n < 1 || PySequence_Fast_GET_SIZE(amount_items[v]) != n + 1) {
+            return 0;
+        }
+        if (fills && (!liq_sequence(notional_items[v]) || PySequence_Fast_GET_SIZE(notional_items[v]) != n + 1 ||
+                      !PyTuple_CheckExact(side_items[v]) || PyTuple_GET_SIZE(side_items[v]) != n)) {
+            return 0;
+        }
+        s->n[v] = n;
+        /* n is a list's size (< PY_SSIZE_T_MAX / 8): no overflow while total stays in bounds. */
+        if (total > (size_t)PY_SSIZE_T_MAX / sizeof(double) / 2) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        total += (size_t)n * (fills ? 3 : 2) + (fills ? 2 : 1);
+    }
+    if (total > (size_t)PY_SSIZE_T_MAX / sizeof(double)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (count > 0) {
+        s->buffer = PyMem_Malloc(total * sizeof(double)); /* runs no Python code */
+        if (s->buffer == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    double *at = s->buffer;
+    for (Py_ssize_t v = 0; v < count; v++) {
+        Py_ssize_t n = s->n[v];
+        s->keys[v] = at;
+        at += n;
+        s->amounts[v] = at;
+        at += n + 1;
+        if (!liq_floats(key_items[v], n, s->keys[v], 1) || !liq_floats(amount_items[v], n + 1, s->amounts[v], 0)) {
+            goto declined;
+        }
+        if (fills) {
+            s->notionals[v] = at;
+            at += n + 1;
+            if (!liq_floats(notional_items[v], n + 1, s->notionals[v], 0) || !liq_side(side_items[v], n)) {
+                goto declined;
+            }
+        }
+    }
+    PyObject **name_items = PySequence_Fast_ITEMS(names);
+    for (Py_ssize_t v = 0; v < count; v++) {
+        s->names[v] = Py_NewRef(name_items[v]);
+        s->sides[v] = fills ? Py_NewRef(side_items[v]) : NULL;
+    }
+    s->count = count;
+    s->held = 1;
+    return 1;
+
+declined:
+    PyMem_Free(s->buffer);
+    s->buffer = NULL;
+    return 0;
+}
+
+/*
+ * The figure types (rule 1): 1 both plain, 0 declined, -1 with an
+ * exception set (TypeError for a type that is not a tuple subclass).
+ */
+static int
+liq_types(PyObject *figure, PyObject *amount, const char *message, int sliced)
+{
+    PyObject *types[2] = {figure, amount};
+    for (int i = 0; i < 2; i++) {
+        if (!PyType_Check(types[i]) || !PyType_IsSubtype((PyTypeObject *)types[i], &PyTuple_Type)) {
+            PyErr_SetString(PyExc_TypeError, message);
+            return -1;
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        int plain = plain_tuple_type((PyTypeObject *)types[i]);
+        if (plain <= 0) {
+            return plain;
+        }
+    }
+    PyMappingMethods *mapping = ((PyTypeObject *)figure)->tp_as_mapping;
+    if (sliced && (mapping == NULL || mapping->mp_subscript != PyTuple_Type.tp_as_mapping->mp_subscript)) {
+        return 0;
+    }
+    return 1;
+}
+
+/* bisect.bisect_left(a, x, lo, hi) on doubles: Python's loop, comparison for comparison. */
+static Py_ssize_t
+liq_bisect_left(const double *a, double x, Py_ssize_t lo, Py_ssize_t hi)
+{
+    while (lo < hi) {
+        Py_ssize_t mid = (Py_ssize_t)(((size_t)lo + (size_t)hi) / 2);
+        if (a[mid] < x) {
+            lo = mid + 1;
+        }
+        else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* bisect.bisect_right(a, x, lo, hi) on doubles. */
+static Py_ssize_t
+liq_bisect_right(const double *a, double x, Py_ssize_t lo, Py_ssize_t hi)
+{
+    while (lo < hi) {
+        Py_ssize_t mid = (Py_ssize_t)(((size_t)lo + (size_t)hi) / 2);
+        if (x < a[mid]) {
+            hi = mid;
+        }
+        else {
+            lo = mid + 1;
+        }
+    }
+    return lo;
+}
+
+/* _parts: an amount_type (name, amount) for each venue whose amount is true
+ * (not 0; NaN is, as a float's truth in compress), in venue order. */
+static PyObject *
+liq_parts(PyTypeObject *amount_type, PyObject *const *names, const double *amounts, Py_ssize_t count)
+{
+    Py_ssize_t nonzero = 0;
+    for (Py_ssize_t v = 0; v < count; v++) {
+        nonzero += amounts[v] != 0.0;
+    }
+    PyObject *parts = PyTuple_New(nonzero);
+    if (parts == NULL) {
+        return NULL;
+    }
+    Py_ssize_t j = 0;
+    for (Py_ssize_t v = 0; v < count; v++) {
+        if (amounts[v] == 0.0) {
+            continue;
+        }
+        PyObject *value = PyFloat_FromDouble(amounts[v]);
+        if (value == NULL) {
+            Py_DECREF(parts);
+            return NULL;
+        }
+        /* tp_alloc may collect garbage: the name is held by the caller's LiqVenues. */
+        PyObject *pair = amount_type->tp_alloc(amount_type, 2);
+        if (pair == NULL) {
+            Py_DECREF(value);
+            Py_DECREF(parts);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(pair, 0, Py_NewRef(names[v]));
+        PyTuple_SET_ITEM(pair, 1, value);
+        PyTuple_SET_ITEM(parts, j, pair);
+        j++;
+    }
+    return parts;
+}
+
+/* tuple.__new__(type, items) of `size` new references (stolen; any NULL: fails, releasing the rest). */
+static PyObject *
+liq_tuple(PyTypeObject *type, PyObject **items, Py_ssize_t size)
+{
+    for (Py_ssize_t i = 0; i < size; i++) {
+        if (items[i] == NULL) {
+            goto fail;
+        }
+    }
+    PyObject *made = type->tp_alloc(type, size);
+    if (made == NULL) {
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < size; i++) {
+        PyTuple_SET_ITEM(made, i, items[i]);
+    }
+    return made;
+fail:
+    for (Py_ssize_t i = 0; i < size; i++) {
+        Py_XDECREF(items[i]);
+    }
+    return NULL;
+}
+
+static PyObject *
+band_figures(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError,
+                        "band_figures(bid_names, bid_keys, bid_amounts, ask_names, ask_keys, ask_amounts, mid, "
+                        "bands, band_type, amount_type)");
+        return NULL;
+    }
+    int plain = liq_types(args[8], args[9], "band_type and amount_type must be tuple subclasses", 0);
+    if (plain <= 0) {
+        return plain < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    PyTypeObject *band_type = (PyTypeObject *)args[8], *amount_type = (PyTypeObject *)args[9];
+    PyObject *bands = args[7];
+    if (!LIQ_DOUBLES || !PyFloat_CheckExact(args[6]) || !PyTuple_CheckExact(bands)) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(bands);
+    for (Py_ssize_t b = 0; b < count; b++) {
+        if (!PyFloat_CheckExact(PyTuple_GET_ITEM(bands, b))) {
+            Py_RETURN_NONE;
+        }
+    }
+    if (count == 0) {
+        return PyTuple_New(0);
+    }
+    LiqVenues sides[2];
+    int read = liq_read(&sides[0], args[0], args[1], args[2], NULL, NULL);
+    if (read <= 0) {
+        return read < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    read = liq_read(&sides[1], args[3], args[4], args[5], NULL, NULL);
+    if (read <= 0) {
+        liq_release(&sides[0]);
+        return read < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    /* Read: from here on only what was copied or is held. */
+    double mid = PyFloat_AS_DOUBLE(args[6]);
+    PyObject *result = PyTuple_New(count);
+    if (result == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t b = 0; b < count; b++) {
+        PyObject *bps = PyTuple_GET_ITEM(bands, b);
+        /* volatile: the product rounded on its own, as Python's float * rounds it. */
+        volatile double scaled = PyFloat_AS_DOUBLE(bps) * 1e-4;
+        double width = scaled + LIQ_EDGE;
+        /* Bid keys are negated prices: price >= low <=> -price <= -low. */
+        double bounds[2] = {-(mid * (1.0 - width)), mid * (1.0 + width)};
+        double parts[2][LIQ_MAX_VENUES], sums[2];
+        for (int s = 0; s < 2; s++) {
+            const LiqVenues *venues = &sides[s];
+            sums[s] = 0.0;
+            for (Py_ssize_t v = 0; v < venues->count; v++) {
+                Py_ssize_t end = liq_bisect_right(venues->keys[v], bounds[s], 0, venues->n[v]);
+                parts[s][v] = venues->amounts[v][end];
+                sums[s] = sums[s] + parts[s][v];
+            }
+        }
+        PyObject *items[5] = {Py_NewRef(bps), NULL, NULL, NULL, NULL};
+        for (int s = 0; s < 2; s++) {
+            if ((items[1 + s] = PyFloat_FromDouble(sums[s])) == NULL ||
+                (items[3 + s] = liq_parts(amount_type, sides[s].names, parts[s], sides[s].count)) == NULL) {
+                break;
+            }
+        }
+        PyObject *band = liq_tuple(band_type, items, 5);
+        if (band == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyTuple_SET_ITEM(result, b, band);
+    }
+done:
+    liq_release(&sides[0]);
+    liq_release(&sides[1]);
+    return result;
+}
+
+/* What every fill of one call is made with. */
+typedef struct {
+    PyTypeObject *fill_type;
+    PyTypeObject *amount_type;
+    PyObject *label;
+    PyObject *nan;
+    int sell;
+    double best;
+    const LiqVenues *venues;
+} LiqKit;
+
+/* (label, quantity, 0.0, nan, nan, nan, (), False): nothing filled. */
+static PyObject *
+liq_unfilled(const LiqKit *kit, PyObject *quantity)
+{
+    PyObject *items[8] = {
+        Py_NewRef(kit->label), Py_NewRef(quantity), PyFloat_FromDouble(0.0), Py_NewRef(kit->nan),
+        Py_NewRef(kit->nan),   Py_NewRef(kit->nan), PyTuple_New(0),          Py_NewRef(Py_False),
+    };
+    return liq_tuple(kit->fill_type, items, 8);
+}
+
+/*
+ * _result: the fill of `quantity` (held by the caller) that took `filled`
+ * for `notional`, its last price `worst`; `filled_obj` the filled object
+ * when it is one (a walked fill's quantity), else NULL (a new float).
+ * `worst` and `parts` are new references (stolen; NULL: an error is set).
+ */
+static PyObject *
+liq_result(const LiqKit *kit, PyObject *quantity, double filled, PyObject *filled_obj, double notional,
+           PyObject *worst, PyObject *parts)
+{
+    if (worst == NULL || parts == NULL || filled == 0.0) {
+        Py_XDECREF(worst);
+        Py_XDECREF(parts);
+        return worst == NULL || parts == NULL ? NULL : liq_unfilled(kit, quantity);
+    }
+    double average = notional / filled;
+    double slippage = kit->sell ? kit->best - average : average - kit->best;
+    slippage = slippage / kit->best;
+    slippage = slippage * 1e4;
+    if (slippage < 0.0) { /* only a float rounding: no fill beats the best price */
+        slippage = 0.0;
+    }
+    int complete = filled == PyFloat_AS_DOUBLE(quantity);
+    PyObject *items[8] = {
+        Py_NewRef(kit->label),
+        Py_NewRef(quantity),
+        filled_obj != NULL ? Py_NewRef(filled_obj) : PyFloat_FromDouble(filled),
+        PyFloat_FromDouble(average),
+        worst,
+        PyFloat_FromDouble(slippage),
+        parts,
+        Py_NewRef(complete ? Py_True : Py_False),
+    };
+    return liq_tuple(kit->fill_type, items, 8);
+}
+
+/* _whole: every level of every venue (`total` of them) for `quantity`. */
+static PyObject *
+liq_whole(const LiqKit *kit, PyObject *quantity, double total)
+{
+    const LiqVenues *s = kit->venues;
+    double lasts[LIQ_MAX_VENUES];
+    double worst_key = s->keys[0][s->n[0] - 1];
+    double notional = 0.0;
+    for (Py_ssize_t v = 0; v < s->count; v++) {
+        double key = s->keys[v][s->n[v] - 1];
+        if (key > worst_key) { /* max(): the first of equal keys */
+            worst_key = key;
+        }
+        notional = notional + s->notionals[v][s->n[v]];
+        lasts[v] = s->amounts[v][s->n[v]];
+    }
+    PyObject *parts = liq_parts(kit->amount_type, s->names, lasts, s->count);
+    PyObject *worst = PyFloat_FromDouble(kit->sell ? -worst_key : worst_key);
+    return liq_result(kit, quantity, total, NULL, notional, worst, parts);
+}
+
+/* _skip: take whole every level a fill reaching `reach` surely takes whole;
+ * the bisection's lows become the cursor (the heads follow from it). */
+static void
+liq_skip(const LiqVenues *s, Py_ssize_t *cursor, double reach)
+{
+    Py_ssize_t lows[LIQ_MAX_VENUES], highs[LIQ_MAX_VENUES], ends[LIQ_MAX_VENUES];
+    Py_ssize_t count = s->count;
+    for (Py_ssize_t v = 0; v < count; v++) {
+        lows[v] = cursor[v];
+        highs[v] = s->n[v];
+    }
+    for (;;) {
+        Py_ssize_t rank = 0, most = highs[0] - lows[0];
+        for (Py_ssize_t v = 1; v < count; v++) {
+            if (highs[v] - lows[v] > most) { /* counts.index(max(counts)): the first */
+                most = highs[v] - lows[v];
+                rank = v;
+            }
+        }
+        if (most < 2) {
+            break;
+        }
+        double probe = s->keys[rank][lows[rank] + (most - 1) / 2];
+        double sum = 0.0;
+        for (Py_ssize_t v = 0; v < count; v++) {
+            ends[v] = liq_bisect_right(s->keys[v], probe, lows[v], highs[v]);
+            sum = sum + s->amounts[v][ends[v]];
+        }
+        memcpy(sum >= reach ? highs : lows, ends, (size_t)count * sizeof(Py_ssize_t));
+    }
+    memcpy(cursor, lows, (size_t)count * sizeof(Py_ssize_t));
+}
+
+/* Level i of venue v: its price object, its amount (the side is a held tuple of float pairs, checked). */
+#define LIQ_LEVEL_PRICE(s, v, i) PyTuple_GET_ITEM(PyTuple_GET_ITEM((s)->sides[v], (i)), 0)
+#define LIQ_LEVEL_AMOUNT(s, v, i) PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(PyTuple_GET_ITEM((s)->sides[v], (i)), 1))
+
+/*
+ * _walk: fill quantities[walk[i]] for each i (increasing quantities) in one
+ * K-way walk, setting their slots of `fills`: 1 when it set them all, 0 if
+ * the levels ran out first, -1 with an exception set.
+ */
+static int
+liq_walk(const LiqKit *kit, PyObject *quantities, const Py_ssize_t *walk, Py_ssize_t walking, PyObject *fills)
+{
+    const LiqVenues *s = kit->venues;
+    Py_ssize_t count = s->count;
+    Py_ssize_t cursor[LIQ_MAX_VENUES]; /* each venue's levels taken whole */
+    double taken[LIQ_MAX_VENUES];      /* their amounts */
+    double parts[LIQ_MAX_VENUES];
+    double head_key[LIQ_MAX_VENUES], head_neg[LIQ_MAX_VENUES]; /* each venue's next level: key, -amount */
+    Py_ssize_t active = count;                                 /* venues with levels left (the heap's size) */
+    for (Py_ssize_t v = 0; v < count; v++) {
+        cursor[v] = 0;
+        taken[v] = 0.0;
+        head_key[v] = s->keys[v][0];
+        head_neg[v] = -LIQ_LEVEL_AMOUNT(s, v, 0);
+    }
+    double filled = 0.0; /* == sum(taken), summed in walk order */
+    double notional = 0.0;
+    Py_ssize_t done = 0;
+    int runs = 0; /* runs walked towards the current quantity */
+    Py_ssize_t index = walk[0];
+    PyObject *target_obj = PyTuple_GET_ITEM(quantities, index);
+    double target = PyFloat_AS_DOUBLE(target_obj);
+    volatile double reach = target * liq_short_of; /* rounded on its own: reach - filled is no fused op */
+    while (active > 0) {
+        if (runs == LIQ_SKIP_AFTER) {
+            /* A deep fill through interleaved venues: jump close to its end. */
+            liq_skip(s, cursor, reach);
+            filled = 0.0;
+            notional = 0.0;
+            active = 0;
+            for (Py_ssize_t v = 0; v < count; v++) {
+                taken[v] = s->amounts[v][cursor[v]];
+                filled = filled + taken[v];
+                notional = notional + s->notionals[v][cursor[v]];
+                if (cursor[v] < s->n[v]) {
+                    active++;
+                    head_key[v] = s->keys[v][cursor[v]];
+                    head_neg[v] = -LIQ_LEVEL_AMOUNT(s, v, cursor[v]);
+                }
+            }
+            runs = 0;
+            if (active == 0) { /* the twin's heap[0] of an empty heap: not with increasing keys */
+                PyErr_SetString(PyExc_IndexError, "list index out of range");
+                return -1;
+            }
+        }
+        /* The heap's top: the least (key, -amount, rank); and the least key of the others. */
+        Py_ssize_t rank = -1;
+        for (Py_ssize_t v = 0; v < count; v++) {
+            if (cursor[v] < s->n[v] &&
+                (rank < 0 || head_key[v] < head_key[rank] ||
+                 (head_key[v] == head_key[rank] && head_neg[v] < head_neg[rank]))) {
+                rank = v;
+            }
+        }
+        const double *keys = s->keys[rank];
+        const double *amounts = s->amounts[rank];
+        const double *notionals = s->notionals[rank];
+        Py_ssize_t n = s->n[rank];
+        Py_ssize_t start = cursor[rank];
+        Py_ssize_t end = n;
+        if (active > 1) {
+            /* This venue's run: its levels strictly better than the next venue's best. */
+            double following = 0.0;
+            int found = 0;
+            for (Py_ssize_t v = 0; v < count; v++) {
+                if (v != rank && cursor[v] < s->n[v] && (!found || head_key[v] < following)) {
+                    following = head_key[v];
+                    found = 1;
+                }
+            }
+            end = liq_bisect_left(keys, following, start + 1, n);
+        }
+        double base = amounts[start];
+        double run = amounts[end] - base;
+        while (filled + run >= reach) {
+            /* The quantity ends in this run, at the first level whose
+             * cumulative amount reaches it (within _EDGE). */
+            Py_ssize_t last = liq_bisect_left(amounts, base + (reach - filled), start + 1, end) - 1;
+            double need = target - filled;
+            PyObject *price_obj = LIQ_LEVEL_PRICE(s, rank, last);
+            double price = PyFloat_AS_DOUBLE(price_obj);
+            double cost = notional + (notionals[last] - notionals[start]);
+            volatile double rest = (need - (amounts[last] - base)) * price; /* rounded on its own */
+            cost = cost + rest;
+            memcpy(parts, taken, (size_t)count * sizeof(double));
+            parts[rank] = taken[rank] + need;
+            PyObject *fill = liq_result(kit, target_obj, target, target_obj, cost, Py_NewRef(price_obj),
+                                        liq_parts(kit->amount_type, s->names, parts, count));
+            if (fill == NULL) {
+                return -1;
+            }
+            PyTuple_SET_ITEM(fills, index, fill);
+            done++;
+            if (done == walking) {
+                return 1;
+            }
+            runs = 0;
+            index = walk[done];
+            target_obj = PyTuple_GET_ITEM(quantities, index);
+            target = PyFloat_AS_DOUBLE(target_obj);
+            reach = target * liq_short_of;
+        }
+        filled = filled + run;
+        notional = notional + (notionals[end] - notionals[start]);
+        taken[rank] = taken[rank] + run;
+        cursor[rank] = end;
+        runs++;
+        if (end < n) {
+            head_key[rank] = keys[end];
+            head_neg[rank] = -LIQ_LEVEL_AMOUNT(s, rank, end);
+        }
+        else {
+            active--;
+        }
+    }
+    return 0;
+}
+
+/* A quantity's place in list.sort's order: by value, then by index (the sort is stable). */
+typedef struct {
+    double q;
+    Py_ssize_t i;
+} LiqOrder;
+
+static int
+liq_order_cmp(const void *a, const void *b)
+{
+    const LiqOrder *x = a, *y = b;
+    if (x->q < y->q) {
+        return -1;
+    }
+    if (y->q < x->q) {
+        return 1;
+    }
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+#define LIQ_SMALL_QUANTITIES 16
+
+static PyObject *
+fill_figures(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError,
+                        "fill_figures(names, sides, keys, amounts, notionals, quantities, sell, fill_type, "
+                        "amount_type, nan)");
+        return NULL;
+    }
+    int sell = PyObject_IsTrue(args[6]);
+    if (sell < 0) {
+        return NULL;
+    }
+    int plain = liq_types(args[7], args[8], "fill_type and amount_type must be tuple subclasses", 1);
+    if (plain <= 0) {
+        return plain < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    PyObject *quantities = args[5];
+    if (!LIQ_DOUBLES || !PyTuple_CheckExact(quantities)) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(quantities);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *q = PyTuple_GET_ITEM(quantities, i);
+        if (!PyFloat_CheckExact(q) || !isfinite(PyFloat_AS_DOUBLE(q))) {
+            Py_RETURN_NONE;
+        }
+    }
+    if (count == 0) {
+        return PyTuple_New(0);
+    }
+    PyObject *label = sell ? interned(&str_sell, "sell") : interned(&str_buy, "buy");
+    if (label == NULL) {
+        return NULL;
+    }
+    LiqVenues venues;
+    int read = liq_read(&venues, args[0], args[2], args[3], args[4], args[1]);
+    if (read <= 0) {
+        return read < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    /* Read: from here on only what was copied or is held. */
+    double best_key = 0.0;
+    for (Py_ssize_t v = 0; v < venues.count; v++) {
+        if (v == 0 || venues.keys[v][0] < best_key) { /* min(): the first of equal keys */
+            best_key = venues.keys[v][0];
+        }
+    }
+    if (venues.count > 0 && best_key == 0.0) {
+        liq_release(&venues);
+        Py_RETURN_NONE;
+    }
+    LiqKit kit = {
+        (PyTypeObject *)args[7], (PyTypeObject *)args[8], label, args[9], sell, sell ? -best_key : best_key,
+        &venues,
+    };
+    LiqOrder small_order[LIQ_SMALL_QUANTITIES];
+    Py_ssize_t small_walk[LIQ_SMALL_QUANTITIES];
+    LiqOrder *order = small_order;
+    Py_ssize_t *walk = small_walk;
+    PyObject *result = NULL;
+    if (count > LIQ_SMALL_QUANTITIES) {
+        order = PyMem_New(LiqOrder, count);
+        walk = PyMem_New(Py_ssize_t, count);
+        if (order == NULL || walk == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    result = PyTuple_New(count);
+    if (result == NULL) {
+        goto done;
+    }
+    if (venues.count == 0) {
+        for (Py_ssize_t i = 0; i < count; i++) {
+            PyObject *fill = liq_unfilled(&kit, PyTuple_GET_ITEM(quantities, i));
+            if (fill == NULL) {
+                goto fail;
+            }
+            PyTuple_SET_ITEM(result, i, fill);
+        }
+        goto done;
+    }
+    double total = 0.0;
+    for (Py_ssize_t v = 0; v < venues.count; v++) {
+        total = total + venues.amounts[v][venues.n[v]];
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        order[i].q = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(quantities, i));
+        order[i].i = i;
+    }
+    qsort(order, (size_t)count, sizeof(LiqOrder), liq_order_cmp);
+    Py_ssize_t walking = 0; /* the quantities the books hold, smallest first */
+    PyObject *whole = NULL; /* borrowed from result */
+    for (Py_ssize_t j = 0; j < count; j++) {
+        Py_ssize_t index = order[j].i;
+        PyObject *quantity = PyTuple_GET_ITEM(quantities, index);
+        PyObject *fill;
+        if (order[j].q * liq_short_of <= total) {
+            walk[walking++] = index;
+            continue;
+        }
+        if (whole == NULL) {
+            fill = whole = liq_whole(&kit, quantity, total);
+        }
+        else { /* the same figures, another quantity */
+            PyObject *items[8] = {Py_NewRef(label), Py_NewRef(quantity)};
+            for (Py_ssize_t k = 2; k < 8; k++) {
+                items[k] = Py_NewRef(PyTuple_GET_ITEM(whole, k));
+            }
+            fill = liq_tuple(kit.fill_type, items, 8);
+        }
+        if (fill == NULL) {
+            goto fail;
+        }
+        PyTuple_SET_ITEM(result, index, fill);
+    }
+    if (walking > 0) {
+        int walked = liq_walk(&kit, quantities, walk, walking, result);
+        if (walked < 0) {
+            goto fail;
+        }
+        for (Py_ssize_t j = 0; walked == 0 && j < walking; j++) {
+            /* The walk ran out of levels by a rounding: what is left gets the whole book. */
+            Py_ssize_t index = walk[j];
+            if (PyTuple_GET_ITEM(result, index) != NULL) {
+                continue;
+            }
+            PyObject *fill = liq_whole(&kit, PyTuple_GET_ITEM(quantities, index), total);
+            if (fill == NULL) {
+                goto fail;
+            }
+            PyTuple_SET_ITEM(result, index, fill);
+        }
+    }
+    goto done;
+
+fail:
+    Py_CLEAR(result);
+done:
+    if (order != small_order) {
+        PyMem_Free(order);
+        PyMem_Free(walk);
+    }
+    liq_release(&venues);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"apply_side", (PyCFunction)(void (*)(void))apply_side, METH_FASTCALL,
      "apply_side(side, levels, bids, bound) -> bool: apply float levels to one side of a numeric book."},
@@ -2942,6 +3798,12 @@ static PyMethodDef methods[] = {
     {"bbo_quotes", (PyCFunction)(void (*)(void))bbo_quotes, METH_FASTCALL,
      "bbo_quotes(bid_runs, ask_runs, quote_type, level_type, nan) -> (quotes, best_bid, best_ask) | None: "
      "each venue's quote and the best of each side."},
+    {"band_figures", (PyCFunction)(void (*)(void))band_figures, METH_FASTCALL,
+     "band_figures(bid_names, bid_keys, bid_amounts, ask_names, ask_keys, ask_amounts, mid, bands, band_type, "
+     "amount_type) -> tuple | None: the liquidity bands around mid."},
+    {"fill_figures", (PyCFunction)(void (*)(void))fill_figures, METH_FASTCALL,
+     "fill_figures(names, sides, keys, amounts, notionals, quantities, sell, fill_type, amount_type, nan) "
+     "-> tuple | None: the cost of filling each quantity on one side."},
     {NULL, NULL, 0, NULL},
 };
 

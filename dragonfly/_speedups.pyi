@@ -3,6 +3,7 @@ from typing import Any
 
 from sortedcontainers import SortedDict
 
+from dragonfly.core.liquidity import Band, Fill, VenueAmount
 from dragonfly.core.types import MergedBook, MergedLevel, VenueState
 from dragonfly.core.views import VenueBbo
 
@@ -67,3 +68,27 @@ def bbo_quotes(
     level_type: type[MergedLevel],
     nan: float,
 ) -> tuple[tuple[VenueBbo, ...], MergedLevel | None, MergedLevel | None] | None: ...
+def band_figures(
+    bid_names: Sequence[str],
+    bid_keys: Sequence[Sequence[float]],
+    bid_amounts: Sequence[Sequence[float]],
+    ask_names: Sequence[str],
+    ask_keys: Sequence[Sequence[float]],
+    ask_amounts: Sequence[Sequence[float]],
+    mid: float,
+    bands: tuple[float, ...],
+    band_type: type[Band],
+    amount_type: type[VenueAmount],
+) -> tuple[Band, ...] | None: ...
+def fill_figures(
+    names: Sequence[str],
+    sides: Sequence[tuple[tuple[float, float], ...]],
+    keys: Sequence[Sequence[float]],
+    amounts: Sequence[Sequence[float]],
+    notionals: Sequence[Sequence[float]],
+    quantities: tuple[float, ...],
+    sell: bool,
+    fill_type: type[Fill],
+    amount_type: type[VenueAmount],
+    nan: float,
+) -> tuple[Fill, ...] | None: ...

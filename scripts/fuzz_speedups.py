@@ -41,6 +41,19 @@ What it calls, for each of the module's functions in turn:
   sequence type): declined exactly there, else the twin's result, its very
   float and nan objects; runs of two lengths, types that are not tuple
   types, arguments that are not sequences or not five;
+* **liquidity figures** (``band_figures``, ``fill_figures``): venue books
+  on a shared tick grid (ties across venues; up to 200 levels a side, so
+  that deep fills bisect ahead) read as the liquidity view reads them, or
+  sides of any finite numbers (sums that overflow); quantities shallow, deep,
+  at the books' total and beyond, zero, negative, repeated; bands and mids of
+  any float; and what they must decline (a number that is not an exact
+  finite float, keys out of order, lists of the wrong length, sides that are
+  not tuples of float pairs, a best price of 0, more than 64 venues, struct
+  sequence types, a fill type with its own indexing): declined exactly
+  there, else the twin's figures bit for bit, its nan, quantity and band
+  objects where it puts them; finalizers that empty every list mid-call
+  (the result is then what they held when read), and arguments of the
+  wrong type or count;
 * **misbehaving objects**: a ``__float__`` that empties the list being read
   or raises, keys whose ``__hash__`` or ``__eq__`` clears the SortedDict's
   key lists or a venue dict being read, a clock that empties the book's sides, a health record
@@ -73,6 +86,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from random import Random
 from typing import Any, NamedTuple
@@ -91,7 +105,15 @@ from dragonfly.core.bbo import bbo_quotes_py  # noqa: E402
 from dragonfly.core.book import L2Book  # noqa: E402
 from dragonfly.core.checksum import crc32_digits_py, crc32_interleaved_py  # noqa: E402
 from dragonfly.core.health import VenueStatus  # noqa: E402
-from dragonfly.core.liquidity import side_sums_py  # noqa: E402
+from dragonfly.core.liquidity import (  # noqa: E402
+    Band,
+    Fill,
+    SideCache,
+    VenueAmount,
+    band_figures_py,
+    fill_figures_py,
+    side_sums_py,
+)
 from dragonfly.core.listener import check_book_py  # noqa: E402
 from dragonfly.core.types import MergedBook, MergedLevel, VenueBook, VenueState  # noqa: E402
 from dragonfly.core.views import VenueBbo  # noqa: E402
@@ -154,8 +176,15 @@ def expect_same(name: str, got: tuple[str, Any], want: tuple[str, Any], detail: 
         raise MismatchError(f"{name}: C gave {_short(got)}, the twin {_short(want)}; {detail}")
 
 
+def _plain(x: object) -> object:
+    return tuple(map(_plain, x)) if isinstance(x, tuple) else x
+
+
 def _short(x: object, limit: int = 300) -> str:
-    text = repr(x)
+    try:
+        text = repr(x)
+    except Exception:  # a NamedTuple of more items than fields (a type the call was given): as tuples
+        text = repr(_plain(x))
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
 
 
@@ -1663,6 +1692,393 @@ def fuzz_bbo_quotes(rng: Random, corpus: Corpus) -> None:
         raise MismatchError(f"bbo_quotes: {len(bad)} arguments gave {_short(got)}; {where}")
 
 
+# -- band_figures and fill_figures ---------------------------------------------------------
+
+
+class SlicedFill(NamedTuple):
+    """A fill type whose indexing is its own: fill_figures must decline it (the twin slices a fill)."""
+
+    side: str
+    quantity: float
+    filled: float
+    average_price: float
+    worst_price: float
+    slippage_bps: float
+    venues: tuple[Any, ...]
+    complete: bool
+
+    def __getitem__(self, i: Any) -> Any:
+        return tuple.__getitem__(self, i)
+
+
+#: Numbers the figures must decline where a float is read (or, for mid and bands, take).
+BAD_LIQ_NUMBERS: list[Any] = [
+    math.nan, math.inf, -math.inf, FloatChild(1.0), 1, True, None, "1.0", 2**70,
+]  # fmt: skip
+
+
+def _liq_runs(rng: Random, corpus: Corpus) -> tuple[list[Any], list[Any]]:
+    """Venue books as the merge's runs: 0-10 venues on a shared tick grid (ties across venues), or garbage.
+
+    Garbage: sides of any finite numbers, unsorted, with huge ones (sums that overflow).
+    """
+    count = rng.choice([0, 1, 2, 3, 6, 8, rng.randint(0, 10)])
+    names = sorted(rng.sample(NAMES, min(count, len(NAMES))))
+    base = rng.choice(corpus.prices)
+    tick = base * rng.choice([1e-5, 1e-4, 1e-3, 1e-2])
+    pool = [rng.choice([0.001, 0.1, 0.5, 1.0, 2.5]), draw_float(rng, corpus, 0.0), rng.uniform(0.0001, 10)]
+    garbage = rng.random() < 0.1
+    bid_runs: list[Any] = []
+    ask_runs: list[Any] = []
+    for name in names:
+        sides = []
+        for bid in (True, False):
+            n = rng.choice([0, 1, 2, 10, 50, 120, rng.randint(1, 200)])
+            if garbage:
+                # Distinct prices best first (keys increase: taken); amounts of any sign and size.
+                distinct = {draw_float(rng, corpus, 0.3) * rng.choice([1, -1]) for _ in range(n)}
+                levels = [(p, draw_float(rng, corpus, 0.3) * rng.choice([1, 1, -1, 0])) for p in distinct]
+                side = sorted((p, a) for p, a in levels if math.isfinite(p) and math.isfinite(a))
+                sides.append(tuple(side[::-1] if bid else side))
+                continue
+            ticks = sorted(rng.sample(range(int(n * rng.choice([1.0, 1.5, 4.0])) + 1), n))
+            amounts = [rng.choice(pool) if rng.random() < 0.6 else draw_float(rng, corpus, 0) for _ in ticks]
+            prices = [base - t * tick if bid else base + tick + t * tick for t in ticks]
+            sides.append(tuple(zip(prices, amounts, strict=True)))
+        bid_runs.append((name, sides[0]))
+        ask_runs.append((name, sides[1]))
+    return bid_runs, ask_runs
+
+
+def _liq_read(runs: list[Any], bids: bool) -> list[list[Any]]:
+    """[names, sides, keys, amounts, notionals] of the runs, as SideCache reads them (fresh lists)."""
+    venues = SideCache(bids=bids).read(runs)
+    return [venues.names, venues.sides, venues.keys, venues.amounts, venues.notionals]
+
+
+def _liq_quantities(rng: Random, corpus: Corpus, total: float) -> Any:
+    """Quantities: shallow, deep, at the books' total and beyond, tiny, repeated; at times not floats."""
+    scale = total if math.isfinite(total) and total > 0 else 1.0
+
+    def one() -> float:
+        r = rng.random()
+        if r < 0.4:
+            return scale * rng.random()
+        if r < 0.6:
+            return rng.choice([scale, scale * (1 - 1e-13), scale * (1 + 1e-13), scale * 2, 1e-12, 5e-324])
+        if r < 0.9:
+            return rng.choice([0.5, 1.0, 10.0, 100.0]) * rng.choice([1e-3, 1.0, 1e3])
+        return rng.choice([0.0, -0.0, -1.0, 1e308, -1e308, draw_float(rng, corpus, 0.3)])
+
+    quantities: list[Any] = [one() for _ in range(rng.choice([0, 1, 3, 5, rng.randint(0, 40)]))]
+    if quantities and rng.random() < 0.3:
+        quantities += rng.choices(quantities, k=rng.randint(1, 4))  # repeats
+        rng.shuffle(quantities)
+    if quantities and rng.random() < 0.05:
+        quantities[rng.randrange(len(quantities))] = rng.choice(BAD_LIQ_NUMBERS)
+    if rng.random() < 0.03:
+        return rng.choice([quantities, iter(quantities), None, 5.0, PlainLevel(quantities)])
+    return tuple(quantities)
+
+
+def _liq_spoil(rng: Random, corpus: Corpus, lists: list[Any], fills: bool) -> None:
+    """Break (or not quite) one thing of a side's [names, (sides,) keys, amounts, (notionals)] in place."""
+    names = lists[0]
+    if not names:
+        return
+    v = rng.randrange(len(names))
+    kind = rng.randrange(9)
+    j = rng.choice([2, 3, 4] if fills else [1, 2])  # keys, amounts(, notionals)
+    seq = list(lists[j][v])
+    if kind == 0:  # a number: not a float, not finite, or another finite value
+        i = rng.randrange(len(seq))
+        seq[i] = rng.choice([*BAD_LIQ_NUMBERS, draw_float(rng, corpus, 0.5), -seq[i], 0.0, 1e308])
+    elif kind == 1:  # one too many, or too few
+        if rng.random() < 0.5:
+            seq.append(seq[-1])
+        else:
+            seq.pop()
+    elif kind == 2 and len(seq) > 1:  # keys out of order, or equal
+        i = rng.randrange(len(seq) - 1)
+        seq[i + 1] = seq[i] if rng.random() < 0.5 else seq[i] - 1.0
+    elif kind == 3:
+        lists[j][v] = rng.choice([tuple(seq), iter(seq), None, PlainLevel(seq), "ab"])
+        return
+    elif kind == 4 and fills:  # the side: its type, a level's shape or numbers
+        side = list(lists[1][v])
+        i = rng.randrange(len(side))
+        side[i] = rng.choice([
+            (side[i][0], rng.choice(BAD_LIQ_NUMBERS)), (rng.choice(BAD_LIQ_NUMBERS), side[i][1]),
+            list(side[i]),
+            (*side[i], 1.0), side[i][:1], PlainLevel(side[i]), Quote("v", *side[i]), None,
+            (side[i][0], -side[i][1]),
+        ])  # fmt: skip
+        lists[1][v] = tuple(side) if rng.random() < 0.9 else side
+        return
+    elif kind == 5:  # a container of another length, or not a list
+        k = rng.randrange(len(lists))
+        if rng.random() < 0.6:
+            lists[k] = rng.choice([lists[k][:-1], [*lists[k], lists[k][0]], tuple(lists[k])])
+        else:
+            lists[k] = rng.choice([iter(lists[k]), None, PlainLevel(lists[k]), {}])
+        return
+    elif kind == 6:  # names of any type (only referenced)
+        names[v] = rng.choice([None, 5, b"x", ("t",), 1.5, math.nan])
+        return
+    elif kind == 7:  # a best price of 0 (the twin divides by it), or a key of 0 further in
+        seq[0 if rng.random() < 0.5 else -1] = rng.choice([0.0, -0.0])
+    else:  # a venue without levels
+        empties: list[Any] = [(), [], [0.0], [0.0]] if fills else [[], [0.0]]
+        for k, empty in enumerate(empties, 1):
+            lists[k][v] = empty
+        return
+    lists[j][v] = seq
+
+
+def _liq_floats(seq: Any, n: int, increasing: bool = False) -> bool:
+    if type(seq) not in (list, tuple) or len(seq) != n:
+        return False
+    if not all(type(x) is float and math.isfinite(x) for x in seq):
+        return False
+    return not increasing or all(a < b for a, b in pairwise(seq))
+
+
+def _liq_taken(names: Any, keys: Any, amounts: Any, *fills: Any) -> bool:
+    """Rule 3 of band_figures / fill_figures in _speedups.c: one side's venues as C takes them.
+
+    ``fills``: the fills' notionals and sides (none for the bands).
+    """
+    notionals, sides = fills if fills else (None, None)
+    seqs = [names, keys, amounts, *fills]
+    if any(type(s) not in (list, tuple) for s in seqs) or len({len(s) for s in seqs}) != 1 or len(names) > 64:
+        return False
+    for v in range(len(names)):
+        if type(keys[v]) not in (list, tuple) or not keys[v]:
+            return False
+        n = len(keys[v])
+        if not _liq_floats(keys[v], n, increasing=True) or not _liq_floats(amounts[v], n + 1):
+            return False
+        if fills:
+            side = sides[v]
+            if not _liq_floats(notionals[v], n + 1) or type(side) is not tuple or len(side) != n:
+                return False
+            if not all(type(level) is tuple and _liq_floats(level, 2) for level in side):
+                return False
+    return True
+
+
+def _liq_plain(*types: Any) -> bool:
+    """plain_tuple_type of tuple types (rule 1): not a struct sequence."""
+    return not any(hasattr(t, "n_sequence_fields") for t in types)
+
+
+def _fill_declines(args: list[Any]) -> bool:
+    """Whether C must leave fill_figures(*args) to its twin, past its errors (rules 1-4 in _speedups.c)."""
+    names, sides, keys, amounts, notionals, quantities, _, fill_type, amount_type, _ = args
+    if not _liq_plain(fill_type, amount_type) or fill_type.__getitem__ is not tuple.__getitem__:
+        return True
+    if type(quantities) is not tuple or not all(type(q) is float and math.isfinite(q) for q in quantities):
+        return True
+    if not quantities:
+        return False
+    if not _liq_taken(names, keys, amounts, notionals, sides):
+        return True
+    return bool(keys) and min(k[0] for k in keys) == 0.0
+
+
+def _fill_want(args: list[Any]) -> tuple[str, Any]:
+    """What C must give for fill_figures(*args): its errors, None where it declines, else the twin's."""
+    if len(args) != 10:
+        return "raise", TypeError
+    truth = outcome(bool, args[6])  # sell is read first
+    if truth[0] == "raise":
+        return truth
+    if not _tuple_type(args[7]) or not _tuple_type(args[8]):
+        return "raise", TypeError
+    if _fill_declines(args):
+        return "ok", None
+    if not args[5]:
+        return "ok", ()
+    return outcome(fill_figures_py, *args[:6], truth[1], *args[7:])
+
+
+def _band_declines(args: list[Any]) -> bool:
+    """Whether C must leave band_figures(*args) to its twin, past its errors (rules 1-3 in _speedups.c)."""
+    mid, bands = args[6], args[7]
+    if not _liq_plain(args[8], args[9]) or type(mid) is not float or type(bands) is not tuple:
+        return True
+    if not all(type(b) is float for b in bands):
+        return True
+    return bool(bands) and not (_liq_taken(*args[0:3]) and _liq_taken(*args[3:6]))
+
+
+def _band_want(args: list[Any]) -> tuple[str, Any]:
+    if len(args) != 10 or not _tuple_type(args[8]) or not _tuple_type(args[9]):
+        return "raise", TypeError
+    if _band_declines(args):
+        return "ok", None
+    if not args[7]:
+        return "ok", ()
+    return outcome(band_figures_py, *args)
+
+
+def _liq_same_objects(got: Any, want: Any, nan: object) -> bool:
+    """The twin's nan object exactly where the twin puts it, and nowhere else."""
+    if (got is nan) != (want is nan):
+        return False
+    if type(want) is not float and isinstance(want, tuple) and not isinstance(want, str):
+        return all(_liq_same_objects(g, w, nan) for g, w in zip(got, want, strict=True))
+    return True
+
+
+def _liq_check(name: str, got: tuple[str, Any], want: tuple[str, Any], nan: object, where: str) -> None:
+    if got == ("ok", None) and want != got:
+        raise MismatchError(f"{name}: C declined a call it must take; {where}")
+    if want == ("ok", None) and got != want:
+        raise MismatchError(f"{name}: C took a call it must decline: {_short(got)}; {where}")
+    expect_same(name, got, want, where)
+    if got[0] == "ok" and got[1] is not None and not _liq_same_objects(got[1], want[1], nan):
+        detail = f"C {_short(got)}, the twin {_short(want)}; {where}"
+        raise MismatchError(f"{name}: its nan not where the twin puts it: {detail}")
+
+
+def _liq_types(rng: Random, figure: type, amount: type) -> tuple[Any, Any]:
+    r = rng.random()
+    if r < 0.9:
+        return figure, amount
+    if r < 0.95:
+        return rng.choice([figure, *ANY_LEVEL_TYPES]), rng.choice(ANY_LEVEL_TYPES)
+    bad = rng.choice([*BAD_LEVEL_TYPES, SlicedFill])
+    return (bad, amount) if rng.random() < 0.5 else (figure, bad)
+
+
+def _liq_meddle(
+    rng: Random, name: str, fn: Callable[..., Any], args: list[Any], lists: list[Any],
+    want_of: Callable[[list[Any]], tuple[str, Any]], where: str,
+) -> None:  # fmt: skip
+    """Garbage whose finalizer empties the lists at some allocation of the call (or of the caller's).
+
+    C reads every list before it allocates, so it gives what is due for the
+    lists as drawn, or, when the finalizer ran before the call reached it, for
+    the lists as the finalizer left them.
+    """
+    want = want_of(args)
+    Relay(rng.choice([0, 1, 2, 3, rng.randint(0, 60)]), *lists)
+    with collecting_always():
+        got = outcome(fn, *args)
+    gc.collect()  # the rest of the relay, if any: the lists as the finalizer leaves them
+    for twin in (want, want_of(args)):
+        if got[0] == twin[0] and (same(got[1], twin[1]) if got[0] == "ok" else got[1] is twin[1]):
+            return
+    raise MismatchError(f"{name}: meddled with, C gave {_short(got)}, the twin {_short(want)}; {where}")
+
+
+def _liq_hostile(rng: Random, name: str, fn: Callable[..., Any], args: list[Any], where: str) -> None:
+    """Not sequences, not types, not ten arguments: it returns or raises (TypeError for a wrong count)."""
+    bad = list(args)
+    i = rng.randrange(10)
+    bad[i] = rng.choice([None, 5, "ab", {"a": ()}, iter([1.0]), [[1.0]], math.nan, *BAD_LEVEL_TYPES])
+    if rng.random() < 0.3:
+        bad = bad[: rng.randrange(10)] if rng.random() < 0.5 else [*bad, None]
+    plant_finalizers(rng, *(x for x in bad if isinstance(x, list)))
+    with collecting_always():
+        got = survives(fn, *bad)
+    if len(bad) != 10 and got != ("raise", TypeError):
+        raise MismatchError(f"{name}: {len(bad)} arguments gave {_short(got)}; {where}")
+
+
+def _draw_fill_args(rng: Random, corpus: Corpus) -> tuple[list[Any], list[Any]]:
+    """fill_figures' arguments and the lists a finalizer may empty (fresh ones: drawn again to replay)."""
+    bid_runs, ask_runs = _liq_runs(rng, corpus)
+    sell = rng.random() < 0.5
+    lists = _liq_read(bid_runs if sell else ask_runs, sell)
+    total = sum(a[-1] for a in lists[3])
+    if rng.random() < 0.25:
+        _liq_spoil(rng, corpus, lists, fills=True)
+    quantities = _liq_quantities(rng, corpus, total)
+    flag: Any = sell
+    if rng.random() < 0.05:
+        truthy: list[Any] = [1, "x", [0], Raising()] if sell else [0, "", None, [], Raising()]
+        flag = rng.choice(truthy)
+    fill_type, amount_type = _liq_types(rng, Fill, VenueAmount)
+    nan: Any = float("nan") if rng.random() < 0.9 else rng.choice([None, "nan", _fresh_float(0.0), -math.inf])
+    victims = [x for x in lists if isinstance(x, list)]
+    victims += [x for seqs in lists[2:] if isinstance(seqs, list) for x in seqs if isinstance(x, list)]
+    return [*lists, quantities, flag, fill_type, amount_type, nan], victims
+
+
+def fuzz_fill_figures(rng: Random, corpus: Corpus) -> None:
+    """Each quantity's fill across the venues against the twin, bit for bit; declined exactly where due."""
+    seed = rng.getrandbits(32)
+    args, victims = _draw_fill_args(Random(seed), corpus)
+    n = len(args[0]) if isinstance(args[0], list | tuple) else -1
+    where = f"seed={seed} venues={n} quantities={_short(args[5], 120)} sell={_short(args[6])}"
+    r = rng.random()
+    if r < 0.8:
+        want = _fill_want(args)
+        with collecting_always():  # nothing to collect but what the call makes
+            got = outcome(C.fill_figures, *args)
+        _liq_check("fill_figures", got, want, args[9], where)
+        if got[0] == "ok" and got[1] and not all(
+            fill[1] is q for fill, q in zip(got[1], args[5], strict=True)
+        ):
+            raise MismatchError(f"fill_figures: not the quantity objects; {where}")
+        return
+    if r < 0.93:
+        _liq_meddle(rng, "fill_figures", C.fill_figures, args, victims, _fill_want, where)
+        return
+    _liq_hostile(rng, "fill_figures", C.fill_figures, args, where)
+
+
+def _draw_band_args(rng: Random, corpus: Corpus) -> tuple[list[Any], list[Any]]:
+    bid_runs, ask_runs = _liq_runs(rng, corpus)
+    bid_lists, ask_lists = _liq_read(bid_runs, True), _liq_read(ask_runs, False)
+    bids = [bid_lists[0], *bid_lists[2:4]]
+    asks = [ask_lists[0], *ask_lists[2:4]]
+    if bids[1] and asks[1]:
+        mid = (min(k[0] for k in asks[1]) - min(k[0] for k in bids[1])) * 0.5
+    else:
+        mid = rng.choice(corpus.prices)
+    if rng.random() < 0.2:
+        mid = rng.choice([mid * rng.uniform(0.9, 1.1), draw_float(rng, corpus, 0.5), math.nan, -mid])
+    for lists in (bids, asks):
+        if rng.random() < 0.15:
+            _liq_spoil(rng, corpus, lists, fills=False)
+    widths = [0.25, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 333.3, 1000.0, 1e4]
+    bands: Any = tuple(sorted(rng.sample(widths, rng.randint(0, 6))))
+    if rng.random() < 0.1:
+        bands = (*bands, rng.choice([math.nan, math.inf, -5.0, 0.0, 1e300, draw_float(rng, corpus, 0.5)]))
+    if rng.random() < 0.05:
+        bands = rng.choice([list(bands), (*bands, rng.choice(BAD_LIQ_NUMBERS)), None, PlainLevel(bands)])
+    if rng.random() < 0.03:
+        mid = rng.choice(BAD_LIQ_NUMBERS)
+    band_type, amount_type = _liq_types(rng, Band, VenueAmount)
+    victims = [x for x in (*bids, *asks) if isinstance(x, list)]
+    inner = [seqs for seqs in (*bids[1:], *asks[1:]) if isinstance(seqs, list)]
+    victims += [x for seqs in inner for x in seqs if isinstance(x, list)]
+    return [*bids, *asks, mid, bands, band_type, amount_type], victims
+
+
+def fuzz_band_figures(rng: Random, corpus: Corpus) -> None:
+    """What the venues hold within each band around the mid against the twin; declined exactly where due."""
+    seed = rng.getrandbits(32)
+    args, victims = _draw_band_args(Random(seed), corpus)
+    where = f"seed={seed} mid={_short(args[6])} bands={_short(args[7], 120)}"
+    r = rng.random()
+    if r < 0.8:
+        want = _band_want(args)
+        with collecting_always():
+            got = outcome(C.band_figures, *args)
+        _liq_check("band_figures", got, want, None, where)
+        if got[0] == "ok" and got[1] and not all(b[0] is bps for b, bps in zip(got[1], args[7], strict=True)):
+            raise MismatchError(f"band_figures: not the bands' objects; {where}")
+        return
+    if r < 0.93:
+        _liq_meddle(rng, "band_figures", C.band_figures, args, victims, _band_want, where)
+        return
+    _liq_hostile(rng, "band_figures", C.band_figures, args, where)
+
+
 # -- the run -------------------------------------------------------------------------------
 
 
@@ -1681,6 +2097,8 @@ TARGETS: dict[str, Callable[[Random, Corpus], None]] = {
     "venue_states": fuzz_venue_states,
     "side_sums": fuzz_side_sums,
     "bbo_quotes": fuzz_bbo_quotes,
+    "band_figures": fuzz_band_figures,
+    "fill_figures": fuzz_fill_figures,
     "crc32_digits": fuzz_checksums,
     "crc32_interleaved": fuzz_checksums,
 }
@@ -1704,6 +2122,8 @@ ROUND = [
     "venue_states",
     "side_sums",
     "bbo_quotes",
+    "band_figures",
+    "fill_figures",
 ]
 
 

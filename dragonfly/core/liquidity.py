@@ -62,20 +62,26 @@ it, and reads a side again only when the venue's side is a new object (a
 venue's side tuple is replaced, never changed, when its book changes): one
 entry per venue, so it is as big as the books it reads.
 
-Measured with ``python -m dragonfly.core.liquidity`` (:func:`_bench`: best of
-5 x 500 :func:`compute` calls; 6 venues x 100 levels a side interleaved level
-by level with ties, 4 bands, quantities 10, half the books, twice the books)
-on a slow shared 2-core box where one ``bisect_right`` over 100 items takes
-0.30 µs (a few times less on a current desktop: scale by that):
+The bands and the fills are C functions when the speedups are built
+(``band_figures`` and ``fill_figures``, :mod:`dragonfly.accel`), with
+:func:`band_figures_py` and :func:`fill_figures_py` their twins: the same
+floats bit for bit, the twins' additions in the twins' order (sums left to
+right from 0.0, on every Python version: :data:`_sum`). Measured with
+``python -m dragonfly.core.liquidity`` (:func:`_bench`: best of 5 x 500
+:func:`compute` calls; 6 venues x 100 levels a side interleaved level by
+level with ties, 4 bands, quantities 10, half the books, twice the books) on
+this 2-core VM, where one ``bisect_right`` over 100 items takes 0.18 µs,
+C / pure Python (``DRAGONFLY_PURE_PYTHON=1``):
 
-* cached, no side changed: ~165 µs (bands ~37, each side's fills ~55:
-  the half-the-books fill ~40 of it, the whole-book one ~5);
-* cached, three shallow quantities (1, 10, 25): ~88 µs;
-* one venue's two sides changed (the common burst): ~200 µs;
-* uncached, all 12 sides new: ~500 µs (reading a side is ~25 µs).
+* cached, no side changed: 19-25 / 113-115 µs (4 bands 5.2 / 26 µs, a
+  side's 3 fills 4.6 / 41 µs);
+* cached, three shallow quantities (1, 10, 25): 17-20 / 64-65 µs;
+* one venue's two sides changed (the common burst): 26 / 141-145 µs;
+* uncached, all 12 sides new: 63-65 / 274-282 µs (each side's keys and
+  running sums, ``side_sums``, 1.6 / 6.5 µs on 50 levels).
 
-Without the bisection ahead, the half-the-books fill walks ~300 runs: ~390
-µs a side instead of ~40.
+Without the bisection ahead, the half-the-books fill walks ~300 runs (in
+Python ~390 µs a side instead of ~40).
 """
 
 from __future__ import annotations
@@ -83,10 +89,10 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
-from functools import partial
+from functools import partial, reduce
 from heapq import heapify, heappop, heapreplace
 from itertools import accumulate, compress, pairwise, repeat
-from operator import getitem, itemgetter, mul, neg, sub
+from operator import add, getitem, itemgetter, mul, neg, sub
 from typing import NamedTuple
 
 from dragonfly.accel import speedups
@@ -317,19 +323,17 @@ class SideCache:
 
 #: A venue's next level in the fill walk's heap: (key, -amount, rank).
 _Head = tuple[float, float, int]
-
-_venue_amount: Callable[[tuple[str, float]], VenueAmount] = partial(tuple.__new__, VenueAmount)
-_band: Callable[[tuple[float, float, float, tuple[VenueAmount, ...], tuple[VenueAmount, ...]]], Band] = (
-    partial(tuple.__new__, Band)
-)
-_fill: Callable[[tuple[str, float, float, float, float, float, tuple[VenueAmount, ...], bool]], Fill] = (
-    partial(tuple.__new__, Fill)
-)
+#: What a figure is made of: (fill type, venue-amount type, the nan published).
+_Kit = tuple[type["Fill"], type["VenueAmount"], float]
+#: Floats summed left to right from 0.0, on every Python version (``sum`` of
+#: floats is compensated from 3.12 on): the C twins add in the same order.
+_sum = partial(reduce, add)
 
 
-def _parts(names: list[str], amounts: list[float]) -> tuple[VenueAmount, ...]:
+def _parts(names: list[str], amounts: list[float], amount_type: type[VenueAmount]) -> tuple[VenueAmount, ...]:
     """``(name, amount)`` of each venue, zeros left out (C calls only)."""
-    return tuple(compress(map(_venue_amount, zip(names, amounts, strict=True)), amounts))
+    make = partial(tuple.__new__, amount_type)
+    return tuple(compress(map(make, zip(names, amounts, strict=True)), amounts))
 
 
 # ---------------------------------------------------------------- figures
@@ -358,45 +362,98 @@ def compute(
     if bids.names and asks.names:
         # Keys ascending: a side's best is its venues' lowest first key.
         mid = (min(map(_first, asks.keys)) - min(map(_first, bids.keys))) * 0.5
-        out_bands = _bands(bids, asks, mid, bands)
+        args = (bids.names, bids.keys, bids.amounts, asks.names, asks.keys, asks.amounts, mid, bands)
+        out_bands = band_figures(*args, Band, VenueAmount)
+        if out_bands is None:
+            out_bands = band_figures_py(*args, Band, VenueAmount)
     else:
         mid = _NAN
-        out_bands = tuple(_band((bps, 0.0, 0.0, (), ())) for bps in bands)
+        out_bands = tuple(tuple.__new__(Band, (bps, 0.0, 0.0, (), ())) for bps in bands)
     return mid, out_bands, _fills(bids, quantities, True), _fills(asks, quantities, False)
 
 
-def _bands(bids: _Venues, asks: _Venues, mid: float, bands: tuple[float, ...]) -> tuple[Band, ...]:
+def _fills(venues: _Venues, quantities: tuple[float, ...], sell: bool) -> tuple[Fill, ...]:
+    args = (venues.names, venues.sides, venues.keys, venues.amounts, venues.notionals, quantities, sell)
+    fills = fill_figures(*args, Fill, VenueAmount, _NAN)
+    return fills if fills is not None else fill_figures_py(*args, Fill, VenueAmount, _NAN)
+
+
+def band_figures_py(
+    bid_names: list[str],
+    bid_keys: list[Sequence[float]],
+    bid_amounts: list[list[float]],
+    ask_names: list[str],
+    ask_keys: list[Sequence[float]],
+    ask_amounts: list[list[float]],
+    mid: float,
+    bands: tuple[float, ...],
+    band_type: type[Band] = Band,
+    amount_type: type[VenueAmount] = VenueAmount,
+) -> tuple[Band, ...]:
+    """One :class:`Band` per ``bands`` around ``mid`` (pure Python; the C twin is ``band_figures``).
+
+    Per side, the venues with a non-empty side in name order: their names,
+    sort keys and prefix sums of amounts (:class:`SideCache`). Bid keys are
+    negated prices.
+    """
     out = []
     for bps in bands:
         width = bps * 1e-4 + _EDGE
         # Bid keys are negated prices: price >= low <=> -price <= -low.
-        ends = map(bisect_right, bids.keys, repeat(-(mid * (1.0 - width))))
-        bid_parts = list(map(getitem, bids.amounts, ends))
-        ends = map(bisect_right, asks.keys, repeat(mid * (1.0 + width)))
-        ask_parts = list(map(getitem, asks.amounts, ends))
+        ends = map(bisect_right, bid_keys, repeat(-(mid * (1.0 - width))))
+        bid_parts = list(map(getitem, bid_amounts, ends))
+        ends = map(bisect_right, ask_keys, repeat(mid * (1.0 + width)))
+        ask_parts = list(map(getitem, ask_amounts, ends))
         out.append(
-            _band(
+            tuple.__new__(
+                band_type,
                 (
                     bps,
-                    sum(bid_parts),
-                    sum(ask_parts),
-                    _parts(bids.names, bid_parts),
-                    _parts(asks.names, ask_parts),
-                )
+                    _sum(bid_parts, 0.0),
+                    _sum(ask_parts, 0.0),
+                    _parts(bid_names, bid_parts, amount_type),
+                    _parts(ask_names, ask_parts, amount_type),
+                ),
             )
         )
     return tuple(out)
 
 
-def _fills(venues: _Venues, quantities: tuple[float, ...], sell: bool) -> tuple[Fill, ...]:
-    """One fill per quantity on one side (``sell``: the bids), in the quantities' order."""
+def fill_figures_py(
+    names: list[str],
+    sides: list[Side],
+    keys: list[Sequence[float]],
+    amounts: list[list[float]],
+    notionals: list[list[float]],
+    quantities: tuple[float, ...],
+    sell: bool,
+    fill_type: type[Fill] = Fill,
+    amount_type: type[VenueAmount] = VenueAmount,
+    nan: float = _NAN,
+) -> tuple[Fill, ...]:
+    """One fill per quantity on one side (``sell``: the bids), in the quantities' order.
+
+    Pure Python; the C twin is ``fill_figures``. The venues with a non-empty
+    side, in name order: their names, sides, sort keys and prefix sums of
+    amounts and of ``price * amount`` (:class:`SideCache`). ``nan`` is the
+    object every ``nan`` figure is.
+    """
     if not quantities:
         return ()
+    kit: _Kit = (fill_type, amount_type, nan)
     label = "sell" if sell else "buy"
-    if not venues.names:
-        return tuple(_fill((label, q, 0.0, _NAN, _NAN, _NAN, (), False)) for q in quantities)
-    total = sum(map(_last, venues.amounts))
-    best_key = min(map(_first, venues.keys))
+    if not names:
+        return tuple(tuple.__new__(fill_type, (label, q, 0.0, nan, nan, nan, (), False)) for q in quantities)
+    venues = _Venues()
+    venues.names, venues.sides, venues.keys, venues.amounts, venues.notionals = (
+        names,
+        sides,
+        keys,
+        amounts,
+        notionals,
+    )
+    total = _sum(map(_last, amounts), 0.0)
+    best_key = min(map(_first, keys))
     best = -best_key if sell else best_key
     fills: list[Fill | None] = [None] * len(quantities)
     walk: list[int] = []  # the quantities the books hold, smallest first
@@ -406,30 +463,33 @@ def _fills(venues: _Venues, quantities: tuple[float, ...], sell: bool) -> tuple[
         if quantity * (1.0 - _EDGE) <= total:
             walk.append(index)
         elif whole is None:
-            fills[index] = whole = _whole(venues, label, quantity, total, best, sell)
+            fills[index] = whole = _whole(venues, label, quantity, total, best, sell, kit)
         else:  # the same figures, another quantity (never complete: it exceeds the books)
-            fills[index] = _fill((label, quantity, *whole[2:]))
-    if walk and not _walk(venues, quantities, walk, fills, label, best, sell):
+            fills[index] = tuple.__new__(fill_type, (label, quantity, *whole[2:]))
+    if walk and not _walk(venues, quantities, walk, fills, label, best, sell, kit):
         # The walk ran out of levels by a rounding (cannot happen with _EDGE;
         # be total anyway): what is left gets the whole book.
         for index in walk:
             if fills[index] is None:
-                fills[index] = _whole(venues, label, quantities[index], total, best, sell)
+                fills[index] = _whole(venues, label, quantities[index], total, best, sell, kit)
     return tuple(fills)  # type: ignore[arg-type]  # every slot is set above
 
 
-def _whole(venues: _Venues, label: str, quantity: float, total: float, best: float, sell: bool) -> Fill:
+def _whole(
+    venues: _Venues, label: str, quantity: float, total: float, best: float, sell: bool, kit: _Kit
+) -> Fill:
     """The fill of every level of every venue (``total`` of them) for ``quantity``."""
     worst_key = max(map(_last, venues.keys))
     return _result(
         label,
         quantity,
         total,
-        sum(map(_last, venues.notionals)),
+        _sum(map(_last, venues.notionals), 0.0),
         -worst_key if sell else worst_key,
         best,
         sell,
-        _parts(venues.names, list(map(_last, venues.amounts))),
+        _parts(venues.names, list(map(_last, venues.amounts)), kit[1]),
+        kit,
     )
 
 
@@ -441,6 +501,7 @@ def _walk(
     label: str,
     best: float,
     sell: bool,
+    kit: _Kit,
 ) -> bool:
     """Fill ``quantities[i]`` for each ``i`` of ``walk`` (increasing quantities) in one K-way walk.
 
@@ -469,8 +530,8 @@ def _walk(
             # A deep fill through interleaved venues: jump close to its end.
             cursor, heap = _skip(venues, cursor, reach)
             taken = list(map(getitem, amountss, cursor))
-            filled = sum(taken)
-            notional = sum(map(getitem, notionalss, cursor))
+            filled = _sum(taken, 0.0)
+            notional = _sum(map(getitem, notionalss, cursor), 0.0)
             runs = 0
         rank = heap[0][2]
         keys = keyss[rank]
@@ -497,7 +558,9 @@ def _walk(
             cost = notional + (notionals[last] - notionals[start]) + (need - (amounts[last] - base)) * price
             parts = taken.copy()
             parts[rank] += need
-            fills[index] = _result(label, target, target, cost, price, best, sell, _parts(names, parts))
+            fills[index] = _result(
+                label, target, target, cost, price, best, sell, _parts(names, parts, kit[1]), kit
+            )
             done += 1
             if done == len(walk):
                 return True
@@ -542,7 +605,7 @@ def _skip(venues: _Venues, cursor: list[int], reach: float) -> tuple[list[int], 
         # The lower middle, so that two candidates always split.
         probe = keyss[rank][lows[rank] + (most - 1) // 2]
         ends = list(map(bisect_right, keyss, repeat(probe), lows, highs))
-        if sum(map(getitem, amountss, ends)) >= reach:
+        if _sum(map(getitem, amountss, ends), 0.0) >= reach:
             highs = ends
         else:
             lows = ends
@@ -564,14 +627,27 @@ def _result(
     best: float,
     sell: bool,
     venues: tuple[VenueAmount, ...],
+    kit: _Kit,
 ) -> Fill:
+    fill_type, _, nan = kit
     if not filled:
-        return _fill((label, quantity, 0.0, _NAN, _NAN, _NAN, (), False))
+        return tuple.__new__(fill_type, (label, quantity, 0.0, nan, nan, nan, (), False))
     average = notional / filled
     slippage = ((best - average) if sell else (average - best)) / best * 1e4
     if slippage < 0.0:  # only a float rounding: no fill beats the best price
         slippage = 0.0
-    return _fill((label, quantity, filled, average, worst, slippage, venues, filled == quantity))
+    complete = filled == quantity
+    return tuple.__new__(fill_type, (label, quantity, filled, average, worst, slippage, venues, complete))
+
+
+#: The C speedups' ``band_figures`` and ``fill_figures`` when built (``None`` from
+#: either: use its twin, it declines what the twin must decide), else the twins.
+band_figures: Callable[..., tuple[Band, ...] | None] = (
+    speedups.band_figures if speedups is not None else band_figures_py
+)
+fill_figures: Callable[..., tuple[Fill, ...] | None] = (
+    speedups.fill_figures if speedups is not None else fill_figures_py
+)
 
 
 def _bench() -> None:  # pragma: no cover - a measurement, run by hand

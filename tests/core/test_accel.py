@@ -908,3 +908,392 @@ def test_bbo_quotes_survive_finalizers_that_empty_the_runs() -> None:
     # The finalizer ran before the copies (declined, or copies of two lengths) and
     # after them (during the quotes' allocations: the result is what was copied).
     assert (True, True) in seen and (True, False) in seen, seen
+
+
+# -- band_figures and fill_figures -------------------------------------------------------------
+
+
+def _same_figure(got: Any, want: Any, nan: object) -> bool:
+    """Equal bit for bit: every float's bits, the types, the nan object itself where the twin puts it."""
+    if want is nan:
+        return got is nan
+    if type(got) is not type(want):
+        return False
+    if isinstance(want, float):
+        return (math.isnan(got) and math.isnan(want)) or struct.pack("<d", got) == struct.pack("<d", want)
+    if isinstance(want, tuple):
+        return len(got) == len(want) and all(_same_figure(g, w, nan) for g, w in zip(got, want, strict=True))
+    return bool(got == want)
+
+
+def _assert_same_figures(got: Any, want: Any, nan: object = None) -> None:
+    assert got is not None
+    assert _same_figure(got, want, nan), (got, want)
+
+
+_LIQ_NAMES = ("binance", "bitstamp", "bybit", "coinbase", "gemini", "kraken", "okx", "upbit")
+
+
+@st.composite
+def _liquidity_runs(draw: st.DrawFn) -> tuple[list[Run], list[Run]]:
+    """1-8 venues, 1-120 levels a side, prices on a coarse grid (venues tie in price), amounts with ties."""
+    count = draw(st.integers(1, 8))
+    names = sorted(draw(st.sets(st.sampled_from(_LIQ_NAMES), min_size=count, max_size=count)))
+    rng = draw(st.randoms(use_true_random=False))
+    tick = draw(st.sampled_from([0.5, 0.25, 0.01, 1.0]))
+    pool = draw(st.lists(st.sampled_from([0.001, 0.1, 0.3, 0.5, 1.0, 1.5, 7.25]), min_size=1, max_size=4))
+    bid_runs: list[Run] = []
+    ask_runs: list[Run] = []
+    for name in names:
+        sides: list[tuple[tuple[float, float], ...]] = []
+        for bid in (True, False):
+            if draw(st.integers(0, 9)) == 0:
+                sides.append(())  # the venue has no such side (SideCache.read leaves it out)
+                continue
+            n = draw(st.sampled_from([1, 2, 5, 30, 120, rng.randint(1, 120)]))
+            ticks = sorted(rng.sample(range(int(n * rng.choice([1.0, 1.5, 3.0])) + 1), n))
+            amounts = [rng.choice(pool) if rng.random() < 0.7 else round(rng.uniform(0, 5), 4) for _ in ticks]
+            prices = [1000.0 - t * tick if bid else 1000.0 + tick + t * tick for t in ticks]
+            sides.append(tuple(zip(prices, amounts, strict=True)))
+        bid_runs.append((name, sides[0]))
+        ask_runs.append((name, sides[1]))
+    return bid_runs, ask_runs
+
+
+def _merged_sums(runs: list[Run], sell: bool) -> list[float]:
+    """The merged order's cumulative amounts, added in that order (quantities that end at a level)."""
+    levels = sorted(
+        ((-p if sell else p, -a, rank) for rank, (_, side) in enumerate(runs) for p, a in side),
+    )
+    sums, total = [], 0.0
+    for _, minus_amount, _ in levels:
+        total += -minus_amount
+        sums.append(total)
+    return sums
+
+
+@st.composite
+def _quantities(draw: st.DrawFn, runs: list[Run], sell: bool) -> tuple[float, ...]:
+    """Shallow, deep (walks of many runs: the bisection ahead), level ends, beyond the books, repeats."""
+    sums = _merged_sums(runs, sell)
+    total = sums[-1] if sums else 1.0
+    kinds = st.one_of(
+        st.floats(1e-9, 1.0),
+        st.floats(0.0, 1.0).map(lambda f: total * f),
+        st.sampled_from(sums or [1.0]),
+        st.sampled_from([total, total * (1 - 1e-13), total * (1 + 1e-13), total * 1.5, total * 3, 1e-300]),
+        st.sampled_from([0.5, 1.0, 10.0, 100.0]),
+    )
+    quantities: list[float] = draw(st.lists(kinds, max_size=7))
+    repeat = draw(st.booleans())
+    if quantities and repeat:
+        quantities += draw(st.lists(st.sampled_from(quantities), max_size=3))  # repeats
+        quantities = list(draw(st.permutations(quantities)))
+    return tuple(float(q) for q in quantities)
+
+
+def _liq_venues(runs: list[Run], bids: bool) -> Any:
+    from dragonfly.core.liquidity import SideCache
+
+    return SideCache(bids=bids).read(runs)
+
+
+def _fill_args(venues: Any, quantities: tuple[float, ...], sell: bool, nan: float) -> tuple[Any, ...]:
+    from dragonfly.core.liquidity import Fill, VenueAmount
+
+    return (venues.names, venues.sides, venues.keys, venues.amounts, venues.notionals, quantities, sell, Fill,
+            VenueAmount, nan)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(_liquidity_runs(), st.data())
+def test_fill_figures_equal_the_python_fills_bit_for_bit(
+    runs: tuple[list[Run], list[Run]], data: st.DataObject
+) -> None:
+    from dragonfly.core.liquidity import fill_figures_py
+
+    assert accel.speedups is not None
+    for side_runs, sell in ((runs[0], True), (runs[1], False)):
+        quantities = data.draw(_quantities(side_runs, sell))
+        nan = float("nan")  # its own object: every nan figure is this very one
+        args = _fill_args(_liq_venues(side_runs, sell), quantities, sell, nan)
+        got = accel.speedups.fill_figures(*args)
+        want = fill_figures_py(*args)
+        _assert_same_figures(got, want, nan)
+        assert got is not None
+        for fill, quantity in zip(got, quantities, strict=True):
+            assert fill.quantity is quantity  # the quantity object itself
+            assert fill.side == ("sell" if sell else "buy") and type(fill.complete) is bool
+
+
+@settings(max_examples=200, deadline=None)
+@given(_liquidity_runs(), st.lists(st.sampled_from([0.25, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 333.3, 1e4]),
+                                   max_size=6, unique=True).map(lambda xs: tuple(sorted(xs))),
+       st.sampled_from([1.0, 0.999, 1.001, 1.01, 0.9]))  # fmt: skip
+def test_band_figures_equal_the_python_bands_bit_for_bit(
+    runs: tuple[list[Run], list[Run]], bands: tuple[float, ...], shift: float
+) -> None:
+    from dragonfly.core.liquidity import Band, VenueAmount, band_figures_py
+
+    assert accel.speedups is not None
+    bids, asks = _liq_venues(runs[0], True), _liq_venues(runs[1], False)
+    mids = [shift * 1000.0, 1000.0]
+    if bids.names and asks.names:
+        mids.append((min(k[0] for k in asks.keys) - min(k[0] for k in bids.keys)) * 0.5)
+    for mid in mids:
+        args = (bids.names, bids.keys, bids.amounts, asks.names, asks.keys, asks.amounts, mid, bands, Band,
+                VenueAmount)  # fmt: skip
+        got = accel.speedups.band_figures(*args)
+        want = band_figures_py(*args)
+        _assert_same_figures(got, want)
+        assert got is not None
+        assert all(band.bps is bps for band, bps in zip(got, bands, strict=True))
+
+
+def test_fill_figures_take_the_bisection_ahead_and_the_whole_book() -> None:
+    """Six venues interleaved level by level (as the bench's): deep fills, ends at levels, past the books."""
+    from dragonfly.core.liquidity import fill_figures_py
+
+    assert accel.speedups is not None
+    runs: list[Run] = []
+    for rank, name in enumerate(_LIQ_NAMES[:6]):
+        side = tuple((100.0 - (6 * i + rank) * 0.01, 1.0 + (i % 3) * 0.5) for i in range(100))
+        runs.append((name, side))
+    sums = _merged_sums(runs, True)
+    total = sums[-1]
+    quantities: tuple[float, ...] = (total / 2, 10.0, total * 2, sums[300], sums[301] * (1 + 1e-13), total)
+    quantities += (total * 3, 10.0, 1e-12)
+    nan = float("nan")
+    args = _fill_args(_liq_venues(runs, True), quantities, True, nan)
+    got = accel.speedups.fill_figures(*args)
+    _assert_same_figures(got, fill_figures_py(*args), nan)
+    assert got is not None
+    assert got[2].filled == total and not got[2].complete and got[2][2:] == got[6][2:]
+    assert got[0].complete and len(got[0].venues) == 6
+
+
+def test_compute_gives_the_same_figures_with_c_and_without(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dragonfly.core import liquidity
+
+    speedups = accel.speedups
+    assert speedups is not None
+
+    @settings(max_examples=200, deadline=None)
+    @given(_liquidity_runs(), st.lists(st.floats(0.01, 400.0), max_size=5).map(tuple))
+    def check(runs: tuple[list[Run], list[Run]], quantities: tuple[float, ...]) -> None:
+        figures = []
+        for bands, fills in (
+            (speedups.band_figures, speedups.fill_figures),
+            (liquidity.band_figures_py, liquidity.fill_figures_py),
+        ):
+            monkeypatch.setattr(liquidity, "band_figures", bands)
+            monkeypatch.setattr(liquidity, "fill_figures", fills)
+            figures.append(liquidity.compute(*runs, liquidity.DEFAULT_BANDS_BPS, quantities))
+        _assert_same_figures(figures[0], figures[1], liquidity._NAN)
+
+    check()
+
+
+class _SlicedFill(NamedTuple):
+    side: str
+    quantity: float
+    filled: float
+    average_price: float
+    worst_price: float
+    slippage_bps: float
+    venues: tuple[Any, ...]
+    complete: bool
+
+    def __getitem__(self, i: Any) -> Any:
+        return tuple.__getitem__(self, i)
+
+
+def test_band_and_fill_figures_decline_what_the_twins_must_decide() -> None:
+    from dragonfly.core.liquidity import Band, Fill, VenueAmount, band_figures_py, fill_figures_py
+
+    assert accel.speedups is not None
+    fills: Any = accel.speedups.fill_figures  # called with what its signature refuses
+    bands: Any = accel.speedups.band_figures
+    nan = float("nan")
+    side = ((3.0, 1.0), (2.0, 2.0))
+
+    def venue(
+        side: Any = side, keys: Any = None, amounts: Any = None, notionals: Any = None
+    ) -> list[Any]:
+        return [
+            side,
+            [-3.0, -2.0] if keys is None else keys,
+            [0.0, 1.0, 3.0] if amounts is None else amounts,
+            [0.0, 3.0, 7.0] if notionals is None else notionals,
+        ]
+
+    def fill_args(*venues: list[Any], quantities: Any = (1.0, 5.0), names: Any = None) -> list[Any]:
+        return [
+            [f"v{i}" for i in range(len(venues))] if names is None else names,
+            *([v[j] for v in venues] for j in range(4)),
+            quantities, True, Fill, VenueAmount, nan,
+        ]  # fmt: skip
+
+    good = fill_args(venue(), venue(keys=(-3.5, -1.0), side=((3.5, 1.0), (1.0, 2.0))))
+    _assert_same_figures(fills(*good), fill_figures_py(*good), nan)
+
+    class Float(float):
+        pass
+
+    declined = [
+        fill_args(venue(keys=[-2.0, -3.0])),  # keys not increasing
+        fill_args(venue(keys=[-3.0, -3.0])),
+        fill_args(venue(keys=[0.0, 1.0])),  # a best price of 0: the twin divides by it
+        fill_args(venue(keys=[-3.0, Float(-2.0)])),
+        fill_args(venue(keys=[-3.0, math.inf])),
+        fill_args(venue(keys=[-3.0, -2.0, -1.0])),  # one key too many
+        fill_args(venue(keys=[-3, -2.0])),  # an int key
+        fill_args(venue(keys=(x for x in [-3.0, -2.0]))),
+        fill_args(venue(amounts=[0.0, 1.0])),
+        fill_args(venue(amounts=[0.0, 1.0, math.nan])),
+        fill_args(venue(notionals=[0.0, 3.0, -math.inf])),
+        fill_args(venue(notionals=[0.0, 3.0, 7])),
+        fill_args(venue(side=list(side))),
+        fill_args(venue(side=((3.0, 1.0), (2.0, 2.0, 0.0)))),
+        fill_args(venue(side=((3.0, 1.0), [2.0, 2.0]))),
+        fill_args(venue(side=((3.0, 1.0), (2.0, 2)))),
+        fill_args(venue(side=((3.0, 1.0), (2.0, math.inf)))),
+        fill_args(venue(side=((3.0, 1.0), _PlainTuple((2.0, 2.0))))),
+        fill_args(venue(side=(), keys=[], amounts=[0.0], notionals=[0.0])),  # no levels
+        fill_args(venue(), quantities=[1.0]),  # quantities not a tuple
+        fill_args(venue(), quantities=(1.0, math.nan)),
+        fill_args(venue(), quantities=(1.0, Float(2.0))),
+        fill_args(venue(), quantities=(1.0, 2)),
+        fill_args(venue(), names=["a", "b"]),  # lengths differ
+        fill_args(*[venue()] * 65),  # more than 64 venues
+    ]
+    for args in declined:
+        assert fills(*args) is None, args
+    for types in ((time.struct_time, VenueAmount), (Fill, os.stat_result), (_SlicedFill, VenueAmount)):
+        assert fills(*good[:7], *types, nan) is None
+    many = fill_args(*[venue()] * 64)
+    _assert_same_figures(fills(*many), fill_figures_py(*many), nan)
+    # What is taken: nothing to fill, no venues, and any finite numbers the twin takes.
+    assert fills(*fill_args(venue(), quantities=())) == ()
+    for args in (
+        fill_args(quantities=(2.0, 1.0)),
+        fill_args(venue(), quantities=(0.0, -1.0, 1e308, 4.0, 4.0, -0.0)),
+        fill_args(venue(amounts=[0.0, -1.0, 5.0], notionals=[1e308, 1e308, -1e308])),
+        fill_args(venue(keys=(-3.0, 1e300), amounts=[0.0, 0.0, 0.0])),
+        fill_args(venue(), names=[None, 5][:1]),
+    ):
+        _assert_same_figures(fills(*args), fill_figures_py(*args), nan)
+
+    band_args: list[Any] = [["a"], [[-3.0, -2.0]], [[0.0, 1.0, 3.0]], ["a"], [(4.0, 5.0)], [[0.0, 2.0, 3.0]]]
+    band_args += [3.5, (10.0, 1000.0), Band, VenueAmount]
+    _assert_same_figures(bands(*band_args), band_figures_py(*band_args))
+    for i, bad in [
+        (1, [[-2.0, -3.0]]), (4, [(5.0, 4.0)]), (2, [[0.0, 1.0]]), (5, [[0.0, 2.0, Float(3.0)]]),
+        (0, ["a", "b"]),
+        (3, []), (1, [[-3.0, -2.0], [-1.0]]), (6, 3), (6, Float(3.5)), (7, [10.0]), (7, (10.0, 100)),
+        (1, [[-3.0, math.nan]]), (4, [[]]), (8, time.struct_time), (9, os.stat_result),
+    ]:  # fmt: skip
+        args = list(band_args)
+        args[i] = bad
+        assert bands(*args) is None, (i, bad)
+    for mid, bps in ((math.nan, (10.0,)), (math.inf, (1.0,)), (3.5, (math.nan, -5.0, math.inf))):
+        args = [*band_args[:6], mid, bps, Band, VenueAmount]
+        _assert_same_figures(bands(*args), band_figures_py(*args))
+    assert bands(*band_args[:7], (), Band, VenueAmount) == ()
+
+
+def test_band_and_fill_figures_refuse_wrong_arguments() -> None:
+    from dragonfly.core.liquidity import Band, Fill, VenueAmount
+
+    assert accel.speedups is not None
+    fills: Any = accel.speedups.fill_figures
+    bands: Any = accel.speedups.band_figures
+    fill_args = [["a"], [((1.0, 1.0),)], [[-1.0]], [[0.0, 1.0]], [[0.0, 1.0]], (1.0,), True, Fill]
+    fill_args += [VenueAmount, 0.0]
+    band_args = [["a"], [[-1.0]], [[0.0, 1.0]], ["a"], [[2.0]], [[0.0, 1.0]], 1.5, (10.0,), Band, VenueAmount]
+    for fn, args, types in ((fills, fill_args, (7, 8)), (bands, band_args, (8, 9))):
+        assert fn(*args) is not None
+        for i in types:
+            for bad_type in (dict, list, int, 5, None, "Fill", VenueAmount("a", 1.0)):
+                bad = list(args)
+                bad[i] = bad_type
+                with pytest.raises(TypeError):
+                    fn(*bad)
+        for count in (0, 9, 11):
+            with pytest.raises(TypeError):
+                fn(*(args * 2)[:count])
+        with pytest.raises(TypeError):
+            fn(*args[:9], nan=0.0)
+
+    class Truth:
+        def __bool__(self) -> bool:
+            raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):  # sell is read first
+        fills(*fill_args[:6], Truth(), dict, None, 0.0)
+    assert fills(*fill_args[:6], [0], Fill, VenueAmount, 0.0)[0].side == "sell"  # its truth value
+    assert fills(*fill_args[:6], "", Fill, VenueAmount, 0.0)[0].side == "buy"
+
+
+def test_band_and_fill_figures_survive_finalizers_that_empty_the_lists() -> None:
+    """Garbage whose finalizer empties the caller's lists at some allocation of the call.
+
+    Everything is read before the first allocation, so the result is always
+    what the lists held at the call.
+    """
+    from dragonfly.core.liquidity import Band, Fill, VenueAmount, band_figures_py, fill_figures_py
+
+    assert accel.speedups is not None
+    nan = float("nan")
+    runs: list[Run] = [
+        (f"v{r}", tuple((100.0 - (3 * i + r) * 0.5, 1.0 + (i % 2)) for i in range(40))) for r in range(3)
+    ]
+    ask_runs: list[Run] = [
+        (f"v{r}", tuple((101.0 + (3 * i + r) * 0.5, 1.0 + (i % 2)) for i in range(40))) for r in range(3)
+    ]
+    quantities = (5.0, 80.0, 1000.0, 1000.0)
+
+    def lists() -> tuple[Any, Any]:
+        bids, asks = _liq_venues(runs, True), _liq_venues(ask_runs, False)
+        for venues in (bids, asks):  # fresh inner lists too, emptied with the others
+            venues.keys = [list(k) for k in venues.keys]
+            venues.amounts = [list(a) for a in venues.amounts]
+            venues.notionals = [list(n) for n in venues.notionals]
+        return bids, asks
+
+    def victims(bids: Any, asks: Any) -> list[list[Any]]:
+        outer = [bids.names, bids.sides, bids.keys, bids.amounts, bids.notionals]
+        outer += [asks.names, asks.keys, asks.amounts]
+        return [*outer, *bids.keys, *bids.amounts, *bids.notionals, *asks.keys, *asks.amounts]
+
+    bids, asks = lists()
+    fill_want = fill_figures_py(*_fill_args(bids, quantities, True, nan))
+    band_want = band_figures_py(
+        bids.names, bids.keys, bids.amounts, asks.names, asks.keys, asks.amounts, 100.5, (10.0, 100.0), Band,
+        VenueAmount,
+    )  # fmt: skip
+    old = gc.get_threshold()
+    meddled = 0
+    for k in range(24):
+        for which in ("fills", "bands"):
+            bids, asks = lists()
+            gc.collect()
+            gc.set_threshold(1, 1, 1)
+            try:
+                _Countdown(k, victims(bids, asks))
+                if which == "fills":
+                    got: Any = accel.speedups.fill_figures(
+                        bids.names, bids.sides, bids.keys, bids.amounts, bids.notionals, quantities, True,
+                        Fill, VenueAmount, nan,
+                    )  # fmt: skip
+                else:
+                    got = accel.speedups.band_figures(
+                        bids.names, bids.keys, bids.amounts, asks.names, asks.keys, asks.amounts, 100.5,
+                        (10.0, 100.0), Band, VenueAmount,
+                    )  # fmt: skip
+                meddled += len(bids.names) == 1
+            finally:
+                gc.set_threshold(*old)
+                gc.collect()
+            _assert_same_figures(got, fill_want if which == "fills" else band_want, nan)
+    assert meddled > 10  # most finalizers ran inside the call, while its objects were built

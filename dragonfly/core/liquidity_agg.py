@@ -4,8 +4,9 @@ It reads the same venue slots as the merged book and publishes a
 :class:`~dragonfly.core.liquidity.Liquidity` (bands around the mid summed
 across venues with each venue's part, and the cost of selling and buying each
 configured quantity across venues) when any figure or the merge's members
-changed. The figures are :func:`~dragonfly.core.liquidity.compute`'s: ~0.1 to
-0.5 ms for 6 venues x 100 levels (its module doc), some 20x the merged book's
+changed. The figures are :func:`~dragonfly.core.liquidity.compute`'s: with
+the C speedups ~20 to 65 µs for 6 venues x 100 levels (~0.1 to 0.3 ms in
+pure Python; its module doc), several times the merged book's
 recompute. So this aggregator recomputes at most once per event-loop
 iteration (a deferred :class:`~dragonfly.core.slots.SlotQueue`, folding the
 bursts of every socket read in that iteration) and at most once per
@@ -19,7 +20,10 @@ hub's CPU at 20k frames/s and ~35% at 1.5k (each ~230 µs on the hub's
 inputs replayed off-line, more in the hub with its caches cold); see the
 README. With the books read on demand and the C side sums, ~390 a second
 took ~24% of a py-spy profile's samples of that hub at 8k frames/s (its
-deep reads ~5%, the side sums ~8%, the fills and bands ~8%).
+deep reads ~5%, the side sums ~8%, the fills and bands ~8%). With the bands
+and fills in C too, ~20% (the bands and fills ~1%, reading the sides and
+their sums ~7%, the deep reads ~9.5%: by that share ~20 µs a read of 50
+levels a side in the hub, against 2.6 µs back to back).
 
 Depth: it reads each venue's book on demand (``on_demand``), ``depth``
 levels a side, when it recomputes: a reader per venue

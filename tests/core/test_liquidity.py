@@ -195,10 +195,21 @@ quantities_strategy = st.lists(st.integers(1, 20_000_000), max_size=5).map(
 )
 
 
-@pytest.fixture(params=[1, liquidity._SKIP_AFTER], ids=["bisect-ahead-always", "default"])
-def skip_after(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
-    """Run a test with the fill walk bisecting ahead after every run, and as shipped."""
+#: The fill walk's threshold as shipped (the C walk's, compiled in: LIQ_SKIP_AFTER in _speedups.c).
+SHIPPED_SKIP_AFTER = liquidity._SKIP_AFTER
+
+
+@pytest.fixture(params=[1, SHIPPED_SKIP_AFTER], ids=["bisect-ahead-always", "default"])
+def skip_after(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, both_hot_paths: str) -> int:
+    """Run a test with the fill walk bisecting ahead after every run, and as shipped.
+
+    The C fill walk's threshold is compiled in: bisecting ahead always is the
+    twin's walk, whichever hot path the test runs on (so this comes after
+    ``both_hot_paths``).
+    """
     monkeypatch.setattr(liquidity, "_SKIP_AFTER", request.param)
+    if request.param != SHIPPED_SKIP_AFTER:
+        monkeypatch.setattr(liquidity, "fill_figures", liquidity.fill_figures_py)
     return int(request.param)
 
 

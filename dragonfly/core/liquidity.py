@@ -324,7 +324,7 @@ class SideCache:
 #: A venue's next level in the fill walk's heap: (key, -amount, rank).
 _Head = tuple[float, float, int]
 #: What a figure is made of: (fill type, venue-amount type, the nan published).
-_Kit = tuple[type["Fill"], type["VenueAmount"], float]
+_Kit = tuple[type[Fill], type[VenueAmount], float]
 #: Floats summed left to right from 0.0, on every Python version (``sum`` of
 #: floats is compensated from 3.12 on): the C twins add in the same order.
 _sum = partial(reduce, add)

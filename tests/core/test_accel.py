@@ -711,7 +711,7 @@ def _same_value(a: object, b: object) -> bool:
     return type(a) is type(b) and a == b
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     _bbo_runs(),
     st.sampled_from([(VenueBbo, MergedLevel), (tuple, tuple), (_PlainTuple, MergedLevel)]),
@@ -1005,7 +1005,7 @@ def _fill_args(venues: Any, quantities: tuple[float, ...], sell: bool, nan: floa
             VenueAmount, nan)  # fmt: skip
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(_liquidity_runs(), st.data())
 def test_fill_figures_equal_the_python_fills_bit_for_bit(
     runs: tuple[list[Run], list[Run]], data: st.DataObject

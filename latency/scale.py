@@ -1,7 +1,7 @@
 """Scale: many instruments and views on shared venue connections, cost per frame and memory.
 
     python -m latency.scale [--venues binance,bitstamp,...] [--instruments 20] [--rate 20000]
-        [--seconds 20] [--warmup 3] [--scenarios a,b,c] [--a-rate FRAMES_PER_S]
+        [--seconds 20] [--warmup 3] [--scenarios a,b,c] [--rounds N] [--a-rate FRAMES_PER_S]
         [--source replay|sim] [--cache-dir DIR] [--gen-procs N] [--sim-procs N]
         [--profile] [--profile-top N] [--no-pin] [--out results/scale.json] [--quick]
 
@@ -40,6 +40,15 @@ simulator of its own instead, listing that one instrument at ``R`` frames/s
 in all, so that its cost per frame is taken at a frame rate like ``b``'s
 (at a low rate the loop's fixed cost per wake-up is spread over few frames).
 
+``--rounds N`` runs the scenarios N times in turn (a, b, a, b, ...: each
+round's scenarios minutes apart at most) and adds, over the rounds, each
+scenario's CPU µs per frame and each cost ratio (taken per round) as min,
+median and max (``summary`` in the JSON, every round under ``rounds``; the
+table's rows are the last round's). This VM's speed drifts up to 2x within
+minutes, so one round's ratio can be far from the median: the issue's
+target ratio is read from a median of rounds, e.g. ``--rate 8000 --a-rate
+8000 --scenarios a,b --rounds 8``.
+
 Compare ``frames_per_s`` with ``target_frames_per_s`` and look at
 ``sim_cpu_util``, the source's share of a core (near 1.0: the source is the
 limit, as the live simulator is beyond a few thousand frames/s).
@@ -70,6 +79,7 @@ import json
 import math
 import os
 import pstats
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -437,6 +447,16 @@ def table(result: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(row) + " |")
     derived = result.get("derived", {})
     lines.append("")
+    summary = result.get("summary")
+    if summary:
+        lines.append(f"over {summary['rounds']} rounds (the rows above: the last), min / median / max:")
+        for name, d in summary["cpu_us_per_frame"].items():
+            spread = f"{_f(d['min'], 2)} / {_f(d['median'], 2)} / {_f(d['max'], 2)}"
+            lines.append(f"  {name} CPU µs/frame: {spread}")
+        for key, d in summary["cost_ratios"].items():
+            each = ", ".join(_f(v, 2) for v in d["values"])
+            lines.append(f"  {key}: {_f(d['min'], 3)} / {_f(d['median'], 3)} / {_f(d['max'], 3)} ({each})")
+        lines.append("last round:")
     for key, value in derived.items():
         lines.append(f"{key}: {_f(value, 3) if isinstance(value, float) else value}")
     for name, s in result["scenarios"].items():
@@ -486,6 +506,32 @@ def _derive(scenarios: dict[str, Any]) -> dict[str, Any]:
             "understated against a scenario that keeps up; compare at a --rate it keeps up with"
         )
     return out
+
+
+def summarize(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Each scenario's CPU µs per frame and each derived ratio over the rounds: every value, min, median, max.
+
+    A round whose scenario failed, or that lacks a ratio, adds nothing to it.
+    The ratios are taken per round (scenarios run minutes apart drift less
+    than rounds do), then summarized.
+    """
+    def spread(values: list[float]) -> dict[str, Any]:
+        return {"values": values, "min": min(values), "median": statistics.median(values), "max": max(values)}
+
+    cpu: dict[str, list[float]] = {}
+    ratios: dict[str, list[float]] = {}
+    for one in rounds:
+        for name, s in one["scenarios"].items():
+            if s and "error" not in s:
+                cpu.setdefault(name, []).append(s["cpu_us_per_frame"])
+        for key, value in one["derived"].items():
+            if key.startswith("cost_ratio_"):
+                ratios.setdefault(key, []).append(value)
+    return {
+        "rounds": len(rounds),
+        "cpu_us_per_frame": {name: spread(v) for name, v in cpu.items()},
+        "cost_ratios": {key: spread(v) for key, v in ratios.items()},
+    }
 
 
 def _start_sims(args: argparse.Namespace, names: Sequence[str], period: float, workdir: Path, tag: str,
@@ -545,13 +591,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             if not fresh:
                 sims, urls = _start_sims(args, names, period, workdir, "sim", sim_cores)
-            scenarios: dict[str, Any] = {}
-            for name in args.scenarios:
-                print(f"{PROG}: scenario {name} ({args.seconds:g} s window)...", file=sys.stderr, flush=True)
-                if fresh or (name == "a" and args.a_rate):
-                    scenarios[name] = own(name, False)
-                else:
-                    scenarios[name] = _worker(name, args, urls, period, sims, workdir, hub_core, False)
+            rounds: list[dict[str, Any]] = []
+            for number in range(1, args.rounds + 1):
+                scenarios: dict[str, Any] = {}
+                for name in args.scenarios:
+                    of = f", round {number} of {args.rounds}" if args.rounds > 1 else ""
+                    print(f"{PROG}: scenario {name} ({args.seconds:g} s window{of})...", file=sys.stderr,
+                          flush=True)
+                    if fresh or (name == "a" and args.a_rate):
+                        scenarios[name] = own(name, False)
+                    else:
+                        scenarios[name] = _worker(name, args, urls, period, sims, workdir, hub_core, False)
+                rounds.append({"scenarios": scenarios, "derived": _derive(scenarios)})
             profile = None
             if args.profile:
                 print(f"{PROG}: profiled run of b...", file=sys.stderr, flush=True)
@@ -569,7 +620,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "venues": venues, "instruments": names, "rate": args.rate, "period_s": period,
             "source": args.source,
             "a_rate": args.a_rate,
-            "seconds": args.seconds, "warmup_s": args.warmup, "seed": args.seed,
+            "seconds": args.seconds, "warmup_s": args.warmup, "seed": args.seed, "rounds": args.rounds,
             "sim_processes": len(sims), "sim_cores": sorted(sim_cores) if sim_cores else None,
             "hub_core": hub_core, "cores": os.cpu_count(), "loadavg_1m_start": load0,
             "python": sys.version.split()[0],
@@ -579,6 +630,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "scenarios": scenarios,
         "derived": _derive(scenarios),
     }
+    if args.rounds > 1:
+        result["rounds"] = rounds
+        result["summary"] = summarize(rounds)
     if profile is not None:
         result["profile_b"] = profile
     return result
@@ -597,7 +651,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=20.0, help="measurement window per scenario")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds after every book is synced")
     p.add_argument("--scenarios", type=_csv, default=list(SCENARIOS),
-                   help="of a,b,c,d,e (default a,b,c; d: book+bbo, e: book+liquidity: b split by kind)")
+                   help="of a,b,c,d,e,f (default a,b,c; d: book+bbo, e: book+liquidity: b split by kind; "
+                   "f: b's hub with no view read)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the scenarios this many times, in turn (a, b, a, b, ...), and report "
+                   "each one's CPU per frame and each ratio per round: min, median, max (default 1)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--a-rate", type=float, default=None,
                    help="frames/s for scenario a from a simulator of its own (default: every "
@@ -653,6 +711,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     bad = [s for s in args.scenarios if s not in SCENARIO]
     if bad or not args.scenarios:
         parser.error(f"--scenarios: choose from {', '.join(SCENARIO)}")
+    if not 1 <= args.rounds <= 100:
+        parser.error(f"--rounds: must be 1..100, got {args.rounds}")
     if not args.rate > 0 or not args.seconds > 0 or args.warmup < 0:
         parser.error("--rate and --seconds must be positive, --warmup >= 0")
     args.instrument_names = list(INSTRUMENTS[: args.instruments])

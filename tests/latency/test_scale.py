@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from latency.scale import KINDS, SCENARIO, SCENARIOS, _derive, main
+from latency.scale import KINDS, SCENARIO, SCENARIOS, _derive, main, summarize
 
 SCENARIO_FIELDS = {
     "scenario", "description", "venues", "instruments", "books", "aggregators_declared",
@@ -66,3 +67,51 @@ def test_a_saturated_hub_is_named_in_the_derived_figures() -> None:
     assert "saturated" not in calm and calm["cost_ratio_b_over_a"] == 3.0
     full = _derive({"a": scenario(0.3, 20.0), "b": scenario(0.97, 50.0), "c": {"error": "x"}})
     assert full["saturated"].startswith("b: the hub used 0.9 of a core or more")
+
+
+def test_rounds_report_each_scenario_and_ratio_over_the_rounds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "scale.json"
+    args = ["--quick", "--out", str(out), "--scenarios", "a,b", "--rounds", "2", "--seconds", "0.5"]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["params"]["rounds"] == 2 and len(result["rounds"]) == 2
+    assert result["scenarios"] == result["rounds"][-1]["scenarios"]  # the table's rows: the last round
+    summary = result["summary"]
+    assert summary["rounds"] == 2
+    per_round = [r["scenarios"]["b"]["cpu_us_per_frame"] for r in result["rounds"]]
+    assert summary["cpu_us_per_frame"]["b"]["values"] == per_round
+    ratios = [r["derived"]["cost_ratio_b_over_a"] for r in result["rounds"]]
+    b_over_a = summary["cost_ratios"]["cost_ratio_b_over_a"]
+    assert b_over_a["values"] == ratios
+    assert b_over_a["min"] == min(ratios) and b_over_a["max"] == max(ratios)
+    text = capsys.readouterr().out
+    assert "over 2 rounds" in text and "cost_ratio_b_over_a:" in text
+
+
+def test_summary_takes_ratios_per_round_and_skips_failed_scenarios() -> None:
+    def scenario(us: float) -> dict[str, object]:
+        return {"cpu_util": 0.5, "cpu_us_per_frame": us, "books": 6, "rss_warm_mb": 50.0}
+
+    rounds = []
+    for a, b in ((20.0, 40.0), (30.0, 45.0), (25.0, 75.0)):
+        scenarios: dict[str, Any] = {"a": scenario(a), "b": scenario(b)}
+        rounds.append({"scenarios": scenarios, "derived": _derive(scenarios)})
+    failed: dict[str, Any] = {"a": scenario(10.0), "b": {"error": "boom"}}
+    rounds.append({"scenarios": failed, "derived": _derive(failed)})
+    summary = summarize(rounds)
+    assert summary["rounds"] == 4
+    assert summary["cpu_us_per_frame"]["a"]["values"] == [20.0, 30.0, 25.0, 10.0]
+    assert summary["cpu_us_per_frame"]["b"]["values"] == [40.0, 45.0, 75.0]  # the failed round adds none
+    ratio = summary["cost_ratios"]["cost_ratio_b_over_a"]
+    assert ratio["values"] == [2.0, 1.5, 3.0]  # per round, not a ratio of medians (45/25 = 1.8)
+    assert (ratio["min"], ratio["median"], ratio["max"]) == (1.5, 2.0, 3.0)
+
+
+def test_rounds_out_of_range_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ("0", "101"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["--quick", "--rounds", bad])
+        assert exit_.value.code == 2
+        assert "--rounds: must be 1..100" in capsys.readouterr().err

@@ -723,7 +723,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "profile_b" in result:
         print("\nscenario b, cProfile top functions by tottime:\n" + str(result["profile_b"]))
     print(f"\nwritten: {args.out}")
-    return 0 if all("error" not in s for s in result["scenarios"].values()) else 1
+    every = [r["scenarios"] for r in result.get("rounds", [])] or [result["scenarios"]]
+    return 0 if all("error" not in s for scenarios in every for s in scenarios.values()) else 1
 
 
 if __name__ == "__main__":

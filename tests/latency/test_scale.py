@@ -115,3 +115,27 @@ def test_rounds_out_of_range_are_refused(capsys: pytest.CaptureFixture[str]) -> 
             main(["--quick", "--rounds", bad])
         assert exit_.value.code == 2
         assert "--rounds: must be 1..100" in capsys.readouterr().err
+
+
+def test_a_failed_scenario_in_any_round_fails_the_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import latency.scale as scale
+
+    calls = []
+
+    def fake_run(args: Any) -> dict[str, Any]:
+        calls.append(args.rounds)
+        ok = {"scenario": "a", "description": "a", "books": 6, "aggregators": 1, "frames_per_s": 1.0,
+              "target_frames_per_s": 1.0, "cpu_us_per_frame": 1.0, "cpu_util": 0.1, "sim_cpu_util": 0.1,
+              "kinds": {}, "rss_before_mb": 1.0, "rss_warm_mb": 1.0, "mb_per_book": 0.0}  # fmt: skip
+        rounds: list[dict[str, Any]] = [{"scenarios": {"a": {"error": "the hub died"}}, "derived": {}},
+                                         {"scenarios": {"a": ok}, "derived": {}}]  # fmt: skip
+        return {"scenarios": rounds[-1]["scenarios"], "derived": {}, "rounds": rounds,
+                "summary": summarize(rounds)}  # fmt: skip
+
+    monkeypatch.setattr(scale, "run", fake_run)
+    assert main(["--quick", "--scenarios", "a", "--rounds", "2", "--out", str(tmp_path / "s.json")]) == 1
+    assert calls == [2]
+    capsys.readouterr()
+

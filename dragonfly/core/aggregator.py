@@ -323,9 +323,8 @@ class BaseAggregator(Generic[V]):
         for producer in self.producers.values():
             queue._items[producer.slot] = None
         queue._dirty.clear()
-        for rank, name in enumerate(self._names):
-            self._bid_runs[rank] = (name, ())
-            self._ask_runs[rank] = (name, ())
+        for rank in range(len(self._names)):
+            self._bid_runs[rank] = self._ask_runs[rank] = self._empty_runs[rank]
             self._books[rank] = None
             self._mids[rank] = None
         self._held = 0

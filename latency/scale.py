@@ -32,6 +32,15 @@ source and the hub are pinned to different cores), one after the other:
   layers below the aggregators alone (every frame decoded into its book, the
   top N of each changed book read for its tee, which keeps it for on-demand
   reads), the part of ``b``'s cost that no aggregator can take back.
+- ``n`` (not run by default, a probe): the hub of ``b`` with every view
+  read, but each aggregator's view replaced by a null one, which computes
+  nothing and publishes a two-field view (receipt and publish times) on every
+  recompute; the liquidity view reads no levels. Everything else is ``b``'s
+  own code: the listeners' top-N reads for the views, the tees, the slot
+  queues and their wake-ups, each recompute's drain, freshness and sanity
+  rule, the pacing and the sink calls. Its cost per frame is what ``b``
+  costs before any view computes anything: a floor for ``b`` that no faster
+  view can go below.
 
 Scenario ``a`` reads one stream per venue at the same period as every
 stream of ``b``: each book updates as often in both, ``a`` just has 1/N of
@@ -88,11 +97,14 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psutil
 
 from latency.stats import Summary, histogram, record
+
+if TYPE_CHECKING:
+    from dragonfly.core.aggregator import BaseAggregator
 
 PROG = "python -m latency.scale"
 VENUES = ("binance", "bitstamp", "kraken", "okx", "coinbase", "bybit")
@@ -125,6 +137,7 @@ class Scenario:
     all_instruments: bool  #: every instrument (else the first)
     declared: tuple[str, ...]  #: aggregator kinds declared
     sinks: tuple[str, ...]  #: kinds with a sink attached
+    null_views: bool = False  #: every view replaced by a null one (the ``n`` probe)
 
     def describe(self, instruments: int, venues: int) -> str:
         n = instruments if self.all_instruments else 1
@@ -132,6 +145,7 @@ class Scenario:
         return (
             f"{n} instr x {venues} venues, {'+'.join(self.declared)}"
             + (f" ({'+'.join(unread)} unread)" if unread else "")
+            + (" (null views)" if self.null_views else "")
         )
 
 
@@ -143,6 +157,8 @@ SCENARIO = {
     "d": Scenario("d", True, ("book", "bbo"), ("book", "bbo")),
     "e": Scenario("e", True, ("book", "liquidity"), ("book", "liquidity")),
     "f": Scenario("f", True, KINDS, ()),
+    # Not run by default: b's plumbing with views that compute nothing (a floor for b).
+    "n": Scenario("n", True, KINDS, KINDS, null_views=True),
 }
 
 
@@ -161,6 +177,47 @@ class _Sink:
     def __call__(self, view: Any) -> None:
         if self.on:
             self.buf.append(view.publish_ns - view.recv_ns)
+
+
+class NullView(NamedTuple):
+    """What a null view publishes: the two times a sink reads."""
+
+    recv_ns: int
+    publish_ns: int
+
+
+def _null_view(self: Any, bid_runs: Any, ask_runs: Any, members: int, now: int, recv_ns: int,
+               source: Any) -> Any:  # a NullView, where the kind's own view type is declared
+    return NullView(recv_ns or now, now)
+
+
+def null_kinds() -> dict[str, type[BaseAggregator[Any]]]:
+    """The three aggregator kinds with their views made null (scenario ``n``; module doc).
+
+    Each is the product's class with only its ``_view`` replaced (the
+    liquidity view's readers ignored too), so the rest of its recompute runs
+    as shipped.
+    """
+    from dragonfly.core.aggregator import Aggregator
+    from dragonfly.core.bbo import BboAggregator
+    from dragonfly.core.liquidity_agg import LiquidityAggregator
+
+    class NullBook(Aggregator):
+        __slots__ = ()
+        _view = _null_view
+
+    class NullBbo(BboAggregator):
+        __slots__ = ()
+        _view = _null_view
+
+    class NullLiquidity(LiquidityAggregator):
+        __slots__ = ()
+        _view = _null_view
+
+        def read_with(self, venue: str, reader: Any) -> None:
+            """Read no levels: the forwarded book is never replaced (the view ignores it anyway)."""
+
+    return {"Aggregator": NullBook, "BboAggregator": NullBbo, "LiquidityAggregator": NullLiquidity}
 
 
 def _aggregators(kinds: Sequence[str]) -> list[Any]:
@@ -194,6 +251,12 @@ async def _scenario(args: argparse.Namespace) -> dict[str, Any]:
     def sim_cpu() -> float:
         return sum(sum(p.cpu_times()[:2]) for p in sims)
 
+    if sc.null_views:
+        # This child process runs the one scenario: the hub builds the null kinds.
+        from dragonfly.topology import hub as hub_module
+
+        for name, cls in null_kinds().items():
+            setattr(hub_module, name, cls)
     rss_before = _rss_mb(me)
     hub = Hub(
         instruments,
@@ -495,9 +558,10 @@ def _derive(scenarios: dict[str, Any]) -> dict[str, Any]:
         out["cost_ratio_c_over_a"] = c["cpu_us_per_frame"] / a["cpu_us_per_frame"]
     if ok(b) and ok(c):
         out["cost_ratio_c_over_b"] = c["cpu_us_per_frame"] / b["cpu_us_per_frame"]
-    f = scenarios.get("f", {})
-    if ok(a) and ok(f):
-        out["cost_ratio_f_over_a"] = f["cpu_us_per_frame"] / a["cpu_us_per_frame"]
+    for name in ("f", "n"):
+        other = scenarios.get(name, {})
+        if ok(a) and ok(other):
+            out[f"cost_ratio_{name}_over_a"] = other["cpu_us_per_frame"] / a["cpu_us_per_frame"]
     full = [name for name, s in scenarios.items() if ok(s) and s["cpu_util"] >= SATURATED]
     if full:
         out["saturated"] = (

@@ -6,6 +6,7 @@ published views of the kinds it reads and measured CPU and memory.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from pathlib import Path
@@ -13,7 +14,11 @@ from typing import Any
 
 import pytest
 
-from latency.scale import KINDS, SCENARIO, SCENARIOS, _derive, main, summarize
+from dragonfly.core.aggregator import Aggregator, BaseAggregator
+from dragonfly.core.bbo import BboAggregator
+from dragonfly.core.liquidity_agg import LiquidityAggregator
+from dragonfly.core.types import VenueBook
+from latency.scale import KINDS, SCENARIO, SCENARIOS, NullView, _derive, main, null_kinds, summarize
 
 SCENARIO_FIELDS = {
     "scenario", "description", "venues", "instruments", "books", "aggregators_declared",
@@ -27,13 +32,15 @@ T2Q_FIELDS = {"p50", "p90", "p99", "p999", "max"}
 
 def test_quick_run_reports_every_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "scale.json"
-    # f, not a default: b's hub with no view read (the layers below the aggregators alone).
-    assert main(["--quick", "--out", str(out), "--scenarios", ",".join((*SCENARIOS, "f"))]) == 0
+    # f and n, not defaults: b's hub with no view read (the layers below the
+    # aggregators alone), and with every view read but null (b's plumbing).
+    assert main(["--quick", "--out", str(out), "--scenarios", ",".join((*SCENARIOS, "f", "n"))]) == 0
     result = json.loads(out.read_text())
     assert result["params"]["venues"] == ["binance", "bitstamp"]
     assert result["params"]["instruments"] == ["ethbtc", "btcusdt"]
-    assert set(result["scenarios"]) == {*SCENARIOS, "f"}
+    assert set(result["scenarios"]) == {*SCENARIOS, "f", "n"}
     assert result["scenarios"]["f"]["kinds"] == {} and result["scenarios"]["f"]["aggregators_read"] == []
+    assert result["scenarios"]["n"]["description"].endswith("(null views)")
     for name, s in result["scenarios"].items():
         assert "error" not in s, s.get("error")
         assert set(s) >= SCENARIO_FIELDS, SCENARIO_FIELDS - set(s)
@@ -54,9 +61,36 @@ def test_quick_run_reports_every_field(tmp_path: Path, capsys: pytest.CaptureFix
             assert 0 < kind["t2q_us"]["p50"] <= kind["t2q_us"]["p99"] <= kind["t2q_us"]["max"]
     derived = result["derived"]
     assert derived["cost_ratio_b_over_a"] > 0 and derived["cost_ratio_c_over_a"] > 0
-    assert derived["cost_ratio_f_over_a"] > 0
+    assert derived["cost_ratio_f_over_a"] > 0 and derived["cost_ratio_n_over_a"] > 0
     assert math.isfinite(derived["marginal_mb_per_book_b_vs_a"])  # RSS noise may make it <= 0
     assert "| scen |" in capsys.readouterr().out
+
+
+async def test_null_views_publish_their_times_and_leave_the_rest_of_the_recompute_as_shipped() -> None:
+    kinds = null_kinds()
+    products: dict[str, type[BaseAggregator[Any]]] = {
+        "Aggregator": Aggregator, "BboAggregator": BboAggregator, "LiquidityAggregator": LiquidityAggregator,
+    }
+    assert set(kinds) == set(products)
+    for name, cls in kinds.items():
+        assert issubclass(cls, products[name])
+        # Only the view (and the liquidity view's reads) differ from the product's class.
+        assert {k for k in vars(cls) if not k.startswith("__")} <= {"_view", "read_with"}
+        agg = cls("ethbtc", ["binance", "bitstamp"], min_interval=0.0)
+        if agg.on_demand:
+            agg.read_with("binance", lambda depth: pytest.fail("a null liquidity view read a book"))
+        got: list[NullView] = []
+        agg.add_sink(got.append)
+        producer = agg.producers["binance"]
+        producer.put(VenueBook("binance", ((100.0, 1.0),), ((101.0, 1.0),), 123))
+        producer.end_burst()
+        await asyncio.sleep(0)  # the liquidity kind is deferred: one loop hop
+        assert [type(v) for v in got] == [NullView], name
+        assert got[0].recv_ns == 123 and got[0].publish_ns >= got[0].recv_ns
+        # The recompute around the view runs as shipped: a withdrawal is published too.
+        producer.withdraw()
+        await asyncio.sleep(0)
+        assert len(got) == 2 and agg.last is got[-1], name
 
 
 def test_a_saturated_hub_is_named_in_the_derived_figures() -> None:

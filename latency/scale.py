@@ -40,7 +40,9 @@ source and the hub are pinned to different cores), one after the other:
   queues and their wake-ups, each recompute's drain, freshness and sanity
   rule, the pacing and the sink calls. Its cost per frame is what ``b``
   costs before any view computes anything: a floor for ``b`` that no faster
-  view can go below.
+  view can go below. (It publishes on every book recompute, where the book
+  kind skips those that change nothing, ~1 in 5 in ``b``: ~0.2 more sink
+  calls a frame, under 1% of ``a``'s cost at 8k frames/s.)
 
 Scenario ``a`` reads one stream per venue at the same period as every
 stream of ``b``: each book updates as often in both, ``a`` just has 1/N of

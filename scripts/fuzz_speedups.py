@@ -1695,17 +1695,8 @@ def fuzz_bbo_quotes(rng: Random, corpus: Corpus) -> None:
 # -- band_figures and fill_figures ---------------------------------------------------------
 
 
-class SlicedFill(NamedTuple):
+class SlicedFill(Fill):
     """A fill type whose indexing is its own: fill_figures must decline it (the twin slices a fill)."""
-
-    side: str
-    quantity: float
-    filled: float
-    average_price: float
-    worst_price: float
-    slippage_bps: float
-    venues: tuple[Any, ...]
-    complete: bool
 
     def __getitem__(self, i: Any) -> Any:
         return tuple.__getitem__(self, i)

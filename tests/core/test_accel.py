@@ -27,6 +27,7 @@ from dragonfly.core.aggregator import STATUS_CODES, Run, merge_side_py, venue_st
 from dragonfly.core.book import L2Book
 from dragonfly.core.checksum import crc32_digits_py, crc32_interleaved_py
 from dragonfly.core.health import VenueStatus
+from dragonfly.core.liquidity import Fill
 from dragonfly.core.listener import check_book_py
 from dragonfly.core.types import MergedBook, MergedLevel, VenueBook, VenueState
 from dragonfly.core.views import VenueBbo
@@ -1094,15 +1095,8 @@ def test_compute_gives_the_same_figures_with_c_and_without(monkeypatch: pytest.M
     check()
 
 
-class _SlicedFill(NamedTuple):
-    side: str
-    quantity: float
-    filled: float
-    average_price: float
-    worst_price: float
-    slippage_bps: float
-    venues: tuple[Any, ...]
-    complete: bool
+class _SlicedFill(Fill):
+    """A fill type whose indexing is its own: fill_figures must decline it."""
 
     def __getitem__(self, i: Any) -> Any:
         return tuple.__getitem__(self, i)
